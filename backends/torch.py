@@ -1,0 +1,82 @@
+"""The PyTorch backend (CPU or CUDA; float64 by default so it agrees with autograd).
+
+Gradients come from ``torch.autograd.grad``; ``stop_gradient`` is ``detach``.
+Noise comes from a ``torch.Generator`` on the backend's device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from stochgrad.backend import Backend
+
+
+def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda a, b: op(a, b).to(a.dtype)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, device: Any = None, dtype: Any = None) -> None:
+        self.device = torch.device(device if device is not None else "cpu")
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None)
+        self.dtype = dtype if dtype is not None else torch.float64
+        if self.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+        eps = torch.finfo(self.dtype).eps
+        self._lo, self._hi = eps / 2, 1 - eps / 2
+        self.fn = {
+            "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sqrt": torch.sqrt,
+            "abs": torch.abs, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
+            "sign": torch.sign, "lt": _compare(torch.lt), "le": _compare(torch.le),
+            "gt": _compare(torch.gt), "ge": _compare(torch.ge),
+        }
+
+    def asarray(self, value: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(value), dtype=self.dtype, device=self.device)
+
+    def leaf(self, value: np.ndarray, count: int) -> torch.Tensor:
+        v = self.asarray(value)
+        return v.expand((count,) + tuple(v.shape)).detach().requires_grad_(True)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return x.detach().to("cpu", torch.float64).numpy()
+
+    def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
+        return x.detach()
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def reshape(self, x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        return x.reshape(tuple(shape))
+
+    def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+        return torch.sum(x, dim=axes) if axes else x
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def noise(self, kind: str, generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+        opts = {"generator": generator, "dtype": self.dtype, "device": self.device}
+        if kind == "normal":
+            return torch.randn(shape, **opts)
+        return torch.rand(shape, **opts).clamp_(self._lo, self._hi)
+
+    def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(list(parts), dim=0)
+
+    def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
+        with torch.enable_grad():
+            out, aux = fn(leaves)
+            if not leaves or not out.requires_grad:
+                return aux, [torch.zeros_like(x) for x in leaves]
+            grads = torch.autograd.grad(out, leaves, allow_unused=True)
+        return aux, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]

@@ -1,0 +1,51 @@
+"""stochgrad: gradients of expectations, written as a DSL.
+
+    import stochgrad as sg
+    r = sg.estimate("E[z**2, z ~ Normal(mu, sigma)]", {"mu": 12.0, "sigma": 42.0}, n=100_000)
+    r.grad["mu"], r.stderr["mu"]     # about 24, with its standard error
+    print(r.plan)                    # which estimator each random node got, and why
+
+Pipeline: :func:`parse` (text -> immutable IR) -> :func:`plan` (an estimator per
+random node, with reasons) -> lowering on a backend (autograd or torch).
+"""
+
+from . import continuous as _continuous  # noqa: F401  (registers the distributions)
+from .analysis import parameters
+from .api import Estimate, estimate
+from .backend import Backend, available_backends, get_backend, register_backend
+from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
+from .embed import E, dist_constructor, function, symbols
+from .errors import BackendError, ParseError, PlanError, StochgradError, ValidationError
+from .estimators import Pathwise, Score
+from .functions import FUNCTIONS
+from .ir import Expr
+from .parser import parse
+from .planner import Plan, plan
+
+__version__ = "0.1.0"
+
+Normal = dist_constructor("Normal")
+LogNormal = dist_constructor("LogNormal")
+Exponential = dist_constructor("Exponential")
+Weibull = dist_constructor("Weibull")
+Uniform = dist_constructor("Uniform")
+Laplace = dist_constructor("Laplace")
+Gumbel = dist_constructor("Gumbel")
+Logistic = dist_constructor("Logistic")
+Cauchy = dist_constructor("Cauchy")
+Kumaraswamy = dist_constructor("Kumaraswamy")
+
+exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
+abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
+sigmoid, softplus, floor, sign = (function(n) for n in ("sigmoid", "softplus", "floor", "sign"))
+sum, mean = function("sum"), function("mean")  # noqa: A001
+
+__all__ = [
+    "parse", "plan", "estimate", "Estimate", "Plan", "Expr", "E", "symbols", "parameters",
+    "Pathwise", "Score", "Backend", "get_backend", "register_backend", "available_backends",
+    "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
+    "StochgradError", "ParseError", "PlanError", "ValidationError", "BackendError",
+    "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
+    "Cauchy", "Kumaraswamy", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+    "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
+]

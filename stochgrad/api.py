@@ -1,0 +1,200 @@
+"""Public entry points: :func:`estimate` and the :class:`Estimate` it returns.
+
+``estimate`` plans the expression (cached), then runs the surrogate in chunks of
+samples.  Each chunk gives every parameter one copy per sample (a leaf of shape
+``(count, *shape)``), so one reverse pass yields each sample's own gradient
+contribution ``g_i``; the estimate is their mean and the standard error is
+``sd(g_i) / sqrt(n)``, accumulated across chunks with Chan et al.'s (1979)
+pairwise update.  The same is done for the value.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from .backend import Backend, get_backend
+from .errors import ValidationError, did_you_mean
+from .lower import Lowering
+from .noise import BLOCK, NoiseSource
+from .parser import parse
+from .planner import Plan, plan
+
+#: default largest chunk: bounds memory for large n (a multiple of the noise block)
+DEFAULT_CHUNK = 16 * BLOCK
+
+
+def as_expression(expr: Any) -> ir.Expr:
+    if isinstance(expr, str):
+        return parse(expr)
+    if isinstance(expr, ir.Expr):
+        return expr
+    raise TypeError(f"expected DSL text or an expression, got {type(expr).__name__}")
+
+
+@dataclass
+class _Moments:
+    """Running count, mean and sum of squared deviations (elementwise)."""
+
+    n: int = 0
+    mean: np.ndarray | float = 0.0
+    m2: np.ndarray | float = 0.0
+
+    def update(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        if self.n == 0:
+            self.n, self.mean, self.m2 = count, mean, m2
+            return
+        total = self.n + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.n * count / total)
+        self.n = total
+
+    def stderr(self) -> np.ndarray | float:
+        if self.n < 2:
+            return np.full_like(np.asarray(self.mean, dtype=float), np.nan)
+        return np.sqrt(self.m2 / (self.n - 1) / self.n)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Monte Carlo estimate of an expectation and of its gradient, with standard errors.
+
+    ``grad[name]`` is the gradient of ``value`` (summed over its entries, if it is
+    an array) with respect to parameter ``name``; ``stderr[name]`` has its shape.
+    """
+
+    value: float | np.ndarray
+    value_stderr: float | np.ndarray
+    grad: dict[str, float | np.ndarray]
+    stderr: dict[str, float | np.ndarray]
+    plan: Plan
+    n: int
+    backend: str
+    seed: int
+    chunk_size: int = field(default=0)
+
+    def __str__(self) -> str:
+        lines = [f"value = {_fmt(self.value)} \u00b1 {_fmt(self.value_stderr)}"]
+        for k in self.grad:
+            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {_fmt(self.stderr[k])}")
+        return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.6g}" if np.ndim(x) == 0 else np.array2string(np.asarray(x), precision=6)
+
+
+def _check_params(p: Plan, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    needed = set(p.parameters)
+    for name in params:
+        if name not in needed:
+            raise ValidationError(
+                f"unknown parameter {name!r}{did_you_mean(name, needed)}; the expression's parameters are: "
+                f"{', '.join(p.parameters) or 'none'}"
+            )
+    out = {}
+    for name in p.parameters:
+        if name not in params:
+            raise ValidationError(f"parameter {name!r} is missing; the expression needs: {', '.join(p.parameters)}")
+        try:
+            value = np.asarray(params[name], dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"parameter {name!r} must be a number or an array of numbers: {exc}") from None
+        if not np.all(np.isfinite(value)):
+            raise ValidationError(f"parameter {name!r} must be finite, got {value!r}")
+        out[name] = value
+    try:
+        np.broadcast_shapes(*(v.shape for v in out.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k}: {v.shape}" for k, v in out.items())
+        raise ValidationError(f"parameter shapes do not broadcast together ({shapes})") from None
+    return out
+
+
+def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(start, min(chunk_size, n - start)) for start in range(0, n, chunk_size)]
+
+
+def estimate(
+    expr: Any,
+    params: Mapping[str, Any] | None = None,
+    *,
+    n: int,
+    backend: str | Backend | None = None,
+    seed: int | None = None,
+    estimators: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
+    **backend_options: Any,
+) -> Estimate:
+    """Estimate ``expr`` and its gradient with respect to every parameter.
+
+    ``params`` maps parameter names to floats or numpy arrays (broadcasting like
+    numpy); ``n`` is the number of samples; ``seed`` fixes the noise (same seed
+    and backend give identical results); ``estimators`` overrides the planner per
+    variable (``{"z": "score"}``); ``chunk_size`` bounds how many samples are
+    held in memory at once (rounded down to a multiple of
+    :data:`stochgrad.noise.BLOCK`).  Other keywords (``device``, ``dtype`` for
+    torch) configure the backend.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
+    n = int(n)
+    p = plan(expr, estimators)
+    values = _check_params(p, params or {})
+    B = get_backend(backend, **backend_options)
+    if seed is None:
+        seed = secrets.randbits(63)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
+    size = DEFAULT_CHUNK if chunk_size is None else int(chunk_size)
+    if size < 1:
+        raise ValidationError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    size = n if n <= size else max(BLOCK, size - size % BLOCK)
+
+    names = list(values)
+    value_m, grad_m = _Moments(), {k: _Moments() for k in names}
+    for start, count in _chunks(n, size):
+        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count))
+
+        def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
+            lowering.params = dict(zip(names, leaves))
+            s = lowering.array(lowering.eval(p.root, {}))
+            shape = B.shape(s)
+            return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
+
+        leaves = [B.leaf(values[k], count) for k in names]
+        per_sample, grads = B.value_and_grad(objective, leaves)
+        _accumulate(B, value_m, per_sample, count)
+        for k, g in zip(names, grads):
+            _accumulate(B, grad_m[k], g * count, count)
+    scalar = {k: values[k].ndim == 0 for k in names}
+    return Estimate(
+        value=_out(value_m.mean, True),
+        value_stderr=_out(value_m.stderr(), True),
+        grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
+        stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
+        plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
+    )
+
+
+def _accumulate(B: Any, m: _Moments, x: Any, count: int) -> None:
+    """Fold a chunk of per-sample values (sample axis of size 1 or count) into ``m``."""
+    shape = B.shape(x)
+    if shape[0] == 1:  # the same for every sample: mean is the value, no spread
+        m.update(count, B.to_numpy(x)[0], np.zeros(shape[1:]))
+        return
+    mean = B.sum(x, (0,)) / count
+    dev = x - B.reshape(mean, (1,) + tuple(shape[1:]))
+    m.update(count, B.to_numpy(mean), B.to_numpy(B.sum(dev * dev, (0,))))
+
+
+def _out(x: Any, scalar: bool) -> float | np.ndarray:
+    a = np.asarray(x, dtype=float)
+    return float(a) if scalar and a.ndim == 0 else a
+

@@ -1,0 +1,147 @@
+"""The one narrow interface every backend implements, and the backend registry.
+
+The core never imports a framework: a backend module is imported only when a
+user asks for it by name (einops' rule).  Built-in backends register here
+exactly as a third-party one would, with :func:`register_backend`.
+
+The estimators are *surrogate builders* (DiCE, Foerster et al. 2018; optax's
+``monte_carlo``): each builds a scalar whose value is the Monte Carlo estimate
+and whose gradient is the estimator.  So a backend needs only array arithmetic,
+``stop_gradient`` and its own reverse-mode autodiff -- no custom backward code.
+
+Every array a backend handles during lowering has a leading *sample axis* of
+size 1 or n followed by the value's logical shape.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import BackendError, did_you_mean
+
+Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
+
+#: elementwise primitives a backend must supply in :attr:`Backend.fn`
+PRIMITIVES = frozenset(
+    {
+        "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
+        "sigmoid", "softplus", "floor", "sign", "lt", "le", "gt", "ge",
+    }
+)
+
+
+class Backend(ABC):
+    """A framework adapter.  Subclasses fill :attr:`fn` and the methods below."""
+
+    name: str = ""
+    #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0
+    fn: Mapping[str, Callable[..., Array]]
+
+    # -- arrays -----------------------------------------------------------
+    @abstractmethod
+    def asarray(self, value: np.ndarray) -> Array:
+        """A constant native array (no gradient) of the backend's dtype and device."""
+
+    @abstractmethod
+    def leaf(self, value: np.ndarray, count: int) -> Array:
+        """A differentiable input of shape ``(count, *value.shape)``: one copy per sample,
+        so the gradient with respect to it holds each sample's own contribution."""
+
+    @abstractmethod
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """A float64 numpy copy of a value (gradient stripped)."""
+
+    @abstractmethod
+    def stop_gradient(self, x: Array) -> Array:
+        """The same value, treated as a constant by differentiation."""
+
+    @abstractmethod
+    def shape(self, x: Array) -> tuple[int, ...]: ...
+
+    @abstractmethod
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array: ...
+
+    @abstractmethod
+    def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
+        """Sum over ``axes`` (non-negative), dropping them."""
+
+    # -- noise --------------------------------------------------------------
+    @abstractmethod
+    def generator(self, seed: int) -> Any:
+        """A fresh random generator seeded with a 63-bit integer."""
+
+    @abstractmethod
+    def noise(self, kind: str, generator: Any, shape: tuple[int, ...]) -> Array:
+        """Standard noise: ``kind`` is ``"normal"`` or ``"uniform"``; uniforms lie strictly
+        inside (0, 1) so that logs and inverse CDFs stay finite."""
+
+    @abstractmethod
+    def concat(self, parts: Sequence[Array]) -> Array:
+        """Join arrays along the sample axis."""
+
+    # -- autodiff -----------------------------------------------------------
+    @abstractmethod
+    def value_and_grad(
+        self, fn: Callable[[list[Array]], tuple[Array, Any]], leaves: list[Array]
+    ) -> tuple[Any, list[Array]]:
+        """Run ``fn(leaves) -> (scalar, aux)``; return ``(aux, d scalar / d leaves)``.
+
+        ``aux`` comes back as it was returned (already gradient-free)."""
+
+
+#: backend name -> "module:Class" (lazily imported) or a factory
+_REGISTRY: dict[str, str | Callable[..., Backend]] = {
+    "autograd": "stochgrad.backends.autograd:AutogradBackend",
+    "torch": "stochgrad.backends.torch:TorchBackend",
+}
+_INSTALL_HINT = {
+    "autograd": "pip install autograd  (or: pip install 'stochgrad[autograd]')",
+    "torch": "pip install torch  (or: pip install 'stochgrad[torch]')",
+}
+DEFAULT_BACKEND = "autograd"
+
+
+def register_backend(name: str, factory: str | Callable[..., Backend]) -> None:
+    """Make ``backend=name`` available; ``factory`` is a class/callable or ``"module:Class"``."""
+    _REGISTRY[name] = factory
+
+
+def available_backends() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
+    """Instantiate a backend by name (default: ``$STOCHGRAD_BACKEND``, else autograd).
+
+    ``options`` (e.g. ``device``, ``dtype`` for torch) go to the backend's constructor.
+    """
+    if isinstance(name, Backend):
+        if options:
+            raise BackendError("backend options cannot be combined with a backend instance")
+        return name
+    if name is None:
+        name = os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise BackendError(
+            f"unknown backend {name!r}{did_you_mean(name, _REGISTRY)}; available: {', '.join(available_backends())}"
+        )
+    if isinstance(factory, str):
+        module_name, _, cls_name = factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            framework = name if name in _INSTALL_HINT else exc.name
+            hint = _INSTALL_HINT.get(name, f"install the package that provides {module_name}")
+            raise BackendError(f"backend {name!r} needs {framework}, which is not installed: {hint}") from exc
+        factory = getattr(module, cls_name)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise BackendError(f"backend {name!r} does not accept options {sorted(options)}: {exc}") from exc

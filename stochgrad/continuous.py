@@ -1,0 +1,172 @@
+"""Continuous distributions with pathwise samplers.
+
+Normal and LogNormal transform standard normal noise (``z = loc + scale*eps``).
+All others are :class:`~stochgrad.distributions.InverseCDF` distributions: the
+sampler is their inverse CDF applied to ``u ~ U(0, 1)``.  Exponential and
+Weibull are exactly the reference text's reparameterizations
+(``-log(u)/rate`` and ``scale*(-log u)**(1/k)``, using that ``1-u`` and ``u``
+have the same law).  :class:`Kumaraswamy` has no hand-written sampler at all:
+it is defined only by its inverse CDF and log density (Kumaraswamy 1980;
+Nalisnick & Smyth 2017 use it as a reparameterizable Beta stand-in).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .distributions import (
+    HALF_LOG_2PI,
+    Distribution,
+    InverseCDF,
+    Param,
+    positive,
+    real,
+    register_distribution,
+)
+
+Array = Any
+P = Mapping[str, Array]
+
+
+class _LocScale:
+    params = (Param("loc", real, "location"), Param("scale", positive, "scale"))
+
+
+class Normal(_LocScale, Distribution):
+    name = "Normal"
+    doc = "Normal(loc, scale): scale is the standard deviation"
+
+    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return p["loc"] + p["scale"] * draw("normal", shape)
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        t = (x - p["loc"]) / p["scale"]
+        return -0.5 * t * t - B.fn["log"](p["scale"]) - HALF_LOG_2PI
+
+
+class LogNormal(_LocScale, Distribution):
+    name = "LogNormal"
+    doc = "LogNormal(loc, scale): exp of a Normal(loc, scale)"
+
+    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return B.fn["exp"](p["loc"] + p["scale"] * draw("normal", shape))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        log_x = B.fn["log"](x)
+        t = (log_x - p["loc"]) / p["scale"]
+        return -0.5 * t * t - B.fn["log"](p["scale"]) - HALF_LOG_2PI - log_x
+
+
+class Exponential(InverseCDF):
+    name = "Exponential"
+    params = (Param("rate", positive, "rate (1 / mean)"),)
+    doc = "Exponential(rate): density rate*exp(-rate*z) on z >= 0"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return -B.fn["log"](u) / p["rate"]
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return B.fn["log"](p["rate"]) - p["rate"] * x
+
+
+class Weibull(InverseCDF):
+    name = "Weibull"
+    params = (Param("scale", positive, "scale lambda"), Param("concentration", positive, "shape k"))
+    doc = "Weibull(scale, concentration): the reference text's Weibull(lambda, k)"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["scale"] * (-B.fn["log"](u)) ** (1.0 / p["concentration"])
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        log, k, lam = B.fn["log"], p["concentration"], p["scale"]
+        return log(k) - log(lam) + (k - 1.0) * (log(x) - log(lam)) - (x / lam) ** k
+
+
+class Uniform(InverseCDF):
+    name = "Uniform"
+    params = (Param("low", real, "lower end"), Param("high", real, "upper end"))
+    doc = "Uniform(low, high) with low < high"
+
+    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+        low, high = np.broadcast_arrays(values["low"], values["high"])
+        bad = ~(low < high)
+        if np.any(bad):
+            return f"parameter 'high' must be > 'low', got low={float(low[bad].flat[0])!r}, high={float(high[bad].flat[0])!r}"
+        return None
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["low"] + (p["high"] - p["low"]) * u
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return 0.0 * x - B.fn["log"](p["high"] - p["low"])
+
+
+class Laplace(_LocScale, InverseCDF):
+    name = "Laplace"
+    doc = "Laplace(loc, scale): density exp(-|z-loc|/scale) / (2 scale)"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        c = u - 0.5
+        return p["loc"] - p["scale"] * B.fn["sign"](c) * B.fn["log1p"](-2.0 * B.fn["abs"](c))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return -B.fn["log"](2.0 * p["scale"]) - B.fn["abs"](x - p["loc"]) / p["scale"]
+
+
+class Gumbel(_LocScale, InverseCDF):
+    name = "Gumbel"
+    doc = "Gumbel(loc, scale): the max-stable law used by the Gumbel-max trick"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["loc"] - p["scale"] * B.fn["log"](-B.fn["log"](u))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        t = (x - p["loc"]) / p["scale"]
+        return -B.fn["log"](p["scale"]) - t - B.fn["exp"](-t)
+
+
+class Logistic(_LocScale, InverseCDF):
+    name = "Logistic"
+    doc = "Logistic(loc, scale): CDF sigmoid((z-loc)/scale)"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["loc"] + p["scale"] * (B.fn["log"](u) - B.fn["log1p"](-u))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        t = (x - p["loc"]) / p["scale"]
+        return -t - B.fn["log"](p["scale"]) - 2.0 * B.fn["softplus"](-t)
+
+
+class Cauchy(_LocScale, InverseCDF):
+    name = "Cauchy"
+    doc = "Cauchy(loc, scale): heavy-tailed, no mean"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["loc"] + p["scale"] * B.fn["tan"](math.pi * (u - 0.5))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        t = (x - p["loc"]) / p["scale"]
+        return -math.log(math.pi) - B.fn["log"](p["scale"]) - B.fn["log1p"](t * t)
+
+
+class Kumaraswamy(InverseCDF):
+    name = "Kumaraswamy"
+    params = (Param("a", positive, "first shape"), Param("b", positive, "second shape"))
+    doc = "Kumaraswamy(a, b) on (0, 1): density a*b*z**(a-1)*(1-z**a)**(b-1); sampled only through its inverse CDF"
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        # (1 - (1-u)**(1/b))**(1/a), written with log1p/expm1 so it stays accurate near 0 and 1
+        log, exp = B.fn["log"], B.fn["exp"]
+        return exp(log(-B.fn["expm1"](B.fn["log1p"](-u) / p["b"])) / p["a"])
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        log, a, b = B.fn["log"], p["a"], p["b"]
+        return log(a) + log(b) + (a - 1.0) * log(x) + (b - 1.0) * B.fn["log1p"](-(x**a))
+
+
+for _cls in (Normal, LogNormal, Exponential, Weibull, Uniform, Laplace, Gumbel, Logistic, Cauchy, Kumaraswamy):
+    register_distribution(_cls())

@@ -1,0 +1,63 @@
+"""The embedded Python form of the DSL: build the same IR without strings.
+
+    >>> import stochgrad as sg
+    >>> mu, sigma, z = sg.symbols("mu sigma z")
+    >>> e = sg.E(z**2, z=sg.Normal(mu, sigma))
+    >>> str(e)
+    'E[z ** 2, z ~ Normal(mu, sigma)]'
+
+Distribution constructors (``sg.Normal``...) and functions (``sg.exp``...) are
+generated from the same tables the parser uses, and validate their arguments
+the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import ir
+from .distributions import DISTRIBUTIONS, make_dist
+from .functions import FUNCTIONS, make_call
+
+
+def symbols(names: str) -> tuple[ir.Name, ...] | ir.Name:
+    """``symbols("mu sigma")`` -> names usable in expressions (one name -> one symbol)."""
+    out = tuple(ir.Name(n) for n in names.replace(",", " ").split())
+    return out[0] if len(out) == 1 else out
+
+
+def E(body: Any, **bindings: ir.Dist) -> ir.Expect:
+    """``E(body, z=Normal(mu, 1), x=Normal(z, s))``: bindings in the order given."""
+    if not bindings:
+        raise TypeError("E() needs at least one binding, e.g. E(z**2, z=Normal(mu, sigma))")
+    pairs = []
+    for var, dist in bindings.items():
+        if not isinstance(dist, ir.Dist):
+            raise TypeError(f"binding {var}= must be a distribution such as Normal(mu, sigma), got {type(dist).__name__}")
+        pairs.append(ir.Binding(var, dist))
+    from .analysis import check_scopes
+
+    e = ir.Expect(ir.as_expr(body), tuple(pairs))
+    check_scopes(e)
+    return e
+
+
+def dist_constructor(name: str) -> Callable[..., ir.Dist]:
+    def build(*args: Any, **kwargs: Any) -> ir.Dist:
+        return make_dist(name, tuple(ir.as_expr(a) for a in args),
+                         tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{DISTRIBUTIONS[name].doc or name} (builds a distribution node)"
+    return build
+
+
+def function(name: str) -> Callable[..., ir.Call]:
+    def build(*args: Any, **kwargs: Any) -> ir.Call:
+        return make_call(name, tuple(ir.as_expr(a) for a in args),
+                         tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = FUNCTIONS[name].doc
+    return build

@@ -1,0 +1,82 @@
+"""Errors raised by stochgrad.
+
+Every error is a ``ValueError`` subclass so that user code can catch bad input in
+one place.  Errors about DSL text carry the position (line, column) and render a
+caret under the offending text, in the manner of formulaic's token spans.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class StochgradError(ValueError):
+    """Base class: bad input to stochgrad (expression, parameters, options).
+
+    ``span`` optionally holds the (start, end) offsets of the DSL text at fault.
+    """
+
+    def __init__(self, message: str, span: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.span = span
+
+
+def _caret(text: str, pos: int, length: int = 1) -> tuple[int, int, str]:
+    """Return (line, column, two-line snippet with a caret) for offset ``pos``."""
+    pos = max(0, min(pos, len(text)))
+    line_no = text.count("\n", 0, pos) + 1
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end == -1 else end
+    column = pos - start + 1
+    source_line = text[start:end]
+    width = max(1, min(length, end - pos))
+    return line_no, column, f"  {source_line}\n  {' ' * (column - 1)}{'^' * width}"
+
+
+class ParseError(StochgradError):
+    """The DSL text is malformed or names something unknown.
+
+    Attributes: ``text`` (the source), ``pos`` (0-based offset), ``line`` and
+    ``column`` (1-based), ``expected`` (what the parser would have accepted).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        text: str = "",
+        pos: int | None = None,
+        *,
+        length: int = 1,
+        expected: Iterable[str] = (),
+    ) -> None:
+        self.text = text
+        self.pos = pos
+        self.expected = tuple(expected)
+        self.message = message
+        if pos is None:
+            self.line = self.column = None
+            full = message
+        else:
+            self.line, self.column, snippet = _caret(text, pos, length)
+            full = f"{message} at line {self.line}, column {self.column}:\n{snippet}"
+        super().__init__(full)
+
+
+class ValidationError(StochgradError):
+    """A parameter value, option or override is invalid (names the culprit)."""
+
+
+class PlanError(StochgradError):
+    """The requested estimator cannot be applied to a node."""
+
+
+class BackendError(StochgradError):
+    """Unknown backend name, or a backend whose framework is not installed."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""

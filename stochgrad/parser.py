@@ -1,0 +1,190 @@
+"""Text form of the DSL: lark LALR(1) parser (grammar in ``grammar.lark``) to IR.
+
+The text is data: it is tokenized and parsed, never evaluated.  Errors become
+:class:`~stochgrad.errors.ParseError` with line, column, a caret under the text
+and what the parser expected; unknown function or distribution names suggest
+the closest known one.  Nesting deeper than :data:`MAX_DEPTH` is refused with a
+clear error rather than a ``RecursionError`` later on.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ir
+from .analysis import check_scopes
+from .distributions import make_dist
+from .errors import ParseError, StochgradError
+from .functions import make_call
+
+#: deepest nesting of the syntax tree that is accepted
+MAX_DEPTH = 200
+MAX_LENGTH = 100_000
+
+_FRIENDLY = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "COMPARE": "a comparison",
+    "$END": "end of input",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files("stochgrad").joinpath("grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+@functools.lru_cache(maxsize=1)
+def _terminal_names() -> dict[str, str]:
+    names = {}
+    for t in _lark().terminals:
+        pattern = t.pattern
+        names[t.name] = _FRIENDLY.get(t.name) or (f"'{pattern.value}'" if pattern.type == "str" else t.name)
+    names.update({k: v for k, v in _FRIENDLY.items() if k not in names})
+    return names
+
+
+def _describe(expected: set[str]) -> list[str]:
+    names = _terminal_names()
+    return sorted({names.get(e, e) for e in expected})
+
+
+def _span(meta: Any) -> tuple[int, int] | None:
+    return (meta.start_pos, meta.end_pos) if not getattr(meta, "empty", True) else None
+
+
+class _Kwarg:
+    def __init__(self, key: str, value: ir.Expr, pos: int) -> None:
+        self.key, self.value, self.pos = key, value, pos
+
+
+def _split_args(items: list[Any]) -> tuple[tuple[ir.Expr, ...], tuple[tuple[str, ir.Expr], ...]]:
+    args, kwargs = [], []
+    for item in items:
+        if isinstance(item, _Kwarg):
+            kwargs.append((item.key, item.value))
+        elif kwargs:
+            raise StochgradError("a positional argument cannot follow a keyword argument", span=_expr_span(item))
+        else:
+            args.append(item)
+    return tuple(args), tuple(kwargs)
+
+
+def _expr_span(e: Any) -> tuple[int, int] | None:
+    return getattr(e, "span", None)
+
+
+@v_args(meta=True, inline=True)
+class _ToIR(Transformer):
+    def number(self, meta: Any, tok: Token) -> ir.Num:
+        return ir.Num(float(tok), span=_span(meta))
+
+    def name(self, meta: Any, tok: Token) -> ir.Name:
+        return ir.Name(str(tok), span=_span(meta))
+
+    def neg(self, meta: Any, _minus: Token, x: ir.Expr) -> ir.Expr:
+        out = ir.negate(x)
+        return out if isinstance(out, ir.Num) else ir.Neg(x, span=_span(meta))
+
+    def pos(self, meta: Any, _plus: Token, x: ir.Expr) -> ir.Expr:
+        return x
+
+    def binop(self, meta: Any, left: ir.Expr, op: Token, right: ir.Expr) -> ir.BinOp:
+        return ir.BinOp(str(op), left, right, span=_span(meta))
+
+    compare = binop
+
+    def args(self, meta: Any, *items: Any) -> list[Any]:
+        return list(items)
+
+    def kwarg(self, meta: Any, key: Token, value: ir.Expr) -> _Kwarg:
+        return _Kwarg(str(key), value, key.start_pos)
+
+    def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
+        args, kwargs = _split_args(items or [])
+        try:
+            node = make_call(str(name), args, kwargs)
+        except StochgradError as exc:
+            raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
+        return ir.Call(node.fn, node.args, node.kwargs, span=_span(meta))
+
+    def dist(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Dist:
+        args, kwargs = _split_args(items or [])
+        try:
+            node = make_dist(str(name), args, kwargs)
+        except StochgradError as exc:
+            raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
+        return ir.Dist(node.name, node.params, node.positional, span=_span(meta))
+
+    def binding(self, meta: Any, var: Token, dist: ir.Dist) -> ir.Binding:
+        return ir.Binding(str(var), dist, span=_span(meta))
+
+    def expect(self, meta: Any, body: ir.Expr, *bindings: ir.Binding) -> ir.Expect:
+        return ir.Expect(body, tuple(bindings), span=_span(meta))
+
+
+def _check_depth(tree: Tree, text: str) -> None:
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            pos = node.meta.start_pos if not node.meta.empty else 0
+            raise ParseError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", text, pos)
+        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+
+
+def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
+    if isinstance(exc, UnexpectedCharacters):
+        return ParseError(f"unexpected character {text[exc.pos_in_stream]!r}", text, exc.pos_in_stream)
+    if isinstance(exc, UnexpectedToken):
+        expected = _describe(set(exc.expected))
+        tok = exc.token
+        if tok.type == "$END":
+            return ParseError(f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected)
+        return ParseError(
+            f"unexpected {str(tok)!r}; expected {' or '.join(expected)}",
+            text, tok.start_pos, length=len(str(tok)), expected=expected,
+        )
+    if isinstance(exc, UnexpectedEOF):
+        expected = _describe(set(exc.expected))
+        return ParseError(f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected)
+    return ParseError(str(exc), text, getattr(exc, "pos_in_stream", 0) or 0)
+
+
+@functools.lru_cache(maxsize=512)
+def parse(text: str) -> ir.Expr:
+    """Parse DSL text into an immutable expression (cached: parse once, use many times)."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse() takes DSL text (str), got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"expression too long ({len(text)} characters; at most {MAX_LENGTH})")
+    if not text.strip():
+        raise ParseError("empty expression", text, 0, expected=["an expression"])
+    try:
+        tree = _lark().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text) from None
+    _check_depth(tree, text)
+    try:
+        expr = _ToIR().transform(tree) if isinstance(tree, Tree) else _ToIR().transform(Tree("start", [tree]))
+        check_scopes(expr)
+    except VisitError as exc:
+        raise _located(exc.orig_exc, text) from None
+    except StochgradError as exc:
+        raise _located(exc, text) from None
+    return expr
+
+
+def _located(exc: BaseException, text: str) -> BaseException:
+    if isinstance(exc, StochgradError) and not isinstance(exc, ParseError):
+        span = exc.span
+        if span is None:
+            return ParseError(str(exc), text, None)
+        return ParseError(str(exc), text, span[0], length=span[1] - span[0])
+    return exc

@@ -1,0 +1,74 @@
+"""Statistical assertions that decide with the estimator's own standard error.
+
+A Monte Carlo estimate ``m`` of an exact quantity ``x`` with standard error
+``s`` passes when ``|m - x| <= z * s`` (plus a tiny floating-point slack).  The
+threshold ``z`` is chosen from a stated false-failure rate ``alpha`` for the
+whole assertion, split over its ``k`` compared entries (Bonferroni):
+``z = Phi^{-1}(1 - alpha / (2k))``; alpha = 1e-6 over one entry gives z = 4.89.
+By the central limit theorem the false-failure rate is about ``alpha`` once n
+is large enough for the estimate to be near-normal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+DEFAULT_ALPHA = 1e-6
+
+
+def z_threshold(alpha: float = DEFAULT_ALPHA, comparisons: int = 1) -> float:
+    """Two-sided z threshold for family-wise false-failure rate ``alpha`` over ``comparisons``."""
+    if not 0 < alpha < 1 or comparisons < 1:
+        raise ValueError("need 0 < alpha < 1 and comparisons >= 1")
+    return NormalDist().inv_cdf(1 - alpha / (2 * comparisons))
+
+
+def assert_within_stderr(
+    estimate: Any,
+    exact: Any,
+    stderr: Any,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    comparisons: int | None = None,
+    atol: float = 1e-9,
+    name: str = "estimate",
+) -> None:
+    """Assert ``|estimate - exact| <= z * stderr + atol * (1 + |exact|)`` elementwise."""
+    m, x, s = (np.asarray(v, dtype=float) for v in (estimate, exact, stderr))
+    m, x, s = np.broadcast_arrays(m, x, s)
+    if not np.all(np.isfinite(m)):
+        raise AssertionError(f"{name}: estimate is not finite: {m}")
+    k = comparisons if comparisons is not None else max(1, m.size)
+    z = z_threshold(alpha, k)
+    tol = z * s + atol * (1 + np.abs(x))
+    bad = ~(np.abs(m - x) <= tol)
+    if np.any(bad):
+        zscores = np.abs(m - x) / np.where(s > 0, s, np.nan)
+        raise AssertionError(
+            f"{name}: {m[bad]} differs from exact {x[bad]} by {np.abs(m - x)[bad]}, "
+            f"more than {z:.2f} standard errors ({s[bad]}); |z| = {zscores[bad]}"
+        )
+
+
+def assert_estimate(
+    result: Any,
+    *,
+    value: Any = None,
+    grad: Mapping[str, Any] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+) -> None:
+    """Check a :class:`stochgrad.Estimate` against exact values and/or gradients.
+
+    The false-failure rate ``alpha`` is shared by all entries compared."""
+    checks: list[tuple[str, Any, Any, Any]] = []
+    if value is not None:
+        checks.append(("value", result.value, value, result.value_stderr))
+    for k, g in (grad or {}).items():
+        checks.append((f"d/d{k}", result.grad[k], g, result.stderr[k]))
+    total = sum(max(1, np.size(np.broadcast_arrays(np.asarray(c[1]), np.asarray(c[2]))[0])) for c in checks)
+    for name, est, exact, se in checks:
+        assert_within_stderr(est, exact, se, alpha=alpha, comparisons=total, name=name)
