@@ -74,15 +74,19 @@ class Distribution(ABC):
         """A constraint that couples parameters; return a message when violated."""
         return None
 
-    def validate(self, values: Mapping[str, np.ndarray], where: str) -> None:
-        """Raise a :class:`StochgradError` naming the parameter, constraint and value."""
+    def validate(self, values: Mapping[str, np.ndarray], where: str, sources: Mapping[str, str] | None = None) -> None:
+        """Raise a :class:`StochgradError` naming the parameter, constraint and offending value.
+
+        ``sources`` maps parameter names to the DSL text that gave them."""
         for spec in self.params:
             v = values[spec.name]
             ok = spec.constraint.holds(v)
             if not np.all(ok):
                 bad = v[~ok].flat[0] if np.ndim(v) else v
+                src = (sources or {}).get(spec.name)
+                given = f" (given as `{src}`)" if src and src != spec.name else ""
                 raise StochgradError(
-                    f"{where}: parameter {spec.name!r} must be {spec.constraint.text}, got {float(bad)!r}"
+                    f"{where}: parameter {spec.name!r}{given} must be {spec.constraint.text}, got {float(bad)!r}"
                 )
         message = self.extra_check(values)
         if message:

@@ -120,7 +120,8 @@ class Lowering:
         names = [k for k, _ in node.dist.params]
         values = self.align(*(self.array(self.eval(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
-        d.validate({k: self.B.to_numpy(v) for k, v in p.items()}, where=f"{node.var} ~ {node.dist}")
+        d.validate({k: self.B.to_numpy(v) for k, v in p.items()}, where=f"{node.var} ~ {node.dist}",
+                   sources={k: str(v) for k, v in node.dist.params})
         shape = np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values))
         streams = iter(range(1 << 30))
 

@@ -1,0 +1,190 @@
+"""Public API contract: parameters, backends, determinism, chunking, result shapes."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+import stochgrad as sg
+from stochgrad.noise import BLOCK
+
+NORMAL_SQ = "E[z**2, z ~ Normal(mu, sigma)]"
+
+
+def test_seed_example_from_the_issue(backend):
+    r = sg.estimate(sg.parse(NORMAL_SQ), {"mu": 12.0, "sigma": 42.0}, n=100_000, backend=backend, seed=0)
+    assert r.n == 100_000 and r.backend == backend and r.seed == 0
+    assert isinstance(r.grad["mu"], float) and isinstance(r.stderr["sigma"], float)
+    assert abs(r.grad["mu"] - 24) < 5 * r.stderr["mu"]
+    assert abs(r.grad["sigma"] - 84) < 5 * r.stderr["sigma"]
+    assert str(r.plan) == "z ~ Normal(mu, sigma): pathwise \u2014 reparameterizable, cost differentiable in z [unbiased]"
+
+
+def test_same_seed_identical_different_seed_different(backend):
+    a = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=5000, backend=backend, seed=123)
+    b = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=5000, backend=backend, seed=123)
+    c = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=5000, backend=backend, seed=124)
+    assert (a.value, a.grad, a.stderr) == (b.value, b.grad, b.stderr)
+    assert a.grad["mu"] != c.grad["mu"]
+
+
+def test_different_seeds_are_independent(backend):
+    # If seeds gave independent unbiased estimates, sum_k z_k^2 over 30 seeds is chi-square(30).
+    zs = []
+    for seed in range(30):
+        r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=2000, backend=backend, seed=seed)
+        zs.append((r.grad["mu"] - 2.0) / r.stderr["mu"])
+    stat = float(np.sum(np.square(zs)))
+    assert chi2.ppf(1e-4, 30) < stat < chi2.ppf(1 - 1e-4, 30), stat
+
+
+@pytest.mark.parametrize("overrides", [{}, {"z": sg.Score(baseline=None)}])
+def test_chunked_run_equals_unchunked(backend, overrides):
+    n = 3 * BLOCK + 17
+    params = {"mu": np.array([0.5, -1.0]), "sigma": 1.5}
+    whole = sg.estimate(NORMAL_SQ, params, n=n, backend=backend, seed=9, estimators=overrides)
+    parts = sg.estimate(NORMAL_SQ, params, n=n, backend=backend, seed=9, estimators=overrides, chunk_size=BLOCK)
+    assert whole.chunk_size == n and parts.chunk_size == BLOCK
+    np.testing.assert_allclose(parts.value, whole.value, rtol=1e-10)
+    np.testing.assert_allclose(parts.value_stderr, whole.value_stderr, rtol=1e-8)
+    for k in params:
+        np.testing.assert_allclose(parts.grad[k], whole.grad[k], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(parts.stderr[k], whole.stderr[k], rtol=1e-8)
+
+
+def test_chunk_size_rounds_to_noise_blocks():
+    r = sg.estimate(NORMAL_SQ, {"mu": 0.0, "sigma": 1.0}, n=2 * BLOCK + 5, seed=0, chunk_size=BLOCK + 100)
+    assert r.chunk_size == BLOCK
+
+
+class _NumpyNoiseTorch:
+    """A torch backend that draws its noise from numpy, to compare backends on identical noise."""
+
+    def __new__(cls):
+        import torch
+
+        from stochgrad.backends.autograd import AutogradBackend
+        from stochgrad.backends.torch import TorchBackend
+
+        class T(TorchBackend):
+            def generator(self, seed):
+                return AutogradBackend().generator(seed)
+
+            def noise(self, kind, generator, shape):
+                arr = AutogradBackend().noise(kind, generator, shape)
+                return torch.as_tensor(arr, dtype=self.dtype)
+
+        return T()
+
+
+@pytest.mark.parametrize(
+    "text, params, overrides",
+    [
+        (NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, {}),
+        ("E[sin(z) * x, z ~ Weibull(lam, k), x ~ Gumbel(z, 2)]", {"lam": 1.5, "k": 2.0}, {"x": "score"}),
+        ("E[z > 0.3, z ~ Kumaraswamy(a, b)]", {"a": 2.0, "b": np.array([1.0, 3.0])}, {}),
+        ("E[log1p(abs(z)) + tanh(z) * sigmoid(z), z ~ Cauchy(m, s)]", {"m": 0.1, "s": 0.5}, {}),
+    ],
+)
+def test_backends_agree_on_identical_noise(text, params, overrides):
+    a = sg.estimate(text, params, n=3000, backend="autograd", seed=5, estimators=overrides)
+    t = sg.estimate(text, params, n=3000, backend=_NumpyNoiseTorch(), seed=5, estimators=overrides)
+    np.testing.assert_allclose(t.value, a.value, rtol=1e-9)
+    for k in params:
+        np.testing.assert_allclose(t.grad[k], a.grad[k], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(t.stderr[k], a.stderr[k], rtol=1e-8, atol=1e-12)
+
+
+def test_parameter_errors():
+    with pytest.raises(sg.ValidationError, match=r"parameter 'sigma' is missing; the expression needs: mu, sigma"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0}, n=10)
+    with pytest.raises(sg.ValidationError, match=r"unknown parameter 'sigm' \(did you mean 'sigma'\?\); the expression's parameters are: mu, sigma"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0, "sigm": 2.0}, n=10)
+    with pytest.raises(sg.ValidationError, match=r"parameter 'mu' must be finite"):
+        sg.estimate(NORMAL_SQ, {"mu": float("nan"), "sigma": 1.0}, n=10)
+    with pytest.raises(sg.ValidationError, match=r"parameter 'mu' must be a number or an array of numbers"):
+        sg.estimate(NORMAL_SQ, {"mu": "twelve", "sigma": 1.0}, n=10)
+    with pytest.raises(sg.ValidationError, match=r"parameter shapes do not broadcast together \(mu: \(3,\), sigma: \(2,\)\)"):
+        sg.estimate(NORMAL_SQ, {"mu": np.zeros(3), "sigma": np.ones(2)}, n=10)
+
+
+def test_constraint_errors_name_parameter_source_and_value(backend):
+    with pytest.raises(sg.StochgradError, match=r"z ~ Normal\(mu, sigma\): parameter 'scale' \(given as `sigma`\) must be > 0 and finite, got -1.0"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": np.array([1.0, -1.0])}, n=10, backend=backend)
+    with pytest.raises(sg.StochgradError, match=r"z ~ Uniform\(a, b\): parameter 'high' must be > 'low', got low=2.0, high=1.0"):
+        sg.estimate("E[z, z ~ Uniform(a, b)]", {"a": 2.0, "b": 1.0}, n=10, backend=backend)
+    with pytest.raises(sg.StochgradError, match=r"x ~ Exponential\(z\): parameter 'rate' \(given as `z`\) must be > 0"):
+        sg.estimate("E[x, z ~ Normal(0, 1), x ~ Exponential(z)]", {}, n=100, backend=backend, seed=0)
+
+
+def test_option_errors():
+    with pytest.raises(sg.ValidationError, match=r"n \(the number of samples\) must be an integer >= 1, got 0"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=0)
+    with pytest.raises(sg.ValidationError, match=r"seed must be a non-negative integer, got -3"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, seed=-3)
+    with pytest.raises(sg.ValidationError, match=r"chunk_size must be >= 1, got 0"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, chunk_size=0)
+    with pytest.raises(sg.StochgradError, match=r"axis 2 is out of range for a value with 1 axes"):
+        sg.estimate("E[sum(z, axis=2), z ~ Normal(mu, 1)]", {"mu": np.zeros(3)}, n=10)
+
+
+def test_backend_registry_errors():
+    with pytest.raises(sg.BackendError, match=r"unknown backend 'troch' \(did you mean 'torch'\?\); available: autograd, torch"):
+        sg.get_backend("troch")
+    sg.register_backend("jaxish", "stochgrad_no_such_module:Backend")
+    with pytest.raises(sg.BackendError, match=r"backend 'jaxish' needs stochgrad_no_such_module, which is not installed"):
+        sg.get_backend("jaxish")
+    with pytest.raises(sg.BackendError, match=r"backend 'torch' does not accept options \['colour'\]"):
+        sg.get_backend("torch", colour="red")
+
+
+def test_default_backend_from_environment(monkeypatch):
+    monkeypatch.setenv("STOCHGRAD_BACKEND", "torch")
+    assert sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, seed=0).backend == "torch"
+    monkeypatch.delenv("STOCHGRAD_BACKEND")
+    assert sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, seed=0).backend == "autograd"
+
+
+def test_torch_dtype_and_device_options():
+    r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=20_000, backend="torch", seed=0,
+                    dtype="float32", device="cpu")
+    assert abs(r.grad["mu"] - 2.0) < 6 * r.stderr["mu"]
+
+
+def test_backends_implement_every_primitive():
+    from stochgrad.backend import PRIMITIVES
+    from stochgrad.functions import FUNCTIONS
+
+    needed = {f.primitive for f in FUNCTIONS.values() if f.primitive}
+    assert needed <= PRIMITIVES
+    for name in sg.available_backends():
+        if name in ("autograd", "torch"):
+            assert set(sg.get_backend(name).fn) == PRIMITIVES
+
+
+def test_core_imports_without_any_framework():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None
+        sys.modules["autograd"] = None
+        import stochgrad as sg
+        print(sg.plan("E[z > 0, z ~ Normal(mu, 1)]"))
+        try:
+            sg.estimate("E[z, z ~ Normal(mu, 1)]", {"mu": 0.0}, n=10, backend="torch")
+        except sg.BackendError as exc:
+            print(exc)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "z ~ Normal(mu, 1): score" in out
+    assert "backend 'torch' needs torch, which is not installed: pip install torch" in out
+
+
+def test_estimate_prints_value_and_gradients():
+    r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=100, seed=0)
+    lines = str(r).splitlines()
+    assert lines[0].startswith("value = ") and lines[1].startswith("d/dmu = ") and lines[2].startswith("d/dsigma = ")
