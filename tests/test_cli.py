@@ -1,0 +1,60 @@
+"""The command line, run in-process through ``stochgrad.cli.main``."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stochgrad.cli import main
+
+NORMAL_SQ = "E[z**2, z ~ Normal(mu, sigma)]"
+
+
+def test_estimate_prints_estimates_and_plan(capsys, backend):
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=12", "--at", "sigma=42", "-n", "20000",
+                 "--backend", backend, "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"(n=20000, backend={backend}, seed=0)" in out
+    assert "d/dmu = " in out and "d/dsigma = " in out
+    assert "z ~ Normal(mu, sigma): pathwise" in out
+
+
+def test_estimate_json_with_array_parameter_and_override(capsys):
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=[1, 2]", "--at", "sigma=1", "-n", "5000",
+                 "--seed", "3", "--estimator", "z=score", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["seed"] == 3 and len(data["value"]) == 2 and len(data["grad"]["mu"]) == 2
+    assert data["plan"] == [{"var": "z", "estimator": "score", "reason": "requested", "biased": False}]
+    for g, se, exact in zip(data["grad"]["mu"], data["stderr"]["mu"], [2.0, 4.0]):
+        assert abs(g - exact) < 6 * se
+
+
+def test_plan_command(capsys):
+    assert main(["plan", "E[z > 0, z ~ Normal(mu, 1)]"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "z ~ Normal(mu, 1): score (leave-one-out baseline) \u2014 cost not differentiable in z: comparison `z > 0` [unbiased]"
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["estimate", "E[z ~ Normal(0, 1)]"], "unexpected '~'"),
+        (["estimate", NORMAL_SQ, "--at", "mu=1"], "parameter 'sigma' is missing"),
+        (["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=abc"], "--at sigma=abc: the value must be a number or a JSON array"),
+        (["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=0"], "parameter 'scale' (given as `sigma`) must be > 0"),
+        (["plan", NORMAL_SQ, "--estimator", "z=magic"], "unknown estimator 'magic' for 'z'"),
+    ],
+)
+def test_errors_are_reported_with_exit_code_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stochgrad: error: ") and message in err
+
+
+def test_installed_console_script():
+    out = subprocess.run(["stochgrad", "plan", NORMAL_SQ], capture_output=True, text=True, check=True).stdout
+    assert "pathwise" in out
+    out = subprocess.run([sys.executable, "-m", "stochgrad.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "estimate" in out and "plan" in out

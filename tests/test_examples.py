@@ -1,0 +1,24 @@
+"""The example scripts run and print what their docstrings promise (small n)."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        ("normal_reparameterization.py", ["naive sampling (torch.normal)", "0.00", "stochgrad, planned (pathwise)"]),
+        ("exponential_weibull.py", ["E[z], z ~ Exponential(2)", "E[z**2], z ~ Weibull(1.5, 2.5)", "pathwise"]),
+        ("inverse_cdf.py", ["z ~ Kumaraswamy(a, b): pathwise", "z ~ Rayleigh(s): pathwise"]),
+    ],
+)
+def test_example_runs(script, expected, backend):
+    out = subprocess.run([sys.executable, str(EXAMPLES / script), "-n", "2000", "--backend", backend],
+                         capture_output=True, text=True, check=True).stdout
+    for text in expected:
+        assert text in out
