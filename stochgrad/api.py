@@ -160,7 +160,7 @@ def estimate(
     names = list(values)
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     for start, count in _chunks(n, size):
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count))
+        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = dict(zip(names, leaves))
@@ -189,9 +189,7 @@ def _accumulate(B: Any, m: _Moments, x: Any, count: int) -> None:
     if shape[0] == 1:  # the same for every sample: mean is the value, no spread
         m.update(count, B.to_numpy(x)[0], np.zeros(shape[1:]))
         return
-    mean = B.sum(x, (0,)) / count
-    dev = x - B.reshape(mean, (1,) + tuple(shape[1:]))
-    m.update(count, B.to_numpy(mean), B.to_numpy(B.sum(dev * dev, (0,))))
+    m.update(count, *B.moments(x))
 
 
 def _out(x: Any, scalar: bool) -> float | np.ndarray:

@@ -71,6 +71,10 @@ class Backend(ABC):
     def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
         """Sum over ``axes`` (non-negative), dropping them."""
 
+    @abstractmethod
+    def moments(self, x: Array) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and sum of squared deviations along the sample axis, as float64 numpy arrays."""
+
     # -- noise --------------------------------------------------------------
     @abstractmethod
     def generator(self, seed: int) -> Any:
@@ -110,6 +114,8 @@ DEFAULT_BACKEND = "autograd"
 def register_backend(name: str, factory: str | Callable[..., Backend]) -> None:
     """Make ``backend=name`` available; ``factory`` is a class/callable or ``"module:Class"``."""
     _REGISTRY[name] = factory
+    for key in [k for k in _INSTANCES if k[0] == name]:
+        del _INSTANCES[key]
 
 
 def available_backends() -> list[str]:
@@ -120,6 +126,7 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
     """Instantiate a backend by name (default: ``$STOCHGRAD_BACKEND``, else autograd).
 
     ``options`` (e.g. ``device``, ``dtype`` for torch) go to the backend's constructor.
+    Backends are stateless, so instances are shared between calls with equal options.
     """
     if isinstance(name, Backend):
         if options:
@@ -127,6 +134,20 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
         return name
     if name is None:
         name = os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND
+    try:
+        key = (name, tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:
+        return _make_backend(name, options)
+    if key not in _INSTANCES:
+        _INSTANCES[key] = _make_backend(name, options)
+    return _INSTANCES[key]
+
+
+_INSTANCES: dict[tuple[str, tuple[tuple[str, Any], ...]], Backend] = {}
+
+
+def _make_backend(name: str, options: dict[str, Any]) -> Backend:
     factory = _REGISTRY.get(name)
     if factory is None:
         raise BackendError(

@@ -45,8 +45,11 @@ _ARITH = {
 class Lowering:
     """Evaluates planned expressions for one chunk of samples."""
 
-    def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource) -> None:
-        self.B, self.params, self.noise = B, params, noise
+    def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
+                 known: Mapping[str, np.ndarray] | None = None) -> None:
+        """``known`` holds the numeric values of parameters, so that a distribution argument that is
+        just a parameter or a constant is checked once on it rather than on a per-sample array."""
+        self.B, self.params, self.noise, self.known = B, params, noise, known or {}
         self._handlers = {
             ir.Num: self._num, ir.Name: self._name, ir.Neg: self._neg, ir.BinOp: self._binop,
             ir.Call: self._call, PlannedExpect: self._expect,
@@ -120,7 +123,7 @@ class Lowering:
         names = [k for k, _ in node.dist.params]
         values = self.align(*(self.array(self.eval(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
-        d.validate({k: self.B.to_numpy(v) for k, v in p.items()}, where=f"{node.var} ~ {node.dist}",
+        d.validate({k: self._numeric(e, p[k], env) for k, e in node.dist.params}, where=f"{node.var} ~ {node.dist}",
                    sources={k: str(v) for k, v in node.dist.params})
         shape = np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values))
         streams = iter(range(1 << 30))
@@ -133,6 +136,13 @@ class Lowering:
         z = d.sample(self.B, p, draw, shape)
         logq, _ = self.reduce_logical(d.log_prob(self.B, p, z), None)
         return z, logq
+
+    def _numeric(self, e: ir.Expr, value: Array, env: Mapping[str, Array]) -> np.ndarray:
+        if isinstance(e, ir.Num):
+            return np.asarray(e.value)
+        if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
+            return self.known[e.id]
+        return self.B.to_numpy(value)
 
     def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
         B = self.B

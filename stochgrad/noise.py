@@ -19,10 +19,23 @@ BLOCK = 1 << 16
 _KINDS = {"normal": 0, "uniform": 1}
 
 
+_MASK = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """One step of SplitMix64 (Steele et al. 2014): a bijective 64-bit mixer."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
 def stream_seed(seed: int, uid: int, stream: int, kind: str, block: int) -> int:
-    """A 63-bit seed for one block of one noise stream (SeedSequence mixes the words)."""
-    words = np.random.SeedSequence([seed, uid, stream, _KINDS[kind], block]).generate_state(2, np.uint32)
-    return (int(words[0]) << 31) ^ int(words[1])
+    """A 63-bit seed for one block of one noise stream: the words are folded in by SplitMix64."""
+    h = 0
+    for word in (seed, uid, stream, _KINDS[kind], block):
+        h = _splitmix64(h ^ (word & _MASK))
+    return h >> 1
 
 
 class NoiseSource:

@@ -1,0 +1,121 @@
+"""Overhead of ``sg.estimate`` against hand-written vectorized code, same estimator.
+
+Problem: pathwise gradient of E[z**2], z ~ Normal(mu, sigma), float64 on the CPU.
+
+* torch: ``sg.estimate(..., backend="torch")`` against a hand-written torch function
+  (randn, mu + sigma * eps, mean of z**2, torch.autograd.grad).  A second hand-written
+  variant also computes the standard errors (per-sample gradients 2z and 2z*eps, their
+  standard deviations) since stochgrad always reports them.
+* autograd: ``sg.estimate(..., backend="autograd")`` against hand-written autograd.
+
+Rounds are interleaved in one process; the figure reported is the median over rounds of
+the per-round time ratio.  Run by hand (not part of the tests):
+
+    python benchmarks/bench_overhead.py [--rounds 30] [--sizes 1000 100000 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import stochgrad as sg
+
+EXPR = "E[z**2, z ~ Normal(mu, sigma)]"
+PARAMS = {"mu": 12.0, "sigma": 42.0}
+
+
+def hand_torch(n: int, seed: int) -> tuple[float, float, float]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.tensor(12.0, dtype=torch.float64, requires_grad=True)
+    sigma = torch.tensor(42.0, dtype=torch.float64, requires_grad=True)
+    eps = torch.randn(n, generator=g, dtype=torch.float64)
+    z = mu + sigma * eps
+    loss = (z * z).mean()
+    gm, gs = torch.autograd.grad(loss, [mu, sigma])
+    return loss.item(), gm.item(), gs.item()
+
+
+def hand_torch_with_stderr(n: int, seed: int) -> tuple[float, ...]:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.tensor(12.0, dtype=torch.float64)
+    sigma = torch.tensor(42.0, dtype=torch.float64)
+    eps = torch.randn(n, generator=g, dtype=torch.float64)
+    z = mu + sigma * eps
+    f = z * z
+    d_mu, d_sigma = 2 * z, 2 * z * eps  # per-sample pathwise gradients, by hand
+    root_n = n**0.5
+    return (f.mean().item(), (f.std() / root_n).item(), d_mu.mean().item(), (d_mu.std() / root_n).item(),
+            d_sigma.mean().item(), (d_sigma.std() / root_n).item())
+
+
+def hand_autograd(n: int, seed: int) -> tuple[float, np.ndarray]:
+    from autograd import value_and_grad
+
+    eps = np.random.Generator(np.random.PCG64(seed)).standard_normal(n)
+
+    def loss(p: np.ndarray) -> float:
+        z = p[0] + p[1] * eps
+        return (z * z).mean()
+
+    return value_and_grad(loss)(np.array([12.0, 42.0]))
+
+
+def stochgrad_fn(backend: str) -> Callable[[int, int], sg.Estimate]:
+    return lambda n, seed: sg.estimate(EXPR, PARAMS, n=n, backend=backend, seed=seed)
+
+
+def timed(fn: Callable[[int, int], object], n: int, seed: int) -> float:
+    t0 = time.perf_counter()
+    fn(n, seed)
+    return time.perf_counter() - t0
+
+
+def compare(label: str, ours: Callable, theirs: Callable, n: int, rounds: int) -> tuple[float, float, float]:
+    for seed in range(3):  # warm up both (imports, allocator, plan cache)
+        ours(n, seed), theirs(n, seed)
+    ratios, t_ours, t_theirs = [], [], []
+    for r in range(rounds):
+        if r % 2:  # alternate which runs first
+            b = timed(theirs, n, r)
+            a = timed(ours, n, r)
+        else:
+            a = timed(ours, n, r)
+            b = timed(theirs, n, r)
+        t_ours.append(a)
+        t_theirs.append(b)
+        ratios.append(a / b)
+    return statistics.median(t_ours), statistics.median(t_theirs), statistics.median(ratios)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
+    args = ap.parse_args()
+    import torch
+
+    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, numpy {np.__version__}")
+    print(f"{'comparison':<44}{'n':>9}{'stochgrad':>12}{'hand':>12}{'ratio':>8}")
+    pairs = [
+        ("torch vs hand-written torch", stochgrad_fn("torch"), hand_torch),
+        ("torch vs hand-written torch + stderr", stochgrad_fn("torch"), hand_torch_with_stderr),
+        ("autograd vs hand-written autograd", stochgrad_fn("autograd"), hand_autograd),
+    ]
+    for n in args.sizes:
+        rounds = args.rounds if n < 1_000_000 else max(5, args.rounds // 3)
+        for label, ours, theirs in pairs:
+            a, b, ratio = compare(label, ours, theirs, n, rounds)
+            print(f"{label:<44}{n:>9}{a * 1e3:>10.3f}ms{b * 1e3:>10.3f}ms{ratio:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
