@@ -30,9 +30,13 @@ def _caret(text: str, pos: int, length: int = 1) -> tuple[int, int, str]:
     end = text.find("\n", pos)
     end = len(text) if end == -1 else end
     column = pos - start + 1
-    source_line = text[start:end]
-    width = max(1, min(length, end - pos))
-    return line_no, column, f"  {source_line}\n  {' ' * (column - 1)}{'^' * width}"
+    # show at most ~76 characters of a long line, around the position
+    lo = max(start, min(pos - 30, end - 76))
+    hi = min(end, lo + 76)
+    prefix, suffix = ("..." if lo > start else ""), ("..." if hi < end else "")
+    width = max(1, min(length, hi - pos))
+    pad = len(prefix) + pos - lo
+    return line_no, column, f"  {prefix}{text[lo:hi]}{suffix}\n  {' ' * pad}{'^' * width}"
 
 
 class ParseError(StochgradError):

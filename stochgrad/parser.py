@@ -83,14 +83,18 @@ def _expr_span(e: Any) -> tuple[int, int] | None:
 @v_args(meta=True, inline=True)
 class _ToIR(Transformer):
     def number(self, meta: Any, tok: Token) -> ir.Num:
-        return ir.Num(float(tok), span=_span(meta))
+        value = float(tok)
+        if value == float("inf"):
+            raise StochgradError(f"number {str(tok)[:20]}{'...' if len(tok) > 20 else ''} is too large", _span(meta))
+        return ir.Num(value, span=_span(meta))
 
     def name(self, meta: Any, tok: Token) -> ir.Name:
+        _check_name(tok)
         return ir.Name(str(tok), span=_span(meta))
 
     def neg(self, meta: Any, _minus: Token, x: ir.Expr) -> ir.Expr:
         out = ir.negate(x)
-        return out if isinstance(out, ir.Num) else ir.Neg(x, span=_span(meta))
+        return ir.Num(out.value, span=_span(meta)) if isinstance(out, ir.Num) else ir.Neg(x, span=_span(meta))
 
     def pos(self, meta: Any, _plus: Token, x: ir.Expr) -> ir.Expr:
         return x
@@ -123,10 +127,18 @@ class _ToIR(Transformer):
         return ir.Dist(node.name, node.params, node.positional, span=_span(meta))
 
     def binding(self, meta: Any, var: Token, dist: ir.Dist) -> ir.Binding:
+        _check_name(var)
         return ir.Binding(str(var), dist, span=_span(meta))
 
     def expect(self, meta: Any, body: ir.Expr, *bindings: ir.Binding) -> ir.Expect:
         return ir.Expect(body, tuple(bindings), span=_span(meta))
+
+
+def _check_name(tok: Token) -> None:
+    try:
+        ir.check_name(str(tok))
+    except ValueError as exc:
+        raise StochgradError(str(exc), (tok.start_pos, tok.end_pos)) from None
 
 
 def _check_depth(tree: Tree, text: str) -> None:
@@ -143,7 +155,7 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
     if isinstance(exc, UnexpectedCharacters):
         return ParseError(f"unexpected character {text[exc.pos_in_stream]!r}", text, exc.pos_in_stream)
     if isinstance(exc, UnexpectedToken):
-        expected = _describe(set(exc.expected))
+        expected = _describe(set(exc.accepts or exc.expected))
         tok = exc.token
         if tok.type == "$END":
             return ParseError(f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected)
@@ -172,7 +184,7 @@ def parse(text: str) -> ir.Expr:
         raise _syntax_error(exc, text) from None
     _check_depth(tree, text)
     try:
-        expr = _ToIR().transform(tree) if isinstance(tree, Tree) else _ToIR().transform(Tree("start", [tree]))
+        expr = _ToIR().transform(tree)
         check_scopes(expr)
     except VisitError as exc:
         raise _located(exc.orig_exc, text) from None
