@@ -54,7 +54,7 @@ class AutogradBackend(Backend):
             "abs": anp.abs, "sin": anp.sin, "cos": anp.cos, "tan": anp.tan, "tanh": _tanh,
             "sigmoid": _sigmoid, "softplus": _softplus, "floor": anp.floor, "sign": anp.sign,
             "lt": _compare(np.less), "le": _compare(np.less_equal),
-            "gt": _compare(np.greater), "ge": _compare(np.greater_equal),
+            "gt": _compare(np.greater), "ge": _compare(np.greater_equal), "clip": anp.clip,
         }
 
     def asarray(self, value: np.ndarray) -> Any:

@@ -36,7 +36,7 @@ class TorchBackend(Backend):
             "abs": torch.abs, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
             "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
             "sign": torch.sign, "lt": _compare(torch.lt), "le": _compare(torch.le),
-            "gt": _compare(torch.gt), "ge": _compare(torch.ge),
+            "gt": _compare(torch.gt), "ge": _compare(torch.ge), "clip": torch.clamp,
         }
 
     def asarray(self, value: np.ndarray) -> torch.Tensor:

@@ -31,7 +31,7 @@ Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
 PRIMITIVES = frozenset(
     {
         "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-        "sigmoid", "softplus", "floor", "sign", "lt", "le", "gt", "ge",
+        "sigmoid", "softplus", "floor", "sign", "lt", "le", "gt", "ge", "clip",
     }
 )
 
@@ -40,7 +40,8 @@ class Backend(ABC):
     """A framework adapter.  Subclasses fill :attr:`fn` and the methods below."""
 
     name: str = ""
-    #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0
+    #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0;
+    #: ``clip(x, lo, hi)`` takes float bounds
     fn: Mapping[str, Callable[..., Array]]
 
     # -- arrays -----------------------------------------------------------

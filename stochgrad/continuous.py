@@ -30,6 +30,7 @@ from .distributions import (
 
 Array = Any
 P = Mapping[str, Array]
+_TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 
 
 class _LocScale:
@@ -90,6 +91,7 @@ class Uniform(InverseCDF):
     name = "Uniform"
     params = (Param("low", real, "lower end"), Param("high", real, "upper end"))
     doc = "Uniform(low, high) with low < high"
+    fixed_support = False
 
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
         low, high = np.broadcast_arrays(values["low"], values["high"])
@@ -161,7 +163,9 @@ class Kumaraswamy(InverseCDF):
     def icdf(self, B: Any, p: P, u: Array) -> Array:
         # (1 - (1-u)**(1/b))**(1/a), written with log1p/expm1 so it stays accurate near 0 and 1
         log, exp = B.fn["log"], B.fn["exp"]
-        return exp(log(-B.fn["expm1"](B.fn["log1p"](-u) / p["b"])) / p["a"])
+        z = exp(log(-B.fn["expm1"](B.fn["log1p"](-u) / p["b"])) / p["a"])
+        # for small b the last step rounds to exactly 1.0, where log_prob is infinite: stay inside (0, 1)
+        return B.fn["clip"](z, _TINY, 1.0 - _EPS)
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         log, a, b = B.fn["log"], p["a"], p["b"]

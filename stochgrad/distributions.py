@@ -56,6 +56,8 @@ class Distribution(ABC):
     params: tuple[Param, ...] = ()
     #: has a pathwise sampler differentiable in its parameters
     reparameterized: bool = True
+    #: the support does not move with the parameters (else the score function misses boundary terms)
+    fixed_support: bool = True
     doc: str = ""
 
     def rsample(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:

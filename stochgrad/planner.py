@@ -177,6 +177,13 @@ class _Planner:
         return PlannedExpect(e, tuple(final), terms, boxes)
 
     def decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
+        out = self._decide(b, dist, node, nondiff)
+        if out.spec.name == "score" and not lookup(b.dist.name).fixed_support:
+            note = f"; the score function is biased here: {b.dist.name}'s support depends on its parameters"
+            out = dataclasses.replace(out, reason=out.reason + note, biased=True)
+        return out
+
+    def _decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
         d = lookup(b.dist.name)
         facts = Facts(b.var, b.dist.name, d.reparameterized, nondiff)
         requested = self.overrides.get(b.var)
