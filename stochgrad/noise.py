@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 #: samples per noise block; chunks are whole multiples of it
 BLOCK = 1 << 16
