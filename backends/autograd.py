@@ -79,11 +79,6 @@ class AutogradBackend(Backend):
     def sum(self, x: Any, axes: tuple[int, ...]) -> Any:
         return anp.sum(x, axis=axes) if axes else x
 
-    def moments(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(getval(x), dtype=np.float64)
-        mean = a.mean(axis=0)
-        return mean, a.var(axis=0) * a.shape[0]
-
     def generator(self, seed: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64(seed))
 

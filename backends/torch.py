@@ -61,10 +61,6 @@ class TorchBackend(Backend):
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
 
-    def moments(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        var, mean = torch.var_mean(x.detach(), dim=0, correction=0)
-        return self.to_numpy(mean), self.to_numpy(var) * x.shape[0]
-
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 

@@ -72,10 +72,6 @@ class Backend(ABC):
     def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
         """Sum over ``axes`` (non-negative), dropping them."""
 
-    @abstractmethod
-    def moments(self, x: Array) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sum of squared deviations along the sample axis, as float64 numpy arrays."""
-
     # -- noise --------------------------------------------------------------
     @abstractmethod
     def generator(self, seed: int) -> Any:
