@@ -2,6 +2,13 @@
 
 Gradients come from ``autograd.grad_and_aux``; ``stop_gradient`` unboxes a
 traced value (``autograd.tracer.getval``).  Noise comes from numpy's PCG64.
+
+Gamma draws are differentiable in the concentration by implicit
+reparameterization (Figurnov et al. 2018): for ``z ~ Gamma(a, 1)`` with CDF
+``F(z; a)``, holding ``F`` fixed gives ``dz/da = -(dF/da) / p(z; a)``.  ``dF/da``
+of the regularized incomplete gamma function has no closed form; it is taken
+by a central difference of ``scipy.special.gammainc`` (relative error ~1e-8,
+far below Monte Carlo error).
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad_and_aux
 from autograd.extend import defvjp, primitive
+from autograd.scipy.special import gammaln, logsumexp
 from autograd.tracer import getval
+from scipy import special
 
 from stochgrad.backend import Backend
 
@@ -40,8 +49,37 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda a, b: anp.where(op(getval(a), getval(b)), 1.0, 0.0)
 
 
+@primitive
+def _implicit_gamma(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Returns the standard-gamma draw ``z``; its gradient in ``alpha`` is implicit (see module doc)."""
+    return z
+
+
+def _dz_dalpha(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
+    h = 1e-5 * np.maximum(alpha, 1.0)
+    dF = (special.gammainc(alpha + h, z) - special.gammainc(np.maximum(alpha - h, 1e-300), z)) / (
+        alpha + h - np.maximum(alpha - h, 1e-300))
+    log_pdf = (alpha - 1.0) * np.log(z) - z - special.gammaln(alpha)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        out = -dF * np.exp(-log_pdf)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+defvjp(_implicit_gamma, lambda ans, alpha, z: lambda g: _unbroadcast(g * _dz_dalpha(np.broadcast_to(alpha, ans.shape), ans), np.shape(alpha)))
+
+
+def _unbroadcast(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    while x.ndim > len(shape):
+        x = x.sum(axis=0)
+    for axis, size in enumerate(shape):
+        if size == 1 and x.shape[axis] != 1:
+            x = x.sum(axis=axis, keepdims=True)
+    return x
+
+
 class AutogradBackend(Backend):
     name = "autograd"
+    capabilities = frozenset({"implicit_reparam"})
 
     def __init__(self, dtype: Any = "float64") -> None:
         self.dtype = np.dtype(dtype)
@@ -52,9 +90,10 @@ class AutogradBackend(Backend):
         self.fn = {
             "exp": anp.exp, "log": anp.log, "log1p": anp.log1p, "expm1": anp.expm1, "sqrt": anp.sqrt,
             "abs": anp.abs, "sin": anp.sin, "cos": anp.cos, "tan": anp.tan, "tanh": _tanh,
-            "sigmoid": _sigmoid, "softplus": _softplus, "floor": anp.floor, "sign": anp.sign,
-            "lt": _compare(np.less), "le": _compare(np.less_equal),
+            "sigmoid": _sigmoid, "softplus": _softplus, "floor": anp.floor, "round": anp.round,
+            "sign": anp.sign, "lt": _compare(np.less), "le": _compare(np.less_equal),
             "gt": _compare(np.greater), "ge": _compare(np.greater_equal), "clip": anp.clip,
+            "lgamma": gammaln,
         }
 
     def asarray(self, value: np.ndarray) -> Any:
@@ -79,16 +118,33 @@ class AutogradBackend(Backend):
     def sum(self, x: Any, axes: tuple[int, ...]) -> Any:
         return anp.sum(x, axis=axes) if axes else x
 
+    def logsumexp(self, x: Any, axis: int) -> Any:
+        return logsumexp(x, axis=axis)
+
+    def one_hot_argmax(self, x: Any) -> Any:
+        v = getval(x)
+        return (v == v.max(axis=-1, keepdims=True)).astype(self.dtype)
+
     def generator(self, seed: int) -> np.random.Generator:
         return np.random.Generator(np.random.PCG64(seed))
 
-    def noise(self, kind: str, generator: np.random.Generator, shape: tuple[int, ...]) -> Any:
+    def noise(self, kind: str, generator: np.random.Generator, shape: tuple[int, ...], *params: Any) -> Any:
         if kind == "normal":
             return generator.standard_normal(shape, dtype=self.dtype)
-        return np.clip(generator.random(shape, dtype=self.dtype), self._lo, self._hi)
+        if kind == "uniform":
+            return np.clip(generator.random(shape, dtype=self.dtype), self._lo, self._hi)
+        raw = [np.broadcast_to(getval(q), shape) for q in params]
+        if kind == "poisson":
+            return generator.poisson(raw[0]).astype(self.dtype)
+        if kind == "binomial":
+            return generator.binomial(raw[0].astype(np.int64), raw[1]).astype(self.dtype)
+        if kind == "gamma":
+            z = np.maximum(generator.standard_gamma(raw[0]), np.finfo(self.dtype).tiny).astype(self.dtype)
+            return _implicit_gamma(params[0], z)
+        raise ValueError(f"the autograd backend cannot draw {kind!r} noise")
 
     def concat(self, parts: Sequence[Any]) -> Any:
-        return np.concatenate(parts, axis=0)
+        return anp.concatenate(list(parts), axis=0)
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         if not leaves:

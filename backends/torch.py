@@ -21,6 +21,7 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 class TorchBackend(Backend):
     name = "torch"
+    capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
 
     def __init__(self, device: Any = None, dtype: Any = None) -> None:
         self.device = torch.device(device if device is not None else "cpu")
@@ -35,7 +36,7 @@ class TorchBackend(Backend):
             "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sqrt": torch.sqrt,
             "abs": torch.abs, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
             "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
-            "sign": torch.sign, "lt": _compare(torch.lt), "le": _compare(torch.le),
+            "round": torch.round, "sign": torch.sign, "lgamma": torch.lgamma, "lt": _compare(torch.lt), "le": _compare(torch.le),
             "gt": _compare(torch.gt), "ge": _compare(torch.ge), "clip": torch.clamp,
         }
 
@@ -61,14 +62,32 @@ class TorchBackend(Backend):
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
 
+    def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.logsumexp(x, dim=axis)
+
+    def one_hot_argmax(self, x: torch.Tensor) -> torch.Tensor:
+        v = x.detach()
+        return (v == v.amax(dim=-1, keepdim=True)).to(v.dtype)
+
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(seed)
 
-    def noise(self, kind: str, generator: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+    def noise(self, kind: str, generator: torch.Generator, shape: tuple[int, ...], *params: Any) -> torch.Tensor:
         opts = {"generator": generator, "dtype": self.dtype, "device": self.device}
         if kind == "normal":
             return torch.randn(shape, **opts)
-        return torch.rand(shape, **opts).clamp_(self._lo, self._hi)
+        if kind == "uniform":
+            return torch.rand(shape, **opts).clamp_(self._lo, self._hi)
+        full = [q.expand(shape) for q in params]
+        if kind == "poisson":
+            return torch.poisson(full[0].detach().contiguous(), generator=generator)
+        if kind == "binomial":
+            count, probs = (q.detach().contiguous() for q in full)
+            return torch.binomial(count, probs, generator=generator)
+        if kind == "gamma":
+            z = torch._standard_gamma(full[0].contiguous(), generator=generator)
+            return z.clamp(min=torch.finfo(self.dtype).tiny)
+        raise ValueError(f"the torch backend cannot draw {kind!r} noise")
 
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)

@@ -10,13 +10,17 @@ random node, with reasons) -> lowering on a backend (autograd or torch).
 """
 
 from . import continuous as _continuous  # noqa: F401  (registers the distributions)
+from . import discrete as _discrete  # noqa: F401
+from . import gammas as _gammas  # noqa: F401
 from .analysis import parameters
 from .api import Estimate, estimate
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import E, dist_constructor, function, symbols
 from .errors import BackendError, ParseError, PlanError, StochgradError, ValidationError
-from .estimators import Pathwise, Score
+from .estimators import (
+    Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
+)
 from .functions import FUNCTIONS
 from .ir import Expr
 from .parser import parse
@@ -34,18 +38,29 @@ Gumbel = dist_constructor("Gumbel")
 Logistic = dist_constructor("Logistic")
 Cauchy = dist_constructor("Cauchy")
 Kumaraswamy = dist_constructor("Kumaraswamy")
+Bernoulli = dist_constructor("Bernoulli")
+Categorical = dist_constructor("Categorical")
+Poisson = dist_constructor("Poisson")
+Binomial = dist_constructor("Binomial")
+Geometric = dist_constructor("Geometric")
+Gamma = dist_constructor("Gamma")
+Beta = dist_constructor("Beta")
+Dirichlet = dist_constructor("Dirichlet")
 
 exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
 abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
 sigmoid, softplus, floor, sign = (function(n) for n in ("sigmoid", "softplus", "floor", "sign"))
+round = function("round")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
     "parse", "plan", "estimate", "Estimate", "Plan", "Expr", "E", "symbols", "parameters",
-    "Pathwise", "Score", "Backend", "get_backend", "register_backend", "available_backends",
+    "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
+    "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
     "StochgradError", "ParseError", "PlanError", "ValidationError", "BackendError",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
-    "Cauchy", "Kumaraswamy", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+    "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
+    "Dirichlet", "round", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]

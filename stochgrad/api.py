@@ -23,7 +23,7 @@ from .errors import ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
 from .parser import parse
-from .planner import Plan, plan
+from .planner import DEFAULT_BUDGET, Plan, plan
 
 #: default largest chunk: bounds memory for large n (a multiple of the noise block)
 DEFAULT_CHUNK = 16 * BLOCK
@@ -131,6 +131,8 @@ def estimate(
     seed: int | None = None,
     estimators: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
+    policy: str = "unbiased",
+    enumerate_budget: int = DEFAULT_BUDGET,
     **backend_options: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter.
@@ -138,7 +140,9 @@ def estimate(
     ``params`` maps parameter names to floats or numpy arrays (broadcasting like
     numpy); ``n`` is the number of samples; ``seed`` fixes the noise (same seed
     and backend give identical results); ``estimators`` overrides the planner per
-    variable (``{"z": "score"}``); ``chunk_size`` bounds how many samples are
+    variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
+    ``"unbiased"`` or ``"low_variance"``; ``enumerate_budget`` caps the joint states summed
+    exactly; ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`).  Other keywords (``device``, ``dtype`` for
     torch) configure the backend.
@@ -146,9 +150,10 @@ def estimate(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
     n = int(n)
-    p = plan(expr, estimators)
-    values = _check_params(p, params or {})
     B = get_backend(backend, **backend_options)
+    values = _check_params(plan(expr, estimators, policy=policy, budget=enumerate_budget), params or {})
+    p = plan(expr, estimators, policy=policy, shapes={k: v.shape for k, v in values.items()},
+             budget=enumerate_budget, capabilities=B.capabilities)
     if seed is None:
         seed = secrets.randbits(63)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

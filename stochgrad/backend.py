@@ -31,7 +31,7 @@ Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
 PRIMITIVES = frozenset(
     {
         "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-        "sigmoid", "softplus", "floor", "sign", "lt", "le", "gt", "ge", "clip",
+        "sigmoid", "softplus", "floor", "round", "sign", "lt", "le", "gt", "ge", "clip", "lgamma",
     }
 )
 
@@ -40,6 +40,9 @@ class Backend(ABC):
     """A framework adapter.  Subclasses fill :attr:`fn` and the methods below."""
 
     name: str = ""
+    #: optional abilities the planner may rely on: "implicit_reparam" means ``noise("gamma", ...)``
+    #: is differentiable in its concentration (Figurnov et al. 2018)
+    capabilities: frozenset[str] = frozenset()
     #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0;
     #: ``clip(x, lo, hi)`` takes float bounds
     fn: Mapping[str, Callable[..., Array]]
@@ -72,15 +75,28 @@ class Backend(ABC):
     def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
         """Sum over ``axes`` (non-negative), dropping them."""
 
+    @abstractmethod
+    def logsumexp(self, x: Array, axis: int) -> Array:
+        """``log(sum(exp(x)))`` over one axis, computed stably, dropping it."""
+
+    @abstractmethod
+    def one_hot_argmax(self, x: Array) -> Array:
+        """1.0 at the largest entry along the last axis, 0.0 elsewhere (no gradient)."""
+
     # -- noise --------------------------------------------------------------
     @abstractmethod
     def generator(self, seed: int) -> Any:
         """A fresh random generator seeded with a 63-bit integer."""
 
     @abstractmethod
-    def noise(self, kind: str, generator: Any, shape: tuple[int, ...]) -> Array:
-        """Standard noise: ``kind`` is ``"normal"`` or ``"uniform"``; uniforms lie strictly
-        inside (0, 1) so that logs and inverse CDFs stay finite."""
+    def noise(self, kind: str, generator: Any, shape: tuple[int, ...], *params: Array) -> Array:
+        """Random draws of ``shape`` (parameters broadcast to it):
+
+        * ``"normal"``: standard normal; ``"uniform"``: strictly inside (0, 1), so that logs and
+          inverse CDFs stay finite;
+        * ``"poisson"`` (rate), ``"binomial"`` (total_count, probs): integer counts as floats;
+        * ``"gamma"`` (concentration): standard gamma, differentiable in the concentration when
+          the backend has the ``"implicit_reparam"`` capability."""
 
     @abstractmethod
     def concat(self, parts: Sequence[Array]) -> Array:

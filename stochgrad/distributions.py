@@ -54,11 +54,40 @@ class Distribution(ABC):
 
     name: str = ""
     params: tuple[Param, ...] = ()
+    #: alternative parameter sets, e.g. (("probs",), ("logits",)); default: all of ``params``
+    parameterizations: tuple[tuple[str, ...], ...] = ()
     #: has a pathwise sampler differentiable in its parameters
     reparameterized: bool = True
+    #: backend capabilities the pathwise sampler needs (see ``Backend.capabilities``)
+    needs: frozenset[str] = frozenset()
     #: the support does not move with the parameters (else the score function misses boundary terms)
     fixed_support: bool = True
+    #: integer-valued samples (a pathwise derivative through the value does not exist)
+    discrete: bool = False
+    #: number of trailing parameter axes that form one event (1 for Categorical, Dirichlet)
+    event_rank: int = 0
+    #: offers relaxed and straight-through samples
+    relaxable: bool = False
     doc: str = ""
+
+    def forms(self) -> tuple[tuple[str, ...], ...]:
+        return self.parameterizations or (tuple(p.name for p in self.params),)
+
+    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
+        """The finite support of one batch element, shape ``(k, *event)``; None if infinite or unknown.
+
+        ``static`` holds parameters that are numeric literals in the expression (else None)."""
+        return None
+
+    def relaxed(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...], temperature: float) -> Array:
+        raise StochgradError(f"{self.name} has no continuous relaxation")
+
+    def straight_through(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
+        raise StochgradError(f"{self.name} has no straight-through estimator")
+
+    def straight_through_gumbel(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...],
+                                temperature: float) -> Array:
+        raise StochgradError(f"{self.name} has no straight-through Gumbel estimator")
 
     def rsample(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         """Pathwise sample of logical ``shape`` (differentiable in ``p``)."""
@@ -81,6 +110,8 @@ class Distribution(ABC):
 
         ``sources`` maps parameter names to the DSL text that gave them."""
         for spec in self.params:
+            if spec.name not in values:
+                continue
             v = values[spec.name]
             ok = spec.constraint.holds(v)
             if not np.all(ok):
@@ -95,7 +126,7 @@ class Distribution(ABC):
             raise StochgradError(f"{where}: {message}")
 
     def signature(self) -> str:
-        return f"{self.name}({', '.join(p.name for p in self.params)})"
+        return " or ".join(f"{self.name}({', '.join(form)})" for form in self.forms())
 
 
 class InverseCDF(Distribution):
@@ -127,22 +158,75 @@ def lookup(name: str) -> Distribution:
 
 
 def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.Expr], ...]) -> ir.Dist:
-    """Match positional and keyword arguments to the parameters; build the canonical node."""
+    """Match arguments to one parameterization and build the canonical node.
+
+    Positional arguments fill the first parameterization; keywords pick the one they name
+    (``Bernoulli(p)`` or ``Bernoulli(logits=l)``)."""
     dist = lookup(name)
-    names = [p.name for p in dist.params]
-    if len(args) > len(names):
-        raise StochgradError(f"{dist.signature()} takes {len(names)} arguments, got {len(args)}")
-    given: dict[str, ir.Expr] = dict(zip(names, args))
+    forms = dist.forms()
+    known = [p.name for p in dist.params]
+    keys = [k for k, _ in kwargs]
+    for key in keys:
+        if key not in known:
+            raise StochgradError(f"{name} has no parameter {key!r}{did_you_mean(key, known)}; it takes {dist.signature()}")
+        if keys.count(key) > 1:
+            raise StochgradError(f"{name}: parameter {key!r} given twice")
+    if args:
+        form = forms[0]
+    else:
+        form = next((f for f in forms if set(keys) <= set(f)), None)
+        if form is None:
+            raise StochgradError(f"{name}: parameters {', '.join(map(repr, keys))} do not go together; it takes {dist.signature()}")
+    if len(args) > len(form):
+        raise StochgradError(f"{dist.signature()} takes {len(form)} arguments, got {len(args)}")
+    given: dict[str, ir.Expr] = dict(zip(form, args))
     for key, value in kwargs:
-        if key not in names:
-            raise StochgradError(f"{name} has no parameter {key!r}{did_you_mean(key, names)}; it takes {dist.signature()}")
         if key in given:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
+        if key not in form:
+            raise StochgradError(f"{name}: parameters {', '.join(map(repr, list(given) + [key]))} do not go together; it takes {dist.signature()}")
         given[key] = value
-    missing = [n for n in names if n not in given]
+    missing = [n for n in form if n not in given]
     if missing:
         raise StochgradError(f"{dist.signature()}: missing parameter {missing[0]!r}")
-    return ir.Dist(name, tuple((n, given[n]) for n in names), positional=len(names))
+    positional = len(form) if form == forms[0] else 0
+    return ir.Dist(name, tuple((n, given[n]) for n in form), positional=positional)
 
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+#: joint supports larger than this are never materialized
+MAX_STATES = 1 << 20
+
+
+def joint_support(d: Distribution, node: ir.Dist, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Every joint value of a node of logical ``shape``: array ``(K, *shape)``, or None if the
+    support is infinite, unknown or larger than :data:`MAX_STATES`.  Batch elements are
+    independent, so the joint support is the product of the per-element supports."""
+    n = joint_states(d, node, shape)
+    if n is None or n > MAX_STATES:
+        return None
+    split = len(shape) - d.event_rank
+    elem = d.element_support(shape[split:], _static(node))
+    m = int(np.prod(shape[:split], dtype=np.int64))
+    index = np.indices((len(elem),) * m).reshape(m, -1).T if m else np.zeros((1, 0), dtype=int)
+    return elem[index].reshape((len(index),) + tuple(shape))
+
+
+def joint_states(d: Distribution, node: ir.Dist, shape: tuple[int, ...] | None) -> int | None:
+    """Size of the joint support (capped at 2**63), or None if infinite or unknown."""
+    if shape is None or not d.discrete:
+        return None
+    split = len(shape) - d.event_rank
+    if split < 0:
+        return None
+    elem = d.element_support(shape[split:], _static(node))
+    if elem is None:
+        return None
+    m = int(np.prod(shape[:split], dtype=np.int64))
+    k = len(elem)
+    return k**m if m * math.log2(max(k, 2)) < 63 else 1 << 63
+
+
+def _static(node: ir.Dist) -> dict[str, float | None]:
+    return {k: (v.value if isinstance(v, ir.Num) else None) for k, v in node.params}

@@ -12,11 +12,15 @@ is the estimator (Schulman et al. 2015; Foerster et al. 2018, DiCE):
   ``[]L`` is 1 in value and has gradient ``grad L``, so
   ``grad([]L * f) = f grad log q + grad f`` -- the score-function estimator --
   and repeated differentiation stays unbiased (DiCE).  A baseline ``b`` enters
-  as ``(1 - []L) * b``: value 0, gradient ``-b grad log q``.
-* The **leave-one-out** baseline (Kool et al. 2019) for sample ``i`` is the mean
-  cost of the other ``n - 1`` samples: it does not depend on ``z_i``, so the
-  estimator stays unbiased, and it removes most of the variance that a
-  constant offset in ``f`` causes.
+  as ``(1 - []L) * b``: value 0, gradient ``-b grad log q``.  Baselines: the
+  **leave-one-out** mean of the other samples' costs (Kool et al. 2019), or an
+  exponential **moving average** of past costs (for training with small n).
+* **enumerate**: the exact sum ``sum_k q_phi(k) f(k)`` over a finite support;
+  zero variance (done by the lowering, which copies the samples per state).
+* **relaxed** (Gumbel-softmax / Concrete; Jang et al. 2017, Maddison et al.
+  2017), **straight_through** (Bengio et al. 2013) and
+  **straight_through_gumbel**: differentiable stand-ins for a discrete sample,
+  biased by construction.
 
 Everything here is backend-neutral: it uses only arithmetic, ``exp``, ``sum``
 and ``stop_gradient``.
@@ -24,8 +28,11 @@ and ``stop_gradient``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .errors import PlanError, did_you_mean
 
@@ -38,12 +45,17 @@ class EstimatorSpec:
 
     name: ClassVar[str] = ""
     biased_by_construction: ClassVar[bool] = False
+    enumerates: ClassVar[bool] = False
 
     def describe(self) -> str:
         return self.name
 
-    def requires(self, *, reparameterized: bool, dist: str) -> None:
-        """Raise :class:`PlanError` if this estimator cannot apply to the node."""
+    def requires(self, d: Any, *, states: int | None) -> None:
+        """Raise :class:`PlanError` if this estimator cannot apply to distribution ``d``."""
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
+        """The node's value, and its log-probability if the estimator needs a score term."""
+        raise PlanError(f"{self.name} does not sample")
 
 
 @dataclass(frozen=True)
@@ -52,44 +64,179 @@ class Pathwise(EstimatorSpec):
 
     name: ClassVar[str] = "pathwise"
 
-    def requires(self, *, reparameterized: bool, dist: str) -> None:
-        if not reparameterized:
-            raise PlanError(f"pathwise estimator requested, but {dist} has no pathwise sampler; use 'score'")
+    def requires(self, d: Any, *, states: int | None) -> None:
+        if not d.reparameterized:
+            raise PlanError(f"pathwise estimator requested, but {d.name} has no pathwise sampler; use 'score'")
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+        return d.rsample(B, p, draw, shape), None
+
+
+class MovingAverage:
+    """Exponential moving-average baseline ``b <- decay * b + (1 - decay) * mean(cost)``.
+
+    Its state (``value``, ``updates``) is plain numpy the user can read; ``reset()`` clears it.
+    The baseline used for a batch is the state *before* that batch, so it never depends on
+    the batch's own samples and the estimator stays unbiased.  Keep one object per node and
+    pass the same object on every call for the state to carry over.
+    """
+
+    def __init__(self, decay: float = 0.9) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise PlanError(f"moving-average decay must be in [0, 1), got {decay!r}")
+        self.decay = float(decay)
+        self.reset()
+
+    def reset(self) -> None:
+        self.value: np.ndarray | None = None
+        self.updates = 0
+
+    def update(self, batch_mean: np.ndarray) -> None:
+        self.value = batch_mean if self.value is None else self.decay * self.value + (1 - self.decay) * batch_mean
+        self.updates += 1
+
+    def __repr__(self) -> str:
+        return f"MovingAverage(decay={self.decay}, value={self.value}, updates={self.updates})"
 
 
 @dataclass(frozen=True)
 class Score(EstimatorSpec):
-    """Score function with a control variate: ``baseline`` is ``"loo"`` or ``None``."""
+    """Score function with a control variate: ``baseline`` is ``"loo"``, a :class:`MovingAverage`
+    (or ``"ema"`` for a fresh one), or ``None``."""
 
     name: ClassVar[str] = "score"
-    baseline: str | None = "loo"
+    baseline: Any = "loo"
 
     def __post_init__(self) -> None:
-        if self.baseline not in BASELINES:
+        if self.baseline == "ema":
+            object.__setattr__(self, "baseline", MovingAverage())
+        if not (self.baseline in ("loo", None) or isinstance(self.baseline, MovingAverage)):
             raise PlanError(
-                f"unknown baseline {self.baseline!r}{did_you_mean(str(self.baseline), [b for b in BASELINES if b])};"
-                f" choose from {', '.join(repr(b) for b in BASELINES)}"
+                f"unknown baseline {self.baseline!r}{did_you_mean(str(self.baseline), ['loo', 'ema'])};"
+                " choose 'loo', 'ema', a MovingAverage or None"
             )
 
     def describe(self) -> str:
-        return f"score ({BASELINES[self.baseline]})"
+        if isinstance(self.baseline, MovingAverage):
+            return f"score (moving-average baseline, decay {self.baseline.decay:g})"
+        return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        z = d.sample(B, p, draw, shape)
+        return z, d.log_prob(B, p, z)
 
 
-BASELINES = {"loo": "leave-one-out baseline", None: "no baseline"}
+@dataclass(frozen=True)
+class Enumerate(EstimatorSpec):
+    """Exact expectation over a finite support (zero variance)."""
 
-#: estimator name -> default spec (``estimators={"z": "score"}``)
-ESTIMATORS: dict[str, EstimatorSpec] = {"pathwise": Pathwise(), "score": Score()}
+    name: ClassVar[str] = "enumerate"
+    enumerates: ClassVar[bool] = True
+
+    def requires(self, d: Any, *, states: int | None) -> None:
+        if states is None:
+            raise PlanError(f"enumerate requested, but {d.name} has no finite support known before sampling"
+                            " (Poisson and Geometric never do; Binomial needs a literal total_count;"
+                            " a Categorical needs its parameter shapes)")
+
+
+def _check_temperature(t: float) -> None:
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        raise PlanError(f"temperature must be a finite number > 0, got {t!r}")
+
+
+@dataclass(frozen=True)
+class _Relaxation(EstimatorSpec):
+    biased_by_construction: ClassVar[bool] = True
+
+    def requires(self, d: Any, *, states: int | None) -> None:
+        if not getattr(d, "relaxable", False):
+            raise PlanError(f"{self.name} applies to Bernoulli and Categorical nodes, not {d.name}")
+
+
+@dataclass(frozen=True)
+class Relaxed(_Relaxation):
+    """Gumbel-softmax / binary Concrete sample at ``temperature`` (biased)."""
+
+    name: ClassVar[str] = "relaxed"
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_temperature(self.temperature)
+
+    def describe(self) -> str:
+        return f"relaxed (Gumbel-softmax, temperature {self.temperature:g})"
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+        return d.relaxed(B, p, draw, shape, self.temperature), None
+
+
+@dataclass(frozen=True)
+class StraightThrough(_Relaxation):
+    """Hard sample forward, gradient of its mean backward: ``y = p + stop(y - p)`` (biased)."""
+
+    name: ClassVar[str] = "straight_through"
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+        return d.straight_through(B, p, draw, shape), None
+
+
+@dataclass(frozen=True)
+class StraightThroughGumbel(_Relaxation):
+    """Hard one-hot forward, Gumbel-softmax gradient backward (biased)."""
+
+    name: ClassVar[str] = "straight_through_gumbel"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_temperature(self.temperature)
+
+    def describe(self) -> str:
+        return f"straight_through_gumbel (temperature {self.temperature:g})"
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+        return d.straight_through_gumbel(B, p, draw, shape, self.temperature), None
+
+
+#: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``)
+ESTIMATORS: dict[str, type[EstimatorSpec]] = {
+    cls.name: cls for cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel)
+}
+
+
+def _option(text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
+    """An estimator spec from an object or text ``NAME[:KEY=VALUE,...]``."""
     if isinstance(value, EstimatorSpec):
         return value
-    if isinstance(value, str) and value in ESTIMATORS:
-        return ESTIMATORS[value]
-    raise PlanError(
-        f"unknown estimator {value!r} for {var!r}{did_you_mean(str(value), ESTIMATORS)};"
-        f" choose from {', '.join(ESTIMATORS)}"
-    )
+    if not isinstance(value, str):
+        raise PlanError(f"estimator for {var!r} must be a name or an estimator object, got {value!r}")
+    name, _, rest = value.partition(":")
+    cls = ESTIMATORS.get(name.strip())
+    if cls is None:
+        raise PlanError(
+            f"unknown estimator {name!r} for {var!r}{did_you_mean(name, ESTIMATORS)};"
+            f" choose from {', '.join(ESTIMATORS)}"
+        )
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise PlanError(f"estimator option {item!r} for {var!r} must be KEY=VALUE (e.g. {name}:temperature=0.5)")
+        options[key.strip()] = _option(val.strip())
+    try:
+        return cls(**options)
+    except TypeError:
+        fields = [f for f in getattr(cls, "__dataclass_fields__", {})]
+        raise PlanError(f"estimator {name!r} takes options {fields or 'none'}, got {sorted(options)}") from None
 
 
 # -- surrogate pieces (backend-neutral) ---------------------------------------
@@ -106,3 +253,4 @@ def leave_one_out(B: Any, cost: Array) -> Array:
     n = B.shape(c)[0]
     total = B.sum(c, (0,))
     return (B.reshape(total, (1,) + B.shape(total)) - c) / (n - 1)
+

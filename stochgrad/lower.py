@@ -1,20 +1,28 @@
 """Lowering: evaluate a planned expression on a backend, producing the surrogate.
 
-Shape convention: every array has a leading *sample axis* (size 1 for values
-that do not vary across samples, else the chunk size) followed by its logical
-shape; Python floats stand for constants.  Binary operations align logical
-shapes from the right, as numpy broadcasting does, by inserting unit axes
-after the sample axis; reductions act on logical axes only.
+Shape convention: every array has a leading *sample axis* followed by its
+logical shape; Python floats stand for constants.  The sample axis has size 1
+(the value does not vary) or ``mult * count``: ``count`` samples, copied
+``mult`` times by exact enumeration.  Binary operations align logical shapes
+from the right, as numpy broadcasting does, by inserting unit axes after the
+sample axis; reductions act on logical axes only.
 
 For each expectation the result is the per-sample surrogate (see
 :mod:`stochgrad.estimators`)::
 
-    S = sum_t []( sum_{v in score nodes of term t} log q_v ) * term_t
-        + sum_{v score, with baseline} (1 - [](log q_v)) * b_v
+    S = sum_t W * []( sum_{v in score nodes of term t} log q_v ) * term_t
+        + sum_{v score, with baseline} W_before(v) * (1 - [](log q_v)) * b_v
 
 whose value is the sum of the cost terms and whose gradient is the planned
-estimator.  A nested expectation is estimated with one inner sample per outer
-sample, which is unbiased wherever it enters the outer cost linearly.
+estimator.  An enumerated node with K joint states copies every value in scope
+K times (block k holds state k); ``W`` multiplies the weights ``K q(k)`` of the
+enumerated nodes, and at the end of the expectation the copies are averaged
+back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
+enumeration draw independent noise in each copy, and each baseline is formed
+from costs averaged over the enumerations that follow its node, so no
+baseline depends on its own sample.  A nested expectation is estimated with
+one inner sample per outer sample, which is unbiased wherever it enters the
+outer cost linearly.
 """
 
 from __future__ import annotations
@@ -25,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .distributions import lookup
+from .distributions import joint_support, lookup
 from .errors import StochgradError
-from .estimators import leave_one_out, magic_box
+from .estimators import MovingAverage, leave_one_out, magic_box
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .noise import NoiseSource
 from .planner import NodePlan, PlannedExpect
@@ -50,6 +58,8 @@ class Lowering:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
+        self.mult = 1
+        self._tiled: dict[tuple[str, int], Array] = {}
         self._handlers = {
             ir.Num: self._num, ir.Name: self._name, ir.Neg: self._neg, ir.BinOp: self._binop,
             ir.Call: self._call, PlannedExpect: self._expect,
@@ -87,6 +97,19 @@ class Lowering:
         count = int(np.prod([shape[a] for a in axes])) if axes else 1
         return (self.B.sum(x, axes) if axes else x), count
 
+    def tile(self, x: Array | float, factor: int) -> Array | float:
+        """``factor`` copies of ``x`` along the sample axis (block k = copy k)."""
+        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
+            return x
+        return self.B.concat([x] * factor)
+
+    def fold(self, x: Array | float, factor: int) -> Array | float:
+        """Average the ``factor`` outermost blocks of the sample axis: undoes :meth:`tile`."""
+        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
+            return x
+        shape = self.B.shape(x)
+        return self.B.sum(self.B.reshape(x, (factor, shape[0] // factor) + shape[1:]), (0,)) / factor
+
     # -- evaluation -----------------------------------------------------------
     def eval(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
         return self._handlers[type(e)](e, env)
@@ -97,7 +120,12 @@ class Lowering:
     def _name(self, e: ir.Name, env: Mapping[str, Array]) -> Array:
         if e.id in env:
             return env[e.id]
-        return self.params[e.id]
+        if self.mult == 1:
+            return self.params[e.id]
+        key = (e.id, self.mult)
+        if key not in self._tiled:
+            self._tiled[key] = self.tile(self.params[e.id], self.mult)
+        return self._tiled[key]
 
     def _neg(self, e: ir.Neg, env: Mapping[str, Array]) -> Array | float:
         return -self.eval(e.operand, env)
@@ -117,25 +145,115 @@ class Lowering:
         total, count = self.reduce_logical(x, opts.get("axis"))
         return total if e.fn == "sum" else total / count
 
-    def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
-        """Draw the node's sample; for score nodes also return log q summed over logical axes."""
+    # -- random nodes ------------------------------------------------------------
+    def parameters(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
+        """The node's parameters (aligned, checked) and the logical shape of one sample."""
         d = lookup(node.dist.name)
         names = [k for k, _ in node.dist.params]
         values = self.align(*(self.array(self.eval(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
         d.validate({k: self._numeric(e, p[k], env) for k, e in node.dist.params}, where=f"{node.var} ~ {node.dist}",
                    sources={k: str(v) for k, v in node.dist.params})
-        shape = np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values))
+        return p, tuple(np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values)))
+
+    def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
+        """Draw the node's value; for score nodes also return log q summed over logical axes."""
+        p, shape = self.parameters(node, env)
         streams = iter(range(1 << 30))
+        count = self.noise.count
 
-        def draw(kind: str, logical: tuple[int, ...]) -> Array:
-            return self.noise.draw(node.uid, next(streams), kind, tuple(logical))
+        def draw(kind: str, logical: tuple[int, ...], *params: Array) -> Array:
+            stream = next(streams)
+            if self.mult == 1:
+                return self.noise.draw(node.uid, stream, kind, tuple(logical), *params)
+            return self.B.concat([  # independent noise in every enumeration copy
+                self.noise.draw(node.uid, stream, kind, tuple(logical),
+                                *(q if self.B.shape(q)[0] == 1 else q[r * count:(r + 1) * count] for q in params),
+                                branch=r)
+                for r in range(self.mult)
+            ])
 
-        if node.spec.name == "pathwise":
-            return d.rsample(self.B, p, draw, shape), None
-        z = d.sample(self.B, p, draw, shape)
+        z, logq = node.spec.sample(lookup(node.dist.name), self.B, p, draw, shape)
+        return z, (None if logq is None else self.reduce_logical(logq, None)[0])
+
+    def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array, int]:
+        """Copy ``scope`` once per joint state; return the node's values, weights ``K q(k)`` and K."""
+        d = lookup(node.dist.name)
+        p, shape = self.parameters(node, scope)
+        support = joint_support(d, node.dist, shape)
+        if support is None:
+            raise StochgradError(f"{node.var} ~ {node.dist}: cannot enumerate a support of this size or kind")
+        k, level = support.shape[0], self.mult * self.noise.count
+        for var in scope:
+            scope[var] = self.tile(scope[var], k)
+        p = {name: self.tile(v, k) for name, v in p.items()}
+        self.mult *= k
+        z = self.B.asarray(np.repeat(support, level, axis=0))
         logq, _ = self.reduce_logical(d.log_prob(self.B, p, z), None)
-        return z, logq
+        return z, k * self.B.fn["exp"](logq), k
+
+    def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
+        B = self.B
+        outer_mult = self.mult
+        scope = dict(env)
+        logq: list[Array | None] = []
+        level: list[int] = []  # multiplicity at which each node was sampled
+        weights: list[tuple[int, Array]] = []  # (node index, K q(k)) of each enumerated node
+        for j, node in enumerate(e.nodes):
+            if node.spec.enumerates:
+                scope[node.var], w, _ = self.enumerate(node, scope)
+                weights.append((j, w))
+                logq.append(None)
+            else:
+                scope[node.var], lq = self.sample(node, scope)
+                logq.append(lq)
+            level.append(self.mult)
+        final = self.mult
+        up = {j: final // level[j] for j in range(len(e.nodes))}
+        values = [self.array(self.eval(t, scope)) for _, t in e.terms]
+        values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
+
+        def weight(select: Any) -> Array | float:
+            out: Array | float = 1.0
+            for j, w in weights:
+                if select(j):
+                    out = _mul(self, out, self.tile(w, final // level[j]))
+            return out
+
+        W = weight(lambda j: True)
+        total: Array | float = 0.0
+        for value, box in zip(values, e.boxes):
+            if box:
+                value = _mul(self, magic_box(B, _sum([self.tile(logq[j], up[j]) for j in box])), value)
+            total = _add(self, total, _mul(self, W, value))
+        for j, node in enumerate(e.nodes):
+            baseline = getattr(node.spec, "baseline", None)
+            if logq[j] is None or baseline is None:
+                continue
+            terms = [v for v, box in zip(values, e.boxes) if j in box]
+            if not terms:
+                continue
+            cost = self.fold(_mul(self, weight(lambda i: i > j), _sum_aligned(self, terms)), up[j])
+            base = self._baseline(baseline, cost)
+            if base is None:
+                continue
+            term = _mul(self, weight(lambda i: i < j), _mul(self, 1.0 - magic_box(B, logq[j]), base))
+            total = _add(self, total, self.tile(term, up[j]))
+        self.mult = outer_mult
+        return self.array(self.fold(total, final // outer_mult))
+
+    def _baseline(self, baseline: Any, cost: Array) -> Array | None:
+        B = self.B
+        if isinstance(baseline, MovingAverage):
+            previous = baseline.value
+            c = B.stop_gradient(cost)
+            baseline.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0])
+            if previous is None:
+                return None
+            return B.asarray(np.asarray(previous)[None])
+        if B.shape(cost)[0] < 2:
+            return None  # too few samples for leave-one-out
+        return leave_one_out(B, cost)
 
     def _numeric(self, e: ir.Expr, value: Array, env: Mapping[str, Array]) -> np.ndarray:
         if isinstance(e, ir.Num):
@@ -143,30 +261,6 @@ class Lowering:
         if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
             return self.known[e.id]
         return self.B.to_numpy(value)
-
-    def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
-        B = self.B
-        scope = dict(env)
-        logq: list[Array | None] = []
-        for node in e.nodes:
-            scope[node.var], lq = self.sample(node, scope)
-            logq.append(lq)
-        values = [self.array(sign * self.eval(t, scope)) if sign != 1.0 else self.array(self.eval(t, scope))
-                  for sign, t in e.terms]
-        total: Array | float = 0.0
-        for value, box in zip(values, e.boxes):
-            if box:
-                value = _mul(self, magic_box(B, _sum([logq[j] for j in box])), value)
-            total = _add(self, total, value)
-        for j, node in enumerate(e.nodes):
-            if logq[j] is None or getattr(node.spec, "baseline", None) is None:
-                continue
-            cost = _sum_aligned(self, [v for v, box in zip(values, e.boxes) if j in box])
-            if cost is None or B.shape(cost)[0] < 2:
-                continue  # nothing depends on the node, or too few samples for leave-one-out
-            base = leave_one_out(B, cost)
-            total = _add(self, total, _mul(self, 1.0 - magic_box(B, logq[j]), base))
-        return self.array(total)
 
 
 def _sum(xs: list[Array]) -> Array:
@@ -186,9 +280,7 @@ def _mul(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
     return a * b
 
 
-def _sum_aligned(low: Lowering, xs: list[Array]) -> Array | None:
-    if not xs:
-        return None
+def _sum_aligned(low: Lowering, xs: list[Array]) -> Array:
     out = xs[0]
     for x in xs[1:]:
         out = _add(low, out, x)

@@ -15,7 +15,7 @@ from typing import Any
 #: samples per noise block; chunks are whole multiples of it
 BLOCK = 1 << 16
 
-_KINDS = {"normal": 0, "uniform": 1}
+_KINDS = {"normal": 0, "uniform": 1, "poisson": 2, "binomial": 3, "gamma": 4}
 
 
 _MASK = (1 << 64) - 1
@@ -29,10 +29,10 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def stream_seed(seed: int, uid: int, stream: int, kind: str, block: int) -> int:
+def stream_seed(seed: int, uid: int, stream: int, kind: str, block: int, branch: int = 0) -> int:
     """A 63-bit seed for one block of one noise stream: the words are folded in by SplitMix64."""
     h = 0
-    for word in (seed, uid, stream, _KINDS[kind], block):
+    for word in (seed, uid, stream, _KINDS[kind], block) + ((branch,) if branch else ()):
         h = _splitmix64(h ^ (word & _MASK))
     return h >> 1
 
@@ -45,13 +45,17 @@ class NoiseSource:
             raise ValueError("chunks must start on a noise-block boundary")
         self.B, self.seed, self.start, self.count = B, seed, start, count
 
-    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...]) -> Any:
-        """Standard ``kind`` noise of shape ``(count, *shape)`` for node ``uid``."""
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        """``kind`` draws of shape ``(count, *shape)`` for node ``uid``.
+
+        ``params`` have a sample axis of size 1 or ``count``; ``branch`` separates the copies of
+        the samples made by exact enumeration (each copy gets independent noise)."""
         parts = []
         first = self.start // BLOCK
         end = self.start + self.count
         for block in range(first, (end - 1) // BLOCK + 1):
-            size = min(BLOCK, end - block * BLOCK)
-            gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, block))
-            parts.append(self.B.noise(kind, gen, (size,) + tuple(shape)))
+            lo, hi = block * BLOCK - self.start, min(BLOCK * (block + 1), end) - self.start
+            rows = [q if self.B.shape(q)[0] == 1 else q[lo:hi] for q in params]
+            gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, block, branch))
+            parts.append(self.B.noise(kind, gen, (hi - lo,) + tuple(shape), *rows))
         return parts[0] if len(parts) == 1 else self.B.concat(parts)

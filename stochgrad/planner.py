@@ -22,17 +22,31 @@ from typing import Any
 
 from . import ir
 from .analysis import additive_terms, nondiff_use, parameters
-from .distributions import lookup
-from .errors import PlanError, did_you_mean
-from .estimators import EstimatorSpec, Pathwise, Score, as_spec
+from .distributions import MAX_STATES, joint_states, lookup
+from .errors import PlanError, StochgradError, did_you_mean
+from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
+from .shapes import Shape, infer
+
+#: planning policies: the default never picks a biased estimator by itself
+POLICIES = ("unbiased", "low_variance")
+#: default largest joint support enumerated exactly (over all enumerated nodes together)
+DEFAULT_BUDGET = 1024
+ALL_CAPABILITIES = frozenset({"implicit_reparam"})
 
 
 @dataclass(frozen=True)
 class Facts:
     var: str
     dist: str
-    reparameterized: bool
+    reparameterized: bool  # has a pathwise sampler the backend can run
     nondiff: str | None  # why the cost is not differentiable in var, if it is not
+    discrete: bool
+    relaxable: bool
+    states: int | None  # size of the finite joint support, if known
+    budget: int  # joint states still available for enumeration
+    policy: str
+    support: str  # what the support is, for reasons
+    missing: str  # a backend capability the pathwise sampler lacks, as a reason
 
 
 @dataclass(frozen=True)
@@ -42,11 +56,17 @@ class Rule:
     reason: str  # formatted with the facts' fields
 
 
-#: the default policy: unbiased, pathwise wherever it is valid
+#: first match wins; only the low_variance policy picks a biased estimator
 RULES: tuple[Rule, ...] = (
     Rule(lambda f: f.reparameterized and f.nondiff is None, Pathwise(),
          "reparameterizable, cost differentiable in {var}"),
+    Rule(lambda f: f.states is not None and f.states <= f.budget, Enumerate(),
+         "finite support: exact sum over {states} states, zero variance"),
+    Rule(lambda f: f.policy == "low_variance" and f.relaxable and f.nondiff is None, Relaxed(),
+         "low_variance policy: cost differentiable in {var}, so a relaxation trades bias for variance"),
     Rule(lambda f: f.reparameterized, Score(), "cost not differentiable in {var}: {nondiff}"),
+    Rule(lambda f: bool(f.missing), Score(), "{missing}"),
+    Rule(lambda f: f.discrete, Score(), "discrete, {support}"),
     Rule(lambda f: True, Score(), "{dist} has no pathwise sampler"),
 )
 
@@ -60,6 +80,7 @@ class NodePlan:
     reason: str
     biased: bool
     deps: frozenset[int]  # uids whose samples this node's sample depends on (itself included)
+    shape: Shape | None = None  # logical shape of one sample, when parameter shapes are known
 
     @property
     def estimator(self) -> str:
@@ -107,10 +128,25 @@ class Plan:
 
 
 class _Planner:
-    def __init__(self, overrides: Mapping[str, EstimatorSpec]) -> None:
-        self.overrides = overrides
+    def __init__(self, overrides: Mapping[str, EstimatorSpec], policy: str, shapes: Mapping[str, Shape] | None,
+                 budget: int, capabilities: frozenset[str]) -> None:
+        self.overrides, self.policy, self.budget, self.capabilities = overrides, policy, budget, capabilities
+        self.shapes = shapes
         self.uids: dict[int, int] = {}
         self.nodes: list[NodePlan] = []
+
+    def shape(self, dist: ir.Dist, scope: Mapping[str, NodePlan]) -> Shape | None:
+        env = dict(self.shapes or {})
+        for var, node in scope.items():
+            if node.shape is None:
+                return None
+            env[var] = node.shape
+        try:
+            return infer(dist, env)
+        except StochgradError:
+            if self.shapes is None:
+                return None  # shapes were guessed (all scalar); the estimate will check them
+            raise
 
     def number(self, e: ir.Expr) -> None:
         """Give every binding a uid in evaluation order (args, then sample; then the body)."""
@@ -151,7 +187,8 @@ class _Planner:
         provisional: list[NodePlan] = []
         for b in e.bindings:
             uid = self.uids[id(b)]
-            node = NodePlan(uid, b.var, b.dist, Score(), "", False, self.deps(b.dist, scope) | {uid})
+            node = NodePlan(uid, b.var, b.dist, Score(), "", False, self.deps(b.dist, scope) | {uid},
+                            self.shape(b.dist, scope))
             scope[b.var] = node
             provisional.append(node)
         first_new = len(self.nodes)
@@ -185,30 +222,71 @@ class _Planner:
 
     def _decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
         d = lookup(b.dist.name)
-        facts = Facts(b.var, b.dist.name, d.reparameterized, nondiff)
+        states = joint_states(d, b.dist, node.shape)
+        lacking = d.needs - self.capabilities
+        missing = f"the backend lacks {', '.join(sorted(lacking))} for a pathwise {d.name}" if lacking else ""
+        if states is None:
+            support = "infinite support" if d.discrete and node.shape is not None else "support size unknown"
+        else:
+            support = f"{states} joint states exceed the enumeration budget ({self.budget} left)"
+        facts = Facts(b.var, b.dist.name, d.reparameterized and not lacking, nondiff, d.discrete,
+                      d.relaxable, states, self.budget, self.policy, support, missing)
         requested = self.overrides.get(b.var)
         if requested is not None:
-            requested.requires(reparameterized=d.reparameterized, dist=str(b.dist))
-            biased = requested.biased_by_construction or (requested.name == "pathwise" and nondiff is not None)
-            reason = "requested" + (f"; cost not differentiable in {b.var}: {nondiff}" if biased and nondiff else "")
-            return dataclasses.replace(node, dist=dist, spec=requested, reason=reason, biased=biased)
-        rule = next(r for r in RULES if r.when(facts))
-        reason = rule.reason.format(**dataclasses.asdict(facts))
-        return dataclasses.replace(node, dist=dist, spec=rule.spec, reason=reason, biased=False)
+            try:
+                requested.requires(d, states=states)
+            except PlanError as exc:
+                raise PlanError(f"{b}: {exc}") from None
+            if requested.name == "pathwise" and lacking:
+                raise PlanError(f"pathwise estimator requested for {b.var}, but {missing}")
+            if requested.enumerates and states is not None and states > MAX_STATES:
+                raise PlanError(f"enumerate requested for {b.var}, but its {states} joint states exceed {MAX_STATES}")
+            spec, reason = requested, "requested"
+        else:
+            rule = next(r for r in RULES if r.when(facts))
+            spec, reason = rule.spec, rule.reason.format(**dataclasses.asdict(facts))
+        if spec.enumerates:
+            self.budget = max(1, self.budget // (states or 1))
+        biased = spec.biased_by_construction or (spec.name in ("pathwise", "relaxed", "straight_through",
+                                                               "straight_through_gumbel") and nondiff is not None)
+        if biased and requested is not None and nondiff:
+            reason += f"; cost not differentiable in {b.var}: {nondiff}"
+        return dataclasses.replace(node, dist=dist, spec=spec, reason=reason, biased=biased)
 
 
-def plan(expr: Any, estimators: Mapping[str, Any] | None = None) -> Plan:
-    """Plan an expression (text or IR); ``estimators`` overrides per variable name."""
+def plan(
+    expr: Any,
+    estimators: Mapping[str, Any] | None = None,
+    *,
+    policy: str = "unbiased",
+    shapes: Mapping[str, Any] | None = None,
+    budget: int = DEFAULT_BUDGET,
+    capabilities: frozenset[str] | None = None,
+) -> Plan:
+    """Plan an expression (text or IR).
+
+    ``estimators`` overrides per variable name; ``policy`` is ``"unbiased"`` (default) or
+    ``"low_variance"`` (may relax discrete nodes whose cost is differentiable in them);
+    ``shapes`` maps parameter names to shapes (default: all scalar), which sizes finite supports;
+    ``budget`` caps the joint states enumerated exactly; ``capabilities`` are the backend's.
+    """
     from .api import as_expression
 
+    if policy not in POLICIES:
+        raise PlanError(f"unknown policy {policy!r}{did_you_mean(str(policy), POLICIES)}; choose from {', '.join(POLICIES)}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise PlanError(f"the enumeration budget must be an integer >= 1, got {budget!r}")
     e = as_expression(expr)
     key = tuple(sorted(((k, as_spec(v, k)) for k, v in (estimators or {}).items()), key=lambda kv: kv[0]))
-    return _plan_cached(e, key)
+    shape_key = None if shapes is None else tuple(sorted((k, tuple(int(x) for x in s)) for k, s in shapes.items()))
+    caps = ALL_CAPABILITIES if capabilities is None else frozenset(capabilities)
+    return _plan_cached(e, key, policy, shape_key, budget, caps)
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...]) -> Plan:
-    planner = _Planner(dict(overrides))
+def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], policy: str,
+                 shapes: tuple[tuple[str, Shape], ...] | None, budget: int, capabilities: frozenset[str]) -> Plan:
+    planner = _Planner(dict(overrides), policy, None if shapes is None else dict(shapes), budget, capabilities)
     planner.number(e)
     root = planner.plan(e, {})
     bound = {n.var for n in planner.nodes}

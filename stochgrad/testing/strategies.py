@@ -46,13 +46,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .. import continuous as _continuous  # noqa: F401  (registers the built-in distributions)
-from .. import distributions, functions, ir
+from .. import discrete, distributions, functions, ir
+from .. import gammas as _gammas  # noqa: F401
 
 __all__ = ["numbers", "expressions", "texts", "params_for", "BINARY_OPERATORS", "BOUND_NAMES", "COUPLED"]
 
@@ -141,9 +143,12 @@ def _dist(draw: Callable, visible: tuple[str, ...], taken: frozenset[str], depth
     """A distribution node whose parameter expressions use ``visible``."""
     name = draw(st.sampled_from(sorted(distributions.DISTRIBUTIONS)))
     spec = distributions.DISTRIBUTIONS[name]
-    values = [(p.name, draw(_expr(visible, taken, depth))) for p in spec.params]
-    # the same node however the arguments are written: a positional prefix, keywords in any order
-    n_pos = draw(st.integers(0, len(values)))
+    forms = spec.forms()
+    form = draw(st.sampled_from(forms))
+    values = [(p, draw(_expr(visible, taken, depth))) for p in form]
+    # the same node however the arguments are written: a positional prefix (first form only),
+    # keywords in any order
+    n_pos = draw(st.integers(0, len(values))) if form == forms[0] else 0
     kwargs = draw(st.permutations(values[n_pos:]))
     return distributions.make_dist(name, tuple(v for _, v in values[:n_pos]), tuple(kwargs))
 
@@ -199,6 +204,10 @@ def _holds(constraint: distributions.Constraint, x: float) -> bool:
 def _values(constraint: distributions.Constraint, min_scale: float, max_magnitude: float) -> SearchStrategy[float]:
     if constraint is distributions.positive:
         return _positives(min_scale, max_magnitude)
+    if constraint is discrete.unit_interval:
+        return st.one_of(st.sampled_from([0.0, 1.0, 1e-7, 1 - 1e-7, 0.5]), st.floats(0.0, 1.0))
+    if constraint is discrete.count:
+        return st.integers(0, 50).map(float)
     base = _reals(min_scale, max_magnitude)
     if constraint is distributions.real:
         return base
@@ -216,9 +225,27 @@ def _uniform(draw: Callable, min_scale: float, max_magnitude: float) -> dict[str
     return {"low": low, "high": high}
 
 
-#: constraints that couple parameters: distribution name -> strategy factory (min_scale, max_magnitude)
-COUPLED: dict[str, Callable[[float, float], SearchStrategy[dict[str, float]]]] = {
+@st.composite
+def _categorical(draw: Callable, min_scale: float, max_magnitude: float) -> dict[str, np.ndarray]:
+    k = draw(st.integers(1, 6))
+    if draw(st.booleans()):
+        logits = draw(st.lists(st.floats(-50.0, 50.0), min_size=k, max_size=k))
+        return {"logits": np.array(logits)}
+    weights = np.array(draw(st.lists(st.floats(0.0, 1.0), min_size=k, max_size=k))) + 1e-12
+    return {"probs": weights / weights.sum()}
+
+
+@st.composite
+def _dirichlet(draw: Callable, min_scale: float, max_magnitude: float) -> dict[str, np.ndarray]:
+    k = draw(st.integers(1, 6))
+    return {"concentration": np.array(draw(st.lists(_positives(max(min_scale, 1e-3), 1e3), min_size=k, max_size=k)))}
+
+
+#: distributions whose parameters are coupled or vectors: name -> strategy factory (min_scale, max_magnitude)
+COUPLED: dict[str, Callable[[float, float], SearchStrategy[dict[str, Any]]]] = {
     "Uniform": _uniform,
+    "Categorical": _categorical,
+    "Dirichlet": _dirichlet,
 }
 
 
@@ -242,7 +269,9 @@ def params_for(
     if dist_name in COUPLED:
         strategy = COUPLED[dist_name](min_scale, max_magnitude)
     else:
-        strategy = st.fixed_dictionaries(
-            {p.name: _values(p.constraint, min_scale, max_magnitude) for p in dist.params}
-        )
+        specs = {p.name: p for p in dist.params}
+        strategy = st.one_of(*(
+            st.fixed_dictionaries({n: _values(specs[n].constraint, min_scale, max_magnitude) for n in form})
+            for form in dist.forms()
+        ))
     return strategy.filter(lambda values: _extra_ok(dist, values))

@@ -1,0 +1,183 @@
+"""Discrete distributions: Bernoulli, Categorical (one-hot), Poisson, Binomial, Geometric.
+
+None has a pathwise sampler: a sample is piecewise constant in the parameters.
+Bernoulli and Categorical also offer the biased surrogates of the reference text:
+
+* **relaxed**: the binary Concrete / Gumbel-softmax sample
+  ``softmax((logits + g) / tau)`` with Gumbel noise ``g`` (Maddison et al. 2017;
+  Jang et al. 2017), differentiable in the logits;
+* **straight-through** (Bengio et al. 2013): forward the hard sample ``y``,
+  backward through its mean: ``y = p + stop(y - p)``;
+* **straight-through Gumbel**: forward the hard one-hot ``argmax(logits + g)``,
+  backward through the relaxed sample.
+
+Uniform noise is clamped inside (0, 1) by every backend, so Gumbel noise
+``-log(-log u)`` is always finite.  Probabilities enter logs through a clamp at
+the smallest normal float, so p = 0 or 1 gives finite log-probabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .distributions import Constraint, Distribution, Param, positive, real, register_distribution
+
+Array = Any
+P = Mapping[str, Array]
+_TINY = float(np.finfo(float).tiny)
+
+unit_interval = Constraint("in [0, 1]", lambda x: (x >= 0) & (x <= 1))
+count = Constraint("a non-negative integer", lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x))
+
+
+def _on_simplex(x: np.ndarray) -> np.ndarray:
+    if np.ndim(x) == 0:
+        return np.zeros((), dtype=bool)
+    return (x >= 0) & np.isfinite(x) & (np.abs(np.sum(x, axis=-1, keepdims=True) - 1.0) <= 1e-6)
+
+
+simplex = Constraint("non-negative with a last axis summing to 1", _on_simplex)
+vector = Constraint("finite, with a last axis of categories", lambda x: np.isfinite(x) & (np.ndim(x) > 0))
+
+
+def _log(B: Any, x: Array) -> Array:
+    return B.fn["log"](B.fn["clip"](x, _TINY, 1.0))
+
+
+def _gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
+    return -B.fn["log"](-B.fn["log"](draw("uniform", shape)))
+
+
+class Bernoulli(Distribution):
+    name = "Bernoulli"
+    params = (Param("probs", unit_interval, "P(y = 1)"), Param("logits", real, "log-odds of y = 1"))
+    parameterizations = (("probs",), ("logits",))
+    reparameterized, discrete, relaxable = False, True, True
+    doc = "Bernoulli(probs) or Bernoulli(logits=l): 1 with probability probs, else 0"
+
+    def logits(self, B: Any, p: P) -> Array:
+        if "logits" in p:
+            return p["logits"]
+        return _log(B, p["probs"]) - _log(B, 1.0 - p["probs"])
+
+    def probs(self, B: Any, p: P) -> Array:
+        return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])
+
+    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return B.stop_gradient(B.fn["lt"](draw("uniform", shape), self.probs(B, p)))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        if "logits" in p:
+            return x * p["logits"] - B.fn["softplus"](p["logits"])
+        return x * _log(B, p["probs"]) + (1.0 - x) * _log(B, 1.0 - p["probs"])
+
+    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
+        return np.array([0.0, 1.0])
+
+    def _logistic(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        u = draw("uniform", shape)
+        return self.logits(B, p) + B.fn["log"](u) - B.fn["log1p"](-u)
+
+    def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+        return B.fn["sigmoid"](self._logistic(B, p, draw, shape) / temperature)
+
+    def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        mean = self.probs(B, p)
+        return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
+
+    def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+        soft = self.relaxed(B, p, draw, shape, temperature)
+        return soft + B.stop_gradient(B.fn["gt"](soft, 0.5) - soft)
+
+
+class Categorical(Distribution):
+    name = "Categorical"
+    params = (Param("probs", simplex, "category probabilities (last axis)"),
+              Param("logits", vector, "unnormalized log-probabilities (last axis)"))
+    parameterizations = (("probs",), ("logits",))
+    reparameterized, discrete, relaxable = False, True, True
+    event_rank = 1
+    doc = "Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis"
+
+    def log_softmax(self, B: Any, p: P) -> Array:
+        logits = p["logits"] if "logits" in p else _log(B, p["probs"])
+        shape = B.shape(logits)
+        return logits - B.reshape(B.logsumexp(logits, len(shape) - 1), shape[:-1] + (1,))
+
+    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return B.one_hot_argmax(self.log_softmax(B, p) + _gumbel(B, draw, shape))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        y = x * self.log_softmax(B, p)
+        return B.sum(y, (len(B.shape(y)) - 1,))
+
+    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
+        return np.eye(event[-1])
+
+    def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+        t = (self.log_softmax(B, p) + _gumbel(B, draw, shape)) / temperature
+        return B.fn["exp"](t - B.reshape(B.logsumexp(t, len(shape)), (-1,) + tuple(shape[:-1]) + (1,)))
+
+    def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        mean = B.fn["exp"](self.log_softmax(B, p))
+        return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
+
+    def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+        soft = self.relaxed(B, p, draw, shape, temperature)
+        return soft + B.stop_gradient(B.one_hot_argmax(soft) - soft)
+
+
+class Poisson(Distribution):
+    name = "Poisson"
+    params = (Param("rate", positive, "mean count"),)
+    reparameterized, discrete = False, True
+    doc = "Poisson(rate): counts 0, 1, 2, ... (infinite support: never enumerated)"
+
+    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return draw("poisson", shape, p["rate"])
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return x * B.fn["log"](p["rate"]) - p["rate"] - B.fn["lgamma"](x + 1.0)
+
+
+class Binomial(Distribution):
+    name = "Binomial"
+    params = (Param("total_count", count, "number of trials (not differentiable)"), Param("probs", unit_interval))
+    reparameterized, discrete = False, True
+    doc = "Binomial(total_count, probs): successes in total_count trials; enumerable when total_count is a literal"
+
+    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        return draw("binomial", shape, B.stop_gradient(p["total_count"]), B.stop_gradient(p["probs"]))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        n, lg = B.stop_gradient(p["total_count"]), B.fn["lgamma"]
+        return (lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
+                + x * _log(B, p["probs"]) + (n - x) * _log(B, 1.0 - p["probs"]))
+
+    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
+        n = static.get("total_count")
+        return None if n is None else np.arange(int(n) + 1, dtype=float)
+
+
+class Geometric(Distribution):
+    name = "Geometric"
+    params = (Param("probs", unit_interval, "success probability"),)
+    reparameterized, discrete = False, True
+    doc = "Geometric(probs): failures before the first success, 0, 1, 2, ... (never enumerated)"
+
+    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        q = B.stop_gradient(B.fn["clip"](p["probs"], _TINY, 1.0))
+        return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
+
+    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+        return "parameter 'probs' must be > 0" if np.any(np.asarray(values["probs"]) <= 0) else None
+
+
+for _cls in (Bernoulli, Categorical, Poisson, Binomial, Geometric):
+    register_distribution(_cls())
