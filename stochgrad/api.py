@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import ir
+from .analysis import parameters
 from .backend import Backend, get_backend
 from .errors import ValidationError, did_you_mean
 from .lower import Lowering
@@ -91,18 +92,18 @@ def _fmt(x: Any) -> str:
     return f"{x:.6g}" if np.ndim(x) == 0 else np.array2string(np.asarray(x), precision=6)
 
 
-def _check_params(p: Plan, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    needed = set(p.parameters)
+def _check_params(names: tuple[str, ...], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    needed = set(names)
     for name in params:
         if name not in needed:
             raise ValidationError(
                 f"unknown parameter {name!r}{did_you_mean(name, needed)}; the expression's parameters are: "
-                f"{', '.join(p.parameters) or 'none'}"
+                f"{', '.join(names) or 'none'}"
             )
     out = {}
-    for name in p.parameters:
+    for name in names:
         if name not in params:
-            raise ValidationError(f"parameter {name!r} is missing; the expression needs: {', '.join(p.parameters)}")
+            raise ValidationError(f"parameter {name!r} is missing; the expression needs: {', '.join(names)}")
         try:
             value = np.asarray(params[name], dtype=float)
         except (TypeError, ValueError) as exc:
@@ -151,8 +152,9 @@ def estimate(
         raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
     n = int(n)
     B = get_backend(backend, **backend_options)
-    values = _check_params(plan(expr, estimators, policy=policy, budget=enumerate_budget), params or {})
-    p = plan(expr, estimators, policy=policy, shapes={k: v.shape for k, v in values.items()},
+    e = as_expression(expr)
+    values = _check_params(parameters(e), params or {})
+    p = plan(e, estimators, policy=policy, shapes={k: v.shape for k, v in values.items()},
              budget=enumerate_budget, capabilities=B.capabilities)
     if seed is None:
         seed = secrets.randbits(63)

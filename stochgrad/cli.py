@@ -2,6 +2,7 @@
 
     stochgrad estimate "E[z**2, z ~ Normal(mu, sigma)]" --at mu=12 --at sigma=42 -n 100000
     stochgrad plan "E[z > 0, z ~ Normal(mu, 1)]" --estimator z=score
+    stochgrad estimate "E[y**2, y ~ Bernoulli(p)]" --at p=0.25 --estimator y=relaxed:temperature=0.1
 
 Values after ``--at`` are numbers or JSON arrays (``--at mu=[1,2,3]``); they are
 read as data, never evaluated.
@@ -20,7 +21,7 @@ import numpy as np
 from .api import estimate
 from .backend import available_backends
 from .errors import StochgradError
-from .planner import plan
+from .planner import POLICIES, plan
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -34,10 +35,26 @@ def _value(name: str, text: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise StochgradError(f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]") from None
+        value = _loose_numbers(text)
+        if value is None:
+            raise StochgradError(f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]") from None
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
         raise StochgradError(f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]")
     return np.asarray(value, dtype=float) if isinstance(value, list) else float(value)
+
+
+def _loose_numbers(text: str) -> Any:
+    """Numbers JSON rejects but people write: ``.5``, ``[.1, .2]``, ``1.``."""
+    inner = text.strip()
+    bracketed = inner.startswith("[") and inner.endswith("]")
+    parts = inner[1:-1].split(",") if bracketed else [inner]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        return None
+    if any(p.strip().lower() in ("nan", "inf", "-inf", "infinity", "+inf") for p in parts):
+        return None
+    return numbers if bracketed else numbers[0]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,14 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("expression", help='DSL text, e.g. "E[z**2, z ~ Normal(mu, sigma)]"')
         p.add_argument("--estimator", "-e", action="append", type=_assignment, default=[], metavar="VAR=NAME",
-                       help="override the estimator of a random variable (pathwise, score)")
+                       help="override a random variable's estimator: pathwise, score, enumerate, relaxed,"
+                            " straight_through, straight_through_gumbel; options as NAME:KEY=VALUE,"
+                            " e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
+        p.add_argument("--policy", default="unbiased", choices=POLICIES,
+                       help="unbiased (default) or low_variance (may relax discrete nodes)")
+        p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
+                       help="parameter value (number or JSON array); repeat for each parameter")
 
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
     common(p_est)
-    p_est.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
-                       help="parameter value (number or JSON array); repeat for each parameter")
     p_est.add_argument("-n", "--samples", type=int, default=10_000, help="number of samples (default 10000)")
     p_est.add_argument("--backend", "-b", default=None, choices=available_backends(),
                        help="autograd or torch (default: $STOCHGRAD_BACKEND, else autograd)")
@@ -72,12 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = dict(args.estimator)
     try:
-        if args.command == "plan":
-            print(plan(args.expression, overrides))
-            return 0
         params = {k: _value(k, v) for k, v in args.at}
+        if args.command == "plan":
+            shapes = {k: np.shape(v) for k, v in params.items()} if params else None
+            print(plan(args.expression, overrides, policy=args.policy, shapes=shapes))
+            return 0
         r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                     estimators=overrides, chunk_size=args.chunk_size)
+                     estimators=overrides, chunk_size=args.chunk_size, policy=args.policy)
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2

@@ -100,7 +100,8 @@ class Categorical(Distribution):
     parameterizations = (("probs",), ("logits",))
     reparameterized, discrete, relaxable = False, True, True
     event_rank = 1
-    doc = "Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis"
+    doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
+           " probs are normalized over that axis, as in torch.distributions")
 
     def log_softmax(self, B: Any, p: P) -> Array:
         logits = p["logits"] if "logits" in p else _log(B, p["probs"])

@@ -28,6 +28,7 @@ and ``stop_gradient``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -232,11 +233,12 @@ def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
         if not eq:
             raise PlanError(f"estimator option {item!r} for {var!r} must be KEY=VALUE (e.g. {name}:temperature=0.5)")
         options[key.strip()] = _option(val.strip())
-    try:
-        return cls(**options)
-    except TypeError:
-        fields = [f for f in getattr(cls, "__dataclass_fields__", {})]
-        raise PlanError(f"estimator {name!r} takes options {fields or 'none'}, got {sorted(options)}") from None
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in options:
+        if key not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+            raise PlanError(f"estimator {name!r} has no option {key!r}{did_you_mean(key, allowed)}; it {takes}")
+    return cls(**options)
 
 
 # -- surrogate pieces (backend-neutral) ---------------------------------------
