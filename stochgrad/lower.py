@@ -41,6 +41,7 @@ from .noise import NoiseSource
 from .planner import NodePlan, PlannedExpect
 
 Array = Any
+_TWO = ir.Num(2.0)
 _ARITH = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -131,6 +132,9 @@ class Lowering:
         return -self.eval(e.operand, env)
 
     def _binop(self, e: ir.BinOp, env: Mapping[str, Array]) -> Array | float:
+        if e.op == "**" and e.right == _TWO:  # x * x: cheaper than pow, forward and backward
+            x = self.eval(e.left, env)
+            return x * x
         a, b = self.align(self.eval(e.left, env), self.eval(e.right, env))
         if e.op in COMPARISON_PRIMITIVES:
             return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
