@@ -50,7 +50,7 @@ Dirichlet = dist_constructor("Dirichlet")
 exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
 abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
 sigmoid, softplus, floor, sign = (function(n) for n in ("sigmoid", "softplus", "floor", "sign"))
-round = function("round")  # noqa: A001
+round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
@@ -61,6 +61,6 @@ __all__ = [
     "StochgradError", "ParseError", "PlanError", "ValidationError", "BackendError",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
     "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
-    "Dirichlet", "round", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+    "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]

@@ -50,6 +50,7 @@ FUNCTIONS: dict[str, Function] = {
         _elementwise("floor", "largest integer <= x (not differentiable)", differentiable=False),
         _elementwise("round", "nearest integer, halves to even (not differentiable)", differentiable=False),
         _elementwise("sign", "-1, 0 or 1 (not differentiable)", differentiable=False),
+        Function("argmax", 1, False, "index of the largest entry along the last axis (not differentiable)"),
         Function("sum", 1, True, "sum over all non-sample axes, or over axis=k", options=("axis",)),
         Function("mean", 1, True, "mean over all non-sample axes, or over axis=k", options=("axis",)),
     ]

@@ -145,6 +145,12 @@ class Lowering:
         x = self.array(self.eval(e.args[0], env))
         if fn.primitive is not None:
             return self.B.fn[fn.primitive](x)
+        if e.fn == "argmax":
+            shape = self.B.shape(x)
+            if len(shape) < 2:
+                raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`")
+            index = self.B.asarray(np.arange(shape[-1], dtype=float))
+            return self.B.sum(self.B.one_hot_argmax(x) * index, (len(shape) - 1,))
         opts = {k: int(v.value) for k, v in e.kwargs if isinstance(v, ir.Num)}
         total, count = self.reduce_logical(x, opts.get("axis"))
         return total if e.fn == "sum" else total / count

@@ -39,6 +39,10 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
         return broadcast([infer(e.left, env), infer(e.right, env)], e)
     if isinstance(e, ir.Call):
         shape = infer(e.args[0], env)
+        if e.fn == "argmax":
+            if not shape:
+                raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`", e.span)
+            return shape[:-1]
         if e.fn not in ("sum", "mean"):
             return shape
         axis = dict(e.kwargs).get("axis")

@@ -342,3 +342,17 @@ def test_extreme_parameters_stay_finite(backend, estimator, param):
     r = sg.estimate("E[sum(y * w), y ~ Categorical(logits=l)]", {"l": lc, "w": np.array([1.0, 2.0, 3.0])}, n=500,
                     backend=backend, seed=19, estimators={"y": estimator})
     assert np.all(np.isfinite(r.grad["l"])) and np.isfinite(r.value)
+
+
+def test_argmax_is_an_index_and_breaks_the_pathwise_path(backend):
+    # y one-hot, argmax(y) is its index: E[argmax(y)] = sum_k k pi_k
+    l = np.array([0.3, -0.2, 1.0])
+    pi = softmax(l)
+    r = sg.estimate("E[argmax(y), y ~ Categorical(logits=l)]", {"l": l}, n=10, backend=backend, seed=0)
+    value = float(np.arange(3) @ pi)
+    assert r.value == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(r.grad["l"], pi * (np.arange(3) - value), rtol=1e-10)
+    node = sg.plan("E[argmax(z), z ~ Normal(mu, 1)]", shapes={"mu": (3,)}).node("z")
+    assert node.estimator == "score" and "argmax(z)" in node.reason
+    with pytest.raises(sg.StochgradError, match="argmax needs a value with a last axis"):
+        sg.estimate("E[argmax(z), z ~ Normal(mu, 1)]", {"mu": 0.0}, n=10, backend=backend)
