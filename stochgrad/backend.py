@@ -171,9 +171,12 @@ def _make_backend(name: str, options: dict[str, Any]) -> Backend:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            framework = name if name in _INSTALL_HINT else exc.name
-            hint = _INSTALL_HINT.get(name, f"install the package that provides {module_name}")
-            raise BackendError(f"backend {name!r} needs {framework}, which is not installed: {hint}") from exc
+            missing = (exc.name or module_name).split(".")[0]
+            if missing == name and name in _INSTALL_HINT:
+                hint = _INSTALL_HINT[name]
+            else:
+                hint = f"pip install {missing}" + (f"  (or: pip install 'stochgrad[{name}]')" if name in _INSTALL_HINT else "")
+            raise BackendError(f"backend {name!r} needs {missing}, which is not installed: {hint}") from exc
         factory = getattr(module, cls_name)
     try:
         return factory(**options)

@@ -184,6 +184,16 @@ def test_core_imports_without_any_framework():
     assert "backend 'torch' needs torch, which is not installed: pip install torch" in out
 
 
+def test_a_missing_dependency_of_a_backend_is_named():
+    code = (
+        "import sys; sys.modules['scipy'] = None\n"
+        "import stochgrad as sg\n"
+        "try:\n    sg.get_backend('autograd')\nexcept sg.BackendError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "backend 'autograd' needs scipy, which is not installed: pip install scipy  (or: pip install 'stochgrad[autograd]')" in out
+
+
 def test_estimate_prints_value_and_gradients():
     r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=100, seed=0)
     lines = str(r).splitlines()
