@@ -4,6 +4,6 @@
 needs Hypothesis (``pip install 'stochgrad[test]'``) and is imported on demand.
 """
 
-from .assertions import assert_estimate, assert_within_stderr, z_threshold
+from .assertions import assert_estimate, assert_unbiased, assert_within_stderr, check_pathwise, z_threshold
 
-__all__ = ["assert_estimate", "assert_within_stderr", "z_threshold"]
+__all__ = ["assert_estimate", "assert_unbiased", "assert_within_stderr", "check_pathwise", "z_threshold"]

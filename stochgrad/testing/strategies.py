@@ -56,7 +56,7 @@ from .. import continuous as _continuous  # noqa: F401  (registers the built-in 
 from .. import discrete, distributions, functions, ir
 from .. import gammas as _gammas  # noqa: F401
 
-__all__ = ["numbers", "expressions", "texts", "params_for", "BINARY_OPERATORS", "BOUND_NAMES", "COUPLED"]
+__all__ = ["numbers", "expressions", "texts", "params_for", "params_for_expression", "BINARY_OPERATORS", "BOUND_NAMES", "COUPLED"]
 
 #: every binary operator of the IR (arithmetic and comparisons), in a fixed order
 BINARY_OPERATORS: tuple[str, ...] = tuple(op for op in ir.PREC if op != "neg")
@@ -275,3 +275,42 @@ def params_for(
             for form in dist.forms()
         ))
     return strategy.filter(lambda values: _extra_ok(dist, values))
+
+
+def params_for_expression(
+    expr: Any, *, min_scale: float = 1e-3, max_magnitude: float = 1e3
+) -> SearchStrategy[dict[str, float]]:
+    """Scalar parameter dictionaries for an expression (text or IR).
+
+    A parameter passed straight into a distribution gets that parameter's constraint
+    (``sigma`` in ``Normal(mu, sigma)`` is positive; ``p`` in ``Bernoulli(p)`` lies in [0, 1]);
+    ``low``/``high`` of a Uniform given by two parameters keep ``low < high``; every other
+    parameter is a real in ``[-max_magnitude, max_magnitude]``.  Parameters that enter a
+    distribution through arithmetic (``Normal(0, exp(s))``) are not constrained here."""
+    from ..analysis import parameters
+    from ..api import as_expression
+
+    e = as_expression(expr)
+    names = parameters(e)
+    direct: dict[str, distributions.Constraint] = {}
+    uniform_pairs: list[tuple[str, str]] = []
+    for node in ir.walk(e):
+        if isinstance(node, ir.Expect):
+            for b in node.bindings:
+                given = dict(b.dist.params)
+                spec = {p.name: p for p in distributions.lookup(b.dist.name).params}
+                for key, value in given.items():
+                    if isinstance(value, ir.Name) and value.id in names:
+                        direct.setdefault(value.id, spec[key].constraint)
+                if b.dist.name == "Uniform" and all(isinstance(given[k], ir.Name) for k in ("low", "high")):
+                    uniform_pairs.append((given["low"].id, given["high"].id))  # type: ignore[union-attr]
+    strategies = {n: _values(direct.get(n, distributions.real), min_scale, max_magnitude) for n in names}
+    base = st.fixed_dictionaries(strategies)
+
+    def order(values: dict[str, float]) -> dict[str, float]:
+        for low, high in uniform_pairs:
+            a, b = sorted((values[low], values[high]))
+            values[low], values[high] = a, (b if b > a else math.nextafter(a, math.inf))
+        return values
+
+    return base.map(order)
