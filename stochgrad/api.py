@@ -11,7 +11,7 @@ pairwise update.  The same is done for the value.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,7 @@ def estimate(
     chunk_size: int | None = None,
     policy: str = "unbiased",
     enumerate_budget: int = DEFAULT_BUDGET,
+    progress: Callable[[int, int], None] | None = None,
     **backend_options: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter.
@@ -143,7 +144,7 @@ def estimate(
     and backend give identical results); ``estimators`` overrides the planner per
     variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
     ``"unbiased"`` or ``"low_variance"``; ``enumerate_budget`` caps the joint states summed
-    exactly; ``chunk_size`` bounds how many samples are
+    exactly; ``progress(done, n)`` is called after each chunk; ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`).  Other keywords (``device``, ``dtype`` for
     torch) configure the backend.
@@ -181,6 +182,8 @@ def estimate(
         _accumulate(B, value_m, per_sample, count)
         for k, g in zip(names, grads):
             _accumulate(B, grad_m[k], g, count, scale=count)
+        if progress is not None:
+            progress(start + count, n)
     scalar = {k: values[k].ndim == 0 for k in names}
     return Estimate(
         value=_out(value_m.mean, True),

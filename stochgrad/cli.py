@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,21 @@ def _loose_numbers(text: str) -> Any:
     return numbers if bracketed else numbers[0]
 
 
+class ProgressBar:
+    """A one-line text progress bar: ``[#####.....]  52%  52,428,800/100,000,000 samples  3.1 s``."""
+
+    def __init__(self, stream: Any, width: int = 30) -> None:
+        self.stream, self.width, self.start = stream, width, time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = int(self.width * done / total)
+        bar = "#" * filled + "." * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        end = "\n" if done >= total else ""
+        self.stream.write(f"\r[{bar}] {100 * done / total:3.0f}%  {done:,}/{total:,} samples  {elapsed:.1f} s{end}")
+        self.stream.flush()
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="stochgrad", description="Gradients of expectations, written as a DSL.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -82,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     p_est.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_est.add_argument("--chunk-size", type=int, default=None, help="samples held in memory at once")
     p_est.add_argument("--json", action="store_true", help="print the result as JSON")
+    p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                       help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)")
     return ap
 
 
@@ -98,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             shapes = {k: np.shape(v) for k, v in params.items()} if params else None
             print(plan(args.expression, overrides, policy=args.policy, shapes=shapes))
             return 0
+        show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                     estimators=overrides, chunk_size=args.chunk_size, policy=args.policy)
+                     estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
+                     progress=ProgressBar(sys.stderr) if show else None)
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2

@@ -58,3 +58,13 @@ def test_installed_console_script():
     assert "pathwise" in out
     out = subprocess.run([sys.executable, "-m", "stochgrad.cli", "--help"], capture_output=True, text=True, check=True).stdout
     assert "estimate" in out and "plan" in out
+
+
+def test_progress_bar_on_stderr(capsys):
+    from stochgrad.noise import BLOCK
+
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", str(2 * BLOCK + 10),
+                 "--chunk-size", str(BLOCK), "--progress", "--seed", "0"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\r[") == 3 and err.rstrip().endswith("samples  " + err.rstrip().split("samples  ")[-1])
+    assert f"100%  {2 * BLOCK + 10:,}/{2 * BLOCK + 10:,} samples" in err
