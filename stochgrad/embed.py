@@ -43,21 +43,20 @@ def E(body: Any, **bindings: ir.Dist) -> ir.Expect:
     return e
 
 
-def dist_constructor(name: str) -> Callable[..., ir.Dist]:
-    def build(*args: Any, **kwargs: Any) -> ir.Dist:
-        return make_dist(name, tuple(ir.as_expr(a) for a in args),
-                         tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
+def _builder(name: str, make: Callable[..., Any], doc: str) -> Callable[..., Any]:
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return make(name, tuple(ir.as_expr(a) for a in args), tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
 
     build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"{DISTRIBUTIONS[name].doc or name} (builds a distribution node)"
+    build.__doc__ = doc
     return build
+
+
+def dist_constructor(name: str) -> Callable[..., ir.Dist]:
+    """``Normal(mu, sigma)``-style constructor of distribution nodes (validated like the parser)."""
+    return _builder(name, make_dist, f"{DISTRIBUTIONS[name].doc or name} (builds a distribution node)")
 
 
 def function(name: str) -> Callable[..., ir.Call]:
-    def build(*args: Any, **kwargs: Any) -> ir.Call:
-        return make_call(name, tuple(ir.as_expr(a) for a in args),
-                         tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = FUNCTIONS[name].doc
-    return build
+    """``exp(x)``-style constructor of function calls (validated like the parser)."""
+    return _builder(name, make_call, FUNCTIONS[name].doc)

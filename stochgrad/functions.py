@@ -64,6 +64,11 @@ def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
     """Validate a call against the table and build the node (shared by parser and embedded form)."""
     fn = FUNCTIONS.get(name)
     if fn is None:
+        from .distributions import DISTRIBUTIONS
+
+        if name in DISTRIBUTIONS:
+            raise StochgradError(f"unknown function {name!r}: {name} is a distribution; draw from it with"
+                                 f" E[..., v ~ {name}(...)]")
         raise StochgradError(f"unknown function {name!r}{did_you_mean(name, FUNCTIONS)}")
     if len(args) != fn.arity:
         raise StochgradError(f"{name}() takes {fn.arity} argument{'s' * (fn.arity != 1)}, got {len(args)}")

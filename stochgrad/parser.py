@@ -9,6 +9,7 @@ clear error rather than a ``RecursionError`` later on.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from importlib import resources
 from typing import Any
@@ -111,20 +112,10 @@ class _ToIR(Transformer):
         return _Kwarg(str(key), value, key.start_pos)
 
     def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
-        args, kwargs = _split_args(items or [])
-        try:
-            node = make_call(str(name), args, kwargs)
-        except StochgradError as exc:
-            raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
-        return ir.Call(node.fn, node.args, node.kwargs, span=_span(meta))
+        return _build(make_call, meta, name, items)
 
     def dist(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Dist:
-        args, kwargs = _split_args(items or [])
-        try:
-            node = make_dist(str(name), args, kwargs)
-        except StochgradError as exc:
-            raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
-        return ir.Dist(node.name, node.params, node.positional, span=_span(meta))
+        return _build(make_dist, meta, name, items)
 
     def binding(self, meta: Any, var: Token, dist: ir.Dist) -> ir.Binding:
         _check_name(var)
@@ -132,6 +123,16 @@ class _ToIR(Transformer):
 
     def expect(self, meta: Any, body: ir.Expr, *bindings: ir.Binding) -> ir.Expect:
         return ir.Expect(body, tuple(bindings), span=_span(meta))
+
+
+def _build(make: Any, meta: Any, name: Token, items: list[Any] | None) -> Any:
+    """Validate a call or distribution with the shared table code; errors point at its name."""
+    args, kwargs = _split_args(items or [])
+    try:
+        node = make(str(name), args, kwargs)
+    except StochgradError as exc:
+        raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
+    return dataclasses.replace(node, span=_span(meta))
 
 
 def _check_name(tok: Token) -> None:

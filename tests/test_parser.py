@@ -291,7 +291,8 @@ def test_unknown_function_suggests_the_closest():
     parse_error("exq(x)", "unknown function 'exq' (did you mean 'exp'?)", 1, 1, width=3)
     parse_error("mu + sigmod(x)", "unknown function 'sigmod' (did you mean 'sigmoid'?)", 1, 6, width=6)
     parse_error("qqqqq(x)", "unknown function 'qqqqq'", 1, 1, width=5)
-    parse_error("Normal(0, 1)", "unknown function 'Normal'", 1, 1, width=6)
+    parse_error("Normal(0, 1)", "unknown function 'Normal': Normal is a distribution; draw from it with"
+                " E[..., v ~ Normal(...)]", 1, 1, width=6)
 
 
 def test_unknown_distribution_suggests_the_closest():
@@ -426,8 +427,8 @@ def test_parse_takes_only_text():
     [
         ("__import__('os').system('echo hi')", "unexpected character \"'\"", 12, 1),
         ("__import__(os)", "unknown function '__import__'", 1, 10),
-        ("eval(x)", "unknown function 'eval' (did you mean 'mean'?)", 1, 4),
-        ("exec(x)", "unknown function 'exec' (did you mean 'exp'?)", 1, 4),
+        ("eval(x)", "unknown function 'eval'", 1, 4),
+        ("exec(x)", "unknown function 'exec'", 1, 4),
         ("mu.__class__", "unexpected character '.'", 3, 1),
         ("E[z, z ~ __import__(os)]", "unknown distribution '__import__'", 10, 10),
         ("open('/etc/passwd')", "unexpected character \"'\"", 6, 1),
