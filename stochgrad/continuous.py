@@ -31,6 +31,13 @@ from .distributions import (
 Array = Any
 P = Mapping[str, Array]
 _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
+_LOG_TINY, _LOG_HUGE = float(np.log(np.finfo(float).tiny)), float(np.log(np.finfo(float).max)) - 1e-9
+
+
+def _exp_in_range(B: Any, log_z: Array) -> Array:
+    """``exp(log_z)`` for a positive sample, kept inside [tiny, max]: with extreme parameters an
+    overflow to inf or underflow to 0 would make the log density and the gradients NaN."""
+    return B.fn["exp"](B.fn["clip"](log_z, _LOG_TINY, _LOG_HUGE))
 
 
 class _LocScale:
@@ -54,7 +61,7 @@ class LogNormal(_LocScale, Distribution):
     doc = "LogNormal(loc, scale): exp of a Normal(loc, scale)"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.fn["exp"](p["loc"] + p["scale"] * draw("normal", shape))
+        return _exp_in_range(B, p["loc"] + p["scale"] * draw("normal", shape))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         log_x = B.fn["log"](x)
@@ -80,11 +87,13 @@ class Weibull(InverseCDF):
     doc = "Weibull(scale, concentration): the reference text's Weibull(lambda, k)"
 
     def icdf(self, B: Any, p: P, u: Array) -> Array:
-        return p["scale"] * (-B.fn["log"](u)) ** (1.0 / p["concentration"])
+        log = B.fn["log"]
+        return _exp_in_range(B, log(p["scale"]) + log(-log(u)) / p["concentration"])
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         log, k, lam = B.fn["log"], p["concentration"], p["scale"]
-        return log(k) - log(lam) + (k - 1.0) * (log(x) - log(lam)) - (x / lam) ** k
+        t = log(x) - log(lam)  # in log space: (x / lam)**k overflows for extreme parameters
+        return log(k) - log(lam) + (k - 1.0) * t - B.fn["exp"](k * t)
 
 
 class Uniform(InverseCDF):
@@ -169,7 +178,9 @@ class Kumaraswamy(InverseCDF):
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         log, a, b = B.fn["log"], p["a"], p["b"]
-        return log(a) + log(b) + (a - 1.0) * log(x) + (b - 1.0) * B.fn["log1p"](-(x**a))
+        log_x = log(x)
+        # log(1 - x**a) as log(-expm1(a log x)): finite even where x**a rounds to 1
+        return log(a) + log(b) + (a - 1.0) * log_x + (b - 1.0) * log(-B.fn["expm1"](a * log_x))
 
 
 for _cls in (Normal, LogNormal, Exponential, Weibull, Uniform, Laplace, Gumbel, Logistic, Cauchy, Kumaraswamy):

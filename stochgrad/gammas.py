@@ -50,7 +50,9 @@ class Beta(_Implicit):
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         ga, gb = draw("gamma", shape, p["a"]), draw("gamma", shape, p["b"])
-        return B.fn["clip"](ga / (ga + gb), _TINY, 1.0 - _EPS)
+        # G_a / (G_a + G_b) in log space: gamma draws of tiny shape are near the smallest float
+        log = B.fn["log"]
+        return B.fn["clip"](B.fn["sigmoid"](log(ga) - log(gb)), _TINY, 1.0 - _EPS)
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         a, b, lg = p["a"], p["b"], B.fn["lgamma"]
@@ -67,9 +69,9 @@ class Dirichlet(_Implicit):
         return None if np.ndim(values["concentration"]) else "parameter 'concentration' needs a last axis of categories"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        g = draw("gamma", shape, p["concentration"])
-        total = B.sum(g, (len(shape),))
-        return B.fn["clip"](g / B.reshape(total, (-1,) + tuple(shape[:-1]) + (1,)), _TINY, 1.0)
+        log_g = B.fn["log"](draw("gamma", shape, p["concentration"]))  # normalize in log space
+        total = B.logsumexp(log_g, len(shape))
+        return B.fn["clip"](B.fn["exp"](log_g - B.reshape(total, (-1,) + tuple(shape[:-1]) + (1,))), _TINY, 1.0)
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         a, lg = p["concentration"], B.fn["lgamma"]

@@ -42,6 +42,7 @@ from .planner import NodePlan, PlannedExpect
 
 Array = Any
 _TWO = ir.Num(2.0)
+_HUGE = float(np.finfo(float).max)
 _ARITH = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -184,7 +185,10 @@ class Lowering:
             ])
 
         z, logq = node.spec.sample(lookup(node.dist.name), self.B, p, draw, shape)
-        return z, (None if logq is None else self.reduce_logical(logq, None)[0])
+        if logq is None:
+            return z, None
+        # an infinite log density (a sample at the edge of float range) would make the magic box NaN
+        return z, self.B.fn["clip"](self.reduce_logical(logq, None)[0], -_HUGE, _HUGE)
 
     def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array, int]:
         """Copy ``scope`` once per joint state; return the node's values, weights ``K q(k)`` and K."""

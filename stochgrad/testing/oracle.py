@@ -56,8 +56,8 @@ Limits -- :func:`exact` returns ``None`` (it does not raise or hang) when:
 * ``timeout`` seconds pass.  The timeout uses ``SIGALRM`` (``setitimer``), so
   it is enforced only in the main thread of a Unix process; elsewhere the call
   runs without a limit.  A timer set by the caller (e.g. pytest-timeout) is
-  honoured and restored.  A timeout is remembered, so a second call with no
-  larger timeout returns ``None`` at once.
+  honoured and restored.  A timeout is remembered, so a later call with a
+  timeout no longer than the time already spent returns ``None`` at once.
 
 Invalid input -- text that does not parse, missing or unknown parameters,
 non-finite values -- raises the same errors as :func:`stochgrad.estimate`.
@@ -626,16 +626,17 @@ def _symbolic(e: ir.Expr, names: tuple[str, ...], timeout: float | None) -> _Ent
         return cached
     if cached == _UNSUPPORTED:
         return None
-    if isinstance(cached, float) and (timeout is None or timeout <= cached):
-        return None  # timed out before with at least as much time
+    if isinstance(cached, float) and timeout is not None and timeout <= cached + 0.1:
+        return None  # timed out before, after about this long
+    start = time.monotonic()
     try:
         entry = _build(e, names)
     except _Timeout:
-        _store(key, math.inf if timeout is None else float(timeout))
+        _store(key, time.monotonic() - start)  # the time it had (a caller's timer may have cut it short)
         raise
     except (_Unsupported, Exception):
         if _ALARM.expired():  # a timeout SymPy turned into another error
-            _store(key, math.inf if timeout is None else float(timeout))
+            _store(key, time.monotonic() - start)
             return None
         _store(key, _UNSUPPORTED)
         return None
