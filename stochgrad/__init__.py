@@ -17,7 +17,7 @@ from .api import Estimate, estimate
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import E, dist_constructor, function, symbols
-from .errors import BackendError, ParseError, PlanError, StochgradError, ValidationError
+from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
 from .estimators import (
     Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
@@ -58,7 +58,7 @@ __all__ = [
     "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
-    "StochgradError", "ParseError", "PlanError", "ValidationError", "BackendError",
+    "StochgradError", "BiasWarning", "ParseError", "PlanError", "ValidationError", "BackendError",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
     "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
     "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",

@@ -11,6 +11,7 @@ pairwise update.  The same is done for the value.
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from . import ir
 from .analysis import parameters
 from .backend import Backend, get_backend
-from .errors import ValidationError, did_you_mean
+from .errors import BiasWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
 from .parser import parse
@@ -157,6 +158,9 @@ def estimate(
     values = _check_params(parameters(e), params or {})
     p = plan(e, estimators, policy=policy, shapes={k: v.shape for k, v in values.items()},
              budget=enumerate_budget, capabilities=B.capabilities)
+    for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
+        if node.biased and not node.reason.startswith("requested") and policy == "unbiased":
+            warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=2)
     if seed is None:
         seed = secrets.randbits(63)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:

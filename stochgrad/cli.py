@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     p_est.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_est.add_argument("--chunk-size", type=int, default=None, help="samples held in memory at once")
     p_est.add_argument("--json", action="store_true", help="print the result as JSON")
+    p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
+                       help="also print the closed form (SymPy, when installed and it finds one) and z-scores")
     p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)")
     return ap
@@ -105,6 +107,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def _jsonable(x: Any) -> Any:
     return np.asarray(x).tolist()
+
+
+def _closed_form(text: str, params: dict[str, Any]) -> Any:
+    """The SymPy oracle's answer, or None (no SymPy, nothing found, or over 10 s)."""
+    try:
+        from .testing.oracle import exact
+    except ImportError:
+        return None
+    try:
+        return exact(text, params, timeout=10.0)
+    except (ImportError, StochgradError):
+        return None
+
+
+def _z(estimate: Any, exact: Any, stderr: Any) -> Any:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.asarray(stderr) > 0, (np.asarray(estimate) - exact) / np.asarray(stderr), np.nan)
+
+
+def _fmt(x: Any) -> str:
+    a = np.asarray(x, dtype=float)
+    return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=4)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -123,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
+    closed = _closed_form(args.expression, params) if args.exact else None
     if args.json:
         print(json.dumps({
             "expression": args.expression, "n": r.n, "backend": r.backend, "seed": r.seed,
@@ -131,10 +156,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "stderr": {k: _jsonable(v) for k, v in r.stderr.items()},
             "plan": [{"var": nd.var, "estimator": nd.estimator, "reason": nd.reason, "biased": nd.biased}
                      for nd in r.plan.nodes],
+            "exact": None if closed is None else {
+                "formula": closed.formula, "value": _jsonable(closed.value),
+                "grad": {k: _jsonable(v) for k, v in closed.grad.items()},
+            },
         }, indent=2))
         return 0
     print(f"{args.expression}   (n={r.n}, backend={r.backend}, seed={r.seed})")
     print(r)
+    if closed is not None:
+        print(f"exact (SymPy): {closed.formula}")
+        print("  " + "   ".join(f"{name} = {_fmt(x)} (z = {_fmt(_z(est, x, se))})" for name, x, est, se in [
+            ("value", closed.value, r.value, r.value_stderr),
+            *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad),
+        ]))
     print("plan:")
     print("  " + str(r.plan).replace("\n", "\n  "))
     return 0

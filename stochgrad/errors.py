@@ -80,6 +80,10 @@ class BackendError(StochgradError):
     """Unknown backend name, or a backend whose framework is not installed."""
 
 
+class BiasWarning(UserWarning):
+    """The plan contains a biased estimator that the user did not request."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

@@ -68,3 +68,14 @@ def test_progress_bar_on_stderr(capsys):
     err = capsys.readouterr().err
     assert err.count("\r[") == 3 and err.rstrip().endswith("samples  " + err.rstrip().split("samples  ")[-1])
     assert f"100%  {2 * BLOCK + 10:,}/{2 * BLOCK + 10:,} samples" in err
+
+
+def test_estimate_prints_the_closed_form_and_z_scores(capsys):
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=2", "-n", "20000", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "exact (SymPy): mu**2 + sigma**2" in out
+    assert "value = 5 (z = " in out and "d/dmu = 2 (z = " in out and "d/dsigma = 4 (z = " in out
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=2", "-n", "100", "--no-exact"]) == 0
+    assert "exact" not in capsys.readouterr().out
+    assert main(["estimate", "E[floor(z), z ~ Normal(mu, 1)]", "--at", "mu=1", "-n", "100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exact"] is None

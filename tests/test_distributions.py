@@ -295,3 +295,8 @@ def test_uniform_score_function_is_flagged_biased() -> None:
         node = plan.node("z")
         assert node.estimator == "score" and node.biased
         assert "Uniform's support depends on its parameters" in node.reason
+
+
+def test_uniform_with_a_comparison_warns_that_no_unbiased_estimator_applies(backend: str) -> None:
+    with pytest.warns(sg.BiasWarning, match=r"no unbiased estimator applies to z ~ Uniform\(a, b\): score"):
+        sg.estimate("E[z > 1, z ~ Uniform(a, b)]", {"a": -0.5, "b": 2.0}, n=100, backend=backend, seed=0)
