@@ -172,8 +172,10 @@ def estimate(
 
     names = list(values)
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
-    for start, count in _chunks(n, size):
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values)
+    chunks = _chunks(n, size)
+    totals = _loo_totals(B, p, chunks, int(seed), values) if len(chunks) > 1 else None
+    for start, count in chunks:
+        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, loo_totals=totals)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = dict(zip(names, leaves))
@@ -196,6 +198,20 @@ def estimate(
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
     )
+
+
+def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
+                values: Mapping[str, np.ndarray]) -> dict[int, tuple[np.ndarray, int]] | None:
+    """A first, forward-only pass that sums each leave-one-out node's costs over the whole run, so
+    that chunked runs use the same baselines as an unchunked one (the noise is the same)."""
+    if not any(getattr(node.spec, "baseline", None) == "loo" for node in p.nodes):
+        return None
+    totals: dict[int, tuple[np.ndarray, int]] = {}
+    for start, count in chunks:
+        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True)
+        lowering.params = {k: B.asarray(v[None]) for k, v in values.items()}
+        lowering.eval(p.root, {})
+    return totals
 
 
 def _accumulate(B: Any, m: _Moments, x: Any, count: int, scale: float = 1.0) -> None:

@@ -56,10 +56,17 @@ class Lowering:
     """Evaluates planned expressions for one chunk of samples."""
 
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
-                 known: Mapping[str, np.ndarray] | None = None) -> None:
+                 known: Mapping[str, np.ndarray] | None = None,
+                 loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
-        just a parameter or a constant is checked once on it rather than on a per-sample array."""
+        just a parameter or a constant is checked once on it rather than on a per-sample array.
+
+        ``loo_totals`` maps a node's uid to the sum and count of its baseline costs over the whole
+        run: leave-one-out baselines then use every other sample of the run, not only of this
+        chunk, so a chunked run equals the unchunked one.  With ``collect`` the chunk adds its sums
+        to ``loo_totals`` instead (a first, gradient-free pass)."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
+        self.loo_totals, self.collect = loo_totals, collect
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
         self._handlers = {
@@ -248,7 +255,7 @@ class Lowering:
             if not terms:
                 continue
             cost = self.fold(_mul(self, weight(lambda i: i > j), _sum_aligned(self, terms)), up[j])
-            base = self._baseline(baseline, cost)
+            base = self._baseline(baseline, cost, node.uid)
             if base is None:
                 continue
             term = _mul(self, weight(lambda i: i < j), _mul(self, 1.0 - magic_box(B, logq[j]), base))
@@ -256,7 +263,7 @@ class Lowering:
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
 
-    def _baseline(self, baseline: Any, cost: Array) -> Array | None:
+    def _baseline(self, baseline: Any, cost: Array, uid: int) -> Array | None:
         B = self.B
         if isinstance(baseline, MovingAverage):
             previous = baseline.value
@@ -265,6 +272,16 @@ class Lowering:
             if previous is None:
                 return None
             return B.asarray(np.asarray(previous)[None])
+        if self.loo_totals is not None:
+            c = B.stop_gradient(cost)
+            if self.collect:
+                total, count = B.to_numpy(B.sum(c, (0,))), B.shape(c)[0]
+                if uid in self.loo_totals:
+                    total, count = total + self.loo_totals[uid][0], count + self.loo_totals[uid][1]
+                self.loo_totals[uid] = (total, count)
+            elif uid in self.loo_totals and self.loo_totals[uid][1] > 1:
+                total, count = self.loo_totals[uid]
+                return (B.asarray(np.asarray(total)[None]) - c) / (count - 1)
         if B.shape(cost)[0] < 2:
             return None  # too few samples for leave-one-out
         return leave_one_out(B, cost)

@@ -29,6 +29,9 @@ def test_same_seed_identical_different_seed_different(backend):
     c = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=5000, backend=backend, seed=124)
     assert (a.value, a.grad, a.stderr) == (b.value, b.grad, b.stderr)
     assert a.grad["mu"] != c.grad["mu"]
+    chunked = [sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 2.0}, n=2 * BLOCK + 3, backend=backend, seed=5,
+                           chunk_size=BLOCK, estimators={"z": "score"}) for _ in range(2)]
+    assert (chunked[0].grad, chunked[0].stderr) == (chunked[1].grad, chunked[1].stderr)  # bitwise
 
 
 def test_different_seeds_are_independent(backend):
@@ -41,12 +44,20 @@ def test_different_seeds_are_independent(backend):
     assert chi2.ppf(1e-4, 30) < stat < chi2.ppf(1 - 1e-4, 30), stat
 
 
-@pytest.mark.parametrize("overrides", [{}, {"z": sg.Score(baseline=None)}])
-def test_chunked_run_equals_unchunked(backend, overrides):
+@pytest.mark.parametrize("text, overrides", [
+    (NORMAL_SQ, {}),
+    (NORMAL_SQ, {"z": sg.Score(baseline=None)}),
+    (NORMAL_SQ, {"z": "score"}),  # leave-one-out over the whole run, not per chunk
+    ("E[(x - y)**2 + z**2, y ~ Bernoulli(p), x ~ Poisson(mu**2 + y), z ~ Normal(mu, sigma)]",
+     {"z": "score"}),  # enumeration, then leave-one-out score nodes
+])
+def test_chunked_run_equals_unchunked(backend, text, overrides):
     n = 3 * BLOCK + 17
     params = {"mu": np.array([0.5, -1.0]), "sigma": 1.5}
-    whole = sg.estimate(NORMAL_SQ, params, n=n, backend=backend, seed=9, estimators=overrides)
-    parts = sg.estimate(NORMAL_SQ, params, n=n, backend=backend, seed=9, estimators=overrides, chunk_size=BLOCK)
+    if "p" in sg.parameters(sg.parse(text)):
+        params["p"] = 0.3
+    whole = sg.estimate(text, params, n=n, backend=backend, seed=9, estimators=overrides)
+    parts = sg.estimate(text, params, n=n, backend=backend, seed=9, estimators=overrides, chunk_size=BLOCK)
     assert whole.chunk_size == n and parts.chunk_size == BLOCK
     np.testing.assert_allclose(parts.value, whole.value, rtol=1e-10)
     np.testing.assert_allclose(parts.value_stderr, whole.value_stderr, rtol=1e-8)
