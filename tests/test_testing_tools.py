@@ -77,3 +77,23 @@ def test_params_for_expression_respects_constraints():
         assert np.isfinite(r.value)
 
     check()
+
+
+class _StoppedSampler(InverseCDF):
+    """The right law, but the sampler hides its dependence on the parameter from autodiff."""
+
+    name = "StoppedRayleigh"
+    params = (Param("scale", positive),)
+
+    def icdf(self, B, p, u):
+        return B.stop_gradient(p["scale"]) * B.fn["sqrt"](-2.0 * B.fn["log1p"](-u))
+
+    def log_prob(self, B, p, x):
+        s = p["scale"]
+        return B.fn["log"](x) - 2.0 * B.fn["log"](s) - x * x / (2.0 * s * s)
+
+
+def test_check_pathwise_catches_a_hidden_dependence_by_finite_differences():
+    sg.register_distribution(_StoppedSampler())
+    with pytest.raises(AssertionError, match="finite differences of the same-noise expectation"):
+        check_pathwise("StoppedRayleigh(s)", {"s": 1.5}, costs=("z",), n=20_000)
