@@ -179,7 +179,7 @@ def estimate(
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = dict(zip(names, leaves))
-            s = lowering.array(lowering.eval(p.root, {}))
+            s = lowering.array(lowering.evaluate(p.root, {}))
             shape = B.shape(s)
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
@@ -210,7 +210,7 @@ def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
     for start, count in chunks:
         lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True)
         lowering.params = {k: B.asarray(v[None]) for k, v in values.items()}
-        lowering.eval(p.root, {})
+        lowering.evaluate(p.root, {})
     return totals
 
 

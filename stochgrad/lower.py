@@ -120,7 +120,7 @@ class Lowering:
         return self.B.sum(self.B.reshape(x, (factor, shape[0] // factor) + shape[1:]), (0,)) / factor
 
     # -- evaluation -----------------------------------------------------------
-    def eval(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
+    def evaluate(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
         return self._handlers[type(e)](e, env)
 
     def _num(self, e: ir.Num, env: Mapping[str, Array]) -> float:
@@ -137,20 +137,20 @@ class Lowering:
         return self._tiled[key]
 
     def _neg(self, e: ir.Neg, env: Mapping[str, Array]) -> Array | float:
-        return -self.eval(e.operand, env)
+        return -self.evaluate(e.operand, env)
 
     def _binop(self, e: ir.BinOp, env: Mapping[str, Array]) -> Array | float:
         if e.op == "**" and e.right == _TWO:  # x * x: cheaper than pow, forward and backward
-            x = self.eval(e.left, env)
+            x = self.evaluate(e.left, env)
             return x * x
-        a, b = self.align(self.eval(e.left, env), self.eval(e.right, env))
+        a, b = self.align(self.evaluate(e.left, env), self.evaluate(e.right, env))
         if e.op in COMPARISON_PRIMITIVES:
             return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
         return _ARITH[e.op](a, b)
 
     def _call(self, e: ir.Call, env: Mapping[str, Array]) -> Array:
         fn = FUNCTIONS[e.fn]
-        x = self.array(self.eval(e.args[0], env))
+        x = self.array(self.evaluate(e.args[0], env))
         if fn.primitive is not None:
             return self.B.fn[fn.primitive](x)
         if e.fn == "argmax":
@@ -168,7 +168,7 @@ class Lowering:
         """The node's parameters (aligned, checked) and the logical shape of one sample."""
         d = lookup(node.dist.name)
         names = [k for k, _ in node.dist.params]
-        values = self.align(*(self.array(self.eval(v, env)) for _, v in node.dist.params))
+        values = self.align(*(self.array(self.evaluate(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
         d.validate({k: self._numeric(e, p[k], env) for k, e in node.dist.params}, where=f"{node.var} ~ {node.dist}",
                    sources={k: str(v) for k, v in node.dist.params})
@@ -231,7 +231,7 @@ class Lowering:
             level.append(self.mult)
         final = self.mult
         up = {j: final // level[j] for j in range(len(e.nodes))}
-        values = [self.array(self.eval(t, scope)) for _, t in e.terms]
+        values = [self.array(self.evaluate(t, scope)) for _, t in e.terms]
         values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
 
         def weight(select: Any) -> Array | float:
