@@ -234,14 +234,15 @@ class Lowering:
         values = [self.array(self.evaluate(t, scope)) for _, t in e.terms]
         values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
 
-        def weight(select: Any) -> Array | float:
+        def weight(select: Any, at: int) -> Array | float:
+            """Product of the selected enumeration weights, copied up to multiplicity ``at``."""
             out: Array | float = 1.0
             for j, w in weights:
                 if select(j):
-                    out = _mul(self, out, self.tile(w, final // level[j]))
+                    out = _mul(self, out, self.tile(w, at // level[j]))
             return out
 
-        W = weight(lambda j: True)
+        W = weight(lambda j: True, final)
         total: Array | float = 0.0
         for value, box in zip(values, e.boxes):
             if box:
@@ -254,11 +255,11 @@ class Lowering:
             terms = [v for v, box in zip(values, e.boxes) if j in box]
             if not terms:
                 continue
-            cost = self.fold(_mul(self, weight(lambda i: i > j), _sum_aligned(self, terms)), up[j])
+            cost = self.fold(_mul(self, weight(lambda i: i > j, final), _sum_aligned(self, terms)), up[j])
             base = self._baseline(baseline, cost, node.uid)
             if base is None:
                 continue
-            term = _mul(self, weight(lambda i: i < j), _mul(self, 1.0 - magic_box(B, logq[j]), base))
+            term = _mul(self, weight(lambda i: i < j, level[j]), _mul(self, 1.0 - magic_box(B, logq[j]), base))
             total = _add(self, total, self.tile(term, up[j]))
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))

@@ -356,3 +356,14 @@ def test_argmax_is_an_index_and_breaks_the_pathwise_path(backend):
     assert node.estimator == "score" and "argmax(z)" in node.reason
     with pytest.raises(sg.StochgradError, match="argmax needs a value with a last axis"):
         sg.estimate("E[argmax(z), z ~ Normal(mu, 1)]", {"mu": 0.0}, n=10, backend=backend)
+
+
+def test_score_node_between_two_enumerated_nodes(backend):
+    # y1, y2 enumerated around a score node x | y1 ~ Poisson(r + y1):
+    # E[(x - y1)^2 + y2 x] = r + p + r^2 + q (r + p)
+    p, q, rate = 0.3, 0.6, 1.5
+    r = sg.estimate("E[(x - y1)**2 + y2 * x, y1 ~ Bernoulli(p), x ~ Poisson(r + y1), y2 ~ Bernoulli(q)]",
+                    {"p": p, "q": q, "r": rate}, n=N, backend=backend, seed=20)
+    assert [n.estimator for n in r.plan.nodes] == ["enumerate", "score", "enumerate"]
+    assert_estimate(r, value=rate + p + rate**2 + q * (rate + p),
+                    grad={"p": 1 + q, "q": rate + p, "r": 1 + 2 * rate + q})
