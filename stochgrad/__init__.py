@@ -14,6 +14,7 @@ from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
 from .analysis import parameters
 from .api import Estimate, estimate
+from .compiled import Objective, compile  # noqa: A004
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import E, dist_constructor, function, symbols
@@ -54,7 +55,7 @@ round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
-    "parse", "plan", "estimate", "Estimate", "Plan", "Expr", "E", "symbols", "parameters",
+    "parse", "plan", "estimate", "Estimate", "compile", "Objective", "Plan", "Expr", "E", "symbols", "parameters",
     "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
