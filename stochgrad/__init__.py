@@ -22,7 +22,7 @@ from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradE
 from .estimators import (
     Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
 from .parser import parse
 from .planner import Plan, plan
@@ -55,7 +55,7 @@ round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
-    "parse", "plan", "estimate", "Estimate", "compile", "Objective", "Plan", "Expr", "E", "symbols", "parameters",
+    "parse", "plan", "estimate", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
     "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",

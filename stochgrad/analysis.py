@@ -80,7 +80,7 @@ def breaks_derivative(node: ir.Expr) -> bool:
     if isinstance(node, ir.BinOp):
         return node.op in ir.COMPARISONS
     if isinstance(node, ir.Call):
-        return not FUNCTIONS[node.fn].differentiable
+        return not (node.impl.differentiable if node.impl is not None else FUNCTIONS[node.fn].differentiable)
     return False
 
 

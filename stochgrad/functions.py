@@ -12,7 +12,9 @@ table (:data:`stochgrad.backend.PRIMITIVES` lists what a backend must supply).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import ir
 from .errors import StochgradError, did_you_mean
@@ -60,8 +62,45 @@ FUNCTIONS: dict[str, Function] = {
 COMPARISON_PRIMITIVES = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 
 
-def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.Expr], ...]) -> ir.Call:
-    """Validate a call against the table and build the node (shared by parser and embedded form)."""
+@dataclass(frozen=True, eq=False)
+class UserFunction:
+    """A backend-native callable used inside expressions, as a differentiable black box.
+
+    It receives native arrays whose first axis indexes samples (size 1 or n) and must return one
+    with that axis first -- elementwise code and ``torch.nn`` layers do.  Gradients flow into
+    whatever it closes over (a module's parameters).  ``differentiable=False`` tells the planner
+    that its output is piecewise constant, so random variables reaching it get the score function.
+    Calling it on expressions builds the IR (the embedded form): ``loglik(x, z)``."""
+
+    fn: Callable[..., Any]
+    differentiable: bool = True
+    name: str = ""
+
+    def __call__(self, *args: Any) -> ir.Call:
+        if not self.name:
+            raise StochgradError("give the UserFunction a name to use it in the embedded form")
+        return make_call(self.name, tuple(ir.as_expr(a) for a in args), (), {self.name: self})
+
+
+def as_user_function(name: str, value: Any) -> UserFunction:
+    ir.check_name(name)
+    if name in FUNCTIONS:
+        raise StochgradError(f"user function {name!r} would hide the built-in {name}(); choose another name")
+    if isinstance(value, UserFunction):
+        return value if value.name == name else UserFunction(value.fn, value.differentiable, name)
+    if not callable(value):
+        raise StochgradError(f"user function {name!r} must be callable, got {type(value).__name__}")
+    return UserFunction(value, True, name)
+
+
+def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.Expr], ...],
+              user: Mapping[str, UserFunction] | None = None) -> ir.Call:
+    """Validate a call against the table (or the user's functions) and build the node
+    (shared by parser and embedded form)."""
+    if user and name in user:
+        if kwargs:
+            raise StochgradError(f"user function {name}() takes positional arguments only")
+        return ir.Call(name, tuple(args), (), impl=user[name])
     fn = FUNCTIONS.get(name)
     if fn is None:
         from .distributions import DISTRIBUTIONS
@@ -69,7 +108,8 @@ def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
         if name in DISTRIBUTIONS:
             raise StochgradError(f"unknown function {name!r}: {name} is a distribution; draw from it with"
                                  f" E[..., v ~ {name}(...)]")
-        raise StochgradError(f"unknown function {name!r}{did_you_mean(name, FUNCTIONS)}")
+        known = list(FUNCTIONS) + list(user or ())
+        raise StochgradError(f"unknown function {name!r}{did_you_mean(name, known)}")
     if len(args) != fn.arity:
         raise StochgradError(f"{name}() takes {fn.arity} argument{'s' * (fn.arity != 1)}, got {len(args)}")
     seen = set()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({"E"})
@@ -183,11 +183,14 @@ class BinOp(Expr):
 
 @dataclass(frozen=True)
 class Call(Expr):
-    """A function from :data:`stochgrad.functions.FUNCTIONS`; ``kwargs`` are options like ``axis``."""
+    """A function from :data:`stochgrad.functions.FUNCTIONS` (``kwargs`` are options like ``axis``),
+    or a user function: then ``impl`` is its :class:`stochgrad.functions.UserFunction`, which takes
+    part in equality by identity (two parses with different callables are different expressions)."""
 
     fn: str
     args: tuple[Expr, ...]
     kwargs: tuple[tuple[str, Expr], ...] = ()
+    impl: Any = field(default=None, repr=False)
     span: Span = _span()
 
     def children(self) -> tuple[Expr, ...]:

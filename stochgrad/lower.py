@@ -149,6 +149,10 @@ class Lowering:
         return _ARITH[e.op](a, b)
 
     def _call(self, e: ir.Call, env: Mapping[str, Array]) -> Array:
+        if e.impl is not None:  # a user function: native arrays in, native array out
+            out = e.impl.fn(*(self.array(self.evaluate(a, env)) for a in e.args))
+            return self.array(float(out)) if isinstance(out, (int, float)) else (
+                self.B.reshape(out, (1,)) if len(self.B.shape(out)) == 0 else out)
         fn = FUNCTIONS[e.fn]
         x = self.array(self.evaluate(e.args[0], env))
         if fn.primitive is not None:

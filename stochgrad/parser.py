@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
@@ -21,7 +22,7 @@ from . import ir
 from .analysis import check_scopes
 from .distributions import make_dist
 from .errors import ParseError, StochgradError
-from .functions import make_call
+from .functions import UserFunction, as_user_function, make_call
 
 #: deepest nesting of the syntax tree that is accepted
 MAX_DEPTH = 200
@@ -111,8 +112,12 @@ class _ToIR(Transformer):
     def kwarg(self, meta: Any, key: Token, value: ir.Expr) -> _Kwarg:
         return _Kwarg(str(key), value, key.start_pos)
 
+    def __init__(self, user: Mapping[str, UserFunction]) -> None:
+        super().__init__()
+        self.user = user
+
     def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
-        return _build(make_call, meta, name, items)
+        return _build(lambda *a: make_call(*a, user=self.user), meta, name, items)
 
     def dist(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Dist:
         return _build(make_dist, meta, name, items)
@@ -170,9 +175,23 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
     return ParseError(str(exc), text, getattr(exc, "pos_in_stream", 0) or 0)
 
 
+def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
+    """Parse DSL text into an immutable expression (cached: parse once, use many times).
+
+    ``functions`` maps names to user functions (backend-native callables or
+    :class:`~stochgrad.functions.UserFunction`) that the text may call, e.g.
+    ``parse("E[loglik(x, z), z ~ Normal(mu, 1)]", functions={"loglik": fn})``."""
+    if not functions:
+        return _parse(text, ())
+    try:
+        user = tuple((name, as_user_function(name, fn)) for name, fn in functions.items())
+    except StochgradError as exc:
+        raise ParseError(str(exc)) from None
+    return _parse(text, user)
+
+
 @functools.lru_cache(maxsize=512)
-def parse(text: str) -> ir.Expr:
-    """Parse DSL text into an immutable expression (cached: parse once, use many times)."""
+def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
     if not isinstance(text, str):
         raise TypeError(f"parse() takes DSL text (str), got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
@@ -185,7 +204,7 @@ def parse(text: str) -> ir.Expr:
         raise _syntax_error(exc, text) from None
     _check_depth(tree, text)
     try:
-        expr = _ToIR().transform(tree)
+        expr = _ToIR(dict(user)).transform(tree)
         check_scopes(expr)
     except VisitError as exc:
         raise _located(exc.orig_exc, text) from None

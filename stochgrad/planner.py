@@ -25,7 +25,7 @@ from .analysis import additive_terms, nondiff_use, parameters
 from .distributions import MAX_STATES, joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
-from .shapes import Shape, infer
+from .shapes import Shape, UnknownShape, infer
 
 #: planning policies: the default never picks a biased estimator by itself
 POLICIES = ("unbiased", "low_variance")
@@ -143,6 +143,8 @@ class _Planner:
             env[var] = node.shape
         try:
             return infer(dist, env)
+        except UnknownShape:
+            return None
         except StochgradError:
             if self.shapes is None:
                 return None  # shapes were guessed (all scalar); the estimate will check them

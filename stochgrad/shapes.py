@@ -19,6 +19,10 @@ from .errors import StochgradError
 Shape = tuple[int, ...]
 
 
+class UnknownShape(Exception):
+    """The shape depends on a user function, which is opaque until it runs."""
+
+
 def broadcast(shapes: list[Shape], where: ir.Expr) -> Shape:
     try:
         return tuple(np.broadcast_shapes(*shapes))
@@ -38,6 +42,8 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
     if isinstance(e, ir.BinOp):
         return broadcast([infer(e.left, env), infer(e.right, env)], e)
     if isinstance(e, ir.Call):
+        if e.impl is not None:
+            raise UnknownShape(e.fn)
         shape = infer(e.args[0], env)
         if e.fn == "argmax":
             if not shape:
