@@ -21,7 +21,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd import grad_and_aux
 from autograd.extend import defvjp, primitive
-from autograd.scipy.special import gammaln, logsumexp
+from autograd.scipy.special import digamma, gammaln, logsumexp
 from autograd.tracer import getval
 from scipy import special
 
@@ -93,7 +93,7 @@ class AutogradBackend(Backend):
             "sigmoid": _sigmoid, "softplus": _softplus, "floor": anp.floor, "round": anp.round,
             "sign": anp.sign, "lt": _compare(np.less), "le": _compare(np.less_equal),
             "gt": _compare(np.greater), "ge": _compare(np.greater_equal), "clip": anp.clip,
-            "lgamma": gammaln,
+            "lgamma": gammaln, "digamma": digamma,
         }
 
     def asarray(self, value: np.ndarray) -> Any:

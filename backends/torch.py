@@ -36,7 +36,7 @@ class TorchBackend(Backend):
             "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sqrt": torch.sqrt,
             "abs": torch.abs, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
             "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
-            "round": torch.round, "sign": torch.sign, "lgamma": torch.lgamma, "lt": _compare(torch.lt), "le": _compare(torch.le),
+            "round": torch.round, "sign": torch.sign, "lgamma": torch.lgamma, "digamma": torch.digamma, "lt": _compare(torch.lt), "le": _compare(torch.le),
             "gt": _compare(torch.gt), "ge": _compare(torch.ge), "clip": torch.clamp,
         }
 

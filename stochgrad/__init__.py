@@ -17,7 +17,7 @@ from .api import Estimate, estimate
 from .compiled import Objective, compile  # noqa: A004
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
-from .embed import E, dist_constructor, function, symbols
+from .embed import KL, E, dist_constructor, function, symbols
 from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
 from .estimators import (
     Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
@@ -55,7 +55,7 @@ round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
-    "parse", "plan", "estimate", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
+    "parse", "plan", "estimate", "KL", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
     "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",

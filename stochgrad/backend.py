@@ -31,7 +31,7 @@ Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
 PRIMITIVES = frozenset(
     {
         "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-        "sigmoid", "softplus", "floor", "round", "sign", "lt", "le", "gt", "ge", "clip", "lgamma",
+        "sigmoid", "softplus", "floor", "round", "sign", "lt", "le", "gt", "ge", "clip", "lgamma", "digamma",
     }
 )
 

@@ -52,6 +52,13 @@ def _builder(name: str, make: Callable[..., Any], doc: str) -> Callable[..., Any
     return build
 
 
+def KL(p: ir.Dist, q: ir.Dist) -> ir.KL:
+    """``KL(p || q)`` of two distribution nodes: ``sg.KL(sg.Normal(mu, s), sg.Normal(0, 1))``."""
+    if not (isinstance(p, ir.Dist) and isinstance(q, ir.Dist)):
+        raise TypeError("KL() takes two distributions, e.g. KL(Normal(mu, s), Normal(0, 1))")
+    return ir.KL(p, q)
+
+
 def dist_constructor(name: str) -> Callable[..., ir.Dist]:
     """``Normal(mu, sigma)``-style constructor of distribution nodes (validated like the parser)."""
     return _builder(name, make_dist, f"{DISTRIBUTIONS[name].doc or name} (builds a distribution node)")

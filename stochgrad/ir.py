@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-RESERVED = frozenset({"E"})
+RESERVED = frozenset({"E", "KL"})
 
 Span = Union[tuple[int, int], None]
 
@@ -251,6 +251,22 @@ class Expect(Expr):
         return f"E[{self.body}, {', '.join(str(b) for b in self.bindings)}]"
 
 
+@dataclass(frozen=True)
+class KL(Expr):
+    """``KL(p || q)``: the Kullback-Leibler divergence of two distributions (elementwise over
+    their batch shape), in closed form for the pairs in :mod:`stochgrad.kl`, else by Monte Carlo."""
+
+    p: Dist
+    q: Dist
+    span: Span = _span()
+
+    def children(self) -> tuple[Expr, ...]:
+        return (self.p, self.q)
+
+    def __str__(self) -> str:
+        return f"KL({self.p} || {self.q})"
+
+
 def _wrap(e: Expr, parens: bool) -> str:
     return f"({e})" if parens else str(e)
 
@@ -259,7 +275,7 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
     if name in RESERVED:
-        raise ValueError(f"{name!r} is reserved (it writes an expectation)")
+        raise ValueError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence)")
 
 
 def negate(e: Expr) -> Expr:

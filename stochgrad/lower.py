@@ -38,7 +38,8 @@ from .errors import StochgradError
 from .estimators import MovingAverage, leave_one_out, magic_box
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .noise import NoiseSource
-from .planner import NodePlan, PlannedExpect
+from .kl import KL_FORMULAS
+from .planner import LogRatio, NodePlan, PlannedExpect
 
 Array = Any
 _TWO = ir.Num(2.0)
@@ -71,7 +72,7 @@ class Lowering:
         self._tiled: dict[tuple[str, int], Array] = {}
         self._handlers = {
             ir.Num: self._num, ir.Name: self._name, ir.Neg: self._neg, ir.BinOp: self._binop,
-            ir.Call: self._call, PlannedExpect: self._expect,
+            ir.Call: self._call, PlannedExpect: self._expect, ir.KL: self._kl, LogRatio: self._log_ratio,
         }
 
     # -- shapes ---------------------------------------------------------------
@@ -166,6 +167,27 @@ class Lowering:
         opts = {k: int(v.value) for k, v in e.kwargs if isinstance(v, ir.Num)}
         total, count = self.reduce_logical(x, opts.get("axis"))
         return total if e.fn == "sum" else total / count
+
+    def _kl(self, e: ir.KL, env: Mapping[str, Array]) -> Array:
+        (p, q) = self._dist_params([e.p, e.q], env, where=str(e))
+        return self.array(KL_FORMULAS[(e.p.name, e.q.name)](self.B, p, q))
+
+    def _log_ratio(self, e: LogRatio, env: Mapping[str, Array]) -> Array:
+        x = env[e.x.id]
+        (p, q) = self._dist_params([e.p, e.q], env, where=str(e))
+        return lookup(e.p.name).log_prob(self.B, p, x) - lookup(e.q.name).log_prob(self.B, q, x)
+
+    def _dist_params(self, dists: list[ir.Dist], env: Mapping[str, Array], where: str) -> list[dict[str, Array]]:
+        """Parameters of several distributions, aligned together and checked."""
+        values = self.align(*(self.array(self.evaluate(v, env)) for d in dists for _, v in d.params))
+        out, i = [], 0
+        for d in dists:
+            p = {k: values[i + j] for j, (k, _) in enumerate(d.params)}
+            lookup(d.name).validate({k: self._numeric(v, p[k], env) for k, v in d.params}, where=f"{where}: {d}",
+                                    sources={k: str(v) for k, v in d.params})
+            out.append(p)
+            i += len(d.params)
+        return out
 
     # -- random nodes ------------------------------------------------------------
     def parameters(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:

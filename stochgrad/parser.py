@@ -126,6 +126,9 @@ class _ToIR(Transformer):
         _check_name(var)
         return ir.Binding(str(var), dist, span=_span(meta))
 
+    def kl(self, meta: Any, p: ir.Dist, q: ir.Dist) -> ir.KL:
+        return ir.KL(p, q, span=_span(meta))
+
     def expect(self, meta: Any, body: ir.Expr, *bindings: ir.Binding) -> ir.Expect:
         return ir.Expect(body, tuple(bindings), span=_span(meta))
 

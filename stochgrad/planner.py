@@ -25,6 +25,7 @@ from .analysis import additive_terms, nondiff_use, parameters
 from .distributions import MAX_STATES, joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
+from .kl import KL_FORMULAS
 from .shapes import Shape, UnknownShape, infer
 
 #: planning policies: the default never picks a biased estimator by itself
@@ -108,12 +109,28 @@ class PlannedExpect(ir.Expr):
         return str(self.source)
 
 
+@dataclass(frozen=True, eq=False)
+class LogRatio(ir.Expr):
+    """``log p(x) - log q(x)``: the cost of a Monte Carlo ``KL(p || q)`` (internal, not DSL)."""
+
+    x: ir.Name
+    p: ir.Dist
+    q: ir.Dist
+
+    def children(self) -> tuple[ir.Expr, ...]:
+        return (self.x, self.p, self.q)
+
+    def __str__(self) -> str:
+        return f"log {self.p}({self.x}) - log {self.q}({self.x})"
+
+
 @dataclass(frozen=True)
 class Plan:
     expr: ir.Expr
     root: ir.Expr
     nodes: tuple[NodePlan, ...]
     parameters: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # how each KL(p || q) is computed
 
     def node(self, var: str) -> NodePlan:
         for n in self.nodes:
@@ -122,9 +139,9 @@ class Plan:
         raise KeyError(var)
 
     def __str__(self) -> str:
-        if not self.nodes:
+        if not self.nodes and not self.notes:
             return "no random nodes: the expression is deterministic"
-        return "\n".join(str(n) for n in self.nodes)
+        return "\n".join([str(n) for n in self.nodes] + list(self.notes))
 
 
 class _Planner:
@@ -134,6 +151,8 @@ class _Planner:
         self.shapes = shapes
         self.uids: dict[int, int] = {}
         self.nodes: list[NodePlan] = []
+        self.notes: list[str] = []
+        self.kl_bindings: dict[int, ir.Binding] = {}  # id(KL node) -> its Monte Carlo binding
 
     def shape(self, dist: ir.Dist, scope: Mapping[str, NodePlan]) -> Shape | None:
         env = dict(self.shapes or {})
@@ -160,12 +179,24 @@ class _Planner:
         else:
             for c in e.children():
                 self.number(c)
+            if isinstance(e, ir.KL) and (e.p.name, e.q.name) not in KL_FORMULAS:
+                b = ir.Binding(f"_kl{len(self.kl_bindings)}", e.p)
+                self.kl_bindings[id(e)] = b
+                self.uids[id(b)] = len(self.uids)
 
     def plan(self, e: ir.Expr, scope: Mapping[str, NodePlan]) -> ir.Expr:
         if isinstance(e, ir.Expect):
             return self.plan_expect(e, scope)
-        if not any(isinstance(n, ir.Expect) for n in ir.walk(e)):
+        if not any(isinstance(n, (ir.Expect, ir.KL)) for n in ir.walk(e)):
             return e
+        if isinstance(e, ir.KL):
+            p, q = self.plan(e.p, scope), self.plan(e.q, scope)
+            if id(e) not in self.kl_bindings:
+                self.notes.append(f"{e}: closed form")
+                return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
+            b = self.kl_bindings[id(e)]
+            self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
+            return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
         if isinstance(e, ir.Neg):
             return ir.Neg(self.plan(e.operand, scope), span=e.span)
         if isinstance(e, ir.BinOp):
@@ -297,4 +328,4 @@ def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], p
             where = ", ".join(sorted(bound)) or "none"
             raise PlanError(f"estimator override for {var!r}, which is not a random variable{did_you_mean(var, bound)}; random variables: {where}")
     nodes = tuple(sorted(planner.nodes, key=lambda n: n.uid))
-    return Plan(e, root, nodes, parameters(e))
+    return Plan(e, root, nodes, parameters(e), tuple(planner.notes))

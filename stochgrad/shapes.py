@@ -61,6 +61,11 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
         return shape[: k % len(shape)] + shape[k % len(shape) + 1:]
     if isinstance(e, ir.Dist):
         return broadcast([infer(v, env) for _, v in e.params], e)
+    if isinstance(e, ir.KL):
+        from .distributions import lookup
+
+        shape = broadcast([infer(e.p, env), infer(e.q, env)], e)
+        return shape[: len(shape) - lookup(e.p.name).event_rank]
     if isinstance(e, ir.Expect):
         inner = dict(env)
         for b in e.bindings:

@@ -195,7 +195,7 @@ def test_comments_and_newlines_are_allowed():
 
 
 def test_multi_line_text_reports_the_right_line():
-    parse_error("x +\n  y *\n  ) ", "unexpected ')'; expected '(' or '+' or '-' or 'E' or a name or a number", 3, 3)
+    parse_error("x +\n  y *\n  ) ", "unexpected ')'; expected '(' or '+' or '-' or 'E' or 'KL' or a name or a number", 3, 3)
     parse_error("x\n+\n@", "unexpected character '@'", 3, 1)
     parse_error("1 +\n2 *\n  exq(3)", "unknown function 'exq' (did you mean 'exp'?)", 3, 3, width=3)
     parse_error(
@@ -271,13 +271,13 @@ def test_unexpected_token_says_what_was_expected():
 
 
 def test_unexpected_end_of_input():
-    err = parse_error("1 +", "unexpected end of input; expected '(' or '+' or '-' or 'E' or a name or a number",
+    err = parse_error("1 +", "unexpected end of input; expected '(' or '+' or '-' or 'E' or 'KL' or a name or a number",
                       1, 4)
     assert "a number" in err.expected
     parse_error("E[z, z ~ Normal(0, 1)", "unexpected end of input; expected ',' or ']'", 1, 22)
-    parse_error("# only a comment", "unexpected end of input; expected '(' or '+' or '-' or 'E' or a name "
+    parse_error("# only a comment", "unexpected end of input; expected '(' or '+' or '-' or 'E' or 'KL' or a name "
                 "or a number", 1, 17)
-    parse_error("exp(\n", "unexpected end of input; expected '(' or ')' or '+' or '-' or 'E' or a name "
+    parse_error("exp(\n", "unexpected end of input; expected '(' or ')' or '+' or '-' or 'E' or 'KL' or a name "
                 "or a number", 2, 1)
 
 
