@@ -14,13 +14,14 @@ from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
 from .analysis import parameters
 from .api import Estimate, estimate
+from .compare import Comparison, compare
 from .compiled import Objective, compile  # noqa: A004
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import KL, E, dist_constructor, function, symbols
 from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
 from .estimators import (
-    Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
+    Detached, Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
 from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
@@ -55,8 +56,8 @@ round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
 
 __all__ = [
-    "parse", "plan", "estimate", "KL", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
-    "Pathwise", "Score", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
+    "parse", "plan", "estimate", "KL", "compare", "Comparison", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
+    "Pathwise", "Score", "Detached", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
     "StochgradError", "BiasWarning", "ParseError", "PlanError", "ValidationError", "BackendError",

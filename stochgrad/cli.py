@@ -88,6 +88,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="parameter value (number or JSON array); repeat for each parameter")
 
+    p_cmp = sub.add_parser("compare", help="run every applicable estimator for each random node, side by side")
+    p_cmp.add_argument("expression")
+    p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE")
+    p_cmp.add_argument("-n", "--samples", type=int, default=10_000)
+    p_cmp.add_argument("--backend", "-b", default=None, choices=available_backends())
+    p_cmp.add_argument("--seed", type=int, default=0)
+    p_cmp.add_argument("--temperature", type=float, action="append", default=None,
+                       help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)")
+    p_cmp.add_argument("--json", action="store_true", help="print the table as JSON")
+    p_cmp.add_argument("--plot", metavar="PNG", help="write a plot (needs matplotlib)")
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
@@ -107,6 +117,32 @@ def _parser() -> argparse.ArgumentParser:
 
 def _jsonable(x: Any) -> Any:
     return np.asarray(x).tolist()
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .compare import compare, plot
+
+    try:
+        params = {k: _value(k, v) for k, v in args.at}
+        c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
+                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)))
+    except StochgradError as exc:
+        print(f"stochgrad: error: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        try:
+            plot(c, args.plot)
+        except ImportError:
+            print("stochgrad: error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(c.to_json(), indent=2))
+    else:
+        print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={args.seed})")
+        print(c.table())
+        if args.plot:
+            print(f"plot written to {args.plot}")
+    return 0
 
 
 def _closed_form(text: str, params: dict[str, Any]) -> Any:
@@ -133,6 +169,8 @@ def _fmt(x: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "compare":
+        return _compare(args)
     overrides = dict(args.estimator)
     try:
         params = {k: _value(k, v) for k, v in args.at}

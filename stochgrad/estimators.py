@@ -199,9 +199,23 @@ class StraightThroughGumbel(_Relaxation):
         return d.straight_through_gumbel(B, p, draw, shape, self.temperature), None
 
 
+@dataclass(frozen=True)
+class Detached(EstimatorSpec):
+    """The reference text's naive attempt: sample without any gradient path and no score term.
+
+    Its gradient misses every effect of the node's parameters through the sample (for
+    ``E[z**2, z ~ Normal(mu, sigma)]`` it reports 0): biased, kept for comparisons."""
+
+    name: ClassVar[str] = "detached"
+    biased_by_construction: ClassVar[bool] = True
+
+    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+        return B.stop_gradient(d.sample(B, p, draw, shape)), None
+
+
 #: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``)
 ESTIMATORS: dict[str, type[EstimatorSpec]] = {
-    cls.name: cls for cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel)
+    cls.name: cls for cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached)
 }
 
 

@@ -79,3 +79,21 @@ def test_estimate_prints_the_closed_form_and_z_scores(capsys):
     assert "exact" not in capsys.readouterr().out
     assert main(["estimate", "E[floor(z), z ~ Normal(mu, 1)]", "--at", "mu=1", "-n", "100", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["exact"] is None
+
+
+def test_compare_runs_every_estimator(capsys, tmp_path):
+    png = tmp_path / "cmp.png"
+    assert main(["compare", "E[y**2, y ~ Bernoulli(p)]", "--at", "p=0.25", "-n", "4000", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    for name in ("detached", "score (leave-one-out baseline)", "enumerate", "relaxed (Gumbel-softmax, temperature 0.1)",
+                 "straight_through", "straight_through_gumbel"):
+        assert name in out
+    assert "exact (enumeration): d/dp = 1" in out and png.stat().st_size > 10_000
+    assert main(["compare", NORMAL_SQ, "--at", "mu=12", "--at", "sigma=42", "-n", "2000", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["estimator"]: r for r in data["rows"]}
+    assert data["exact"] == {"mu": 24.0, "sigma": 84.0} and data["exact_source"].startswith("SymPy")
+    assert rows["detached"]["grad"] == {"mu": 0.0, "sigma": 0.0} and not rows["detached"]["unbiased"]
+    for est in ("pathwise", "score (leave-one-out baseline)", "score (no baseline)"):
+        r = rows[est]
+        assert r["unbiased"] and abs(r["bias"]["mu"]) < 6 * r["stderr"]["mu"]
