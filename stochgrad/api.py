@@ -156,10 +156,19 @@ def estimate(
     B = get_backend(backend, **backend_options)
     e = as_expression(expr)
     values = _check_params(parameters(e), params or {})
-    p = plan(e, estimators, policy=policy, shapes={k: v.shape for k, v in values.items()},
-             budget=enumerate_budget, capabilities=B.capabilities)
+    shapes = {k: v.shape for k, v in values.items()}
+    p = plan(e, estimators, policy=policy, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities)
+    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
+        from .variance import explain, pilot
+
+        def run(overrides: Mapping[str, Any], m: int) -> Estimate:
+            return estimate(e, values, n=m, backend=B, seed=int(seed or 0) + 7919, estimators=overrides,
+                            enumerate_budget=enumerate_budget)
+
+        chosen, reasons = pilot(p, run, values, estimators or {})
+        p = explain(plan(e, chosen, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities), reasons)
     for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
-        if node.biased and not node.reason.startswith("requested") and policy == "unbiased":
+        if node.biased and not node.reason.startswith("requested") and policy != "low_variance":
             warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=2)
     if seed is None:
         seed = secrets.randbits(63)

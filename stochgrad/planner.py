@@ -29,7 +29,7 @@ from .kl import KL_FORMULAS
 from .shapes import Shape, UnknownShape, infer
 
 #: planning policies: the default never picks a biased estimator by itself
-POLICIES = ("unbiased", "low_variance")
+POLICIES = ("unbiased", "low_variance", "min_variance")
 #: default largest joint support enumerated exactly (over all enumerated nodes together)
 DEFAULT_BUDGET = 1024
 ALL_CAPABILITIES = frozenset({"implicit_reparam"})

@@ -32,3 +32,10 @@ def test_relax_toy_example(backend):
     default, plain = out.split("plain score function")
     assert "enumerate" in default and "p < 0.05 in 1/1" in default  # 600 exact Adam steps: p ~ 0.003
     assert "score (no baseline)" in plain
+
+
+def test_variance_aware_planning_example():
+    out = subprocess.run([sys.executable, str(EXAMPLES / "variance_aware_planning.py"), "-n", "4000"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("cos(k * z)")]
+    assert len(rows) == 4 and "score (leave-one-out baseline)" in rows[-1]  # k = 20
