@@ -155,26 +155,47 @@ def reference_loss(estimator: str, enc: Encoder, dec: Decoder, gen: torch.Genera
 # -- training and evaluation (shared with the stochgrad example) -----------------------------------------
 
 
+class Trainer:
+    """Adam on ``loss`` over shuffled batches of 100 for ``steps`` steps, run in pieces by :meth:`run`
+    (so that two trainers can be interleaved and timed under the same background load)."""
+
+    def __init__(self, loss: Callable[[torch.Tensor], torch.Tensor], params: list[torch.Tensor],
+                 train: torch.Tensor, steps: int, seed: int) -> None:
+        self.loss, self.train, self.opt = loss, train, torch.optim.Adam(params, lr=LR)
+        rng = np.random.default_rng(seed)
+        per_epoch = len(train) // BATCH
+        order: np.ndarray = np.empty(0, dtype=np.int64)
+        self.batches = []  # batch indices drawn up front so that the timed loop holds only the steps
+        for step in range(steps):
+            if step % per_epoch == 0:
+                order = rng.permutation(len(train))
+            i = step % per_epoch
+            self.batches.append(torch.as_tensor(order[i * BATCH:(i + 1) * BATCH]))
+        self.step = 0
+
+    @property
+    def done(self) -> bool:
+        return self.step >= len(self.batches)
+
+    def run(self, k: int) -> tuple[int, float]:
+        """Up to ``k`` more steps; returns (steps taken, seconds)."""
+        todo = self.batches[self.step:self.step + k]
+        start = time.perf_counter()
+        for idx in todo:
+            x = self.train[idx]
+            self.opt.zero_grad(set_to_none=True)
+            self.loss(x).backward()
+            self.opt.step()
+        seconds = time.perf_counter() - start
+        self.step += len(todo)
+        return len(todo), seconds
+
+
 def fit(loss: Callable[[torch.Tensor], torch.Tensor], params: list[torch.Tensor], train: torch.Tensor,
         steps: int, seed: int) -> float:
-    """Adam on ``loss`` over shuffled batches of 100 for ``steps`` steps; returns seconds per step."""
-    opt = torch.optim.Adam(params, lr=LR)
-    rng = np.random.default_rng(seed)
-    per_epoch = len(train) // BATCH
-    order: np.ndarray = np.empty(0, dtype=np.int64)
-    batches = []
-    for step in range(steps):  # batch indices drawn up front so that the timed loop holds only the step
-        if step % per_epoch == 0:
-            order = rng.permutation(len(train))
-        i = step % per_epoch
-        batches.append(torch.as_tensor(order[i * BATCH:(i + 1) * BATCH]))
-    start = time.perf_counter()
-    for idx in batches:
-        x = train[idx]
-        opt.zero_grad(set_to_none=True)
-        loss(x).backward()
-        opt.step()
-    return (time.perf_counter() - start) / max(steps, 1)
+    """Train for ``steps`` steps in one go; returns seconds per step."""
+    taken, seconds = Trainer(loss, params, train, steps, seed).run(steps)
+    return seconds / max(taken, 1)
 
 
 @torch.no_grad()
@@ -194,10 +215,17 @@ def train_reference(estimator: str, steps: int = 3000, seed: int = 0,
                     data: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[float, float]:
     """Train with the hand-written ``estimator``; returns (test -ELBO in nats, seconds per step)."""
     train, test = data if data is not None else load_data()
+    trainer, enc, dec = reference_trainer(estimator, steps, seed, train)
+    taken, seconds = trainer.run(steps)
+    return evaluate_neg_elbo(enc, dec, test)[0], seconds / max(taken, 1)
+
+
+def reference_trainer(estimator: str, steps: int, seed: int, train: torch.Tensor) -> tuple[Trainer, Encoder, Decoder]:
+    """A :class:`Trainer` for the hand-written ``estimator`` on a fresh model, and that model."""
     enc, dec = make_model(seed)
     gen = torch.Generator().manual_seed(seed)
-    sec = fit(reference_loss(estimator, enc, dec, gen), [*enc.parameters(), *dec.parameters()], train, steps, seed)
-    return evaluate_neg_elbo(enc, dec, test)[0], sec
+    return Trainer(reference_loss(estimator, enc, dec, gen), [*enc.parameters(), *dec.parameters()],
+                   train, steps, seed), enc, dec
 
 
 def main() -> None:

@@ -136,6 +136,7 @@ def estimate(
     policy: str = "unbiased",
     enumerate_budget: int = DEFAULT_BUDGET,
     progress: Callable[[int, int], None] | None = None,
+    batch_axes: int = 0,
     **backend_options: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter.
@@ -145,7 +146,8 @@ def estimate(
     and backend give identical results); ``estimators`` overrides the planner per
     variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
     ``"unbiased"`` or ``"low_variance"``; ``enumerate_budget`` caps the joint states summed
-    exactly; ``progress(done, n)`` is called after each chunk; ``chunk_size`` bounds how many samples are
+    exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
+    axes of independent examples (see :func:`stochgrad.compile`); ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`).  Other keywords (``device``, ``dtype`` for
     torch) configure the backend.
@@ -153,6 +155,8 @@ def estimate(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
     n = int(n)
+    if isinstance(batch_axes, bool) or not isinstance(batch_axes, int) or batch_axes < 0:
+        raise ValidationError(f"batch_axes must be an integer >= 0, got {batch_axes!r}")
     B = get_backend(backend, **backend_options)
     e = as_expression(expr)
     values = _check_params(parameters(e), params or {})
@@ -182,9 +186,10 @@ def estimate(
     names = list(values)
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     chunks = _chunks(n, size)
-    totals = _loo_totals(B, p, chunks, int(seed), values) if len(chunks) > 1 else None
+    totals = _loo_totals(B, p, chunks, int(seed), values, batch_axes) if len(chunks) > 1 else None
     for start, count in chunks:
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, loo_totals=totals)
+        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, loo_totals=totals,
+                            batch_axes=batch_axes)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = dict(zip(names, leaves))
@@ -210,14 +215,15 @@ def estimate(
 
 
 def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
-                values: Mapping[str, np.ndarray]) -> dict[int, tuple[np.ndarray, int]] | None:
+                values: Mapping[str, np.ndarray], batch_axes: int) -> dict[int, tuple[np.ndarray, int]] | None:
     """A first, forward-only pass that sums each leave-one-out node's costs over the whole run, so
     that chunked runs use the same baselines as an unchunked one (the noise is the same)."""
     if not any(getattr(node.spec, "baseline", None) == "loo" for node in p.nodes):
         return None
     totals: dict[int, tuple[np.ndarray, int]] = {}
     for start, count in chunks:
-        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True)
+        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True,
+                            batch_axes=batch_axes)
         lowering.params = {k: B.asarray(v[None]) for k, v in values.items()}
         lowering.evaluate(p.root, {})
     return totals

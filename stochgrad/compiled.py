@@ -34,7 +34,8 @@ class Objective:
     """``objective(**params) -> native scalar``; see :func:`compile`."""
 
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
-                 policy: str, seed: int | None, enumerate_budget: int, **backend_options: Any) -> None:
+                 policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0,
+                 **backend_options: Any) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValidationError(f"n (samples per call) must be an integer >= 1, got {n!r}")
         self.expr = as_expression(expr)
@@ -45,6 +46,7 @@ class Objective:
                              capabilities=self.B.capabilities)
         self.seed = secrets.randbits(62) if seed is None else int(seed)
         self.calls = 0
+        self.batch_axes = _check_batch_axes(batch_axes)
         self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
 
     def plan(self, **shapes: tuple[int, ...]) -> Plan:
@@ -66,7 +68,7 @@ class Objective:
         native = {k: v if not isinstance(v, (int, float)) else B.asarray(v) for k, v in params.items()}
         p = self.plan(**{k: B.shape(v) for k, v in native.items()})
         lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()},
-                            NoiseSource(B, self.seed + self.calls, 0, self.n))
+                            NoiseSource(B, self.seed + self.calls, 0, self.n), batch_axes=self.batch_axes)
         self.calls += 1
         s = lowering.array(lowering.evaluate(p.root, {}))
         shape = B.shape(s)
@@ -82,8 +84,19 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     policy: str = "unbiased",
     seed: int | None = None,
     enumerate_budget: int = DEFAULT_BUDGET,
+    batch_axes: int = 0,
     **backend_options: Any,
 ) -> Objective:
-    """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``."""
+    """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
+
+    ``batch_axes=1`` declares the first axis of every random node a plate of independent examples
+    (each example's cost depends on its own latents only): score terms then pair each example's
+    cost with its own log-probability and baseline, as a hand-written per-example REINFORCE does."""
     return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, **backend_options)
+                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, **backend_options)
+
+
+def _check_batch_axes(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValidationError(f"batch_axes must be an integer >= 0, got {k!r}")
+    return k

@@ -43,7 +43,7 @@ from .planner import LogRatio, NodePlan, PlannedExpect
 
 Array = Any
 _TWO = ir.Num(2.0)
-_HUGE = float(np.finfo(float).max)
+_HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a sample at the edge of range
 _ARITH = {
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
@@ -58,16 +58,22 @@ class Lowering:
 
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
-                 loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False) -> None:
+                 loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False,
+                 batch_axes: int = 0) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
 
         ``loo_totals`` maps a node's uid to the sum and count of its baseline costs over the whole
         run: leave-one-out baselines then use every other sample of the run, not only of this
         chunk, so a chunked run equals the unchunked one.  With ``collect`` the chunk adds its sums
-        to ``loo_totals`` instead (a first, gradient-free pass)."""
+        to ``loo_totals`` instead (a first, gradient-free pass).
+
+        ``batch_axes`` (a plate) declares that the first logical axes of every random node index
+        independent examples whose costs depend on their own latents only: a score term then
+        multiplies each example's cost by that example's log q alone (less variance); the
+        default 0 treats the whole node as one joint variable, which is always valid."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
-        self.loo_totals, self.collect = loo_totals, collect
+        self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
         self._handlers = {
@@ -221,7 +227,9 @@ class Lowering:
         if logq is None:
             return z, None
         # an infinite log density (a sample at the edge of float range) would make the magic box NaN
-        return z, self.B.fn["clip"](self.reduce_logical(logq, None)[0], -_HUGE, _HUGE)
+        shape = self.B.shape(logq)  # sum log q over all axes but the leading batch (plate) axes
+        axes = tuple(range(1 + min(self.batch_axes, len(shape) - 1), len(shape)))
+        return z, self.B.fn["clip"](self.B.sum(logq, axes) if axes else logq, -_HUGE, _HUGE)
 
     def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array, int]:
         """Copy ``scope`` once per joint state; return the node's values, weights ``K q(k)`` and K."""

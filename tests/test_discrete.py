@@ -367,3 +367,18 @@ def test_score_node_between_two_enumerated_nodes(backend):
     assert [n.estimator for n in r.plan.nodes] == ["enumerate", "score", "enumerate"]
     assert_estimate(r, value=rate + p + rate**2 + q * (rate + p),
                     grad={"p": 1 + q, "q": rate + p, "r": 1 + 2 * rate + q})
+
+
+def test_plate_pairs_each_example_with_its_own_score_term(backend):
+    # E[sum(c * y)] over independent examples: d/dl_b = c_b s_b (1 - s_b); with batch_axes=1 the
+    # zero-cost example gets exactly zero gradient, and every entry stays unbiased
+    c, l = np.array([0.0, 5.0, -2.0]), np.array([0.2, -0.3, 1.0])
+    s = 1 / (1 + np.exp(-l))
+    joint = sg.estimate("E[c * y, y ~ Bernoulli(logits=l)]", {"c": c, "l": l}, n=N, backend=backend, seed=21,
+                        estimators={"y": "score"})
+    plate = sg.estimate("E[c * y, y ~ Bernoulli(logits=l)]", {"c": c, "l": l}, n=N, backend=backend, seed=21,
+                        estimators={"y": "score"}, batch_axes=1)
+    for r in (joint, plate):
+        assert_estimate(r, grad={"l": c * s * (1 - s)})
+    assert plate.grad["l"][0] == 0.0 and plate.stderr["l"][0] == 0.0 and joint.stderr["l"][0] > 0
+    assert np.all(plate.stderr["l"][1:] < joint.stderr["l"][1:])
