@@ -236,7 +236,7 @@ class _Translator:
         sp = self.sp
         try:
             return sp.stats.E(g.xreplace({var: X}))
-        except RuntimeError:  # SymPy lacks a method (its NotImplementedError), e.g. no Cauchy MGF
+        except RuntimeError:  # SymPy lacks a method for this law (e.g. no Cauchy MGF)
             s = X.pspace.domain.set
             return sp.integrate(g * sp.stats.density(X)(var), (var, s.inf, s.sup))
 
