@@ -12,12 +12,15 @@ and without a leave-one-out baseline, and a 10-category Gumbel-softmax cost
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import torch
 
 import stochgrad as sg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_overhead import compare  # noqa: E402  (the same interleaved median-of-ratios timer)
 
 F64 = torch.float64
 W = torch.arange(10, dtype=F64)
@@ -54,21 +57,6 @@ PROBLEMS = {
 }
 
 
-def median_ratio(ours, theirs, rounds: int) -> tuple[float, float, float]:
-    ours(0), theirs(0)
-    a_s, b_s, ratios = [], [], []
-    for r in range(rounds):
-        pair = [(ours, a_s), (theirs, b_s)][:: 1 if r % 2 else -1]
-        times = {}
-        for fn, _ in pair:
-            t0 = time.perf_counter()
-            fn(r)
-            times[id(fn)] = time.perf_counter() - t0
-        a, b = times[id(ours)], times[id(theirs)]
-        a_s.append(a), b_s.append(b), ratios.append(a / b)
-    return statistics.median(a_s), statistics.median(b_s), statistics.median(ratios)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
@@ -80,16 +68,16 @@ def main() -> None:
         for n in args.sizes:
             f = sg.compile(text, backend="torch", n=n, estimators=est, seed=0)
 
-            def compiled(seed: int) -> object:
+            def compiled(n: int, seed: int) -> object:
                 p = native()
                 return torch.autograd.grad(f(**p), p["l"])
 
-            def estimated(seed: int) -> object:
+            def estimated(n: int, seed: int) -> object:
                 return sg.estimate(text, numeric, n=n, backend="torch", estimators=est, seed=seed)
 
             rounds = args.rounds if n < 1_000_000 else max(5, args.rounds // 3)
-            c, h, rc = median_ratio(compiled, lambda s: hand(n, s), rounds)
-            e, h2, re_ = median_ratio(estimated, lambda s: hand(n, s), rounds)
+            c, h, rc = compare(name, compiled, hand, n, rounds)
+            e, _, re_ = compare(name, estimated, hand, n, rounds)
             print(f"{name:<30}{n:>9}{c * 1e3:>9.3f}ms{e * 1e3:>9.3f}ms{h * 1e3:>9.3f}ms{rc:>13.2f}x{re_:>14.2f}x")
 
 

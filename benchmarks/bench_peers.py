@@ -25,7 +25,6 @@ import time
 import pyro
 import pyro.distributions as pdist
 import torch
-from pyro import poutine
 
 import stochgrad as sg
 

@@ -169,7 +169,7 @@ def estimate(
             return estimate(e, values, n=m, backend=B, seed=int(seed or 0) + 7919, estimators=overrides,
                             enumerate_budget=enumerate_budget)
 
-        chosen, reasons = pilot(p, run, values, estimators or {})
+        chosen, reasons = pilot(p, run, estimators or {})
         p = explain(plan(e, chosen, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities), reasons)
     for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
         if node.biased and not node.reason.startswith("requested") and policy != "low_variance":

@@ -231,8 +231,8 @@ class Lowering:
         axes = tuple(range(1 + min(self.batch_axes, len(shape) - 1), len(shape)))
         return z, self.B.fn["clip"](self.B.sum(logq, axes) if axes else logq, -_HUGE, _HUGE)
 
-    def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array, int]:
-        """Copy ``scope`` once per joint state; return the node's values, weights ``K q(k)`` and K."""
+    def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array]:
+        """Copy ``scope`` once per joint state; return the node's values and weights ``K q(k)``."""
         d = lookup(node.dist.name)
         p, shape = self.parameters(node, scope)
         support = joint_support(d, node.dist, shape)
@@ -245,7 +245,7 @@ class Lowering:
         self.mult *= k
         z = self.B.asarray(np.repeat(support, level, axis=0))
         logq, _ = self.reduce_logical(d.log_prob(self.B, p, z), None)
-        return z, k * self.B.fn["exp"](logq), k
+        return z, k * self.B.fn["exp"](logq)
 
     def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
         B = self.B
@@ -256,7 +256,7 @@ class Lowering:
         weights: list[tuple[int, Array]] = []  # (node index, K q(k)) of each enumerated node
         for j, node in enumerate(e.nodes):
             if node.spec.enumerates:
-                scope[node.var], w, _ = self.enumerate(node, scope)
+                scope[node.var], w = self.enumerate(node, scope)
                 weights.append((j, w))
                 logq.append(None)
             else:
@@ -280,7 +280,7 @@ class Lowering:
         total: Array | float = 0.0
         for value, box in zip(values, e.boxes):
             if box:
-                value = _mul(self, magic_box(B, _sum([self.tile(logq[j], up[j]) for j in box])), value)
+                value = _mul(self, magic_box(B, _sum_aligned(self, [self.tile(logq[j], up[j]) for j in box])), value)
             total = _add(self, total, _mul(self, W, value))
         for j, node in enumerate(e.nodes):
             baseline = getattr(node.spec, "baseline", None)
@@ -327,13 +327,6 @@ class Lowering:
         if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
             return self.known[e.id]
         return self.B.to_numpy(value)
-
-
-def _sum(xs: list[Array]) -> Array:
-    out = xs[0]
-    for x in xs[1:]:
-        out = out + x
-    return out
 
 
 def _add(low: Lowering, a: Array | float, b: Array | float) -> Array | float:

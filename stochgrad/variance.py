@@ -29,7 +29,7 @@ MARGIN = 2.0
 PILOT_N = 2048
 
 
-def _cost(run: Any, params: Any, estimators: Mapping[str, Any]) -> float:
+def _cost(run: Any, estimators: Mapping[str, Any]) -> float:
     run(estimators, 64)  # warm up
     t0 = time.perf_counter()
     r = run(estimators, PILOT_N)
@@ -38,7 +38,7 @@ def _cost(run: Any, params: Any, estimators: Mapping[str, Any]) -> float:
     return variance * seconds
 
 
-def pilot(base: Plan, run: Any, params: Mapping[str, Any], user: Mapping[str, Any]) -> tuple[dict[str, EstimatorSpec], dict[str, str]]:
+def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, EstimatorSpec], dict[str, str]]:
     """Overrides and reasons chosen by pilot runs; ``run(estimators, n)`` runs an estimate."""
     chosen = {k: as_spec(v, k) for k, v in user.items()}
     reasons: dict[str, str] = {}
@@ -51,7 +51,7 @@ def pilot(base: Plan, run: Any, params: Mapping[str, Any], user: Mapping[str, An
             candidates.append(Enumerate())
         if len(candidates) < 2 or node.biased:
             continue
-        costs = {c: _cost(run, params, {**chosen, node.var: c}) for c in candidates}
+        costs = {c: _cost(run, {**chosen, node.var: c}) for c in candidates}
         static, best = node.spec, min(costs, key=costs.__getitem__)
         listing = ", ".join(f"{c.describe()} {costs[c]:.2g}" for c in candidates)
         if best != static and costs[best] * MARGIN < costs[static]:
