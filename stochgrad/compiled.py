@@ -48,6 +48,17 @@ class Objective:
         self.calls = 0
         self.batch_axes = _check_batch_axes(batch_axes)
         self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
+        self._by_shapes: dict[tuple[tuple[int, ...], ...], Plan] = {}  # the same plans, keyed for a quick lookup
+        self._checked: set[Any] = set()  # constant distribution parameters already checked
+
+    def _bad_names(self, params: Mapping[str, Any]) -> None:
+        missing = [k for k in self.parameters if k not in params]
+        if missing:
+            raise ValidationError(f"parameter {missing[0]!r} is missing; the expression needs: {', '.join(self.parameters)}")
+        for k in params:
+            if k not in self.parameters:
+                raise ValidationError(f"unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the expression's"
+                                      f" parameters are: {', '.join(self.parameters) or 'none'}")
 
     def plan(self, **shapes: tuple[int, ...]) -> Plan:
         """The plan used for parameters of these shapes (built once, then reused)."""
@@ -57,18 +68,17 @@ class Objective:
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
-        missing = [k for k in self.parameters if k not in params]
-        if missing:
-            raise ValidationError(f"parameter {missing[0]!r} is missing; the expression needs: {', '.join(self.parameters)}")
-        for k in params:
-            if k not in self.parameters:
-                raise ValidationError(f"unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the expression's"
-                                      f" parameters are: {', '.join(self.parameters) or 'none'}")
+        if len(params) != len(self.parameters) or any(k not in params for k in self.parameters):
+            self._bad_names(params)
         B = self.B
         native = {k: v if not isinstance(v, (int, float)) else B.asarray(v) for k, v in params.items()}
-        p = self.plan(**{k: B.shape(v) for k, v in native.items()})
+        shapes = tuple(B.shape(native[k]) for k in self.parameters)
+        p = self._by_shapes.get(shapes)
+        if p is None:
+            p = self._by_shapes[shapes] = self.plan(**dict(zip(self.parameters, shapes)))
         lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()},
-                            NoiseSource(B, self.seed + self.calls, 0, self.n), batch_axes=self.batch_axes)
+                            NoiseSource(B, self.seed + self.calls, 0, self.n), batch_axes=self.batch_axes,
+                            checked=self._checked)
         self.calls += 1
         s = lowering.array(lowering.evaluate(p.root, {}))
         shape = B.shape(s)

@@ -67,7 +67,11 @@ class Bernoulli(Distribution):
         return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.stop_gradient(B.fn["lt"](draw("uniform", shape), self.probs(B, p)))
+        return self._hard(B, self.probs(B, p), draw, shape)
+
+    @staticmethod
+    def _hard(B: Any, probs: Array, draw: Any, shape: tuple[int, ...]) -> Array:
+        return B.fn["lt"](draw("uniform", shape), B.stop_gradient(probs))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         if "logits" in p:
@@ -86,7 +90,7 @@ class Bernoulli(Distribution):
 
     def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         mean = self.probs(B, p)
-        return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
+        return mean + B.stop_gradient(self._hard(B, mean, draw, shape) - mean)
 
     def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         soft = self.relaxed(B, p, draw, shape, temperature)

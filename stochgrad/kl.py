@@ -12,7 +12,9 @@ Formulas (standard; e.g. Gil, Alajaji & Linder 2013 for exponential families):
 * Exponential: ``log(r1/r2) + r2/r1 - 1``
 * Gamma (shape a, rate b): ``(a1 - a2) psi(a1) - lgamma(a1) + lgamma(a2) + a2 (log b1 - log b2) + a1 (b2 - b1) / b1``
 * Poisson: ``r1 log(r1/r2) - r1 + r2``
-* Bernoulli and Categorical: ``sum_k p_k (log p_k - log q_k)``
+* Bernoulli, in logits ``a`` (of p) and ``b`` (of q): ``sigmoid(a) (a - b) + softplus(b) - softplus(a)``
+  (from ``p (log p - log q) + (1 - p)(log(1 - p) - log(1 - q))`` with ``log sigmoid(a) = a - softplus(a)``)
+* Categorical: ``sum_k p_k (log p_k - log q_k)``
 """
 
 from __future__ import annotations
@@ -49,11 +51,9 @@ def _poisson(B: Any, p: P, q: P) -> Array:
 
 def _bernoulli(B: Any, p: P, q: P) -> Array:
     d = lookup("Bernoulli")
-    out = 0.0
-    for x in (1.0, 0.0):
-        lp, lq = d.log_prob(B, p, x), d.log_prob(B, q, x)
-        out = out + B.fn["exp"](lp) * (lp - lq)
-    return out
+    a, b = d.logits(B, p), d.logits(B, q)  # type: ignore[attr-defined]
+    softplus = B.fn["softplus"]
+    return B.fn["sigmoid"](a) * (a - b) + softplus(b) - softplus(a)
 
 
 def _categorical(B: Any, p: P, q: P) -> Array:

@@ -59,7 +59,7 @@ class Lowering:
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
                  loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False,
-                 batch_axes: int = 0) -> None:
+                 batch_axes: int = 0, checked: set[Any] | None = None) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
 
@@ -71,8 +71,12 @@ class Lowering:
         ``batch_axes`` (a plate) declares that the first logical axes of every random node index
         independent examples whose costs depend on their own latents only: a score term then
         multiplies each example's cost by that example's log q alone (less variance); the
-        default 0 treats the whole node as one joint variable, which is always valid."""
+        default 0 treats the whole node as one joint variable, which is always valid.
+
+        ``checked`` remembers the constant parameter sets already checked (see :meth:`check`)."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
+        self.checked = set() if checked is None else checked
+        self._checked_now: set[Any] = set()
         self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
@@ -189,21 +193,32 @@ class Lowering:
         out, i = [], 0
         for d in dists:
             p = {k: values[i + j] for j, (k, _) in enumerate(d.params)}
-            lookup(d.name).validate({k: self._numeric(v, p[k], env) for k, v in d.params}, where=f"{where}: {d}",
-                                    sources={k: str(v) for k, v in d.params})
+            self.check(d, p, env, where=f"{where}: {d}")
             out.append(p)
             i += len(d.params)
         return out
 
+    def check(self, d: ir.Dist, p: Mapping[str, Array], env: Mapping[str, Array], where: str) -> None:
+        """Check ``d``'s parameter values against its constraints, once per distinct set of values:
+        constants and known parameters once per run (``checked`` is shared between chunks and
+        calls), arrays once per evaluation (keyed by identity, while they are alive)."""
+        key = tuple((k, v) if isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in env and v.id in self.known)
+                    else (k, id(p[k])) for k, v in d.params)
+        lasting = all(isinstance(k[1], ir.Expr) for k in key)
+        seen = self.checked if lasting else self._checked_now
+        if (d.name, key) in seen:
+            return
+        lookup(d.name).validate({k: self._numeric(v, p[k], env) for k, v in d.params}, where=where,
+                                sources={k: str(v) for k, v in d.params})
+        seen.add((d.name, key))
+
     # -- random nodes ------------------------------------------------------------
     def parameters(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
         """The node's parameters (aligned, checked) and the logical shape of one sample."""
-        d = lookup(node.dist.name)
         names = [k for k, _ in node.dist.params]
         values = self.align(*(self.array(self.evaluate(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
-        d.validate({k: self._numeric(e, p[k], env) for k, e in node.dist.params}, where=f"{node.var} ~ {node.dist}",
-                   sources={k: str(v) for k, v in node.dist.params})
+        self.check(node.dist, p, env, where=f"{node.var} ~ {node.dist}")
         return p, tuple(np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values)))
 
     def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
@@ -330,11 +345,15 @@ class Lowering:
 
 
 def _add(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
+    if isinstance(a, float) and a == 0.0:
+        return b
     a, b = low.align(a, b)
     return a + b
 
 
 def _mul(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
+    if isinstance(a, float) and a == 1.0:
+        return b
     a, b = low.align(a, b)
     return a * b
 
