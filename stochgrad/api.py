@@ -186,11 +186,11 @@ def estimate(
     names = list(values)
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     chunks = _chunks(n, size)
-    checked: set[Any] = set()  # constant parameters checked once per run, not once per chunk
-    totals = _loo_totals(B, p, chunks, int(seed), values, batch_axes, checked) if len(chunks) > 1 else None
+    memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
+    totals = _loo_totals(B, p, chunks, int(seed), values, batch_axes, memo) if len(chunks) > 1 else None
     for start, count in chunks:
         lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, loo_totals=totals,
-                            batch_axes=batch_axes, checked=checked)
+                            batch_axes=batch_axes, memo=memo)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = dict(zip(names, leaves))
@@ -216,7 +216,7 @@ def estimate(
 
 
 def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
-                values: Mapping[str, np.ndarray], batch_axes: int, checked: set[Any]
+                values: Mapping[str, np.ndarray], batch_axes: int, memo: dict[Any, Any]
                 ) -> dict[int, tuple[np.ndarray, int]] | None:
     """A first, forward-only pass that sums each leave-one-out node's costs over the whole run, so
     that chunked runs use the same baselines as an unchunked one (the noise is the same)."""
@@ -225,7 +225,7 @@ def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
     totals: dict[int, tuple[np.ndarray, int]] = {}
     for start, count in chunks:
         lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True,
-                            batch_axes=batch_axes, checked=checked)
+                            batch_axes=batch_axes, memo=memo)
         lowering.params = {k: B.asarray(v[None]) for k, v in values.items()}
         lowering.evaluate(p.root, {})
     return totals

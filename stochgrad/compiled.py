@@ -49,7 +49,7 @@ class Objective:
         self.batch_axes = _check_batch_axes(batch_axes)
         self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
         self._by_shapes: dict[tuple[tuple[int, ...], ...], Plan] = {}  # the same plans, keyed for a quick lookup
-        self._checked: set[Any] = set()  # constant distribution parameters already checked
+        self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
 
     def _bad_names(self, params: Mapping[str, Any]) -> None:
         missing = [k for k in self.parameters if k not in params]
@@ -78,7 +78,7 @@ class Objective:
             p = self._by_shapes[shapes] = self.plan(**dict(zip(self.parameters, shapes)))
         lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()},
                             NoiseSource(B, self.seed + self.calls, 0, self.n), batch_axes=self.batch_axes,
-                            checked=self._checked)
+                            memo=self._memo)
         self.calls += 1
         s = lowering.array(lowering.evaluate(p.root, {}))
         shape = B.shape(s)

@@ -18,6 +18,7 @@ the smallest normal float, so p = 0 or 1 gives finite log-probabilities.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,6 +63,12 @@ class Bernoulli(Distribution):
         if "logits" in p:
             return p["logits"]
         return _log(B, p["probs"]) - _log(B, 1.0 - p["probs"])
+
+    def constant_form(self, values: Mapping[str, float]) -> dict[str, float]:
+        if "logits" in values:
+            return dict(values)
+        probs = min(max(values["probs"], _TINY), 1.0)  # the clip of ``logits`` below
+        return {"logits": math.log(probs) - math.log(min(max(1.0 - values["probs"], _TINY), 1.0))}
 
     def probs(self, B: Any, p: P) -> Array:
         return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])

@@ -101,29 +101,35 @@ class Distribution(ABC):
     def log_prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
         """Log density of ``x`` (same shape as ``x``; no reduction over axes)."""
 
+    def constant_form(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Constant parameters (as given, already checked) in the form this distribution's
+        formulas use most cheaply; the lowering converts them once rather than on every call."""
+        return dict(values)
+
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
         """A constraint that couples parameters; return a message when violated."""
         return None
 
-    def validate(self, values: Mapping[str, np.ndarray], where: str, sources: Mapping[str, str] | None = None) -> None:
+    def validate(self, values: Mapping[str, np.ndarray], where: str | Callable[[], str],
+                 sources: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None) -> None:
         """Raise a :class:`StochgradError` naming the parameter, constraint and offending value.
 
-        ``sources`` maps parameter names to the DSL text that gave them."""
+        ``where`` names the place; ``sources`` maps parameter names to the DSL text that gave them.
+        Either may be a function giving it, called only to write an error."""
         for spec in self.params:
             if spec.name not in values:
                 continue
             v = values[spec.name]
             ok = spec.constraint.holds(v)
-            if not np.all(ok):
+            if not (ok.all() if isinstance(ok, np.ndarray) else np.all(ok)):
                 bad = v[~ok].flat[0] if np.ndim(v) else v
-                src = (sources or {}).get(spec.name)
+                src = ((sources() if callable(sources) else sources) or {}).get(spec.name)
                 given = f" (given as `{src}`)" if src and src != spec.name else ""
-                raise StochgradError(
-                    f"{where}: parameter {spec.name!r}{given} must be {spec.constraint.text}, got {float(bad)!r}"
-                )
+                raise StochgradError(f"{where() if callable(where) else where}: parameter {spec.name!r}{given}"
+                                     f" must be {spec.constraint.text}, got {float(bad)!r}")
         message = self.extra_check(values)
         if message:
-            raise StochgradError(f"{where}: {message}")
+            raise StochgradError(f"{where() if callable(where) else where}: {message}")
 
     def signature(self) -> str:
         return " or ".join(f"{self.name}({', '.join(form)})" for form in self.forms())

@@ -27,6 +27,7 @@ outer cost linearly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,7 +60,7 @@ class Lowering:
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
                  loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False,
-                 batch_axes: int = 0, checked: set[Any] | None = None) -> None:
+                 batch_axes: int = 0, memo: dict[Any, Any] | None = None) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
 
@@ -73,21 +74,24 @@ class Lowering:
         multiplies each example's cost by that example's log q alone (less variance); the
         default 0 treats the whole node as one joint variable, which is always valid.
 
-        ``checked`` remembers the constant parameter sets already checked (see :meth:`check`)."""
+        ``memo`` outlives the lowering (shared by the chunks of a run, or the calls of an objective):
+        it holds constant arrays and the constant parameter sets already checked (see :meth:`check`)."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
-        self.checked = set() if checked is None else checked
+        self.memo: dict[Any, Any] = {} if memo is None else memo
         self._checked_now: set[Any] = set()
         self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
-        self._handlers = {
-            ir.Num: self._num, ir.Name: self._name, ir.Neg: self._neg, ir.BinOp: self._binop,
-            ir.Call: self._call, PlannedExpect: self._expect, ir.KL: self._kl, LogRatio: self._log_ratio,
-        }
 
     # -- shapes ---------------------------------------------------------------
     def array(self, x: Array | float) -> Array:
-        return self.B.asarray(np.array([x], dtype=float)) if isinstance(x, float) else x
+        """``x`` as a native array; a constant becomes one of shape (1,), made once per ``memo``."""
+        if not isinstance(x, float):
+            return x
+        out = self.memo.get(x)  # float keys cannot collide with the tuple keys of checked parameters
+        if out is None:
+            out = self.memo[x] = self.B.asarray(np.array([x], dtype=float))
+        return out
 
     def rank(self, x: Array | float) -> int:
         return -1 if isinstance(x, float) else len(self.B.shape(x)) - 1
@@ -114,7 +118,7 @@ class Lowering:
             if not -rank <= axis < rank:
                 raise StochgradError(f"axis {axis} is out of range for a value with {rank} axes (shape {shape[1:]})")
             axes = (axis % rank + 1,)
-        count = int(np.prod([shape[a] for a in axes])) if axes else 1
+        count = math.prod(shape[a] for a in axes)
         return (self.B.sum(x, axes) if axes else x), count
 
     def tile(self, x: Array | float, factor: int) -> Array | float:
@@ -132,7 +136,7 @@ class Lowering:
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
-        return self._handlers[type(e)](e, env)
+        return _HANDLERS[type(e)](self, e, env)
 
     def _num(self, e: ir.Num, env: Mapping[str, Array]) -> float:
         return e.value
@@ -179,38 +183,57 @@ class Lowering:
         return total if e.fn == "sum" else total / count
 
     def _kl(self, e: ir.KL, env: Mapping[str, Array]) -> Array:
-        (p, q) = self._dist_params([e.p, e.q], env, where=str(e))
+        (p, q) = self._dist_params([e.p, e.q], env, where=e)
         return self.array(KL_FORMULAS[(e.p.name, e.q.name)](self.B, p, q))
 
     def _log_ratio(self, e: LogRatio, env: Mapping[str, Array]) -> Array:
         x = env[e.x.id]
-        (p, q) = self._dist_params([e.p, e.q], env, where=str(e))
+        (p, q) = self._dist_params([e.p, e.q], env, where=e)
         return lookup(e.p.name).log_prob(self.B, p, x) - lookup(e.q.name).log_prob(self.B, q, x)
 
-    def _dist_params(self, dists: list[ir.Dist], env: Mapping[str, Array], where: str) -> list[dict[str, Array]]:
+    def _dist_params(self, dists: list[ir.Dist], env: Mapping[str, Array], where: ir.Expr) -> list[dict[str, Array]]:
         """Parameters of several distributions, aligned together and checked."""
-        values = self.align(*(self.array(self.evaluate(v, env)) for d in dists for _, v in d.params))
+        forms = [self._constant_form(d) for d in dists]
+        values = self.align(*(self.array(x) for d, form in zip(dists, forms)
+                              for x in (form.values() if form else (self.evaluate(v, env) for _, v in d.params))))
         out, i = [], 0
-        for d in dists:
-            p = {k: values[i + j] for j, (k, _) in enumerate(d.params)}
-            self.check(d, p, env, where=f"{where}: {d}")
+        for d, form in zip(dists, forms):
+            names = list(form) if form else [k for k, _ in d.params]
+            p = {k: values[i + j] for j, k in enumerate(names)}
+            self.check(d, p, env, where=(where, d))
             out.append(p)
-            i += len(d.params)
+            i += len(names)
         return out
 
-    def check(self, d: ir.Dist, p: Mapping[str, Array], env: Mapping[str, Array], where: str) -> None:
+    def _constant_form(self, d: ir.Dist) -> dict[str, float] | None:
+        """For a distribution with constant parameters only, its parameters in the form its formulas
+        use most cheaply (e.g. a Bernoulli's logits), computed once per ``memo``; else None."""
+        if not all(type(v) is ir.Num for _, v in d.params):
+            return None
+        key = ("constant form", d)
+        if key not in self.memo:
+            self.memo[key] = lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[union-attr]
+        return self.memo[key]
+
+    def check(self, d: ir.Dist, p: Mapping[str, Array], env: Mapping[str, Array], where: tuple[Any, ir.Dist]) -> None:
         """Check ``d``'s parameter values against its constraints, once per distinct set of values:
-        constants and known parameters once per run (``checked`` is shared between chunks and
-        calls), arrays once per evaluation (keyed by identity, while they are alive)."""
-        key = tuple((k, v) if isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in env and v.id in self.known)
+        constants and known parameters once per run (in ``memo``, shared between chunks and
+        calls), arrays once per evaluation (keyed by identity, while they are alive).  ``where`` is
+        ``(variable, d)`` for a random node, ``(expression, d)`` for a KL or log-ratio term."""
+        key = tuple((k, v) if type(v) is ir.Num or (type(v) is ir.Name and v.id not in env and v.id in self.known)
                     else (k, id(p[k])) for k, v in d.params)
         lasting = all(isinstance(k[1], ir.Expr) for k in key)
-        seen = self.checked if lasting else self._checked_now
+        seen = self.memo if lasting else self._checked_now
         if (d.name, key) in seen:
             return
-        lookup(d.name).validate({k: self._numeric(v, p[k], env) for k, v in d.params}, where=where,
-                                sources={k: str(v) for k, v in d.params})
-        seen.add((d.name, key))
+        context, dist = where
+        lookup(d.name).validate({k: self._numeric(v, p.get(k), env) for k, v in d.params},
+                                where=lambda: f"{context} ~ {dist}" if isinstance(context, str) else f"{context}: {dist}",
+                                sources=lambda: {k: str(v) for k, v in d.params})
+        if lasting:
+            self.memo[(d.name, key)] = True
+        else:
+            self._checked_now.add((d.name, key))
 
     # -- random nodes ------------------------------------------------------------
     def parameters(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
@@ -218,8 +241,9 @@ class Lowering:
         names = [k for k, _ in node.dist.params]
         values = self.align(*(self.array(self.evaluate(v, env)) for _, v in node.dist.params))
         p = dict(zip(names, values))
-        self.check(node.dist, p, env, where=f"{node.var} ~ {node.dist}")
-        return p, tuple(np.broadcast_shapes(*(self.B.shape(v)[1:] for v in values)))
+        self.check(node.dist, p, env, where=(node.var, node.dist))
+        shapes = {self.B.shape(v)[1:] for v in values}
+        return p, (shapes.pop() if len(shapes) == 1 else tuple(np.broadcast_shapes(*shapes)))
 
     def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
         """Draw the node's value; for score nodes also return log q summed over logical axes."""
@@ -293,9 +317,12 @@ class Lowering:
 
         W = weight(lambda j: True, final)
         total: Array | float = 0.0
+        boxes: dict[tuple[int, ...], Array] = {}  # magic boxes at the final multiplicity, by score nodes
         for value, box in zip(values, e.boxes):
             if box:
-                value = _mul(self, magic_box(B, _sum_aligned(self, [self.tile(logq[j], up[j]) for j in box])), value)
+                if box not in boxes:
+                    boxes[box] = magic_box(B, _sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
+                value = _mul(self, boxes[box], value)
             total = _add(self, total, _mul(self, W, value))
         for j, node in enumerate(e.nodes):
             baseline = getattr(node.spec, "baseline", None)
@@ -308,7 +335,8 @@ class Lowering:
             base = self._baseline(baseline, cost, node.uid)
             if base is None:
                 continue
-            term = _mul(self, weight(lambda i: i < j, level[j]), _mul(self, 1.0 - magic_box(B, logq[j]), base))
+            own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else magic_box(B, logq[j])
+            term = _mul(self, weight(lambda i: i < j, level[j]), _mul(self, 1.0 - own, base))
             total = _add(self, total, self.tile(term, up[j]))
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
@@ -363,3 +391,9 @@ def _sum_aligned(low: Lowering, xs: list[Array]) -> Array:
     for x in xs[1:]:
         out = _add(low, out, x)
     return out
+
+
+_HANDLERS = {
+    ir.Num: Lowering._num, ir.Name: Lowering._name, ir.Neg: Lowering._neg, ir.BinOp: Lowering._binop,
+    ir.Call: Lowering._call, PlannedExpect: Lowering._expect, ir.KL: Lowering._kl, LogRatio: Lowering._log_ratio,
+}

@@ -50,9 +50,12 @@ class NoiseSource:
 
         ``params`` have a sample axis of size 1 or ``count``; ``branch`` separates the copies of
         the samples made by exact enumeration (each copy gets independent noise)."""
-        parts = []
         first = self.start // BLOCK
         end = self.start + self.count
+        if end - first * BLOCK <= BLOCK:  # one block (the common case): no slicing, no concatenation
+            gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, first, branch))
+            return self.B.noise(kind, gen, (self.count, *shape), *params)
+        parts = []
         for block in range(first, (end - 1) // BLOCK + 1):
             lo, hi = block * BLOCK - self.start, min(BLOCK * (block + 1), end) - self.start
             rows = [q if self.B.shape(q)[0] == 1 else q[lo:hi] for q in params]

@@ -89,3 +89,19 @@ def test_kl_syntax_and_embedded_form():
         sg.symbols("KL")
     with pytest.raises(sg.StochgradError, match=r"KL\(Normal\(mu, s\) \|\| Normal\(0, 1\)\): Normal\(mu, s\): parameter 'scale' \(given as `s`\) must be > 0"):
         sg.estimate(e, {"mu": 0.0, "s": -1.0}, n=2)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+@pytest.mark.parametrize("prior", [0.5, 0.2, 1.0])
+def test_bernoulli_kl_to_a_constant_prior(backend: str, prior: float) -> None:
+    """A constant distribution is converted once to logits; the KL must still match the definition
+    sum_y p(y) log(p(y) / q(y)) written out with numpy."""
+    p = np.array([0.1, 0.5, 0.93])
+    est = sg.estimate(f"sum(KL(Bernoulli(probs=p) || Bernoulli({prior})))", {"p": p}, n=2, backend=backend, seed=0)
+    q = min(prior, 1.0)
+    with np.errstate(divide="ignore"):
+        expected = np.sum(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))) if q < 1 else np.inf
+    if np.isfinite(expected):
+        assert est.value == pytest.approx(expected, rel=1e-10)
+    else:
+        assert est.value > 100  # log(1 / tiny) per entry: finite, and huge
