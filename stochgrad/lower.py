@@ -14,7 +14,9 @@ For each expectation the result is the per-sample surrogate (see
         + sum_{v score, with baseline} W_before(v) * (1 - [](log q_v)) * b_v
 
 whose value is the sum of the cost terms and whose gradient is the planned
-estimator.  An enumerated node with K joint states copies every value in scope
+estimator.  Without enumeration, a baseline whose node scores a term alone is
+folded into that term as ``[](L) (term - b) + b``: the same function, at every
+order of differentiation, with fewer operations.  An enumerated node with K joint states copies every value in scope
 K times (block k holds state k); ``W`` multiplies the weights ``K q(k)`` of the
 enumerated nodes, and at the end of the expectation the copies are averaged
 back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
@@ -315,6 +317,16 @@ class Lowering:
                     out = _mul(self, out, self.tile(w, at // level[j]))
             return out
 
+        bases: dict[int, Array] = {}  # baseline of each score node that has one
+        for j, node in enumerate(e.nodes):
+            baseline = getattr(node.spec, "baseline", None)
+            terms = [v for v, box in zip(values, e.boxes) if j in box]
+            if logq[j] is None or baseline is None or not terms:
+                continue
+            cost = self.fold(_mul(self, weight(lambda i: i > j, final), _sum_aligned(self, terms)), up[j])
+            base = self._baseline(baseline, cost, node.uid)
+            if base is not None:
+                bases[j] = base
         W = weight(lambda j: True, final)
         total: Array | float = 0.0
         boxes: dict[tuple[int, ...], Array] = {}  # magic boxes at the final multiplicity, by score nodes
@@ -322,19 +334,13 @@ class Lowering:
             if box:
                 if box not in boxes:
                     boxes[box] = magic_box(B, _sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
-                value = _mul(self, boxes[box], value)
+                j = box[0]
+                if not weights and len(box) == 1 and j in bases:  # []L v + (1 - []L) b = []L (v - b) + b
+                    value = _add(self, _mul(self, boxes[box], _sub(self, value, bases[j])), bases.pop(j))
+                else:
+                    value = _mul(self, boxes[box], value)
             total = _add(self, total, _mul(self, W, value))
-        for j, node in enumerate(e.nodes):
-            baseline = getattr(node.spec, "baseline", None)
-            if logq[j] is None or baseline is None:
-                continue
-            terms = [v for v, box in zip(values, e.boxes) if j in box]
-            if not terms:
-                continue
-            cost = self.fold(_mul(self, weight(lambda i: i > j, final), _sum_aligned(self, terms)), up[j])
-            base = self._baseline(baseline, cost, node.uid)
-            if base is None:
-                continue
+        for j, base in bases.items():  # baselines not folded into a term above
             own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else magic_box(B, logq[j])
             term = _mul(self, weight(lambda i: i < j, level[j]), _mul(self, 1.0 - own, base))
             total = _add(self, total, self.tile(term, up[j]))
@@ -377,6 +383,11 @@ def _add(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
         return b
     a, b = low.align(a, b)
     return a + b
+
+
+def _sub(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
+    a, b = low.align(a, b)
+    return a - b
 
 
 def _mul(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
