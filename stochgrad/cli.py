@@ -107,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="autograd or torch (default: $STOCHGRAD_BACKEND, else autograd)")
     p_est.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_est.add_argument("--chunk-size", type=int, default=None, help="samples held in memory at once")
+    p_est.add_argument("--wrt", action="append", default=None, metavar="NAME",
+                       help="differentiate only this parameter (repeatable; default: all)")
     p_est.add_argument("--json", action="store_true", help="print the result as JSON")
     p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
                        help="also print the closed form (SymPy, when installed and it finds one) and z-scores")
@@ -181,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
                      estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
-                     progress=ProgressBar(sys.stderr) if show else None)
+                     progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt)
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
@@ -206,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"exact (SymPy): {closed.formula}")
         print("  " + "   ".join(f"{name} = {_fmt(x)} (z = {_fmt(_z(est, x, se))})" for name, x, est, se in [
             ("value", closed.value, r.value, r.value_stderr),
-            *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad),
+            *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad if k in r.grad),
         ]))
     print("plan:")
     print("  " + str(r.plan).replace("\n", "\n  "))

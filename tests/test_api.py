@@ -56,7 +56,7 @@ def test_chunked_run_equals_unchunked(backend, text, overrides):
     params = {"mu": np.array([0.5, -1.0]), "sigma": 1.5}
     if "p" in sg.parameters(sg.parse(text)):
         params["p"] = 0.3
-    whole = sg.estimate(text, params, n=n, backend=backend, seed=9, estimators=overrides)
+    whole = sg.estimate(text, params, n=n, backend=backend, seed=9, estimators=overrides, chunk_size=n)
     parts = sg.estimate(text, params, n=n, backend=backend, seed=9, estimators=overrides, chunk_size=BLOCK)
     assert whole.chunk_size == n and parts.chunk_size == BLOCK
     np.testing.assert_allclose(parts.value, whole.value, rtol=1e-10)
@@ -64,6 +64,20 @@ def test_chunked_run_equals_unchunked(backend, text, overrides):
     for k in params:
         np.testing.assert_allclose(parts.grad[k], whole.grad[k], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(parts.stderr[k], whole.stderr[k], rtol=1e-8)
+
+
+def test_automatic_chunks_hold_a_fixed_number_of_entries():
+    """Without chunk_size, a chunk holds about CHUNK_ENTRIES entries of the widest per-sample value
+    (whole noise blocks, at least one); the estimate is the same as with any other chunking."""
+    from stochgrad.api import CHUNK_ENTRIES
+
+    scalar = sg.estimate(NORMAL_SQ, {"mu": 0.0, "sigma": 1.0}, n=2 * CHUNK_ENTRIES, seed=0)
+    assert scalar.chunk_size == CHUNK_ENTRIES
+    wide = sg.estimate("E[sum(w * y), y ~ Categorical(logits=l)]", {"l": np.zeros(10), "w": np.arange(10.0)},
+                       n=3 * BLOCK, seed=0, estimators={"y": "relaxed"})
+    assert wide.chunk_size == max(BLOCK, CHUNK_ENTRIES // 10 // BLOCK * BLOCK)
+    whole = sg.estimate(NORMAL_SQ, {"mu": 0.0, "sigma": 1.0}, n=2 * CHUNK_ENTRIES, seed=0, chunk_size=2 * CHUNK_ENTRIES)
+    assert scalar.grad["mu"] == pytest.approx(whole.grad["mu"], rel=1e-12, abs=1e-12)
 
 
 def test_chunk_size_rounds_to_noise_blocks():
@@ -209,3 +223,24 @@ def test_estimate_prints_value_and_gradients():
     r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=100, seed=0)
     lines = str(r).splitlines()
     assert lines[0].startswith("value = ") and lines[1].startswith("d/dmu = ") and lines[2].startswith("d/dsigma = ")
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+def test_wrt_differentiates_only_the_named_parameters(backend):
+    """Parameters left out of wrt are constants: their gradients are not computed, and the others'
+    are exactly those of the full run (same seed, same noise)."""
+    text = "E[(z - m)**2, z ~ Normal(mu, sigma)]"
+    params = {"mu": np.array([0.5, -1.0]), "sigma": 1.5, "m": 0.25}
+    full = sg.estimate(text, params, n=5000, backend=backend, seed=3)
+    part = sg.estimate(text, params, n=5000, backend=backend, seed=3, wrt=["mu"])
+    assert set(part.grad) == set(part.stderr) == {"mu"}
+    np.testing.assert_allclose(part.grad["mu"], full.grad["mu"], rtol=1e-12)
+    np.testing.assert_allclose(part.stderr["mu"], full.stderr["mu"], rtol=1e-10)
+    assert part.value == pytest.approx(full.value, rel=1e-12)
+    # d/dmu E[(z - m)^2] = 2 (mu - m) per entry, summed value: within 6 standard errors
+    assert np.all(np.abs(part.grad["mu"] - 2 * (params["mu"] - 0.25)) < 6 * part.stderr["mu"])
+
+
+def test_wrt_names_must_be_parameters():
+    with pytest.raises(sg.ValidationError, match=r"wrt names 'nu'.*parameters are: mu, sigma"):
+        sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, wrt=["nu"])

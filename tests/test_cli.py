@@ -20,6 +20,15 @@ def test_estimate_prints_estimates_and_plan(capsys, backend):
     assert "z ~ Normal(mu, sigma): pathwise" in out
 
 
+def test_estimate_wrt_limits_the_gradients(capsys):
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=12", "--at", "sigma=42", "-n", "20000", "--seed", "0",
+                 "--wrt", "sigma"]) == 0
+    out = capsys.readouterr().out
+    assert "d/dsigma = " in out and "d/dmu" not in out  # nor in the closed-form line
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=12", "--at", "sigma=42", "--wrt", "nu"]) == 2
+    assert "wrt names 'nu'" in capsys.readouterr().err
+
+
 def test_estimate_json_with_array_parameter_and_override(capsys):
     assert main(["estimate", NORMAL_SQ, "--at", "mu=[1, 2]", "--at", "sigma=1", "-n", "5000",
                  "--seed", "3", "--estimator", "z=score", "--json"]) == 0
