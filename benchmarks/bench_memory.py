@@ -5,7 +5,7 @@ peak resident memory of the process and the time; a single pass over 1e8 float64
 need several GB per intermediate array.  Also checks a chunked run against the unchunked one at a
 size where both fit (they draw the same noise, so they agree to rounding).
 
-    python benchmarks/bench_memory.py [--n 100000000] [--chunk-size 1048576] [--backend torch]
+    python benchmarks/bench_memory.py [--n 100000000] [--chunk-size N] [--backend torch]
 """
 
 from __future__ import annotations

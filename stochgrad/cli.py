@@ -61,10 +61,15 @@ def _loose_numbers(text: str) -> Any:
 class ProgressBar:
     """A one-line text progress bar: ``[#####.....]  52%  52,428,800/100,000,000 samples  3.1 s``."""
 
-    def __init__(self, stream: Any, width: int = 30) -> None:
+    def __init__(self, stream: Any, width: int = 30, every: float = 0.1) -> None:
         self.stream, self.width, self.start = stream, width, time.perf_counter()
+        self.every, self._shown = every, -every  # redraw at most every ``every`` seconds, and at the end
 
     def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self._shown < self.every:
+            return
+        self._shown = now
         filled = int(self.width * done / total)
         bar = "#" * filled + "." * (self.width - filled)
         elapsed = time.perf_counter() - self.start
