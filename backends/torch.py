@@ -92,6 +92,10 @@ class TorchBackend(Backend):
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)
 
+    def fuse(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``torch.compile`` (TorchDynamo and Inductor), with shapes fixed per compiled graph."""
+        return torch.compile(fn, dynamic=False)
+
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         with torch.enable_grad():
             out, aux = fn(leaves)

@@ -111,6 +111,12 @@ class Backend(ABC):
 
         ``aux`` comes back as it was returned (already gradient-free)."""
 
+    # -- optional -----------------------------------------------------------
+    def fuse(self, fn: Callable[..., Array]) -> Callable[..., Array]:
+        """``fn`` compiled into fused kernels (for ``sg.compile(..., fuse=True)``); ``fn`` takes
+        native arrays (and lists or dicts of them) and is pure given them.  Optional."""
+        raise BackendError(f"the {self.name} backend cannot fuse; use fuse=False (or the torch backend)")
+
 
 #: backend name -> "module:Class" (lazily imported) or a factory
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {

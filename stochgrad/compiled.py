@@ -11,7 +11,8 @@ score-function and enumerated nodes (a baseline ``(1 - [](L)) b`` has zero
 mean at every order, since ``E[grad^2 L + grad L grad L^T] = 0``).
 
 The plan is built once per set of parameter shapes; each call draws fresh
-noise (seed, then seed + 1, ...), and stateful baselines such as
+noise (seed, then seed + 1, ...; each node's in one draw, since a call is never split into
+chunks), and stateful baselines such as
 :class:`stochgrad.MovingAverage` carry over between calls.
 """
 
@@ -25,6 +26,7 @@ from .analysis import parameters
 from .api import as_expression
 from .backend import Backend, get_backend
 from .errors import ValidationError, did_you_mean
+from .fused import FusedCall, RecordingNoise
 from .lower import Lowering
 from .noise import NoiseSource
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -34,7 +36,7 @@ class Objective:
     """``objective(**params) -> native scalar``; see :func:`compile`."""
 
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
-                 policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0,
+                 policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,
                  **backend_options: Any) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValidationError(f"n (samples per call) must be an integer >= 1, got {n!r}")
@@ -50,6 +52,12 @@ class Objective:
         self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
         self._by_shapes: dict[tuple[tuple[int, ...], ...], Plan] = {}  # the same plans, keyed for a quick lookup
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
+        if not isinstance(fuse, bool):
+            raise ValidationError(f"fuse must be True or False, got {fuse!r}")
+        if fuse and type(self.B).fuse is Backend.fuse:
+            self.B.fuse(lambda: None)  # raises: this backend cannot fuse
+        self.fuse = fuse
+        self._fused: dict[tuple[tuple[int, ...], ...], FusedCall] = {}
 
     def _bad_names(self, params: Mapping[str, Any]) -> None:
         missing = [k for k in self.parameters if k not in params]
@@ -76,13 +84,24 @@ class Objective:
         p = self._by_shapes.get(shapes)
         if p is None:
             p = self._by_shapes[shapes] = self.plan(**dict(zip(self.parameters, shapes)))
-        lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()},
-                            NoiseSource(B, self.seed + self.calls, 0, self.n), batch_axes=self.batch_axes,
-                            memo=self._memo)
+        seed = self.seed + self.calls
         self.calls += 1
-        s = lowering.array(lowering.evaluate(p.root, {}))
-        shape = B.shape(s)
-        return B.sum(s, tuple(range(len(shape)))) / shape[0]
+        if self.fuse and shapes in self._fused:
+            return self._fused[shapes](native, NoiseSource(B, seed, 0, self.n, blocked=False))
+        noise = (RecordingNoise if self.fuse else NoiseSource)(B, seed, 0, self.n, blocked=False)
+        lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()}, noise,
+                            batch_axes=self.batch_axes, memo=self._memo)
+        out = self._finish(lowering, lowering.evaluate(p.root, {}))
+        if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
+            self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
+                                            finish=self._finish)
+        return out
+
+    def _finish(self, lowering: Lowering, surrogate: Any) -> Any:
+        """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
+        s = lowering.array(surrogate)
+        shape = self.B.shape(s)
+        return self.B.sum(s, tuple(range(len(shape)))) / shape[0]
 
 
 def compile(  # noqa: A001  (the public name the issue asks for)
@@ -95,15 +114,21 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     seed: int | None = None,
     enumerate_budget: int = DEFAULT_BUDGET,
     batch_axes: int = 0,
+    fuse: bool = False,
     **backend_options: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
 
     ``batch_axes=1`` declares the first axis of every random node a plate of independent examples
     (each example's cost depends on its own latents only): score terms then pair each example's
-    cost with its own log-probability and baseline, as a hand-written per-example REINFORCE does."""
+    cost with its own log-probability and baseline, as a hand-written per-example REINFORCE does.
+
+    ``fuse=True`` (torch) compiles each call into fused kernels with ``torch.compile``, after a first
+    eager call per set of parameter shapes; the noise and results equal the eager objective's for
+    the same seed.  It pays off where the work is memory-bound (large ``n``, on a GPU above all) and
+    costs a compilation (seconds) up front; see :mod:`stochgrad.fused` for what it refuses."""
     return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, **backend_options)
+                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, **backend_options)
 
 
 def _check_batch_axes(k: Any) -> int:

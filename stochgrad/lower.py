@@ -29,6 +29,7 @@ outer cost linearly.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -62,7 +63,7 @@ class Lowering:
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
                  loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False,
-                 batch_axes: int = 0, memo: dict[Any, Any] | None = None) -> None:
+                 batch_axes: int = 0, memo: dict[Any, Any] | None = None, checks: bool = True) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
 
@@ -77,10 +78,12 @@ class Lowering:
         default 0 treats the whole node as one joint variable, which is always valid.
 
         ``memo`` outlives the lowering (shared by the chunks of a run, or the calls of an objective):
-        it holds constant arrays and the constant parameter sets already checked (see :meth:`check`)."""
+        it holds constant arrays and the constant parameter sets already checked (see :meth:`check`).
+        ``checks=False`` skips the parameter checks (a fused objective checks before it runs)."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
         self.memo: dict[Any, Any] = {} if memo is None else memo
         self._checked_now: set[Any] = set()
+        self.checks = checks
         self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
@@ -222,6 +225,8 @@ class Lowering:
         constants and known parameters once per run (in ``memo``, shared between chunks and
         calls), arrays once per evaluation (keyed by identity, while they are alive).  ``where`` is
         ``(variable, d)`` for a random node, ``(expression, d)`` for a KL or log-ratio term."""
+        if not self.checks:
+            return
         key = tuple((k, v) if type(v) is ir.Num or (type(v) is ir.Name and v.id not in env and v.id in self.known)
                     else (k, id(p[k])) for k, v in d.params)
         lasting = all(isinstance(k[1], ir.Expr) for k in key)
@@ -250,7 +255,7 @@ class Lowering:
     def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
         """Draw the node's value; for score nodes also return log q summed over logical axes."""
         p, shape = self.parameters(node, env)
-        streams = iter(range(1 << 30))
+        streams = itertools.count()  # one noise stream per draw of this node
         count = self.noise.count
 
         def draw(kind: str, logical: tuple[int, ...], *params: Array) -> Array:

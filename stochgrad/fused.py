@@ -1,0 +1,115 @@
+"""Fused objectives: ``sg.compile(..., fuse=True)`` runs the lowering inside the backend's compiler.
+
+The lowering is plain Python over native arrays, so a tracing compiler (torch.compile) can turn
+one call into a single graph of fused kernels, with no per-call tree walk.  What it cannot trace is
+kept outside the compiled function:
+
+* **noise**: every draw of one call is recorded on the objective's first (eager) call for a set of
+  parameter shapes -- node, stream, kind, shape -- and later calls draw the same list eagerly,
+  with that call's seed, then hand it to the compiled function, which replays it in order.  So a
+  fused call sees exactly the noise of the eager call with the same seed (tested).  Noise whose
+  draw depends on parameter values (Poisson, Binomial, Gamma and its relatives) cannot be drawn
+  ahead, and such plans are refused;
+* **checks**: constants are checked on the first call; a distribution whose parameters are all
+  constants or parameters given by name is checked before every call; a parameter computed inside
+  the expression (``Normal(mu, exp(s))``) is checked on the first call only;
+* **state**: a moving-average baseline changes every call, which a compiled function would bake
+  in, so it is refused (leave-one-out works).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from .distributions import lookup
+from .errors import PlanError
+from .estimators import MovingAverage
+from .lower import Lowering
+from .noise import NoiseSource
+from .planner import Plan
+
+Draw = tuple[int, int, str, tuple[int, ...], int]  # node uid, stream, kind, shape, branch
+
+
+class RecordingNoise(NoiseSource):
+    """A noise source that also records what was drawn, and whether a draw needed parameter values."""
+
+    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True) -> None:
+        super().__init__(B, seed, start, count, blocked)
+        self.log: list[Draw] = []
+        self.needs_values: list[str] = []
+
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        self.log.append((uid, stream, kind, tuple(shape), branch))
+        if params:
+            self.needs_values.append(kind)
+        return super().draw(uid, stream, kind, shape, *params, branch=branch)
+
+
+class ReplayNoise:
+    """Hands out arrays drawn ahead, in the order the recording saw them."""
+
+    def __init__(self, arrays: list[Any], count: int) -> None:
+        self._arrays: Iterator[Any] = iter(arrays)
+        self.count = count
+
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        return next(self._arrays)
+
+
+class FusedCall:
+    """The compiled function for one plan (one set of parameter shapes) of an objective."""
+
+    def __init__(self, B: Any, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
+                 finish: Callable[[Any, Any], Any]) -> None:
+        if recorded.needs_values:
+            raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
+                            " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False")
+        for node in p.nodes:
+            if isinstance(getattr(node.spec, "baseline", None), MovingAverage):
+                raise PlanError(f"fuse=True cannot carry the moving-average baseline of {node.var} across calls inside a"
+                                " compiled function; use the leave-one-out baseline or fuse=False")
+        self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
+        self.finish = finish
+        self.direct = _direct_distributions(p.root)
+        self.fn = B.fuse(self._body)
+
+    def _body(self, params: dict[str, Any], noise: list[Any], count: int) -> Any:
+        low = Lowering(self.B, params, ReplayNoise(noise, count), batch_axes=self.batch_axes,  # type: ignore[arg-type]
+                       memo=self.memo, checks=False)
+        return self.finish(low, low.evaluate(self.plan.root, {}))
+
+    def __call__(self, native: Mapping[str, Any], source: NoiseSource) -> Any:
+        self.check(native)
+        noise = [source.draw(uid, stream, kind, shape, branch=branch) for uid, stream, kind, shape, branch in self.draws]
+        params = {k: self.B.reshape(v, (1,) + self.B.shape(v)) for k, v in native.items()}
+        return self.fn(params, noise, source.count)
+
+    def check(self, native: Mapping[str, Any]) -> None:
+        """Check, eagerly, every distribution whose parameters are constants or given parameters."""
+        for d in self.direct:
+            values = {k: np.asarray(v.value) if isinstance(v, ir.Num) else self.B.to_numpy(native[v.id])
+                      for k, v in d.params}  # type: ignore[union-attr]
+            lookup(d.name).validate(values, where=lambda d=d: str(d), sources=lambda d=d: {k: str(v) for k, v in d.params})
+
+
+def _direct_distributions(root: ir.Expr) -> list[ir.Dist]:
+    """Distributions in ``root`` whose parameters are all numbers or free names (parameters)."""
+    out: dict[ir.Dist, None] = {}
+    bound: set[str] = set()
+
+    def visit(e: ir.Expr) -> None:
+        for b in getattr(e, "nodes", ()):  # the variables an expectation binds
+            bound.add(b.var)
+        if isinstance(e, ir.Dist) and all(isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in bound)
+                                          for _, v in e.params):
+            out[e] = None
+        for c in e.children():
+            visit(c)
+
+    visit(root)
+    return list(out)
