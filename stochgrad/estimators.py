@@ -270,3 +270,32 @@ def leave_one_out(B: Any, cost: Array) -> Array:
     total = B.sum(c, (0,))
     return (B.reshape(total, (1,) + B.shape(total)) - c) / (n - 1)
 
+
+
+def baseline_value(B: Any, baseline: Any, cost: Array, uid: int,
+                   loo_totals: dict[int, tuple[np.ndarray, int]] | None, collect: bool) -> Array | None:
+    """The baseline for node ``uid``'s score term given its per-sample ``cost`` (None: no baseline yet).
+
+    A :class:`MovingAverage` gives its state before this batch, then updates.  Leave-one-out uses
+    the run-wide ``loo_totals`` when a run is chunked (with ``collect`` the first pass adds this
+    chunk's sums to them instead), else the other samples of this array."""
+    if isinstance(baseline, MovingAverage):
+        previous = baseline.value
+        c = B.stop_gradient(cost)
+        baseline.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0])
+        if previous is None:
+            return None
+        return B.asarray(np.asarray(previous)[None])
+    if loo_totals is not None:
+        c = B.stop_gradient(cost)
+        if collect:
+            total, count = B.to_numpy(B.sum(c, (0,))), B.shape(c)[0]
+            if uid in loo_totals:
+                total, count = total + loo_totals[uid][0], count + loo_totals[uid][1]
+            loo_totals[uid] = (total, count)
+        elif uid in loo_totals and loo_totals[uid][1] > 1:
+            total, count = loo_totals[uid]
+            return (B.asarray(np.asarray(total)[None]) - c) / (count - 1)
+    if B.shape(cost)[0] < 2:
+        return None  # too few samples for leave-one-out
+    return leave_one_out(B, cost)

@@ -1,11 +1,6 @@
 """Lowering: evaluate a planned expression on a backend, producing the surrogate.
 
-Shape convention: every array has a leading *sample axis* followed by its
-logical shape; Python floats stand for constants.  The sample axis has size 1
-(the value does not vary) or ``mult * count``: ``count`` samples, copied
-``mult`` times by exact enumeration.  Binary operations align logical shapes
-from the right, as numpy broadcasting does, by inserting unit axes after the
-sample axis; reductions act on logical axes only.
+Every array carries a leading *sample axis* (see :mod:`stochgrad.sampleaxis`).
 
 For each expectation the result is the per-sample surrogate (see
 :mod:`stochgrad.estimators`)::
@@ -16,8 +11,8 @@ For each expectation the result is the per-sample surrogate (see
 whose value is the sum of the cost terms and whose gradient is the planned
 estimator.  Without enumeration, a baseline whose node scores a term alone is
 folded into that term as ``[](L) (term - b) + b``: the same function, at every
-order of differentiation, with fewer operations.  An enumerated node with K joint states copies every value in scope
-K times (block k holds state k); ``W`` multiplies the weights ``K q(k)`` of the
+order of differentiation, with fewer operations.  An enumerated node with K joint
+states copies every value in scope K times (block k holds state k); ``W`` multiplies the weights ``K q(k)`` of the
 enumerated nodes, and at the end of the expectation the copies are averaged
 back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
 enumeration draw independent noise in each copy, and each baseline is formed
@@ -30,7 +25,6 @@ outer cost linearly.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,11 +33,12 @@ import numpy as np
 from . import ir
 from .distributions import joint_support, lookup
 from .errors import StochgradError
-from .estimators import MovingAverage, leave_one_out, magic_box
+from .estimators import baseline_value, magic_box
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .noise import NoiseSource
 from .kl import KL_FORMULAS
 from .planner import LogRatio, NodePlan, PlannedExpect
+from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
 
 Array = Any
 _TWO = ir.Num(2.0)
@@ -57,7 +52,7 @@ _ARITH = {
 }
 
 
-class Lowering:
+class Lowering(SampleAxis):
     """Evaluates planned expressions for one chunk of samples."""
 
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
@@ -87,57 +82,6 @@ class Lowering:
         self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
-
-    # -- shapes ---------------------------------------------------------------
-    def array(self, x: Array | float) -> Array:
-        """``x`` as a native array; a constant becomes one of shape (1,), made once per ``memo``."""
-        if not isinstance(x, float):
-            return x
-        out = self.memo.get(x)  # float keys cannot collide with the tuple keys of checked parameters
-        if out is None:
-            out = self.memo[x] = self.B.asarray(np.array([x], dtype=float))
-        return out
-
-    def rank(self, x: Array | float) -> int:
-        return -1 if isinstance(x, float) else len(self.B.shape(x)) - 1
-
-    def lift(self, x: Array, rank: int) -> Array:
-        """Give ``x`` logical rank ``rank`` by inserting unit axes after the sample axis."""
-        r = self.rank(x)
-        if r < 0 or r >= rank:
-            return x
-        shape = self.B.shape(x)
-        return self.B.reshape(x, shape[:1] + (1,) * (rank - r) + shape[1:])
-
-    def align(self, *xs: Array | float) -> list[Array | float]:
-        rank = max(self.rank(x) for x in xs)
-        return [self.lift(x, rank) for x in xs]
-
-    def reduce_logical(self, x: Array, axis: int | None) -> tuple[Array, int]:
-        """Sum over all logical axes (``axis=None``) or one; returns (sum, count summed)."""
-        shape = self.B.shape(x)
-        if axis is None:
-            axes = tuple(range(1, len(shape)))
-        else:
-            rank = len(shape) - 1
-            if not -rank <= axis < rank:
-                raise StochgradError(f"axis {axis} is out of range for a value with {rank} axes (shape {shape[1:]})")
-            axes = (axis % rank + 1,)
-        count = math.prod(shape[a] for a in axes)
-        return (self.B.sum(x, axes) if axes else x), count
-
-    def tile(self, x: Array | float, factor: int) -> Array | float:
-        """``factor`` copies of ``x`` along the sample axis (block k = copy k)."""
-        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
-            return x
-        return self.B.concat([x] * factor)
-
-    def fold(self, x: Array | float, factor: int) -> Array | float:
-        """Average the ``factor`` outermost blocks of the sample axis: undoes :meth:`tile`."""
-        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
-            return x
-        shape = self.B.shape(x)
-        return self.B.sum(self.B.reshape(x, (factor, shape[0] // factor) + shape[1:]), (0,)) / factor
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
@@ -319,7 +263,7 @@ class Lowering:
             out: Array | float = 1.0
             for j, w in weights:
                 if select(j):
-                    out = _mul(self, out, self.tile(w, at // level[j]))
+                    out = mul(self, out, self.tile(w, at // level[j]))
             return out
 
         bases: dict[int, Array] = {}  # baseline of each score node that has one
@@ -328,8 +272,8 @@ class Lowering:
             terms = [v for v, box in zip(values, e.boxes) if j in box]
             if logq[j] is None or baseline is None or not terms:
                 continue
-            cost = self.fold(_mul(self, weight(lambda i: i > j, final), _sum_aligned(self, terms)), up[j])
-            base = self._baseline(baseline, cost, node.uid)
+            cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
+            base = baseline_value(self.B, baseline, cost, node.uid, self.loo_totals, self.collect)
             if base is not None:
                 bases[j] = base
         W = weight(lambda j: True, final)
@@ -338,42 +282,19 @@ class Lowering:
         for value, box in zip(values, e.boxes):
             if box:
                 if box not in boxes:
-                    boxes[box] = magic_box(B, _sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
+                    boxes[box] = magic_box(B, sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
                 j = box[0]
                 if not weights and len(box) == 1 and j in bases:  # []L v + (1 - []L) b = []L (v - b) + b
-                    value = _add(self, _mul(self, boxes[box], _sub(self, value, bases[j])), bases.pop(j))
+                    value = add(self, mul(self, boxes[box], sub(self, value, bases[j])), bases.pop(j))
                 else:
-                    value = _mul(self, boxes[box], value)
-            total = _add(self, total, _mul(self, W, value))
+                    value = mul(self, boxes[box], value)
+            total = add(self, total, mul(self, W, value))
         for j, base in bases.items():  # baselines not folded into a term above
             own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else magic_box(B, logq[j])
-            term = _mul(self, weight(lambda i: i < j, level[j]), _mul(self, 1.0 - own, base))
-            total = _add(self, total, self.tile(term, up[j]))
+            term = mul(self, weight(lambda i: i < j, level[j]), mul(self, 1.0 - own, base))
+            total = add(self, total, self.tile(term, up[j]))
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
-
-    def _baseline(self, baseline: Any, cost: Array, uid: int) -> Array | None:
-        B = self.B
-        if isinstance(baseline, MovingAverage):
-            previous = baseline.value
-            c = B.stop_gradient(cost)
-            baseline.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0])
-            if previous is None:
-                return None
-            return B.asarray(np.asarray(previous)[None])
-        if self.loo_totals is not None:
-            c = B.stop_gradient(cost)
-            if self.collect:
-                total, count = B.to_numpy(B.sum(c, (0,))), B.shape(c)[0]
-                if uid in self.loo_totals:
-                    total, count = total + self.loo_totals[uid][0], count + self.loo_totals[uid][1]
-                self.loo_totals[uid] = (total, count)
-            elif uid in self.loo_totals and self.loo_totals[uid][1] > 1:
-                total, count = self.loo_totals[uid]
-                return (B.asarray(np.asarray(total)[None]) - c) / (count - 1)
-        if B.shape(cost)[0] < 2:
-            return None  # too few samples for leave-one-out
-        return leave_one_out(B, cost)
 
     def _numeric(self, e: ir.Expr, value: Array, env: Mapping[str, Array]) -> np.ndarray:
         if isinstance(e, ir.Num):
@@ -381,32 +302,6 @@ class Lowering:
         if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
             return self.known[e.id]
         return self.B.to_numpy(value)
-
-
-def _add(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
-    if isinstance(a, float) and a == 0.0:
-        return b
-    a, b = low.align(a, b)
-    return a + b
-
-
-def _sub(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
-    a, b = low.align(a, b)
-    return a - b
-
-
-def _mul(low: Lowering, a: Array | float, b: Array | float) -> Array | float:
-    if isinstance(a, float) and a == 1.0:
-        return b
-    a, b = low.align(a, b)
-    return a * b
-
-
-def _sum_aligned(low: Lowering, xs: list[Array]) -> Array:
-    out = xs[0]
-    for x in xs[1:]:
-        out = _add(low, out, x)
-    return out
 
 
 _HANDLERS = {

@@ -1,0 +1,102 @@
+"""Arrays with a leading *sample axis*, and the arithmetic that keeps it aligned.
+
+Every array in a lowering has a leading sample axis followed by its logical shape; Python floats
+stand for constants.  The sample axis has size 1 (the value does not vary) or ``mult * count``:
+``count`` samples, copied ``mult`` times by exact enumeration (block k holds copy k).  Binary
+operations align logical shapes from the right, as numpy broadcasting does, by inserting unit axes
+after the sample axis; reductions act on logical axes only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import StochgradError
+
+Array = Any
+
+
+class SampleAxis:
+    """Shape helpers of a lowering: ``B`` is the backend, ``memo`` a cache of constant arrays."""
+
+    B: Any
+    memo: dict[Any, Any]
+
+    def array(self, x: Array | float) -> Array:
+        """``x`` as a native array; a constant becomes one of shape (1,), made once per ``memo``."""
+        if not isinstance(x, float):
+            return x
+        out = self.memo.get(x)  # float keys cannot collide with the tuple keys of checked parameters
+        if out is None:
+            out = self.memo[x] = self.B.asarray(np.array([x], dtype=float))
+        return out
+
+    def rank(self, x: Array | float) -> int:
+        return -1 if isinstance(x, float) else len(self.B.shape(x)) - 1
+
+    def lift(self, x: Array, rank: int) -> Array:
+        """Give ``x`` logical rank ``rank`` by inserting unit axes after the sample axis."""
+        r = self.rank(x)
+        if r < 0 or r >= rank:
+            return x
+        shape = self.B.shape(x)
+        return self.B.reshape(x, shape[:1] + (1,) * (rank - r) + shape[1:])
+
+    def align(self, *xs: Array | float) -> list[Array | float]:
+        rank = max(self.rank(x) for x in xs)
+        return [self.lift(x, rank) for x in xs]
+
+    def reduce_logical(self, x: Array, axis: int | None) -> tuple[Array, int]:
+        """Sum over all logical axes (``axis=None``) or one; returns (sum, count summed)."""
+        shape = self.B.shape(x)
+        if axis is None:
+            axes = tuple(range(1, len(shape)))
+        else:
+            rank = len(shape) - 1
+            if not -rank <= axis < rank:
+                raise StochgradError(f"axis {axis} is out of range for a value with {rank} axes (shape {shape[1:]})")
+            axes = (axis % rank + 1,)
+        count = math.prod(shape[a] for a in axes)
+        return (self.B.sum(x, axes) if axes else x), count
+
+    def tile(self, x: Array | float, factor: int) -> Array | float:
+        """``factor`` copies of ``x`` along the sample axis (block k = copy k)."""
+        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
+            return x
+        return self.B.concat([x] * factor)
+
+    def fold(self, x: Array | float, factor: int) -> Array | float:
+        """Average the ``factor`` outermost blocks of the sample axis: undoes :meth:`tile`."""
+        if factor == 1 or isinstance(x, float) or self.B.shape(x)[0] == 1:
+            return x
+        shape = self.B.shape(x)
+        return self.B.sum(self.B.reshape(x, (factor, shape[0] // factor) + shape[1:]), (0,)) / factor
+
+
+def add(low: SampleAxis, a: Array | float, b: Array | float) -> Array | float:
+    if isinstance(a, float) and a == 0.0:
+        return b
+    a, b = low.align(a, b)
+    return a + b
+
+
+def sub(low: SampleAxis, a: Array | float, b: Array | float) -> Array | float:
+    a, b = low.align(a, b)
+    return a - b
+
+
+def mul(low: SampleAxis, a: Array | float, b: Array | float) -> Array | float:
+    if isinstance(a, float) and a == 1.0:
+        return b
+    a, b = low.align(a, b)
+    return a * b
+
+
+def sum_aligned(low: SampleAxis, xs: list[Array]) -> Array:
+    out = xs[0]
+    for x in xs[1:]:
+        out = add(low, out, x)
+    return out
