@@ -19,7 +19,7 @@ kept outside the compiled function:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -54,11 +54,11 @@ class ReplayNoise:
     """Hands out arrays drawn ahead, in the order the recording saw them."""
 
     def __init__(self, arrays: list[Any], count: int) -> None:
-        self._arrays: Iterator[Any] = iter(arrays)
-        self.count = count
+        self._arrays, self._next, self.count = arrays, 0, count  # an index: the compiler cannot trace next()
 
     def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
-        return next(self._arrays)
+        self._next += 1
+        return self._arrays[self._next - 1]
 
 
 class FusedCall:

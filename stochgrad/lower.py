@@ -125,7 +125,9 @@ class Lowering(SampleAxis):
             shape = self.B.shape(x)
             if len(shape) < 2:
                 raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`")
-            index = self.B.asarray(np.arange(shape[-1], dtype=float))
+            if ("arange", shape[-1]) not in self.memo:
+                self.memo[("arange", shape[-1])] = self.B.asarray(np.arange(shape[-1], dtype=float))
+            index = self.memo[("arange", shape[-1])]
             return self.B.sum(self.B.one_hot_argmax(x) * index, (len(shape) - 1,))
         opts = {k: int(v.value) for k, v in e.kwargs if isinstance(v, ir.Num)}
         total, count = self.reduce_logical(x, opts.get("axis"))
@@ -225,15 +227,18 @@ class Lowering(SampleAxis):
         """Copy ``scope`` once per joint state; return the node's values and weights ``K q(k)``."""
         d = lookup(node.dist.name)
         p, shape = self.parameters(node, scope)
-        support = joint_support(d, node.dist, shape)
-        if support is None:
-            raise StochgradError(f"{node.var} ~ {node.dist}: cannot enumerate a support of this size or kind")
-        k, level = support.shape[0], self.mult * self.noise.count
+        level = self.mult * self.noise.count
+        key = ("support", node.uid, shape, level)  # the states, each repeated per sample: made once
+        if key not in self.memo:
+            support = joint_support(d, node.dist, shape)
+            if support is None:
+                raise StochgradError(f"{node.var} ~ {node.dist}: cannot enumerate a support of this size or kind")
+            self.memo[key] = (support.shape[0], self.B.asarray(np.repeat(support, level, axis=0)))
+        k, z = self.memo[key]
         for var in scope:
             scope[var] = self.tile(scope[var], k)
         p = {name: self.tile(v, k) for name, v in p.items()}
         self.mult *= k
-        z = self.B.asarray(np.repeat(support, level, axis=0))
         logq, _ = self.reduce_logical(d.log_prob(self.B, p, z), None)
         return z, k * self.B.fn["exp"](logq)
 

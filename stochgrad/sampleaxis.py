@@ -59,7 +59,7 @@ class SampleAxis:
             if not -rank <= axis < rank:
                 raise StochgradError(f"axis {axis} is out of range for a value with {rank} axes (shape {shape[1:]})")
             axes = (axis % rank + 1,)
-        count = math.prod(shape[a] for a in axes)
+        count = math.prod([shape[a] for a in axes])
         return (self.B.sum(x, axes) if axes else x), count
 
     def tile(self, x: Array | float, factor: int) -> Array | float:

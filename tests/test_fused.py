@@ -84,3 +84,12 @@ def test_fuse_refuses_what_it_cannot_compile():
         ema(l=_t(0.0))
     with pytest.raises(sg.ValidationError, match="fuse must be True or False"):
         sg.compile("E[z, z ~ Normal(mu, 1)]", backend="torch", n=4, fuse="yes")
+
+
+def test_fused_enumeration_with_score_and_pathwise_nodes_equals_eager():
+    """Exact enumeration tiles the samples per state (its support is made once, outside the trace);
+    a score node after it and a pathwise node share the expectation."""
+    _same_calls("E[(x - y)**2 + z**2 + argmax(c), y ~ Bernoulli(p), x ~ Normal(mu, 1), z ~ Normal(mu, sigma),"
+                " c ~ Categorical(logits=l)]",
+                lambda: {"p": _t(0.3), "mu": _t(0.5), "sigma": _t(1.5), "l": _t([0.3, -0.2, 0.1])},
+                n=128, estimators={"z": "score"})
