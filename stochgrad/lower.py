@@ -11,10 +11,10 @@ For each expectation the result is the per-sample surrogate (see
 whose value is the sum of the cost terms and whose gradient is the planned
 estimator.  Without enumeration, a baseline whose node scores a term alone is
 folded into that term as ``[](L) (term - b) + b``: the same function, at every
-order of differentiation, with fewer operations.  An enumerated node with K joint
-states copies every value in scope K times (block k holds state k); ``W`` multiplies the weights ``K q(k)`` of the
-enumerated nodes, and at the end of the expectation the copies are averaged
-back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
+order of differentiation, with fewer operations.  An enumerated node with K
+joint states copies every value in scope K times (block k holds state k); ``W``
+multiplies the weights ``K q(k)`` of the enumerated nodes, and at the end of the
+expectation the copies are averaged back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
 enumeration draw independent noise in each copy, and each baseline is formed
 from costs averaged over the enumerations that follow its node, so no
 baseline depends on its own sample.  A nested expectation is estimated with
