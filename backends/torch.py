@@ -6,6 +6,8 @@ Noise comes from a ``torch.Generator`` on the backend's device.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +15,12 @@ import numpy as np
 import torch
 
 from stochgrad.backend import Backend
+from stochgrad.errors import BackendError
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile would use on the CPU, if one is installed."""
+    return shutil.which(os.environ.get("CXX", "")) or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
 def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -93,7 +101,12 @@ class TorchBackend(Backend):
         return torch.cat(list(parts), dim=0)
 
     def fuse(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``torch.compile`` (TorchDynamo and Inductor), with shapes fixed per compiled graph."""
+        """``torch.compile`` (TorchDynamo and Inductor), with shapes fixed per compiled graph.
+
+        Inductor writes C++ for the CPU, so there it needs a compiler (``$CXX``, g++ or clang++)."""
+        if self.device.type == "cpu" and not cxx_compiler():
+            raise BackendError("fuse=True on the CPU needs a C++ compiler for torch.compile (set $CXX, or install"
+                               " g++ or clang++); none was found, so use fuse=False")
         return torch.compile(fn, dynamic=False)
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:

@@ -54,8 +54,8 @@ class Objective:
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
         if not isinstance(fuse, bool):
             raise ValidationError(f"fuse must be True or False, got {fuse!r}")
-        if fuse and type(self.B).fuse is Backend.fuse:
-            self.B.fuse(lambda: None)  # raises: this backend cannot fuse
+        if fuse:
+            self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
         self._fused: dict[tuple[tuple[int, ...], ...], FusedCall] = {}
 

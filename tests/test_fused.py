@@ -10,7 +10,12 @@ import torch
 
 import stochgrad as sg
 
+from stochgrad.backends.torch import cxx_compiler
+
 F64 = torch.float64
+# torch.compile writes C++ for the CPU; without a compiler fuse=True refuses (tested below), and the
+# equality tests cannot run
+needs_cxx = pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler")
 
 
 def _t(x):
@@ -35,11 +40,13 @@ def _same_calls(text, make_params, calls=3, **options):
     return fused
 
 
+@needs_cxx
 def test_fused_pathwise_equals_eager():
     f = _same_calls("E[z**2, z ~ Normal(mu, sigma)]", lambda: {"mu": _t(1.5), "sigma": _t(0.7)}, n=4096)
     assert len(f._fused) == 1  # compiled once for these shapes, reused by later calls
 
 
+@needs_cxx
 def test_fused_score_with_leave_one_out_and_a_module_equals_eager():
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1).to(F64)
@@ -58,12 +65,14 @@ def test_fused_score_with_leave_one_out_and_a_module_equals_eager():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
 
 
+@needs_cxx
 def test_fused_relaxed_categorical_equals_eager():
     w = torch.arange(4, dtype=F64)
     _same_calls("E[sum(w * y), y ~ Categorical(logits=l)]", lambda: {"l": _t([0.0, 0.5, -0.5, 1.0]), "w": w},
                 n=256, estimators={"y": "relaxed:temperature=0.5"})
 
 
+@needs_cxx
 def test_fused_calls_still_check_parameters():
     f = sg.compile("E[z**2, z ~ Normal(mu, sigma)]", backend="torch", n=16, seed=0, fuse=True)
     for _ in range(2):
@@ -72,9 +81,21 @@ def test_fused_calls_still_check_parameters():
         f(mu=_t(0.0), sigma=_t(-1.0))
 
 
-def test_fuse_refuses_what_it_cannot_compile():
+def test_fuse_without_a_compiler_says_so(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(sg.BackendError, match="needs a C\\+\\+ compiler"):
+        sg.compile("E[z**2, z ~ Normal(mu, 1)]", backend="torch", n=4, fuse=True)
+
+
+def test_fuse_needs_a_backend_that_can():
     with pytest.raises(sg.BackendError, match="autograd backend cannot fuse"):
         sg.compile("E[z**2, z ~ Normal(mu, 1)]", backend="autograd", n=4, fuse=True)
+    with pytest.raises(sg.ValidationError, match="fuse must be True or False"):
+        sg.compile("E[z, z ~ Normal(mu, 1)]", backend="torch", n=4, fuse="yes")
+
+
+@needs_cxx
+def test_fuse_refuses_what_it_cannot_compile():
     poisson = sg.compile("E[k**2, k ~ Poisson(rate)]", backend="torch", n=8, seed=0, fuse=True)
     with pytest.raises(sg.PlanError, match="'poisson' noise depends on parameter values"):
         poisson(rate=_t(2.0))
@@ -82,10 +103,9 @@ def test_fuse_refuses_what_it_cannot_compile():
                      estimators={"b": "score:baseline=ema"})
     with pytest.raises(sg.PlanError, match="moving-average baseline of b"):
         ema(l=_t(0.0))
-    with pytest.raises(sg.ValidationError, match="fuse must be True or False"):
-        sg.compile("E[z, z ~ Normal(mu, 1)]", backend="torch", n=4, fuse="yes")
 
 
+@needs_cxx
 def test_fused_enumeration_with_score_and_pathwise_nodes_equals_eager():
     """Exact enumeration tiles the samples per state (its support is made once, outside the trace);
     a score node after it and a pathwise node share the expectation."""
