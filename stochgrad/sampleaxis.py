@@ -46,8 +46,11 @@ class SampleAxis:
         return self.B.reshape(x, shape[:1] + (1,) * (rank - r) + shape[1:])
 
     def align(self, *xs: Array | float) -> list[Array | float]:
-        rank = max(self.rank(x) for x in xs)
-        return [self.lift(x, rank) for x in xs]
+        """``xs`` lifted to their largest logical rank (each shape is looked at once)."""
+        shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
+        top = max(len(s) for s in shapes if s is not None) if any(s is not None for s in shapes) else 0
+        return [x if s is None or len(s) >= top else self.B.reshape(x, s[:1] + (1,) * (top - len(s)) + s[1:])
+                for x, s in zip(xs, shapes)]
 
     def reduce_logical(self, x: Array, axis: int | None) -> tuple[Array, int]:
         """Sum over all logical axes (``axis=None``) or one; returns (sum, count summed)."""
