@@ -26,7 +26,7 @@ from .analysis import parameters
 from .api import as_expression
 from .backend import Backend, get_backend
 from .errors import ValidationError, did_you_mean
-from .fused import FusedCall, RecordingNoise
+from .fused import FusedCall, RecordingNoise, check_fusable
 from .lower import Lowering
 from .noise import NoiseSource
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -88,6 +88,8 @@ class Objective:
         self.calls += 1
         if self.fuse and shapes in self._fused:
             return self._fused[shapes](native, NoiseSource(B, seed, 0, self.n, blocked=False))
+        if self.fuse:
+            check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, seed, 0, self.n, blocked=False)
         lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()}, noise,
                             batch_axes=self.batch_axes, memo=self._memo)

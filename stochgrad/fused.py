@@ -69,10 +69,7 @@ class FusedCall:
         if recorded.needs_values:
             raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
                             " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False")
-        for node in p.nodes:
-            if isinstance(getattr(node.spec, "baseline", None), MovingAverage):
-                raise PlanError(f"fuse=True cannot carry the moving-average baseline of {node.var} across calls inside a"
-                                " compiled function; use the leave-one-out baseline or fuse=False")
+        check_fusable(p)
         self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
         self.finish = finish
         self.direct = _direct_distributions(p.root)
@@ -95,6 +92,14 @@ class FusedCall:
             values = {k: np.asarray(v.value) if isinstance(v, ir.Num) else self.B.to_numpy(native[v.id])
                       for k, v in d.params}  # type: ignore[union-attr]
             lookup(d.name).validate(values, where=lambda d=d: str(d), sources=lambda d=d: {k: str(v) for k, v in d.params})
+
+
+def check_fusable(p: Plan) -> None:
+    """Refuse, before anything runs, a plan with state that changes between calls."""
+    for node in p.nodes:
+        if isinstance(getattr(node.spec, "baseline", None), MovingAverage):
+            raise PlanError(f"fuse=True cannot carry the moving-average baseline of {node.var} across calls inside a"
+                            " compiled function; use the leave-one-out baseline or fuse=False")
 
 
 def _direct_distributions(root: ir.Expr) -> list[ir.Dist]:
