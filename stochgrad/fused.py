@@ -22,15 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
-
 from . import ir
-from .distributions import lookup
 from .errors import PlanError
 from .estimators import MovingAverage
 from .lower import Lowering
 from .noise import NoiseSource
-from .planner import Plan
+from .planner import LogRatio, Plan
 
 Draw = tuple[int, int, str, tuple[int, ...], int]  # node uid, stream, kind, shape, branch
 
@@ -87,11 +84,11 @@ class FusedCall:
         return self.fn(params, noise, source.count)
 
     def check(self, native: Mapping[str, Any]) -> None:
-        """Check, eagerly, every distribution whose parameters are constants or given parameters."""
-        for d in self.direct:
-            values = {k: np.asarray(v.value) if isinstance(v, ir.Num) else self.B.to_numpy(native[v.id])
-                      for k, v in d.params}  # type: ignore[union-attr]
-            lookup(d.name).validate(values, where=lambda d=d: str(d), sources=lambda d=d: {k: str(v) for k, v in d.params})
+        """Check, eagerly, every distribution whose parameters are constants or given parameters
+        (constants were checked on the first call and stay in the memo)."""
+        low = Lowering(self.B, {}, None, memo=self.memo)  # type: ignore[arg-type]
+        for context, d in self.direct:
+            low.check(d, {k: native[v.id] for k, v in d.params if isinstance(v, ir.Name)}, {}, where=(context, d))
 
 
 def check_fusable(p: Plan) -> None:
@@ -102,17 +99,22 @@ def check_fusable(p: Plan) -> None:
                             " compiled function; use the leave-one-out baseline or fuse=False")
 
 
-def _direct_distributions(root: ir.Expr) -> list[ir.Dist]:
-    """Distributions in ``root`` whose parameters are all numbers or free names (parameters)."""
-    out: dict[ir.Dist, None] = {}
+def _direct_distributions(root: ir.Expr) -> list[tuple[Any, ir.Dist]]:
+    """``(where, distribution)`` for the random nodes, KL and log-ratio terms in ``root`` whose
+    distribution's parameters are all numbers or free names (the objective's parameters)."""
+    out: dict[tuple[Any, ir.Dist], None] = {}
     bound: set[str] = set()
 
+    def direct(d: ir.Dist) -> bool:
+        return all(isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in bound) for _, v in d.params)
+
     def visit(e: ir.Expr) -> None:
-        for b in getattr(e, "nodes", ()):  # the variables an expectation binds
-            bound.add(b.var)
-        if isinstance(e, ir.Dist) and all(isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in bound)
-                                          for _, v in e.params):
-            out[e] = None
+        for node in getattr(e, "nodes", ()):  # an expectation's random nodes, in order
+            if direct(node.dist):
+                out[(node.var, node.dist)] = None
+            bound.add(node.var)
+        if isinstance(e, (ir.KL, LogRatio)):
+            out.update({(e, d): None for d in (e.p, e.q) if direct(d)})
         for c in e.children():
             visit(c)
 

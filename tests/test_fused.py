@@ -77,8 +77,13 @@ def test_fused_calls_still_check_parameters():
     f = sg.compile("E[z**2, z ~ Normal(mu, sigma)]", backend="torch", n=16, seed=0, fuse=True)
     for _ in range(2):
         f(mu=_t(0.0), sigma=_t(1.0))
-    with pytest.raises(sg.StochgradError, match=r"parameter 'scale' \(given as `sigma`\) must be > 0"):
+    with pytest.raises(sg.StochgradError, match=r"^z ~ Normal\(mu, sigma\): parameter .scale. \(given as `sigma`\) must be > 0"):
         f(mu=_t(0.0), sigma=_t(-1.0))
+    kl = sg.compile("KL(Normal(m, s) || Normal(0, 1)) + E[x, x ~ Normal(m, 1)]", backend="torch", n=4, seed=0, fuse=True)
+    for _ in range(2):
+        kl(m=_t(0.0), s=_t(1.0))
+    with pytest.raises(sg.StochgradError, match=r"^KL\(Normal\(m, s\) \|\| Normal\(0, 1\)\): Normal\(m, s\): parameter"):
+        kl(m=_t(0.0), s=_t(float("nan")))
 
 
 def test_fuse_without_a_compiler_says_so(monkeypatch):
