@@ -143,6 +143,17 @@ class AutogradBackend(Backend):
             return _implicit_gamma(params[0], z)
         raise ValueError(f"the autograd backend cannot draw {kind!r} noise")
 
+    def noise_blocks(self, kind: str, generators: Sequence[np.random.Generator], counts: Sequence[int],
+                     shape: tuple[int, ...]) -> Any:
+        if kind not in ("normal", "uniform"):
+            return super().noise_blocks(kind, generators, counts, shape)
+        out, start = np.empty((sum(counts), *shape), dtype=self.dtype), 0
+        for g, c in zip(generators, counts):
+            part = out[start:start + c]
+            g.standard_normal(dtype=self.dtype, out=part) if kind == "normal" else g.random(dtype=self.dtype, out=part)
+            start += c
+        return out if kind == "normal" else np.clip(out, self._lo, self._hi, out=out)
+
     def concat(self, parts: Sequence[Any]) -> Any:
         return anp.concatenate(list(parts), axis=0)
 

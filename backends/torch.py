@@ -97,6 +97,17 @@ class TorchBackend(Backend):
             return z.clamp(min=torch.finfo(self.dtype).tiny)
         raise ValueError(f"the torch backend cannot draw {kind!r} noise")
 
+    def noise_blocks(self, kind: str, generators: Sequence[torch.Generator], counts: Sequence[int],
+                     shape: tuple[int, ...]) -> torch.Tensor:
+        if kind not in ("normal", "uniform"):
+            return super().noise_blocks(kind, generators, counts, shape)
+        out = torch.empty((sum(counts), *shape), dtype=self.dtype, device=self.device)
+        draw, start = (torch.randn if kind == "normal" else torch.rand), 0
+        for g, c in zip(generators, counts):
+            draw((c, *shape), generator=g, dtype=self.dtype, device=self.device, out=out[start:start + c])
+            start += c
+        return out if kind == "normal" else out.clamp_(self._lo, self._hi)
+
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)
 

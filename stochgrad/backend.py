@@ -98,6 +98,12 @@ class Backend(ABC):
         * ``"gamma"`` (concentration): standard gamma, differentiable in the concentration when
           the backend has the ``"implicit_reparam"`` capability."""
 
+    def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
+        """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block
+        ``i`` from ``generators[i]``: the numbers of :meth:`noise` per block, concatenated.  This
+        default does just that; a backend may fill one array in place instead (no copy)."""
+        return self.concat([self.noise(kind, g, (c, *shape)) for g, c in zip(generators, counts)])
+
     @abstractmethod
     def concat(self, parts: Sequence[Array]) -> Array:
         """Join arrays along the sample axis."""

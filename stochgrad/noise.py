@@ -58,8 +58,13 @@ class NoiseSource:
         if end - first * BLOCK <= BLOCK or not self.blocked:  # one piece: no slicing, no concatenation
             gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, first, branch))
             return self.B.noise(kind, gen, (self.count, *shape), *params)
+        blocks = range(first, (end - 1) // BLOCK + 1)
+        if not params:  # fill one array block by block, without a concatenation
+            counts = [min(BLOCK * (b + 1), end) - max(b * BLOCK, self.start) for b in blocks]
+            gens = [self.B.generator(stream_seed(self.seed, uid, stream, kind, b, branch)) for b in blocks]
+            return self.B.noise_blocks(kind, gens, counts, tuple(shape))
         parts = []
-        for block in range(first, (end - 1) // BLOCK + 1):
+        for block in blocks:
             lo, hi = block * BLOCK - self.start, min(BLOCK * (block + 1), end) - self.start
             rows = [q if self.B.shape(q)[0] == 1 else q[lo:hi] for q in params]
             gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, block, branch))

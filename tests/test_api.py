@@ -244,3 +244,22 @@ def test_wrt_differentiates_only_the_named_parameters(backend):
 def test_wrt_names_must_be_parameters():
     with pytest.raises(sg.ValidationError, match=r"wrt names 'nu'.*parameters are: mu, sigma"):
         sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, wrt=["nu"])
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+def test_noise_filled_in_place_equals_the_blocks_drawn_one_by_one(backend, kind):
+    """Backends fill multi-block noise into one array; the numbers must be exactly those of the
+    per-block draws (what a run chunked at one block sees), bit for bit."""
+    from stochgrad.backend import Backend, get_backend
+
+    B = get_backend(backend)
+    counts = [BLOCK, BLOCK, 17]
+    seeds = [11, 12, 13]
+    filled = B.to_numpy(B.noise_blocks(kind, [B.generator(s) for s in seeds], counts, (2,)))
+    parts = np.concatenate([B.to_numpy(B.noise(kind, B.generator(s), (c, 2))) for s, c in zip(seeds, counts)])
+    generic = B.to_numpy(Backend.noise_blocks(B, kind, [B.generator(s) for s in seeds], counts, (2,)))
+    assert filled.shape == (2 * BLOCK + 17, 2)
+    np.testing.assert_array_equal(filled, parts)
+    np.testing.assert_array_equal(generic, parts)
+    if kind == "uniform":
+        assert 0 < filled.min() and filled.max() < 1
