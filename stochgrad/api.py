@@ -112,7 +112,7 @@ def _check_params(names: tuple[str, ...], params: Mapping[str, Any]) -> dict[str
             value = np.asarray(params[name], dtype=float)
         except (TypeError, ValueError) as exc:
             raise ValidationError(f"parameter {name!r} must be a number or an array of numbers: {exc}") from None
-        if not np.all(np.isfinite(value)):
+        if not np.isfinite(value).all():
             raise ValidationError(f"parameter {name!r} must be finite, got {value!r}")
         out[name] = value
     try:
@@ -271,7 +271,7 @@ def _accumulate(B: Any, m: _Moments, x: Any, count: int, scale: float = 1.0) -> 
         m.update(count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]))
         return
     head = min(shape[0], 1024)
-    if np.prod(shape) <= _SMALL:  # small: numpy is quicker than a framework's per-op dispatch
+    if math.prod(shape) <= _SMALL:  # small: numpy is quicker than a framework's per-op dispatch
         x = B.to_numpy(x)
         shift = x[:head].sum(axis=0) / head
         d = x - shift
