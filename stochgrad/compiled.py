@@ -37,7 +37,7 @@ class Objective:
 
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
                  policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,
-                 **backend_options: Any) -> None:
+                 validate: bool = True, **backend_options: Any) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValidationError(f"n (samples per call) must be an integer >= 1, got {n!r}")
         self.expr = as_expression(expr)
@@ -52,8 +52,10 @@ class Objective:
         self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
         self._by_shapes: dict[tuple[tuple[int, ...], ...], Plan] = {}  # the same plans, keyed for a quick lookup
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
-        if not isinstance(fuse, bool):
-            raise ValidationError(f"fuse must be True or False, got {fuse!r}")
+        for name, flag in (("fuse", fuse), ("validate", validate)):
+            if not isinstance(flag, bool):
+                raise ValidationError(f"{name} must be True or False, got {flag!r}")
+        self.validate = validate
         if fuse:
             self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
@@ -92,11 +94,11 @@ class Objective:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, seed, 0, self.n, blocked=False)
         lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()}, noise,
-                            batch_axes=self.batch_axes, memo=self._memo)
+                            batch_axes=self.batch_axes, memo=self._memo, checks=self.validate)
         out = self._finish(lowering, lowering.evaluate(p.root, {}))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
             self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
-                                            finish=self._finish)
+                                            finish=self._finish, validate=self.validate)
         return out
 
     def _finish(self, lowering: Lowering, surrogate: Any) -> Any:
@@ -117,6 +119,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     enumerate_budget: int = DEFAULT_BUDGET,
     batch_axes: int = 0,
     fuse: bool = False,
+    validate: bool = True,
     **backend_options: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
@@ -128,9 +131,14 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     ``fuse=True`` (torch) compiles each call into fused kernels with ``torch.compile``, after a first
     eager call per set of parameter shapes; the noise and results equal the eager objective's for
     the same seed.  It pays off where the work is memory-bound (large ``n``, on a GPU above all) and
-    costs a compilation (seconds) up front; see :mod:`stochgrad.fused` for what it refuses."""
+    costs a compilation (seconds) up front; see :mod:`stochgrad.fused` for what it refuses.
+
+    ``validate=False`` skips the checks of distribution parameters on every call (as
+    ``torch.distributions``' ``validate_args=False``): invalid values then give wrong numbers rather
+    than an error, but no call copies parameters to the host, which on a GPU means no sync."""
     return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, **backend_options)
+                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
+                     **backend_options)
 
 
 def _check_batch_axes(k: Any) -> int:

@@ -62,14 +62,14 @@ class FusedCall:
     """The compiled function for one plan (one set of parameter shapes) of an objective."""
 
     def __init__(self, B: Any, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
-                 finish: Callable[[Any, Any], Any]) -> None:
+                 finish: Callable[[Any, Any], Any], validate: bool = True) -> None:
         if recorded.needs_values:
             raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
                             " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False")
         check_fusable(p)
         self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
         self.finish = finish
-        self.direct = _direct_distributions(p.root)
+        self.direct = _direct_distributions(p.root) if validate else []
         self.fn = B.fuse(self._body)
 
     def _body(self, params: dict[str, Any], noise: list[Any], count: int) -> Any:

@@ -113,3 +113,18 @@ def test_compile_errors():
         f()
     with pytest.raises(sg.ValidationError, match=r"unknown parameter 'nu'"):
         f(mu=_t(0.0), nu=_t(1.0))
+
+
+def test_validate_false_skips_parameter_checks():
+    """validate=False (torch.distributions' validate_args=False): no check, so no error and no host copy;
+    the default checks on every call."""
+    text = "E[z**2, z ~ Normal(mu, sigma)]"
+    checked = sg.compile(text, backend="torch", n=8, seed=0)
+    with pytest.raises(sg.StochgradError, match=r"z ~ Normal\(mu, sigma\): parameter 'scale'"):
+        checked(mu=_t(0.0), sigma=_t(-1.0))
+    unchecked = sg.compile(text, backend="torch", n=8, seed=0, validate=False)
+    same = sg.compile(text, backend="torch", n=8, seed=0)
+    # z = mu + sigma * eps is still computed: with sigma = -1 the value equals sigma = +1's (z**2 is even in sigma)
+    assert unchecked(mu=_t(0.0), sigma=_t(-1.0)).item() == pytest.approx(same(mu=_t(0.0), sigma=_t(1.0)).item())
+    with pytest.raises(sg.ValidationError, match="validate must be True or False"):
+        sg.compile(text, backend="torch", n=8, validate="no")
