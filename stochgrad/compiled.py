@@ -28,6 +28,7 @@ from .backend import Backend, get_backend
 from .errors import ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .lower import Lowering
+from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
 from .planner import DEFAULT_BUDGET, Plan, plan
 
@@ -49,8 +50,7 @@ class Objective:
         self.seed = secrets.randbits(62) if seed is None else int(seed)
         self.calls = 0
         self.batch_axes = _check_batch_axes(batch_axes)
-        self._plans: dict[tuple[tuple[str, tuple[int, ...]], ...], Plan] = {}
-        self._by_shapes: dict[tuple[tuple[int, ...], ...], Plan] = {}  # the same plans, keyed for a quick lookup
+        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
         for name, flag in (("fuse", fuse), ("validate", validate)):
             if not isinstance(flag, bool):
@@ -72,9 +72,11 @@ class Objective:
 
     def plan(self, **shapes: tuple[int, ...]) -> Plan:
         """The plan used for parameters of these shapes (built once, then reused)."""
-        key = tuple(sorted((k, tuple(s)) for k, s in shapes.items()))
+        if len(shapes) != len(self.parameters) or any(k not in shapes for k in self.parameters):
+            self._bad_names(shapes)
+        key = tuple(tuple(shapes[k]) for k in self.parameters)
         if key not in self._plans:
-            self._plans[key] = plan(self.expr, shapes=dict(shapes), **self._options)  # type: ignore[arg-type]
+            self._plans[key] = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
@@ -83,9 +85,9 @@ class Objective:
         B = self.B
         native = {k: v if not isinstance(v, (int, float)) else B.asarray(v) for k, v in params.items()}
         shapes = tuple(B.shape(native[k]) for k in self.parameters)
-        p = self._by_shapes.get(shapes)
+        p = self._plans.get(shapes)
         if p is None:
-            p = self._by_shapes[shapes] = self.plan(**dict(zip(self.parameters, shapes)))
+            p = self.plan(**dict(zip(self.parameters, shapes)))
         seed = self.seed + self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
@@ -93,7 +95,7 @@ class Objective:
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, seed, 0, self.n, blocked=False)
-        lowering = Lowering(B, {k: B.reshape(v, (1,) + B.shape(v)) for k, v in native.items()}, noise,
+        lowering = Lowering(B, with_sample_axis(B, native), noise,
                             batch_axes=self.batch_axes, memo=self._memo, checks=self.validate)
         out = self._finish(lowering, lowering.evaluate(p.root, {}))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse

@@ -26,6 +26,7 @@ from . import ir
 from .errors import PlanError
 from .estimators import MovingAverage
 from .lower import Lowering
+from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
 from .planner import LogRatio, Plan
 
@@ -80,7 +81,7 @@ class FusedCall:
     def __call__(self, native: Mapping[str, Any], source: NoiseSource) -> Any:
         self.check(native)
         noise = [source.draw(uid, stream, kind, shape, branch=branch) for uid, stream, kind, shape, branch in self.draws]
-        params = {k: self.B.reshape(v, (1,) + self.B.shape(v)) for k, v in native.items()}
+        params = with_sample_axis(self.B, native)
         return self.fn(params, noise, source.count)
 
     def check(self, native: Mapping[str, Any]) -> None:

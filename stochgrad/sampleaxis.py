@@ -10,6 +10,7 @@ after the sample axis; reductions act on logical axes only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,11 @@ import numpy as np
 from .errors import StochgradError
 
 Array = Any
+
+
+def with_sample_axis(B: Any, arrays: Mapping[str, Array]) -> dict[str, Array]:
+    """Native arrays given without a sample axis, with one of size 1 (the same for every sample)."""
+    return {k: B.reshape(v, (1,) + B.shape(v)) for k, v in arrays.items()}
 
 
 class SampleAxis:
@@ -33,17 +39,6 @@ class SampleAxis:
         if out is None:
             out = self.memo[x] = self.B.asarray(np.array([x], dtype=float))
         return out
-
-    def rank(self, x: Array | float) -> int:
-        return -1 if isinstance(x, float) else len(self.B.shape(x)) - 1
-
-    def lift(self, x: Array, rank: int) -> Array:
-        """Give ``x`` logical rank ``rank`` by inserting unit axes after the sample axis."""
-        r = self.rank(x)
-        if r < 0 or r >= rank:
-            return x
-        shape = self.B.shape(x)
-        return self.B.reshape(x, shape[:1] + (1,) * (rank - r) + shape[1:])
 
     def align(self, *xs: Array | float) -> list[Array | float]:
         """``xs`` lifted to their largest logical rank (each shape is looked at once)."""
