@@ -111,6 +111,12 @@ class TorchBackend(Backend):
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)
 
+    def sample_sums(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        v = x.detach().reshape(x.shape[0], -1).to(torch.float64)  # float64 sums, also for float32 arrays
+        s2 = torch.dot(v[:, 0], v[:, 0])[None] if v.shape[1] == 1 else torch.linalg.vecdot(v, v, dim=0)
+        rest = tuple(x.shape[1:])
+        return v.sum(0).cpu().numpy().reshape(rest), s2.cpu().numpy().reshape(rest)
+
     def fuse(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``torch.compile`` (TorchDynamo and Inductor), with shapes fixed per compiled graph.
 

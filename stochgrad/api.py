@@ -5,7 +5,7 @@ samples.  Each chunk gives every parameter one copy per sample (a leaf of shape
 ``(count, *shape)``), so one reverse pass yields each sample's own gradient
 contribution ``g_i``; the estimate is their mean and the standard error is
 ``sd(g_i) / sqrt(n)``, accumulated across chunks with Chan et al.'s (1979)
-pairwise update.  The same is done for the value.
+pairwise update from each chunk's sums of ``g_i`` and ``g_i**2``.  The same is done for the value.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from . import ir
 from .analysis import parameters
-from .backend import Backend, get_backend
+from .backend import Backend, get_backend, row_sums
 from .errors import BiasWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
@@ -32,7 +32,8 @@ from .planner import DEFAULT_BUDGET, Plan, plan
 #: measured on a 2-core CPU, a run in chunks of this size takes 0.55-0.81x the time of one
 #: vectorized pass over 1e7-3e7 entries (benchmarks/bench_chunking.py)
 CHUNK_ENTRIES = 1 << 18
-_SMALL = 1 << 15  # arrays up to this many entries get their moments in numpy
+_SMALL = 1 << 15  # arrays up to this many entries are summed in numpy: quicker than a framework's dispatch
+_CANCELLATION = 1e-6  # below this ratio of M2 to the sum of squares, moments are summed about the mean
 
 
 def as_expression(expr: Any) -> ir.Expr:
@@ -229,9 +230,7 @@ def estimate(
 
         leaves = [B.leaf(values[k], count) for k in names]
         per_sample, grads = B.value_and_grad(objective, leaves)
-        _accumulate(B, value_m, per_sample, count)
-        for k, g in zip(names, grads):
-            _accumulate(B, grad_m[k], g, count, scale=count)
+        _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count)
         if progress is not None:
             progress(start + count, n)
     scalar = {k: values[k].ndim == 0 for k in names}
@@ -260,30 +259,49 @@ def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
     return totals
 
 
-def _accumulate(B: Any, m: _Moments, x: Any, count: int, scale: float = 1.0) -> None:
-    """Fold a chunk of per-sample values ``scale * x`` (sample axis of size 1 or count) into ``m``.
+def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:
+    """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
+    values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
 
-    Sums are taken about a shift (the mean of the first samples), which keeps
-    ``sum d^2 - (sum d)^2 / n`` free of cancellation and costs three passes, where a
-    Welford update is several times slower on the CPU."""
-    shape = B.shape(x)
-    if shape[0] == 1:  # the same for every sample: mean is the value, no spread
-        m.update(count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]))
+    Large arrays are summed by the backend where they live (float64 sums of ``x`` and ``x * x``,
+    one pass each); small ones are gathered into one numpy matrix and summed together, since
+    there the fixed cost per operation dominates.  ``M2 = sum x^2 - (sum x)^2 / count`` is exact
+    enough unless the spread is tiny next to the mean (``M2 < 1e-6 sum x^2``: then about
+    ``log10(sum x^2 / M2)`` digits would cancel), and only then are deviations from the mean summed
+    instead (a second pass, in numpy)."""
+    small: list[tuple[_Moments, float, tuple[int, ...], np.ndarray]] = []
+    for m, x, scale in items:
+        shape = B.shape(x)
+        if shape[0] == 1:  # the same for every sample: mean is the value, no spread
+            m.update(count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]))
+        elif math.prod(shape) <= _SMALL:
+            small.append((m, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
+        else:
+            s1, s2 = B.sample_sums(x)
+            mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
+            m.update(count, scale * mean, scale * scale * m2)
+    if not small:
         return
-    head = min(shape[0], 1024)
-    if math.prod(shape) <= _SMALL:  # small: numpy is quicker than a framework's per-op dispatch
-        x = B.to_numpy(x)
-        shift = x[:head].sum(axis=0) / head
-        d = x - shift
-        s1, s2 = d.sum(axis=0), (d * d).sum(axis=0)
-    else:
-        shift = B.sum(x[:head], (0,)) / head
-        d = x - B.reshape(shift, (1,) + tuple(shape[1:]))
-        s1, s2 = B.to_numpy(B.sum(d, (0,))), B.to_numpy(B.sum(d * d, (0,)))
-        shift = B.to_numpy(shift)
-    mean = shift + s1 / count
-    m2 = np.maximum(s2 - s1 * s1 / count, 0.0)
-    m.update(count, scale * mean, scale * scale * m2)
+    rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
+    mean, m2 = _mean_m2(*row_sums(rows), lambda: rows.T, count)
+    at = 0
+    for m, scale, shape, r in small:
+        part = slice(at, at + r.shape[0])
+        m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
+        at += r.shape[0]
+
+
+def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sum of squared deviations from a chunk's sums (see :func:`_accumulate`);
+    ``values()`` gives the chunk's values (sample axis first), needed only when the sums cancel."""
+    mean = s1 / count
+    m2 = s2 - s1 * mean
+    if (m2 < _CANCELLATION * s2).any():
+        d = values() - mean
+        ds = d.sum(axis=0)
+        m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
+        mean = mean + ds / count
+    return mean, np.maximum(m2, 0.0)
 
 
 def _out(x: Any, scalar: bool) -> float | np.ndarray:

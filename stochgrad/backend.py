@@ -108,6 +108,12 @@ class Backend(ABC):
     def concat(self, parts: Sequence[Array]) -> Array:
         """Join arrays along the sample axis."""
 
+    def sample_sums(self, x: Array) -> tuple[np.ndarray, np.ndarray]:
+        """``sum_i x_i`` and ``sum_i x_i * x_i`` over the sample axis, as float64 numpy arrays of
+        shape ``x.shape[1:]`` (for standard errors).  This default sums in numpy; a backend may
+        sum where its arrays live, accumulating in float64."""
+        return numpy_sample_sums(self.to_numpy(x))
+
     # -- autodiff -----------------------------------------------------------
     @abstractmethod
     def value_and_grad(
@@ -122,6 +128,20 @@ class Backend(ABC):
         """``fn`` compiled into fused kernels (for ``sg.compile(..., fuse=True)``); ``fn`` takes
         native arrays (and lists or dicts of them) and is pure given them.  Optional."""
         raise BackendError(f"the {self.name} backend cannot fuse; use fuse=False (or the torch backend)")
+
+
+def numpy_sample_sums(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Backend.sample_sums` of a float64 numpy array."""
+    s1, s2 = row_sums(np.ascontiguousarray(v.reshape(v.shape[0], -1).T))
+    return s1.reshape(v.shape[1:]), s2.reshape(v.shape[1:])
+
+
+def row_sums(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of each row of a C-contiguous float64 matrix and of its squares (one row per entry,
+    samples along the row, so each sum is one contiguous pass; a dot product for a single row)."""
+    if rows.shape[0] == 1:
+        return rows.sum(axis=1), np.dot(rows[0], rows[0]).reshape(1)
+    return rows.sum(axis=1), np.einsum("ij,ij->i", rows, rows)
 
 
 #: backend name -> "module:Class" (lazily imported) or a factory

@@ -117,11 +117,11 @@ class Distribution(ABC):
         ``where`` names the place; ``sources`` maps parameter names to the DSL text that gave them.
         Either may be a function giving it, called only to write an error."""
         for spec in self.params:
-            if spec.name not in values:
+            v = values.get(spec.name)
+            if v is None:
                 continue
-            v = values[spec.name]
-            ok = spec.constraint.holds(v)
-            if not (ok.all() if isinstance(ok, np.ndarray) else np.all(ok)):
+            ok = spec.constraint.holds(v)  # a bool (numpy's or Python's) or an array of them
+            if not (ok.all() if isinstance(ok, np.ndarray) else ok):
                 bad = v[~ok].flat[0] if np.ndim(v) else v
                 src = ((sources() if callable(sources) else sources) or {}).get(spec.name)
                 given = f" (given as `{src}`)" if src and src != spec.name else ""

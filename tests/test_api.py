@@ -263,3 +263,29 @@ def test_noise_filled_in_place_equals_the_blocks_drawn_one_by_one(backend, kind)
     np.testing.assert_array_equal(generic, parts)
     if kind == "uniform":
         assert 0 < filled.min() and filled.max() < 1
+
+
+@pytest.mark.parametrize("rows", [1000, 3 * BLOCK])  # small arrays are summed in numpy, large ones by the backend
+@pytest.mark.parametrize("center", [0.0, 1e9])  # 1e9: the plain sums cancel, the deviations must be summed
+def test_moments_match_numpy_in_chunks_and_shapes(backend, rows, center):
+    """The per-chunk sums and Chan's pairwise update against numpy's mean and variance of all the
+    values at once, for several shapes at once, a constant and a tiny spread about a huge mean."""
+    from stochgrad.api import _accumulate, _Moments
+    from stochgrad.backend import get_backend
+
+    B = get_backend(backend)
+    rng = np.random.default_rng(0)
+    data = {"scalar": center + rng.standard_normal((2 * rows,)),
+            "matrix": center + 1e-3 * rng.standard_normal((2 * rows, 2, 3))}
+    moments = {k: _Moments() for k in data} | {"constant": _Moments()}
+    for lo in (0, rows):  # two chunks
+        items = [(moments[k], B.asarray(v[lo:lo + rows]), 2.0) for k, v in data.items()]
+        _accumulate(B, items + [(moments["constant"], B.asarray(np.full((1, 4), 7.0)), 2.0)], rows)
+    for k, v in data.items():
+        m = moments[k]
+        assert m.n == 2 * rows
+        np.testing.assert_allclose(m.mean, 2 * v.mean(axis=0), rtol=1e-12)
+        # rtol: the chunk means (about 1e9, each off by ~1e-7) enter Chan's update through their difference
+        np.testing.assert_allclose(m.stderr(), 2 * v.std(axis=0, ddof=1) / np.sqrt(2 * rows), rtol=1e-5)
+    np.testing.assert_array_equal(moments["constant"].mean, np.full(4, 14.0))
+    np.testing.assert_array_equal(moments["constant"].stderr(), np.zeros(4))
