@@ -26,6 +26,7 @@ from autograd.tracer import getval
 from scipy import special
 
 from stochgrad.backend import Backend
+from stochgrad.noise import NumpyStream
 
 
 @primitive
@@ -125,10 +126,11 @@ class AutogradBackend(Backend):
         v = getval(x)
         return (v == v.max(axis=-1, keepdims=True)).astype(self.dtype)
 
-    def generator(self, seed: int) -> np.random.Generator:
-        return np.random.Generator(np.random.PCG64(seed))
+    def generator(self, seed: int) -> NumpyStream:
+        return NumpyStream(seed)
 
-    def noise(self, kind: str, generator: np.random.Generator, shape: tuple[int, ...], *params: Any) -> Any:
+    def noise(self, kind: str, stream: NumpyStream, shape: tuple[int, ...], *params: Any) -> Any:
+        generator = stream.generator()
         if kind == "normal":
             return generator.standard_normal(shape, dtype=self.dtype)
         if kind == "uniform":
@@ -143,13 +145,13 @@ class AutogradBackend(Backend):
             return _implicit_gamma(params[0], z)
         raise ValueError(f"the autograd backend cannot draw {kind!r} noise")
 
-    def noise_blocks(self, kind: str, generators: Sequence[np.random.Generator], counts: Sequence[int],
+    def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
                      shape: tuple[int, ...]) -> Any:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
         out, start = np.empty((sum(counts), *shape), dtype=self.dtype), 0
-        for g, c in zip(generators, counts):
-            part = out[start:start + c]
+        for stream, c in zip(generators, counts):
+            part, g = out[start:start + c], stream.generator()
             g.standard_normal(dtype=self.dtype, out=part) if kind == "normal" else g.random(dtype=self.dtype, out=part)
             start += c
         return out if kind == "normal" else np.clip(out, self._lo, self._hi, out=out)

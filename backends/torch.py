@@ -18,6 +18,7 @@ import torch
 
 from stochgrad.backend import Backend
 from stochgrad.errors import BackendError
+from stochgrad.noise import NumpyStream
 
 
 def cxx_compiler() -> str | None:
@@ -82,16 +83,16 @@ class TorchBackend(Backend):
         v = x.detach()
         return (v == v.amax(dim=-1, keepdim=True)).to(v.dtype)
 
-    def generator(self, seed: int) -> torch.Generator | np.random.Generator:
+    def generator(self, seed: int) -> torch.Generator | NumpyStream:
         if self._numpy_noise:
-            return np.random.Generator(np.random.PCG64(seed))
+            return NumpyStream(seed)
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def noise(self, kind: str, generator: Any, shape: tuple[int, ...], *params: Any) -> torch.Tensor:
-        if isinstance(generator, np.random.Generator):
+        if isinstance(generator, NumpyStream):
             if kind in ("normal", "uniform"):
                 return self._numpy_fill(kind, generator, np.empty(shape))
-            generator = torch.Generator().manual_seed(int(generator.integers(1 << 63)))
+            generator = torch.Generator().manual_seed(generator.state >> 65)  # 63 bits of the stream's state
         opts = {"generator": generator, "dtype": self.dtype, "device": self.device}
         if kind == "normal":
             return torch.randn(shape, **opts)
@@ -125,8 +126,9 @@ class TorchBackend(Backend):
             start += c
         return out if kind == "normal" else out.clamp_(self._lo, self._hi)
 
-    def _numpy_fill(self, kind: str, generator: np.random.Generator, out: np.ndarray) -> torch.Tensor:
+    def _numpy_fill(self, kind: str, stream: NumpyStream, out: np.ndarray) -> torch.Tensor:
         """Normal or uniform (strictly inside (0, 1)) float64 draws written into ``out``."""
+        generator = stream.generator()
         if kind == "normal":
             generator.standard_normal(dtype=np.float64, out=out)
         else:
