@@ -48,8 +48,9 @@ def _log(B: Any, x: Array) -> Array:
     return B.fn["log"](B.fn["clip"](x, _TINY, 1.0))
 
 
-def _gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
-    return -B.fn["log"](-B.fn["log"](draw("uniform", shape)))
+def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
+    """``-g`` for standard Gumbel noise ``g = -log(-log u)``: callers subtract it (one pass fewer)."""
+    return B.fn["log"](-B.fn["log"](draw("uniform", shape)))
 
 
 class Bernoulli(Distribution):
@@ -120,7 +121,7 @@ class Categorical(Distribution):
         return logits - B.reshape(B.logsumexp(logits, len(shape) - 1), shape[:-1] + (1,))
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.one_hot_argmax(self.log_softmax(B, p) + _gumbel(B, draw, shape))
+        return B.one_hot_argmax(self.log_softmax(B, p) - _minus_gumbel(B, draw, shape))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         y = x * self.log_softmax(B, p)
@@ -130,7 +131,7 @@ class Categorical(Distribution):
         return np.eye(event[-1])
 
     def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        t = (self.log_softmax(B, p) + _gumbel(B, draw, shape)) / temperature
+        t = (self.log_softmax(B, p) - _minus_gumbel(B, draw, shape)) / temperature
         return B.fn["exp"](t - B.reshape(B.logsumexp(t, len(shape)), (-1,) + tuple(shape[:-1]) + (1,)))
 
     def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
