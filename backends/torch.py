@@ -58,8 +58,8 @@ class TorchBackend(Backend):
         return torch.as_tensor(np.asarray(value), dtype=self.dtype, device=self.device)
 
     def leaf(self, value: np.ndarray, count: int) -> torch.Tensor:
-        v = self.asarray(value)
-        return v.expand((count,) + tuple(v.shape)).detach().requires_grad_(True)
+        v = torch.as_tensor(value, dtype=self.dtype, device=self.device)  # a new tensor, outside any graph
+        return v.expand((count,) + tuple(v.shape)).requires_grad_(True)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().to("cpu", torch.float64).numpy()
