@@ -25,7 +25,7 @@ from autograd.scipy.special import digamma, gammaln, logsumexp
 from autograd.tracer import getval
 from scipy import special
 
-from stochgrad.backend import Backend
+from stochgrad.backend import Backend, numpy_sample_sums
 from stochgrad.noise import NumpyStream
 
 
@@ -158,6 +158,9 @@ class AutogradBackend(Backend):
 
     def concat(self, parts: Sequence[Any]) -> Any:
         return anp.concatenate(list(parts), axis=0)
+
+    def sample_sums(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        return numpy_sample_sums(np.asarray(getval(x), dtype=np.float64))  # no copy: the sums only read it
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         if not leaves:
