@@ -7,13 +7,19 @@ and -- where an exact gradient is known, from the SymPy oracle or from a plan th
 exact (every node enumerated) -- the bias ``mean - exact`` with its z-score.  This is
 the reference text's walk through naive sampling, reparameterization,
 straight-through, Gumbel-softmax and REINFORCE, in one call.
+
+With ``repeats=R`` each estimator also runs R times (independent seeds) at each of a few
+small sample sizes: those runs are the *measured* distribution of the gradient estimate at
+that size, and their root-mean-square error against the exact gradient (their spread where
+none is known) is the measured error against n, which :func:`plot` draws next to the
+prediction ``sqrt(bias^2 + variance / n)`` from the single long run.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +27,7 @@ import numpy as np
 from .api import as_expression, estimate
 from .backend import get_backend
 from .distributions import joint_states, lookup
+from .errors import ValidationError
 from .estimators import (
     Detached, Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
@@ -37,6 +44,16 @@ class Row:
     variance: dict[str, Any]  # per-sample variance of each gradient entry
     bias: dict[str, Any] | None  # mean - exact, where an exact gradient is known
     seconds_per_sample: float
+    runs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # n -> name -> (repeats, *shape) gradients
+
+    def measured_error(self, n: int, exact: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+        """Root-mean-square error of the ``runs`` at size ``n`` against ``exact`` (or, with no exact
+        gradient, their standard deviation about their own mean)."""
+        out = {}
+        for k, g in self.runs[n].items():
+            centre = np.asarray(exact[k]) if exact is not None else g.mean(axis=0)
+            out[k] = np.sqrt(np.mean((g - centre) ** 2, axis=0))
+        return out
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,10 @@ class Comparison:
         return {"n": self.n, "backend": self.backend, "exact": js(self.exact), "exact_source": self.exact_source,
                 "rows": [{"var": r.var, "estimator": r.estimator, "unbiased": r.unbiased, "grad": js(r.grad),
                           "stderr": js(r.stderr), "variance_per_sample": js(r.variance), "bias": js(r.bias),
-                          "seconds_per_sample": r.seconds_per_sample} for r in self.rows]}
+                          "seconds_per_sample": r.seconds_per_sample,
+                          "runs": {str(m): js(g) for m, g in r.runs.items()},
+                          "measured_error": {str(m): js(r.measured_error(m, self.exact)) for m in r.runs}}
+                         for r in self.rows]}
 
 
 def _num(x: Any) -> str:
@@ -114,9 +134,19 @@ def compare(
     backend: Any = None,
     seed: int = 0,
     temperatures: Sequence[float] = (0.1, 0.5, 1.0),
+    repeats: int = 0,
+    repeat_sizes: Sequence[int] = (10, 100, 1000),
     **options: Any,
 ) -> Comparison:
-    """Run every applicable estimator for every random node; see the module docstring."""
+    """Run every applicable estimator for every random node; see the module docstring.
+
+    ``repeats`` runs of each estimator at each size in ``repeat_sizes`` (default none) give the
+    measured distributions and errors that :func:`plot` draws."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0 or repeats == 1:
+        raise ValidationError(f"repeats must be 0 (none) or an integer >= 2, got {repeats!r}")
+    sizes = tuple(repeat_sizes)
+    if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in sizes):
+        raise ValidationError(f"repeat_sizes must be integers >= 1, got {list(sizes)!r}")
     e = as_expression(expr)
     shapes = {k: np.shape(v) for k, v in params.items()}
     base = plan(e, shapes=shapes)
@@ -130,8 +160,13 @@ def compare(
             seconds = (time.perf_counter() - t0) / n
             variance = {k: np.asarray(r.stderr[k]) ** 2 * n for k in r.grad}
             bias = None if exact is None else {k: np.asarray(r.grad[k]) - exact[k] for k in r.grad}
+            runs = {}
+            for i, m in enumerate(sizes if repeats else ()):  # independent seeds for every run
+                found = [estimate(e, params, n=int(m), backend=backend, seed=seed + 1 + (i * repeats + j),
+                                  estimators={node.var: spec}, **options).grad for j in range(repeats)]
+                runs[int(m)] = {k: np.array([g[k] for g in found], dtype=float) for k in r.grad}
             rows.append(Row(node.var, spec.describe(), not r.plan.node(node.var).biased, dict(r.grad),
-                            dict(r.stderr), variance, bias, seconds))
+                            dict(r.stderr), variance, bias, seconds, runs))
     name = get_backend(backend, **{k: v for k, v in options.items() if k in ("device", "dtype")}).name
     return Comparison(e, n, name, exact, source, tuple(rows))
 
@@ -153,9 +188,11 @@ def _exact(e: Any, params: Mapping[str, Any], base: Plan, backend: Any, seed: in
 
 
 def plot(c: Comparison, path: str) -> None:
-    """Write a PNG: each estimator's gradient (mean ± 2 standard errors) per parameter, and its
-    root-mean-square error against n, sqrt(bias^2 + variance / n), from the measured variance and,
-    for the biased estimators, the measured bias (an exact estimator has no line: its error is 0)."""
+    """Write a PNG, one column per scalar parameter.  Top: each estimator's gradient -- the
+    distribution of the repeated runs at the largest repeated size (violins; a bar where they all
+    agree) when there are any, and the long run's mean ± 2 standard errors.  Bottom: root-mean-square
+    error against n, predicted as sqrt(bias^2 + variance / n) from the long run (an exact estimator
+    has no line: its error is 0), and measured from the repeated runs (dots)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,23 +201,41 @@ def plot(c: Comparison, path: str) -> None:
     names = [k for k in sorted(c.rows[0].grad) if np.ndim(c.rows[0].grad[k]) == 0]
     fig, axes = plt.subplots(2, max(1, len(names)), figsize=(6 * max(1, len(names)), 9), squeeze=False)
     labels = [f"{r.var}: {r.estimator}" for r in c.rows]
+    sizes = sorted(c.rows[0].runs)
     ns = np.logspace(1, 7, 50)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for j, k in enumerate(names):
         ax = axes[0][j]
-        means = [float(r.grad[k]) for r in c.rows]
-        errs = [2 * float(r.stderr[k]) for r in c.rows]
-        ax.errorbar(means, range(len(c.rows)), xerr=errs, fmt="o")
+        title = f"d/d{k}: n = {c.n} run, mean ± 2 s.e."
+        if sizes:
+            at = sizes[-1]
+            runs = [r.runs[at][k] for r in c.rows]
+            spread = [i for i, g in enumerate(runs) if np.ptp(g) > 1e-12 * max(1.0, np.abs(g).max())]
+            if spread:
+                ax.violinplot([runs[i] for i in spread], positions=spread, orientation="horizontal",
+                              showextrema=False)
+            flat = [i for i in range(len(runs)) if i not in spread]
+            ax.plot([runs[i][0] for i in flat], flat, "|", markersize=14, color="C0")
+            title = f"d/d{k}: {len(runs[0])} runs of n = {at} (violins)\nn = {c.n} run: mean ± 2 s.e."
+        ax.errorbar([float(r.grad[k]) for r in c.rows], range(len(c.rows)),
+                    xerr=[2 * float(r.stderr[k]) for r in c.rows], fmt="o", color="k")
         if c.exact is not None:
             ax.axvline(float(c.exact[k]), color="k", linestyle="--", label="exact")
             ax.legend()
         ax.set_yticks(range(len(c.rows)), labels, fontsize=8)
-        ax.set_title(f"d/d{k}: mean ± 2 s.e. (n = {c.n})")
+        ax.set_title(title, fontsize=9)
         ax = axes[1][j]
-        for r, label in zip(c.rows, labels):
+        for i, (r, label) in enumerate(zip(c.rows, labels)):
+            colour = colours[i % len(colours)]
             bias = 0.0 if r.bias is None or r.unbiased else float(r.bias[k])
-            ax.loglog(ns, np.sqrt(bias**2 + float(r.variance[k]) / ns), label=label)
+            ax.loglog(ns, np.sqrt(bias**2 + float(r.variance[k]) / ns), label=label, color=colour)
+            if sizes:
+                measured = [float(r.measured_error(m, c.exact)[k]) for m in sizes]
+                ax.loglog(sizes, measured, "o", color=colour, markersize=4)
         ax.set_xlabel("n (samples)")
         ax.set_ylabel("RMS error" if c.exact is not None else "standard error (bias unknown)")
+        ax.set_title("lines: predicted from the long run" + ("\ndots: measured from the repeated runs" if sizes else ""),
+                     fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

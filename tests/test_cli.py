@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from stochgrad.cli import main
@@ -121,3 +122,27 @@ def test_compare_runs_every_estimator(capsys, tmp_path):
     for est in ("pathwise", "score (leave-one-out baseline)", "score (no baseline)"):
         r = rows[est]
         assert r["unbiased"] and abs(r["bias"]["mu"]) < 6 * r["stderr"]["mu"]
+
+
+def test_compare_repeats_measure_the_error_against_n():
+    """The repeated runs' mean squared error at n matches the per-sample variance over n, from the
+    closed form: for E[y**2, y ~ Bernoulli(p)] the no-baseline score gradient per sample is 1/p
+    with probability p, else 0, so its variance is 1/p - 1 = 3 at p = 0.25.  With 400 runs the
+    ratio below has a standard error of about 0.07; the tolerance is 6 of them."""
+    from stochgrad import ValidationError
+    from stochgrad.compare import compare
+
+    c = compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=2000, repeats=400, repeat_sizes=(100,), seed=3,
+                temperatures=(0.5,))
+    rows = {r.estimator: r for r in c.rows}
+    score = rows["score (no baseline)"]
+    assert score.runs[100]["p"].shape == (400,)
+    assert len(np.unique(score.runs[100]["p"])) > 20  # independent runs, not one seed repeated
+    ratio = float(score.measured_error(100, c.exact)["p"]) ** 2 * 100 / 3.0
+    assert abs(ratio - 1) < 0.42, ratio
+    assert float(rows["enumerate"].measured_error(100, c.exact)["p"]) == 0.0  # exact in every run
+    assert float(rows["detached"].measured_error(100, c.exact)["p"]) == 1.0  # always 0 against 1
+    data = c.to_json()["rows"][0]
+    assert set(data["runs"]) == {"100"} and len(data["runs"]["100"]["p"]) == 400
+    with pytest.raises(ValidationError, match="repeats"):
+        compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, repeats=1)
