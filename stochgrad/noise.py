@@ -5,6 +5,11 @@ a generator seeded from ``(seed, uid, stream, block)``.  So the noise of every
 sample depends only on the seed and its index: a run split into chunks (which
 always start on a block boundary) sees exactly the noise of the unchunked
 run, and different seeds or nodes get independent streams.
+
+Backends that draw with numpy (autograd, and torch in float64 on the CPU) use
+:class:`NumpyStream`: PCG64 (O'Neill 2014) with its state set from SplitMix64
+(Steele et al. 2014) outputs of the block's seed, so both backends see the same
+numbers for a seed.
 """
 
 from __future__ import annotations
