@@ -58,6 +58,7 @@ class Bernoulli(Distribution):
     params = (Param("probs", unit_interval, "P(y = 1)"), Param("logits", real, "log-odds of y = 1"))
     parameterizations = (("probs",), ("logits",))
     reparameterized, discrete, relaxable = False, True, True
+    finite_log_prob = True  # logits, or probabilities through a log clipped at the smallest normal float
     doc = "Bernoulli(probs) or Bernoulli(logits=l): 1 with probability probs, else 0"
 
     def logits(self, B: Any, p: P) -> Array:
@@ -111,6 +112,7 @@ class Categorical(Distribution):
               Param("logits", vector, "unnormalized log-probabilities (last axis)"))
     parameterizations = (("probs",), ("logits",))
     reparameterized, discrete, relaxable = False, True, True
+    finite_log_prob = True  # logits, or probabilities through a log clipped at the smallest normal float
     event_rank = 1
     doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
            " probs are normalized over that axis, as in torch.distributions")
@@ -147,6 +149,7 @@ class Poisson(Distribution):
     name = "Poisson"
     params = (Param("rate", positive, "mean count"),)
     reparameterized, discrete = False, True
+    finite_log_prob = True
     doc = "Poisson(rate): counts 0, 1, 2, ... (infinite support: never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -160,6 +163,7 @@ class Binomial(Distribution):
     name = "Binomial"
     params = (Param("total_count", count, "number of trials (not differentiable)"), Param("probs", unit_interval))
     reparameterized, discrete = False, True
+    finite_log_prob = True
     doc = "Binomial(total_count, probs): successes in total_count trials; enumerable when total_count is a literal"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -179,6 +183,7 @@ class Geometric(Distribution):
     name = "Geometric"
     params = (Param("probs", unit_interval, "success probability"),)
     reparameterized, discrete = False, True
+    finite_log_prob = True
     doc = "Geometric(probs): failures before the first success, 0, 1, 2, ... (never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:

@@ -64,6 +64,9 @@ class Distribution(ABC):
     fixed_support: bool = True
     #: integer-valued samples (a pathwise derivative through the value does not exist)
     discrete: bool = False
+    #: ``log_prob`` is finite for every sample and valid parameters, so the score function need not
+    #: clip it (a density can be infinite at the edge of its support: continuous ones keep the clip)
+    finite_log_prob: bool = False
     #: number of trailing parameter axes that form one event (1 for Categorical, Dirichlet)
     event_rank: int = 0
     #: offers relaxed and straight-through samples

@@ -215,13 +215,15 @@ class Lowering(SampleAxis):
                 for r in range(self.mult)
             ])
 
-        z, logq = node.spec.sample(lookup(node.dist.name), self.B, p, draw, shape)
+        d = lookup(node.dist.name)
+        z, logq = node.spec.sample(d, self.B, p, draw, shape)
         if logq is None:
             return z, None
-        # an infinite log density (a sample at the edge of float range) would make the magic box NaN
         shape = self.B.shape(logq)  # sum log q over all axes but the leading batch (plate) axes
         axes = tuple(range(1 + min(self.batch_axes, len(shape) - 1), len(shape)))
-        return z, self.B.fn["clip"](self.B.sum(logq, axes) if axes else logq, -_HUGE, _HUGE)
+        logq = self.B.sum(logq, axes) if axes else logq
+        # an infinite log density (a sample at the edge of float range) would make the magic box NaN
+        return z, logq if d.finite_log_prob else self.B.fn["clip"](logq, -_HUGE, _HUGE)
 
     def enumerate(self, node: NodePlan, scope: dict[str, Array]) -> tuple[Array, Array]:
         """Copy ``scope`` once per joint state; return the node's values and weights ``K q(k)``."""
