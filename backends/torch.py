@@ -58,7 +58,7 @@ class TorchBackend(Backend):
         return torch.as_tensor(np.asarray(value), dtype=self.dtype, device=self.device)
 
     def leaf(self, value: np.ndarray, count: int) -> torch.Tensor:
-        v = torch.as_tensor(value, dtype=self.dtype, device=self.device)  # a new tensor, outside any graph
+        v = torch.as_tensor(value, dtype=self.dtype, device=self.device)  # from numpy: in no graph, so no detach
         return v.expand((count,) + tuple(v.shape)).requires_grad_(True)
 
     def to_numpy(self, x: Any) -> np.ndarray:
