@@ -53,12 +53,19 @@ def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
     return B.fn["log"](-B.fn["log"](draw("uniform", shape)))
 
 
-class Bernoulli(Distribution):
+class _Discrete(Distribution):
+    """Integer-valued samples, no pathwise sampler; the log-probability is finite for every sample
+    and valid parameters (logits, or probabilities through a log clipped at the smallest normal
+    float), so the score function needs no clip of it."""
+
+    reparameterized, discrete, finite_log_prob = False, True, True
+
+
+class Bernoulli(_Discrete):
     name = "Bernoulli"
     params = (Param("probs", unit_interval, "P(y = 1)"), Param("logits", real, "log-odds of y = 1"))
     parameterizations = (("probs",), ("logits",))
-    reparameterized, discrete, relaxable = False, True, True
-    finite_log_prob = True  # logits, or probabilities through a log clipped at the smallest normal float
+    relaxable = True
     doc = "Bernoulli(probs) or Bernoulli(logits=l): 1 with probability probs, else 0"
 
     def logits(self, B: Any, p: P) -> Array:
@@ -106,13 +113,12 @@ class Bernoulli(Distribution):
         return soft + B.stop_gradient(B.fn["gt"](soft, 0.5) - soft)
 
 
-class Categorical(Distribution):
+class Categorical(_Discrete):
     name = "Categorical"
     params = (Param("probs", simplex, "category probabilities (last axis)"),
               Param("logits", vector, "unnormalized log-probabilities (last axis)"))
     parameterizations = (("probs",), ("logits",))
-    reparameterized, discrete, relaxable = False, True, True
-    finite_log_prob = True  # logits, or probabilities through a log clipped at the smallest normal float
+    relaxable = True
     event_rank = 1
     doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
            " probs are normalized over that axis, as in torch.distributions")
@@ -145,11 +151,9 @@ class Categorical(Distribution):
         return soft + B.stop_gradient(B.one_hot_argmax(soft) - soft)
 
 
-class Poisson(Distribution):
+class Poisson(_Discrete):
     name = "Poisson"
     params = (Param("rate", positive, "mean count"),)
-    reparameterized, discrete = False, True
-    finite_log_prob = True
     doc = "Poisson(rate): counts 0, 1, 2, ... (infinite support: never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -159,11 +163,9 @@ class Poisson(Distribution):
         return x * B.fn["log"](p["rate"]) - p["rate"] - B.fn["lgamma"](x + 1.0)
 
 
-class Binomial(Distribution):
+class Binomial(_Discrete):
     name = "Binomial"
     params = (Param("total_count", count, "number of trials (not differentiable)"), Param("probs", unit_interval))
-    reparameterized, discrete = False, True
-    finite_log_prob = True
     doc = "Binomial(total_count, probs): successes in total_count trials; enumerable when total_count is a literal"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -179,11 +181,9 @@ class Binomial(Distribution):
         return None if n is None else np.arange(int(n) + 1, dtype=float)
 
 
-class Geometric(Distribution):
+class Geometric(_Discrete):
     name = "Geometric"
     params = (Param("probs", unit_interval, "success probability"),)
-    reparameterized, discrete = False, True
-    finite_log_prob = True
     doc = "Geometric(probs): failures before the first success, 0, 1, 2, ... (never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
