@@ -134,7 +134,7 @@ class AutogradBackend(Backend):
         if kind == "normal":
             return generator.standard_normal(shape, dtype=self.dtype)
         if kind == "uniform":
-            return np.clip(generator.random(shape, dtype=self.dtype), self._lo, self._hi)
+            return np.maximum(generator.random(shape, dtype=self.dtype), self._lo)  # inside (0, 1): NumpyStream
         raw = [np.broadcast_to(getval(q), shape) for q in params]
         if kind == "poisson":
             return generator.poisson(raw[0]).astype(self.dtype)
@@ -154,7 +154,7 @@ class AutogradBackend(Backend):
             part, g = out[start:start + c], stream.generator()
             g.standard_normal(dtype=self.dtype, out=part) if kind == "normal" else g.random(dtype=self.dtype, out=part)
             start += c
-        return out if kind == "normal" else np.clip(out, self._lo, self._hi, out=out)
+        return out if kind == "normal" else np.maximum(out, self._lo, out=out)
 
     def concat(self, parts: Sequence[Any]) -> Any:
         return anp.concatenate(list(parts), axis=0)

@@ -132,7 +132,7 @@ class TorchBackend(Backend):
         if kind == "normal":
             generator.standard_normal(dtype=np.float64, out=out)
         else:
-            np.clip(generator.random(dtype=np.float64, out=out), self._lo, self._hi, out=out)
+            np.maximum(generator.random(dtype=np.float64, out=out), self._lo, out=out)  # inside (0, 1): NumpyStream
         return torch.from_numpy(out)
 
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:

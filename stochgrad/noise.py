@@ -49,7 +49,11 @@ class NumpyStream:
     """A stream of numpy's PCG64 generator (O'Neill 2014) named by a 63-bit seed, for backends that
     draw with numpy.  The 128-bit state and odd increment are SplitMix64 outputs of the seed, set
     directly: numpy's own seeding (``PCG64(seed)``, through ``SeedSequence``) costs about 8 us per
-    generator, as much as drawing 1,000 normals, and every noise block needs a fresh generator."""
+    generator, as much as drawing 1,000 normals, and every noise block needs a fresh generator.
+
+    Uniform noise: ``random()`` returns multiples of 2**-53 (2**-24 in float32) in [0, 1), so its
+    largest value is already 1 - eps/2, and raising it to at least eps/2 (which moves only 0) keeps
+    it strictly inside (0, 1), as ``Backend.noise`` promises, without a two-sided clip."""
 
     __slots__ = ("state", "inc")
 
