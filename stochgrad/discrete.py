@@ -123,13 +123,19 @@ class Categorical(_Discrete):
     doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
            " probs are normalized over that axis, as in torch.distributions")
 
+    @staticmethod
+    def log_weights(B: Any, p: P) -> Array:
+        """Log-probabilities up to a constant per event (the logits, or log probs): all that the
+        Gumbel-max sample and the Gumbel-softmax need, since both are unchanged by a shift."""
+        return p["logits"] if "logits" in p else _log(B, p["probs"])
+
     def log_softmax(self, B: Any, p: P) -> Array:
-        logits = p["logits"] if "logits" in p else _log(B, p["probs"])
+        logits = self.log_weights(B, p)
         shape = B.shape(logits)
         return logits - B.reshape(B.logsumexp(logits, len(shape) - 1), shape[:-1] + (1,))
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.one_hot_argmax(self.log_softmax(B, p) - _minus_gumbel(B, draw, shape))
+        return B.one_hot_argmax(self.log_weights(B, p) - _minus_gumbel(B, draw, shape))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         y = x * self.log_softmax(B, p)
@@ -139,7 +145,7 @@ class Categorical(_Discrete):
         return np.eye(event[-1])
 
     def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        t = (self.log_softmax(B, p) - _minus_gumbel(B, draw, shape)) / temperature
+        t = (self.log_weights(B, p) - _minus_gumbel(B, draw, shape)) / temperature  # softmax ignores a shift
         return B.fn["exp"](t - B.reshape(B.logsumexp(t, len(shape)), (-1,) + tuple(shape[:-1]) + (1,)))
 
     def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
