@@ -29,7 +29,7 @@ from .parser import parse
 from .planner import DEFAULT_BUDGET, Plan, plan
 
 #: entries per array that an automatic chunk aims at: arrays of a few MB stay in cache, and
-#: measured on a 2-core CPU, a run in chunks of this size takes 0.34-0.69x the time of one
+#: measured on a 2-core CPU, a run in chunks of this size takes 0.36-0.55x the time of one
 #: vectorized pass over 1e7-3e7 entries (benchmarks/bench_chunking.py)
 CHUNK_ENTRIES = 1 << 18
 _SMALL = 1 << 15  # arrays up to this many entries are summed in numpy: quicker than a framework's dispatch
