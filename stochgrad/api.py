@@ -217,10 +217,9 @@ def estimate(
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     chunks = _chunks(n, size)
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
-    totals = _loo_totals(B, p, chunks, int(seed), values, batch_axes, memo) if len(chunks) > 1 else None
     for start, count in chunks:
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, loo_totals=totals,
-                            batch_axes=batch_axes, memo=memo)
+        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
+                            memo=memo)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = {**fixed, **dict(zip(names, leaves))}
@@ -241,22 +240,6 @@ def estimate(
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
     )
-
-
-def _loo_totals(B: Any, p: Plan, chunks: list[tuple[int, int]], seed: int,
-                values: Mapping[str, np.ndarray], batch_axes: int, memo: dict[Any, Any]
-                ) -> dict[int, tuple[np.ndarray, int]] | None:
-    """A first, forward-only pass that sums each leave-one-out node's costs over the whole run, so
-    that chunked runs use the same baselines as an unchunked one (the noise is the same)."""
-    if not any(getattr(node.spec, "baseline", None) == "loo" for node in p.nodes):
-        return None
-    totals: dict[int, tuple[np.ndarray, int]] = {}
-    for start, count in chunks:
-        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, loo_totals=totals, collect=True,
-                            batch_axes=batch_axes, memo=memo)
-        lowering.params = {k: B.asarray(v[None]) for k, v in values.items()}
-        lowering.evaluate(p.root, {})
-    return totals
 
 
 def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:

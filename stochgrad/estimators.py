@@ -263,22 +263,53 @@ def magic_box(B: Any, logq: Array) -> Array:
     return B.fn["exp"](logq - B.stop_gradient(logq))
 
 
-def leave_one_out(B: Any, cost: Array) -> Array:
-    """Per-sample mean of the *other* samples' cost along the sample axis (gradient-free)."""
+def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None,
+                  memo: dict[Any, Any] | None = None) -> Array:
+    """Per-sample mean of the *other* samples' cost in its group (gradient-free; Kool et al. 2019).
+
+    The group is the whole sample axis, or with ``block`` the samples of the same noise block: the
+    axis holds ``copies x count`` samples (enumeration copies, see :mod:`stochgrad.lower`), and
+    sample ``i`` of every copy belongs to block ``i // block``.  Grouping by noise block makes a
+    run split into chunks (which start on block boundaries) use exactly the baselines of the
+    unchunked run, in one pass.  A group of one sample gets 0 (no baseline)."""
     c = B.stop_gradient(cost)
     n = B.shape(c)[0]
-    total = B.sum(c, (0,))
-    return (B.reshape(total, (1,) + B.shape(total)) - c) / (n - 1)
+    if block is None or count <= block:
+        total = B.sum(c, (0,))
+        return (B.reshape(total, (1,) + B.shape(total)) - c) / (n - 1)
+    memo = {} if memo is None else memo
+    rest = tuple(B.shape(c)[1:])
+    ones, copies = (1,) * len(rest), n // count
+    full, tail = divmod(count, block)
+
+    def spread(total: Array, size: int) -> Array:  # one block's total, for each of its samples
+        key = ("loo zeros", size, ones)
+        if key not in memo:
+            memo[key] = B.asarray(np.zeros((1, size) + ones))
+        return B.reshape(B.reshape(total, (-1, 1) + rest) + memo[key], (-1,) + rest)
+
+    if not tail:  # whole blocks: totals broadcast against the samples directly
+        grouped = B.reshape(c, (copies, full, block) + rest)
+        totals = B.reshape(B.sum(grouped, (0, 2)), (1, full, 1) + rest)
+        return B.reshape((totals - grouped) / (copies * block - 1), (n,) + rest)
+    column = B.reshape(c, (count,) + rest) if copies == 1 else B.sum(B.reshape(c, (copies, count) + rest), (0,))
+    parts = [spread(B.sum(B.reshape(column[:full * block], (full, block) + rest), (1,)), block)]
+    parts.append(spread(B.sum(column[full * block:], (0,)), tail))  # the last, partial block
+    key = ("loo sizes", copies, count, block, ones)
+    if key not in memo:  # the group size less one, per sample (at least 1: a lone sample gets 0)
+        others = np.concatenate([np.full(full * block, copies * block - 1.0), np.full(tail, copies * tail - 1.0)])
+        memo[key] = B.asarray(np.maximum(others, 1.0).reshape((1, count) + ones))
+    totals = B.reshape(B.concat(parts) if len(parts) > 1 else parts[0], (1, count) + rest)
+    return B.reshape((totals - B.reshape(c, (copies, count) + rest)) / memo[key], (n,) + rest)
 
 
-
-def baseline_value(B: Any, baseline: Any, cost: Array, uid: int,
-                   loo_totals: dict[int, tuple[np.ndarray, int]] | None, collect: bool) -> Array | None:
-    """The baseline for node ``uid``'s score term given its per-sample ``cost`` (None: no baseline yet).
+def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None,
+                   memo: dict[Any, Any] | None = None) -> Array | None:
+    """The baseline for a score term given its per-sample ``cost`` (None: no baseline yet).
 
     A :class:`MovingAverage` gives its state before this batch, then updates.  Leave-one-out uses
-    the run-wide ``loo_totals`` when a run is chunked (with ``collect`` the first pass adds this
-    chunk's sums to them instead), else the other samples of this array."""
+    the other samples of the same noise block of ``block`` samples (or of the whole array when
+    ``block`` is None); see :func:`leave_one_out`."""
     if isinstance(baseline, MovingAverage):
         previous = baseline.value
         c = B.stop_gradient(cost)
@@ -286,16 +317,6 @@ def baseline_value(B: Any, baseline: Any, cost: Array, uid: int,
         if previous is None:
             return None
         return B.asarray(np.asarray(previous)[None])
-    if loo_totals is not None:
-        c = B.stop_gradient(cost)
-        if collect:
-            total, count = B.to_numpy(B.sum(c, (0,))), B.shape(c)[0]
-            if uid in loo_totals:
-                total, count = total + loo_totals[uid][0], count + loo_totals[uid][1]
-            loo_totals[uid] = (total, count)
-        elif uid in loo_totals and loo_totals[uid][1] > 1:
-            total, count = loo_totals[uid]
-            return (B.asarray(np.asarray(total)[None]) - c) / (count - 1)
     if B.shape(cost)[0] < 2:
         return None  # too few samples for leave-one-out
-    return leave_one_out(B, cost)
+    return leave_one_out(B, cost, count, block, memo)

@@ -35,7 +35,7 @@ from .distributions import joint_support, lookup
 from .errors import StochgradError
 from .estimators import baseline_value, magic_box
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
-from .noise import NoiseSource
+from .noise import BLOCK, NoiseSource
 from .kl import KL_FORMULAS
 from .planner import LogRatio, NodePlan, PlannedExpect
 from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
@@ -57,15 +57,9 @@ class Lowering(SampleAxis):
 
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
-                 loo_totals: dict[int, tuple[np.ndarray, int]] | None = None, collect: bool = False,
                  batch_axes: int = 0, memo: dict[Any, Any] | None = None, checks: bool = True) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
-
-        ``loo_totals`` maps a node's uid to the sum and count of its baseline costs over the whole
-        run: leave-one-out baselines then use every other sample of the run, not only of this
-        chunk, so a chunked run equals the unchunked one.  With ``collect`` the chunk adds its sums
-        to ``loo_totals`` instead (a first, gradient-free pass).
 
         ``batch_axes`` (a plate) declares that the first logical axes of every random node index
         independent examples whose costs depend on their own latents only: a score term then
@@ -79,9 +73,11 @@ class Lowering(SampleAxis):
         self.memo: dict[Any, Any] = {} if memo is None else memo
         self._checked_now: set[Any] = set()
         self.checks = checks
-        self.loo_totals, self.collect, self.batch_axes = loo_totals, collect, batch_axes
+        self.batch_axes = batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
+        # leave-one-out groups: noise blocks when the noise comes in blocks, else the whole call
+        self._loo_block = BLOCK if getattr(noise, "blocked", False) else None
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
@@ -280,7 +276,7 @@ class Lowering(SampleAxis):
             if logq[j] is None or baseline is None or not terms:
                 continue
             cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
-            base = baseline_value(self.B, baseline, cost, node.uid, self.loo_totals, self.collect)
+            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block, self.memo)
             if base is not None:
                 bases[j] = base
         W = weight(lambda j: True, final)
