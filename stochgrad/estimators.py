@@ -13,7 +13,8 @@ is the estimator (Schulman et al. 2015; Foerster et al. 2018, DiCE):
   ``grad([]L * f) = f grad log q + grad f`` -- the score-function estimator --
   and repeated differentiation stays unbiased (DiCE).  A baseline ``b`` enters
   as ``(1 - []L) * b``: value 0, gradient ``-b grad log q``.  Baselines: the
-  **leave-one-out** mean of the other samples' costs (Kool et al. 2019), or an
+  **leave-one-out** mean of the other samples' costs in the same noise block
+  (Kool et al. 2019), or an
   exponential **moving average** of past costs (for training with small n).
 * **enumerate**: the exact sum ``sum_k q_phi(k) f(k)`` over a finite support;
   zero variance (done by the lowering, which copies the samples per state).
