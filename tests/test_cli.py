@@ -77,7 +77,7 @@ def test_progress_bar_on_stderr(capsys):
                  "--chunk-size", str(BLOCK), "--progress", "--seed", "0"]) == 0
     err = capsys.readouterr().err
     assert 2 <= err.count("\r[") <= 3  # the first chunk and the end always; others at most every 0.1 s
-    assert err.startswith(f"\r[##############") and f"{BLOCK:,}/{2 * BLOCK + 10:,} samples" in err
+    assert err.startswith("\r[##############") and f"{BLOCK:,}/{2 * BLOCK + 10:,} samples" in err
     assert err.endswith(f"100%  {2 * BLOCK + 10:,}/{2 * BLOCK + 10:,} samples  " + err.split("samples  ")[-1])
 
 
