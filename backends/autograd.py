@@ -26,7 +26,7 @@ from autograd.tracer import getval
 from scipy import special
 
 from stochgrad.backend import Backend, numpy_sample_sums
-from stochgrad.noise import NumpyStream
+from stochgrad.noise import NumpyStream, fill
 
 
 @primitive
@@ -86,8 +86,6 @@ class AutogradBackend(Backend):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
-        eps = np.finfo(self.dtype).eps
-        self._lo, self._hi = self.dtype.type(eps / 2), self.dtype.type(1 - eps / 2)
         self.fn = {
             "exp": anp.exp, "log": anp.log, "log1p": anp.log1p, "expm1": anp.expm1, "sqrt": anp.sqrt,
             "abs": anp.abs, "sin": anp.sin, "cos": anp.cos, "tan": anp.tan, "tanh": _tanh,
@@ -130,11 +128,9 @@ class AutogradBackend(Backend):
         return NumpyStream(seed)
 
     def noise(self, kind: str, stream: NumpyStream, shape: tuple[int, ...], *params: Any) -> Any:
+        if kind in ("normal", "uniform"):
+            return fill(kind, [stream], [shape[0]], np.empty(shape, dtype=self.dtype))
         generator = stream.generator()
-        if kind == "normal":
-            return generator.standard_normal(shape, dtype=self.dtype)
-        if kind == "uniform":
-            return np.maximum(generator.random(shape, dtype=self.dtype), self._lo)  # inside (0, 1): NumpyStream
         raw = [np.broadcast_to(getval(q), shape) for q in params]
         if kind == "poisson":
             return generator.poisson(raw[0]).astype(self.dtype)
@@ -149,12 +145,7 @@ class AutogradBackend(Backend):
                      shape: tuple[int, ...]) -> Any:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
-        out, start = np.empty((sum(counts), *shape), dtype=self.dtype), 0
-        for stream, c in zip(generators, counts):
-            part, g = out[start:start + c], stream.generator()
-            g.standard_normal(dtype=self.dtype, out=part) if kind == "normal" else g.random(dtype=self.dtype, out=part)
-            start += c
-        return out if kind == "normal" else np.maximum(out, self._lo, out=out)
+        return fill(kind, generators, counts, np.empty((sum(counts), *shape), dtype=self.dtype))
 
     def concat(self, parts: Sequence[Any]) -> Any:
         return anp.concatenate(list(parts), axis=0)

@@ -18,7 +18,7 @@ import torch
 
 from stochgrad.backend import Backend
 from stochgrad.errors import BackendError
-from stochgrad.noise import NumpyStream
+from stochgrad.noise import NumpyStream, fill
 
 
 def cxx_compiler() -> str | None:
@@ -91,7 +91,7 @@ class TorchBackend(Backend):
     def noise(self, kind: str, generator: Any, shape: tuple[int, ...], *params: Any) -> torch.Tensor:
         if isinstance(generator, NumpyStream):
             if kind in ("normal", "uniform"):
-                return self._numpy_fill(kind, generator, np.empty(shape))
+                return torch.from_numpy(fill(kind, [generator], [shape[0]], np.empty(shape)))
             generator = torch.Generator().manual_seed(generator.state >> 65)  # 63 bits of the stream's state
         opts = {"generator": generator, "dtype": self.dtype, "device": self.device}
         if kind == "normal":
@@ -114,26 +114,13 @@ class TorchBackend(Backend):
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
         if self._numpy_noise:
-            out_np, start = np.empty((sum(counts), *shape)), 0
-            for g, c in zip(generators, counts):
-                self._numpy_fill(kind, g, out_np[start:start + c])
-                start += c
-            return torch.from_numpy(out_np)
+            return torch.from_numpy(fill(kind, generators, counts, np.empty((sum(counts), *shape))))
         out = torch.empty((sum(counts), *shape), dtype=self.dtype, device=self.device)
         draw, start = (torch.randn if kind == "normal" else torch.rand), 0
         for g, c in zip(generators, counts):
             draw((c, *shape), generator=g, dtype=self.dtype, device=self.device, out=out[start:start + c])
             start += c
         return out if kind == "normal" else out.clamp_(self._lo, self._hi)
-
-    def _numpy_fill(self, kind: str, stream: NumpyStream, out: np.ndarray) -> torch.Tensor:
-        """Normal or uniform (strictly inside (0, 1)) float64 draws written into ``out``."""
-        generator = stream.generator()
-        if kind == "normal":
-            generator.standard_normal(dtype=np.float64, out=out)
-        else:
-            np.maximum(generator.random(dtype=np.float64, out=out), self._lo, out=out)  # inside (0, 1): NumpyStream
-        return torch.from_numpy(out)
 
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)

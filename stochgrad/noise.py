@@ -15,6 +15,7 @@ numbers for a seed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,19 @@ class NumpyStream:
         gen.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": self.state, "inc": self.inc},
                                    "has_uint32": 0, "uinteger": 0}
         return gen
+
+
+def fill(kind: str, streams: Sequence[NumpyStream], counts: Sequence[int], out: np.ndarray) -> np.ndarray:
+    """Write ``"normal"`` or ``"uniform"`` (strictly inside (0, 1)) draws into ``out`` (float32 or
+    float64): the first ``counts[0]`` rows from ``streams[0]``, and so on; returns ``out``."""
+    start = 0
+    for stream, count in zip(streams, counts):
+        part, gen = out[start:start + count], stream.generator()
+        gen.standard_normal(dtype=out.dtype, out=part) if kind == "normal" else gen.random(dtype=out.dtype, out=part)
+        start += count
+    if kind == "uniform":  # see NumpyStream: only 0 moves
+        np.maximum(out, np.finfo(out.dtype).eps / 2, out=out)
+    return out
 
 
 _LOCAL = threading.local()
