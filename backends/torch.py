@@ -64,6 +64,9 @@ class TorchBackend(Backend):
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().to("cpu", torch.float64).numpy()
 
+    def item(self, x: torch.Tensor) -> float:
+        return x.item()
+
     def stop_gradient(self, x: torch.Tensor) -> torch.Tensor:
         return x.detach()
 

@@ -61,6 +61,11 @@ class Backend(ABC):
     def to_numpy(self, x: Array) -> np.ndarray:
         """A float64 numpy copy of a value (gradient stripped)."""
 
+    def item(self, x: Array) -> float:
+        """The value of a one-entry array as a Python float (the parameter checks' common case,
+        cheaper than a numpy copy on frameworks that have a direct route)."""
+        return float(self.to_numpy(x).reshape(()))
+
     @abstractmethod
     def stop_gradient(self, x: Array) -> Array:
         """The same value, treated as a constant by differentiation."""

@@ -30,8 +30,9 @@ Array = Any
 P = Mapping[str, Array]
 _TINY = float(np.finfo(float).tiny)
 
-unit_interval = Constraint("in [0, 1]", lambda x: (x >= 0) & (x <= 1))
-count = Constraint("a non-negative integer", lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x))
+unit_interval = Constraint("in [0, 1]", lambda x: (x >= 0) & (x <= 1), lambda x: 0.0 <= x <= 1.0)
+count = Constraint("a non-negative integer", lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x),
+                   lambda x: 0.0 <= x < math.inf and x.is_integer())
 
 
 def _on_simplex(x: np.ndarray) -> np.ndarray:

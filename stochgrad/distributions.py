@@ -36,10 +36,12 @@ class Constraint:
 
     text: str
     holds: Callable[[np.ndarray], np.ndarray]
+    #: the same test on one Python float, without numpy: the common case of a scalar parameter
+    scalar: Callable[[float], bool] | None = None
 
 
-real = Constraint("finite", np.isfinite)
-positive = Constraint("> 0 and finite", lambda x: (x > 0) & np.isfinite(x))
+real = Constraint("finite", np.isfinite, lambda x: -math.inf < x < math.inf)
+positive = Constraint("> 0 and finite", lambda x: (x > 0) & np.isfinite(x), lambda x: 0.0 < x < math.inf)
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,11 @@ class Distribution(ABC):
             v = values.get(spec.name)
             if v is None:
                 continue
-            ok = spec.constraint.holds(v)  # a bool (numpy's or Python's) or an array of them
+            test = spec.constraint.scalar if type(v) is float else None
+            if test is not None:
+                ok = test(v)
+            else:
+                ok = spec.constraint.holds(v)  # a bool (numpy's or Python's) or an array of them
             if not (ok.all() if isinstance(ok, np.ndarray) else ok):
                 bad = v[~ok].flat[0] if np.ndim(v) else v
                 src = ((sources() if callable(sources) else sources) or {}).get(spec.name)

@@ -299,12 +299,13 @@ class Lowering(SampleAxis):
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
 
-    def _numeric(self, e: ir.Expr, value: Array, env: Mapping[str, Array]) -> np.ndarray:
+    def _numeric(self, e: ir.Expr, value: Array, env: Mapping[str, Array]) -> np.ndarray | float:
+        """The value to check: a Python float for a scalar (one entry, no logical axes), else numpy."""
         if isinstance(e, ir.Num):
-            return np.asarray(e.value)
+            return e.value
         if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
             return self.known[e.id]
-        return self.B.to_numpy(value)
+        return self.B.item(value) if self.B.shape(value) == (1,) else self.B.to_numpy(value)
 
 
 _HANDLERS = {

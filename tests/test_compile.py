@@ -115,6 +115,25 @@ def test_compile_errors():
         f(mu=_t(0.0), nu=_t(1.0))
 
 
+@pytest.mark.parametrize("text, params, message", [
+    ("E[z**2, z ~ Normal(mu, sigma)]", {"mu": 0.0, "sigma": -1.0},
+     r"z ~ Normal\(mu, sigma\): parameter 'scale' \(given as `sigma`\) must be > 0 and finite, got -1.0"),
+    ("E[z**2, z ~ Normal(mu, sigma)]", {"mu": math.nan, "sigma": 1.0}, r"parameter 'loc' \(given as `mu`\) must be finite, got nan"),
+    ("E[y, y ~ Bernoulli(p)]", {"p": 1.5}, r"parameter 'probs' \(given as `p`\) must be in \[0, 1\], got 1.5"),
+    ("E[x, x ~ Binomial(m, 0.5)]", {"m": 2.5}, r"parameter 'total_count' \(given as `m`\) must be a non-negative integer, got 2.5"),
+    ("E[z, z ~ Uniform(a, b)]", {"a": 2.0, "b": 1.0}, r"parameter 'high' must be > 'low', got low=2.0, high=1.0"),
+])
+@pytest.mark.parametrize("backend", ["torch", "autograd"])
+def test_scalar_parameters_are_checked_on_every_call(text, params, message, backend):
+    """A compiled objective checks scalar parameters as Python floats (no numpy copy): the same errors."""
+    f = sg.compile(text, backend=backend, n=8, seed=0)
+    with pytest.raises(sg.StochgradError, match=message):
+        if backend == "torch":
+            f(**{k: _t(v) for k, v in params.items()})
+        else:
+            autograd.grad(lambda *xs: f(**dict(zip(params, xs))), 0)(*params.values())
+
+
 def test_validate_false_skips_parameter_checks():
     """validate=False (torch.distributions' validate_args=False): no check, so no error and no host copy;
     the default checks on every call."""

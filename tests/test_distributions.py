@@ -20,6 +20,7 @@ hand-picked tolerance.  Seeds are fixed, so a run is deterministic.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -300,3 +301,25 @@ def test_uniform_score_function_is_flagged_biased() -> None:
 def test_uniform_with_a_comparison_warns_that_no_unbiased_estimator_applies(backend: str) -> None:
     with pytest.warns(sg.BiasWarning, match=r"no unbiased estimator applies to z ~ Uniform\(a, b\): score"):
         sg.estimate("E[z > 1, z ~ Uniform(a, b)]", {"a": -0.5, "b": 2.0}, n=100, backend=backend, seed=0)
+
+
+# -- parameter constraints: the scalar fast path agrees with the numpy test ---------------------------
+from hypothesis import given, strategies as st  # noqa: E402
+
+from stochgrad.distributions import DISTRIBUTIONS, Constraint  # noqa: E402
+
+_SCALAR_CONSTRAINTS = sorted({p.constraint for d in DISTRIBUTIONS.values() for p in d.params
+                              if p.constraint.scalar is not None}, key=lambda c: c.text)
+
+
+def test_every_scalar_constraint_is_covered():
+    assert {c.text for c in _SCALAR_CONSTRAINTS} == {"finite", "> 0 and finite", "in [0, 1]", "a non-negative integer"}
+
+
+_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 2.5, 3.0, 1e-320, -1e-320, 1e308, math.inf, -math.inf, math.nan, 1 - 1e-16, 1 + 2e-16]
+
+
+@pytest.mark.parametrize("constraint", _SCALAR_CONSTRAINTS, ids=lambda c: c.text)
+@given(x=st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(_EDGES) | st.integers(-3, 3).map(float))
+def test_scalar_constraint_agrees_with_numpy(constraint: Constraint, x: float):
+    assert constraint.scalar(x) == bool(np.all(constraint.holds(np.asarray([x]))))
