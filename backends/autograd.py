@@ -1,7 +1,8 @@
 """The HIPS autograd (numpy) backend.
 
-Gradients come from ``autograd.grad_and_aux``; ``stop_gradient`` unboxes a
-traced value (``autograd.tracer.getval``).  Noise comes from numpy's PCG64.
+Gradients come from one autograd trace and one reverse pass with a root node per leaf (see
+:func:`_value_and_grads`); ``stop_gradient`` unboxes a traced value (``autograd.tracer.getval``).
+Noise comes from numpy's PCG64.
 
 Gamma draws are differentiable in the concentration by implicit
 reparameterization (Figurnov et al. 2018): for ``z ~ Gamma(a, 1)`` with CDF
@@ -13,16 +14,15 @@ far below Monte Carlo error).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import autograd.numpy as anp
 import numpy as np
-from autograd import grad_and_aux
-from autograd.extend import defvjp, primitive
+from autograd.core import VJPNode, add_outgrads, toposort
+from autograd.extend import defvjp, primitive, vspace
 from autograd.scipy.special import digamma, gammaln, logsumexp
-from autograd.tracer import getval
+from autograd.tracer import getval, isbox, new_box, trace_stack
 from scipy import special
 
 from stochgrad.backend import Backend, numpy_sample_sums
@@ -154,9 +154,29 @@ class AutogradBackend(Backend):
         return numpy_sample_sums(np.asarray(getval(x), dtype=np.float64))  # no copy: the sums only read it
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
-        if not leaves:
-            return fn([])[1], []
-        with warnings.catch_warnings():  # a cost that ignores a parameter has gradient 0: not a problem
-            warnings.filterwarnings("ignore", "Output seems independent of input")
-            grads, aux = grad_and_aux(lambda xs: fn(list(xs)))(tuple(leaves))
-        return aux, list(grads)
+        return _value_and_grads(fn, leaves)
+
+
+def _value_and_grads(fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
+    """``fn(leaves) -> (scalar, aux)`` traced once; ``(aux, d scalar / d leaf for each leaf)``.
+
+    This is ``autograd.grad_and_aux`` over a tuple of leaves, but with one root node per leaf.  The
+    tuple route reads each leaf out of the boxed tuple, and the reverse pass of each read adds that
+    leaf's gradient into zeros shaped like the whole tuple: for per-sample leaves, two passes over
+    ``count`` entries per leaf per leaf that the plain sum of outgrads below does not make."""
+    roots = [VJPNode.new_root() for _ in leaves]
+    with trace_stack.new_trace() as trace:
+        out, aux = fn([new_box(x, trace, root) for x, root in zip(leaves, roots)])
+    grads: dict[Any, Any] = {}
+    if isbox(out) and out._trace == trace:  # else the scalar does not depend on the leaves: all zeros
+        if vspace(getval(out)).size != 1:
+            raise TypeError("value_and_grad needs a scalar objective")
+        outgrads = {out._node: (vspace(getval(out)).ones(), False)}
+        for node in toposort(out._node):  # autograd.core.backward_pass, keeping every root's gradient
+            g = outgrads.pop(node)[0]
+            if not node.parents:
+                grads[node] = g
+                continue
+            for parent, ingrad in zip(node.parents, node.vjp(g)):
+                outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
+    return aux, [grads[root] if root in grads else np.zeros(np.shape(x), np.result_type(x)) for root, x in zip(roots, leaves)]
