@@ -264,8 +264,7 @@ def magic_box(B: Any, logq: Array) -> Array:
     return B.fn["exp"](logq - B.stop_gradient(logq))
 
 
-def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None,
-                  memo: dict[Any, Any] | None = None) -> Array:
+def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None) -> Array:
     """Per-sample mean of the *other* samples' cost in its group (gradient-free; Kool et al. 2019).
 
     The group is the whole sample axis, or with ``block`` the samples of the same noise block: the
@@ -278,34 +277,27 @@ def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None,
     if block is None or count <= block:
         total = B.sum(c, (0,))
         return (B.reshape(total, (1,) + B.shape(total)) - c) / (n - 1)
-    memo = {} if memo is None else memo
     rest = tuple(B.shape(c)[1:])
-    ones, copies = (1,) * len(rest), n // count
+    copies = n // count
     full, tail = divmod(count, block)
-
-    def spread(total: Array, size: int) -> Array:  # one block's total, for each of its samples
-        key = ("loo zeros", size, ones)
-        if key not in memo:
-            memo[key] = B.asarray(np.zeros((1, size) + ones))
-        return B.reshape(B.reshape(total, (-1, 1) + rest) + memo[key], (-1,) + rest)
-
+    cut = full * block
     if not tail:  # whole blocks: totals broadcast against the samples directly
         grouped = B.reshape(c, (copies, full, block) + rest)
         totals = B.reshape(B.sum(grouped, (0, 2)), (1, full, 1) + rest)
         return B.reshape((totals - grouped) / (copies * block - 1), (n,) + rest)
-    column = B.reshape(c, (count,) + rest) if copies == 1 else B.sum(B.reshape(c, (copies, count) + rest), (0,))
-    parts = [spread(B.sum(B.reshape(column[:full * block], (full, block) + rest), (1,)), block)]
-    parts.append(spread(B.sum(column[full * block:], (0,)), tail))  # the last, partial block
-    key = ("loo sizes", copies, count, block, ones)
-    if key not in memo:  # the group size less one, per sample (at least 1: a lone sample gets 0)
-        others = np.concatenate([np.full(full * block, copies * block - 1.0), np.full(tail, copies * tail - 1.0)])
-        memo[key] = B.asarray(np.maximum(others, 1.0).reshape((1, count) + ones))
-    totals = B.reshape(B.concat(parts) if len(parts) > 1 else parts[0], (1, count) + rest)
-    return B.reshape((totals - B.reshape(c, (copies, count) + rest)) / memo[key], (n,) + rest)
+    # whole blocks, then the last, partial one, each with its own group size; one copy at a time
+    column = c if copies == 1 else B.sum(B.reshape(c, (copies, count) + rest), (0,))
+    heads = B.reshape(B.sum(B.reshape(column[:cut], (full, block) + rest), (1,)), (full, 1) + rest)
+    last = B.reshape(B.sum(column[cut:], (0,)), (1,) + rest)
+    parts = []
+    for r in range(copies):
+        own = c[r * count:(r + 1) * count] if copies > 1 else c
+        parts.append(B.reshape((heads - B.reshape(own[:cut], (full, block) + rest)) / (copies * block - 1), (cut,) + rest))
+        parts.append((last - own[cut:]) / max(copies * tail - 1, 1))  # a lone sample: (c - c) / 1 = 0
+    return B.concat(parts)
 
 
-def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None,
-                   memo: dict[Any, Any] | None = None) -> Array | None:
+def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None) -> Array | None:
     """The baseline for a score term given its per-sample ``cost`` (None: no baseline yet).
 
     A :class:`MovingAverage` gives its state before this batch, then updates.  Leave-one-out uses
@@ -320,4 +312,4 @@ def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | 
         return B.asarray(np.asarray(previous)[None])
     if B.shape(cost)[0] < 2:
         return None  # too few samples for leave-one-out
-    return leave_one_out(B, cost, count, block, memo)
+    return leave_one_out(B, cost, count, block)

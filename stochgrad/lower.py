@@ -276,7 +276,7 @@ class Lowering(SampleAxis):
             if logq[j] is None or baseline is None or not terms:
                 continue
             cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
-            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block, self.memo)
+            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block)
             if base is not None:
                 bases[j] = base
         W = weight(lambda j: True, final)
@@ -305,7 +305,7 @@ class Lowering(SampleAxis):
             return e.value
         if isinstance(e, ir.Name) and e.id not in env and e.id in self.known:
             return self.known[e.id]
-        return self.B.item(value) if self.B.shape(value) == (1,) else self.B.to_numpy(value)
+        return self.B.item(value) if self.B.shape(value) in ((), (1,)) else self.B.to_numpy(value)
 
 
 _HANDLERS = {
