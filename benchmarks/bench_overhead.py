@@ -10,6 +10,9 @@ Problem: pathwise gradient of E[z**2], z ~ Normal(mu, sigma), float64 on the CPU
   variant also computes the standard errors (per-sample gradients 2z and 2z*eps, their
   standard deviations) since stochgrad always reports them.
 * autograd: ``sg.estimate(..., backend="autograd")`` against hand-written autograd.
+* ``sg.compile`` (torch and autograd) plus one reverse pass, against the same hand-written code:
+  the same work, since an objective returns the estimate alone (no per-sample gradients, no
+  standard errors).
 
 Rounds are interleaved in one process; the figure reported is the median over rounds of
 the per-round time ratio.  Run by hand (not part of the tests):
@@ -112,6 +115,29 @@ def stochgrad_fn(backend: str) -> Callable[[int, int], sg.Estimate]:
     return lambda n, seed: sg.estimate(EXPR, PARAMS, n=n, backend=backend, seed=seed)
 
 
+def compiled_fn(backend: str) -> Callable[[int, int], object]:
+    """``sg.compile`` (one objective per n, made on first use) and one reverse pass: the same work as
+    the plain hand-written gradient (no per-sample gradients, no standard errors)."""
+    objectives: dict[int, sg.Objective] = {}
+
+    def run(n: int, seed: int) -> object:
+        if n not in objectives:
+            objectives[n] = sg.compile(EXPR, backend=backend, n=n, seed=seed)
+        f = objectives[n]
+        if backend == "autograd":
+            from autograd import value_and_grad
+
+            return value_and_grad(lambda p: f(mu=p[0], sigma=p[1]))(np.array([12.0, 42.0]))
+        import torch
+
+        mu = torch.tensor(12.0, dtype=torch.float64, requires_grad=True)
+        sigma = torch.tensor(42.0, dtype=torch.float64, requires_grad=True)
+        loss = f(mu=mu, sigma=sigma)
+        return loss.item(), *torch.autograd.grad(loss, [mu, sigma])
+
+    return run
+
+
 def timed(fn: Callable[[int, int], object], n: int, seed: int) -> float:
     t0 = time.perf_counter()
     fn(n, seed)
@@ -150,6 +176,9 @@ def main() -> None:
         ("torch vs hand-written torch + stderr", stochgrad_fn("torch"), hand_torch_with_stderr),
         ("torch vs hand-written, the same work", stochgrad_fn("torch"), hand_torch_same_work),
         ("autograd vs hand-written autograd", stochgrad_fn("autograd"), hand_autograd),
+        ("compile (torch) vs hand-written torch", compiled_fn("torch"), hand_torch),
+        ("compile (torch) vs hand-written, numpy noise", compiled_fn("torch"), hand_torch_numpy_noise),
+        ("compile (autograd) vs hand-written autograd", compiled_fn("autograd"), hand_autograd),
     ]
     for n in args.sizes:
         rounds = args.rounds if n < 1_000_000 else max(5, args.rounds // 3)
