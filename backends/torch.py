@@ -30,12 +30,29 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda a, b: op(a, b).to(a.dtype)
 
 
+def _device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device`` this torch can use, or a :class:`BackendError` saying why not
+    (rather than an assertion from deep inside torch on the first array)."""
+    try:
+        out = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BackendError(f"device {device!r} is not a torch device: {exc}") from None
+    if out.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise BackendError(f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device"
+                               " (torch.cuda.is_available() is False); use device='cpu'")
+        if out.index is not None and out.index >= count:
+            raise BackendError(f"device {device!r}: there are {count} CUDA devices (indices 0 to {count - 1})")
+    return out
+
+
 class TorchBackend(Backend):
     name = "torch"
     capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
 
     def __init__(self, device: Any = None, dtype: Any = None) -> None:
-        self.device = torch.device(device if device is not None else "cpu")
+        self.device = _device(device)
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype, None)
         self.dtype = dtype if dtype is not None else torch.float64

@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="parameter value (number or JSON array); repeat for each parameter")
 
+    def backend_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default cpu)")
+        p.add_argument("--dtype", default=None, choices=("float64", "float32"),
+                       help="floating type of the computation (default float64)")
+
     p_cmp = sub.add_parser("compare", help="run every applicable estimator for each random node, side by side")
     p_cmp.add_argument("expression")
     p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE")
@@ -106,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--repeats", type=int, default=None, metavar="R",
                        help="runs of each estimator at n = 10, 100, 1000 for measured distributions and errors"
                             " (default: 50 with --plot, else 0)")
+    backend_options(p_cmp)
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
@@ -122,7 +128,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="also print the closed form (SymPy, when installed and it finds one) and z-scores")
     p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)")
+    backend_options(p_est)
     return ap
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--device`` and ``--dtype``, as given, for the backend's constructor."""
+    return {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
 
 
 def _jsonable(x: Any) -> Any:
@@ -136,7 +148,7 @@ def _compare(args: argparse.Namespace) -> int:
         params = {k: _value(k, v) for k, v in args.at}
         repeats = args.repeats if args.repeats is not None else (50 if args.plot else 0)
         c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats)
+                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats, **_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
@@ -192,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
                      estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
-                     progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt)
+                     progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt, **_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2

@@ -191,6 +191,18 @@ def test_torch_dtype_and_device_options():
     assert abs(r.grad["mu"] - 2.0) < 6 * r.stderr["mu"]
 
 
+def test_torch_device_errors_name_the_device():
+    torch = pytest.importorskip("torch")
+    cases = [("cdua", r"device 'cdua' is not a torch device")]
+    if torch.cuda.is_available():
+        cases.append(("cuda:99", r"device 'cuda:99': there are \d+ CUDA devices"))
+    else:
+        cases.append(("cuda", r"device 'cuda': this torch \(.*\) sees no CUDA device"))
+    for device, message in cases:
+        with pytest.raises(sg.BackendError, match=message):
+            sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, backend="torch", device=device)
+
+
 def test_backends_implement_every_primitive():
     from stochgrad.backend import PRIMITIVES
     from stochgrad.functions import FUNCTIONS

@@ -63,6 +63,23 @@ def test_errors_are_reported_with_exit_code_2(capsys, argv, message):
     assert err.startswith("stochgrad: error: ") and message in err
 
 
+def test_device_and_dtype_reach_the_backend(capsys):
+    torch = pytest.importorskip("torch")
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", "20000", "--seed", "0",
+                 "--backend", "torch", "--dtype", "float32", "--device", "cpu", "--json", "--no-exact"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert abs(data["grad"]["mu"] - 2.0) < 6 * data["stderr"]["mu"]  # d/dmu E[z^2] = 2 mu
+    # float32 noise comes from torch's generator, float64 noise from numpy: the numbers differ
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", "20000", "--seed", "0",
+                 "--backend", "torch", "--json", "--no-exact"]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] != data["value"]
+    if not torch.cuda.is_available():
+        assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "--backend", "torch", "--device", "cuda"]) == 2
+        assert "device 'cuda': this torch" in capsys.readouterr().err
+    assert main(["compare", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", "1000", "--device", "cpu"]) == 2
+    assert "backend 'autograd' does not accept options ['device']" in capsys.readouterr().err
+
+
 def test_installed_console_script():
     out = subprocess.run(["stochgrad", "plan", NORMAL_SQ], capture_output=True, text=True, check=True).stdout
     assert "pathwise" in out
