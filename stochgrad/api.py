@@ -219,7 +219,7 @@ def estimate(
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
     for start, count in chunks:
         lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
-                            memo=memo)
+                            memo=memo, first_order=True)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = {**fixed, **dict(zip(names, leaves))}

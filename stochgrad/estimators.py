@@ -12,7 +12,10 @@ is the estimator (Schulman et al. 2015; Foerster et al. 2018, DiCE):
   ``[]L`` is 1 in value and has gradient ``grad L``, so
   ``grad([]L * f) = f grad log q + grad f`` -- the score-function estimator --
   and repeated differentiation stays unbiased (DiCE).  A baseline ``b`` enters
-  as ``(1 - []L) * b``: value 0, gradient ``-b grad log q``.  Baselines: the
+  as ``(1 - []L) * b``: value 0, gradient ``-b grad log q``.  A run that differentiates
+  only once (``estimate``) uses the first-order form instead: ``f + stop(f) * (L - stop(L))``
+  and ``-b * (L - stop(L))``, the same value and gradient without the exp (Schulman et al.
+  2015's surrogate loss).  Baselines: the
   **leave-one-out** mean of the other samples' costs in the same noise block
   (Kool et al. 2019), or an
   exponential **moving average** of past costs (for training with small n).
@@ -260,8 +263,15 @@ def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
 
 
 def magic_box(B: Any, logq: Array) -> Array:
-    """DiCE's ``exp(L - stop(L))``: value exactly 1, gradient ``grad L``."""
+    """DiCE's ``exp(L - stop(L))``: value exactly 1, gradient ``grad L``, at every order."""
     return B.fn["exp"](logq - B.stop_gradient(logq))
+
+
+def score_term(B: Any, logq: Array) -> Array:
+    """``L - stop(L)``: value exactly 0, gradient ``grad L``.  ``v + stop(v) (L - stop(L))`` has
+    the first derivative of DiCE's ``[](L) v`` (Schulman et al. 2015's surrogate), without the exp
+    and with a cheaper reverse pass; for runs that differentiate once (``estimate``)."""
+    return logq - B.stop_gradient(logq)
 
 
 def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None) -> Array:
