@@ -228,6 +228,8 @@ def plot(c: Comparison, path: str) -> None:
         for i, (r, label) in enumerate(zip(c.rows, labels)):
             colour = colours[i % len(colours)]
             bias = 0.0 if r.bias is None or r.unbiased else float(r.bias[k])
+            if bias == 0.0 and float(r.variance[k]) == 0.0:  # exact: no point on a log scale, so say so
+                label += " (exact: error 0, not drawn)"
             ax.loglog(ns, np.sqrt(bias**2 + float(r.variance[k]) / ns), label=label, color=colour)
             if sizes:
                 measured = [float(r.measured_error(m, c.exact)[k]) for m in sizes]

@@ -163,3 +163,16 @@ def test_compare_repeats_measure_the_error_against_n():
     assert set(data["runs"]) == {"100"} and len(data["runs"]["100"]["p"]) == 400
     with pytest.raises(ValidationError, match="repeats"):
         compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, repeats=1)
+
+
+def test_plot_legend_names_exact_estimators(tmp_path, monkeypatch):
+    """An exact estimator has no line on the log-scale error plot; its legend entry says why."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from stochgrad.compare import compare, plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot(compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=1000, seed=0), str(tmp_path / "c.png"))
+    labels = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    assert "y: enumerate (exact: error 0, not drawn)" in labels
+    assert [label for label in labels if "not drawn" in label] == ["y: enumerate (exact: error 0, not drawn)"]
