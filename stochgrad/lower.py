@@ -290,8 +290,10 @@ class Lowering(SampleAxis):
         first = self.first_order  # boxes are then score terms S = L - stop(L) (see __init__)
         box_of = score_term if first else magic_box
         boxes: dict[tuple[int, ...], Array] = {}  # boxes at the final multiplicity, by score nodes
-        for value, box in zip(values, e.boxes):
+        for value, box, (_, text) in zip(values, e.boxes, e.terms):
             if box:
+                if self.batch_axes:
+                    self._check_plate(value, [logq[j] for j in box], [e.nodes[j].var for j in box], text)
                 if box not in boxes:
                     boxes[box] = box_of(B, sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
                 j = box[0]
@@ -309,6 +311,20 @@ class Lowering(SampleAxis):
             total = add(self, total, self.tile(term, up[j]))
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
+
+    def _check_plate(self, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
+        """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
+        cost per example): a term summed over the examples would pair every example's score with
+        the whole batch's cost, and be counted once per example."""
+        rank = len(self.B.shape(value)) - 1
+        for lq, var in zip(logqs, variables):
+            kept = len(self.B.shape(lq)) - 1  # the batch axes of var's log-probability
+            if rank < kept:
+                raise StochgradError(
+                    f"batch_axes={self.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
+                    f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
+                    f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
+                    f" only, e.g. sum(..., axis=-1)), or use batch_axes=0")
 
     def stop(self, x: Array | float) -> Array | float:
         return x if isinstance(x, float) else self.B.stop_gradient(x)

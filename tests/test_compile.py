@@ -215,3 +215,31 @@ def test_first_order_surrogate_equals_dice_on_random_plans(data):
     assert r.value == pytest.approx(value.item(), rel=1e-8, abs=1e-10)
     for k, g in zip(names, grads):
         assert r.grad[k] == pytest.approx(0.0 if g is None else g.item(), rel=1e-8, abs=1e-10), k
+
+
+@pytest.mark.parametrize("est", ["score", "score:baseline=none"])
+def test_first_order_surrogate_equals_dice_with_a_plate(est):
+    """``batch_axes=1`` (each example's score term pairs with its own cost): the same agreement."""
+    text = "E[(x - t)**2, x ~ Bernoulli(logits=l)]"  # one cost per example
+    l, t = np.array([0.3, -1.0, 2.0]), np.array([1.0, 0.0, 0.5])
+    r = sg.estimate(text, {"l": l, "t": t}, n=500, backend="torch", estimators={"x": est}, seed=5, batch_axes=1)
+    f = sg.compile(text, n=500, backend="torch", estimators={"x": est}, seed=5, batch_axes=1)
+    lt, tt = _t(l), _t(t)
+    value = f(l=lt, t=tt)
+    gl, gt = torch.autograd.grad(value, [lt, tt])
+    assert r.value.sum() == pytest.approx(value.item(), rel=1e-9)
+    np.testing.assert_allclose(r.grad["l"], gl.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(r.grad["t"], gt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_plate_needs_one_cost_per_example():
+    """A cost summed over the examples under ``batch_axes=1`` would be counted once per example: an error."""
+    text = "E[sum((x - t)**2), x ~ Bernoulli(logits=l)]"
+    message = (r"batch_axes=1: the cost term `sum\(\(x - t\) \*\* 2\)` depends on x, which has 1 batch axis"
+               r" \(independent examples\), but the term has 0 axes: keep one cost per example")
+    score = {"x": "score"}
+    with pytest.raises(sg.StochgradError, match=message):
+        sg.estimate(text, {"l": np.zeros(3), "t": np.ones(3)}, n=10, batch_axes=1, estimators=score)
+    with pytest.raises(sg.StochgradError, match=message):
+        sg.compile(text, n=10, backend="torch", batch_axes=1, estimators=score)(l=_t([0.0, 0.0, 0.0]), t=_t([1.0, 1.0, 1.0]))
+    sg.estimate(text, {"l": np.zeros(3), "t": np.ones(3)}, n=10, estimators=score)  # fine without a plate
