@@ -162,8 +162,8 @@ def _value_and_grads(fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[An
 
     This is ``autograd.grad_and_aux`` over a tuple of leaves, but with one root node per leaf.  The
     tuple route reads each leaf out of the boxed tuple, and the reverse pass of each read adds that
-    leaf's gradient into zeros shaped like the whole tuple: for per-sample leaves, two passes over
-    ``count`` entries per leaf per leaf that the plain sum of outgrads below does not make."""
+    leaf's gradient into zeros shaped like the whole tuple: with per-sample leaves, extra passes over
+    all the samples, for every pair of leaves, that the plain accumulation below does not make."""
     roots = [VJPNode.new_root() for _ in leaves]
     with trace_stack.new_trace() as trace:
         out, aux = fn([new_box(x, trace, root) for x, root in zip(leaves, roots)])
