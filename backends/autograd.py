@@ -117,8 +117,8 @@ class AutogradBackend(Backend):
     def sum(self, x: Any, axes: tuple[int, ...]) -> Any:
         return anp.sum(x, axis=axes) if axes else x
 
-    def logsumexp(self, x: Any, axis: int) -> Any:
-        return logsumexp(x, axis=axis)
+    def log_softmax(self, x: Any, axis: int) -> Any:
+        return x - logsumexp(x, axis=axis, keepdims=True)
 
     def one_hot_argmax(self, x: Any) -> Any:
         v = getval(x)

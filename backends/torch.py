@@ -96,8 +96,11 @@ class TorchBackend(Backend):
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
 
-    def logsumexp(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.logsumexp(x, dim=axis)
+    def log_softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.log_softmax(x, dim=axis)
+
+    def softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.softmax(x, dim=axis)
 
     def one_hot_argmax(self, x: torch.Tensor) -> torch.Tensor:
         v = x.detach()

@@ -81,8 +81,13 @@ class Backend(ABC):
         """Sum over ``axes`` (non-negative), dropping them."""
 
     @abstractmethod
-    def logsumexp(self, x: Array, axis: int) -> Array:
-        """``log(sum(exp(x)))`` over one axis, computed stably, dropping it."""
+    def log_softmax(self, x: Array, axis: int) -> Array:
+        """``x - log(sum(exp(x)))`` along one axis, computed stably (same shape as ``x``)."""
+
+    def softmax(self, x: Array, axis: int) -> Array:
+        """``exp(x) / sum(exp(x))`` along one axis; a framework's fused kernel is fewer passes
+        over memory, forward and backward, than this default ``exp(log_softmax(x))``."""
+        return self.fn["exp"](self.log_softmax(x, axis))
 
     @abstractmethod
     def one_hot_argmax(self, x: Array) -> Array:

@@ -132,8 +132,7 @@ class Categorical(_Discrete):
 
     def log_softmax(self, B: Any, p: P) -> Array:
         logits = self.log_weights(B, p)
-        shape = B.shape(logits)
-        return logits - B.reshape(B.logsumexp(logits, len(shape) - 1), shape[:-1] + (1,))
+        return B.log_softmax(logits, len(B.shape(logits)) - 1)
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return B.one_hot_argmax(self.log_weights(B, p) - _minus_gumbel(B, draw, shape))
@@ -147,10 +146,11 @@ class Categorical(_Discrete):
 
     def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         t = (self.log_weights(B, p) - _minus_gumbel(B, draw, shape)) / temperature  # softmax ignores a shift
-        return B.fn["exp"](t - B.reshape(B.logsumexp(t, len(shape)), (-1,) + tuple(shape[:-1]) + (1,)))
+        return B.softmax(t, len(shape))
 
     def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        mean = B.fn["exp"](self.log_softmax(B, p))
+        logits = self.log_weights(B, p)
+        mean = B.softmax(logits, len(B.shape(logits)) - 1)
         return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
 
     def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:

@@ -70,8 +70,7 @@ class Dirichlet(_Implicit):
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         log_g = B.fn["log"](draw("gamma", shape, p["concentration"]))  # normalize in log space
-        total = B.logsumexp(log_g, len(shape))
-        return B.fn["clip"](B.fn["exp"](log_g - B.reshape(total, (-1,) + tuple(shape[:-1]) + (1,))), _TINY, 1.0)
+        return B.fn["clip"](B.softmax(log_g, len(shape)), _TINY, 1.0)
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         a, lg = p["concentration"], B.fn["lgamma"]
