@@ -47,6 +47,9 @@ def _device(device: Any) -> torch.device:
     return out
 
 
+_FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
+
+
 class TorchBackend(Backend):
     name = "torch"
     capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
@@ -96,11 +99,20 @@ class TorchBackend(Backend):
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
 
+    def _fused(self, x: torch.Tensor) -> bool:
+        """Whether torch's fused (log-)softmax kernels beat the composed ``x - logsumexp(x)``: always
+        off the CPU; on the CPU only out of cache (measured here, with a last axis of 10 and its
+        reverse pass: 2.6e6 entries 21 ms composed against 30-35 ms fused; 1e7 entries 265-338 ms
+        against 231-252 ms; the crossover near 5e6).  Chunks of ``estimate`` stay below it."""
+        return self.device.type != "cpu" or x.numel() > _FUSED_SOFTMAX_ENTRIES
+
     def log_softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.log_softmax(x, dim=axis)
+        if self._fused(x):
+            return torch.log_softmax(x, dim=axis)
+        return x - torch.logsumexp(x, dim=axis, keepdim=True)
 
     def softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.softmax(x, dim=axis)
+        return torch.softmax(x, dim=axis) if self._fused(x) else torch.exp(x - torch.logsumexp(x, dim=axis, keepdim=True))
 
     def one_hot_argmax(self, x: torch.Tensor) -> torch.Tensor:
         v = x.detach()

@@ -390,3 +390,19 @@ def test_backend_value_and_grad_per_leaf(name):
     np.testing.assert_allclose(B.to_numpy(ga), 2 * w * 3.0)
     np.testing.assert_allclose(B.to_numpy(gv), [2 * np.array([1.0, -2.0, 0.5]) * -2.0 + np.array([0.0, 5.25, 0.0])])
     np.testing.assert_array_equal(B.to_numpy(gu), np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("name", ["torch", "autograd"])
+def test_backend_softmax_matches_scipy(name, monkeypatch):
+    """``log_softmax`` and ``softmax`` along any axis against scipy, on torch through both its
+    composed and its fused route (chosen by size on the CPU), with extreme logits."""
+    from scipy.special import log_softmax, softmax
+
+    B = sg.get_backend(name)
+    x = np.array([[[0.0, 1.0, -2.0], [800.0, 0.0, -800.0]], [[-1e3, -1e3 + 1, -1e3 - 1], [5.0, 5.0, 5.0]]])
+    for fused in ([False, True] if name == "torch" else [False]):
+        if fused:  # every array counts as large: the fused kernels
+            monkeypatch.setattr("stochgrad.backends.torch._FUSED_SOFTMAX_ENTRIES", 0)
+        for axis in (0, 1, 2):
+            np.testing.assert_allclose(B.to_numpy(B.log_softmax(B.asarray(x), axis)), log_softmax(x, axis=axis), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(B.to_numpy(B.softmax(B.asarray(x), axis)), softmax(x, axis=axis), rtol=1e-12, atol=1e-300)
