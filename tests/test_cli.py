@@ -176,3 +176,10 @@ def test_plot_legend_names_exact_estimators(tmp_path, monkeypatch):
     labels = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
     assert "y: enumerate (exact: error 0, not drawn)" in labels
     assert [label for label in labels if "not drawn" in label] == ["y: enumerate (exact: error 0, not drawn)"]
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``stochgrad ... | head``: when the reader has gone, exit 1 without a traceback."""
+    done = subprocess.run(f"stochgrad plan '{NORMAL_SQ}' | head -c 0; exit ${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
