@@ -90,7 +90,7 @@ def test_uniform_mean():
 def test_dependent_bindings():
     text = "E[x**2, z ~ Normal(mu, 1), x ~ Normal(z, s)]"
     t0 = time.monotonic()
-    r = exact(text, {"mu": 0.5, "s": 2.0}, timeout=10)
+    r = exact(text, {"mu": 0.5, "s": 2.0}, timeout=60)  # ~1 s here; generous for a loaded machine
     assert r is not None, f"sympy did not manage (took {time.monotonic() - t0:.1f}s)"
     check(r, 0.25 + 1 + 4, {"mu": 1.0, "s": 4.0})
     assert same_formula(r.formula, "mu**2 + 1 + s**2", ["mu", "s"])
@@ -196,7 +196,7 @@ def test_array_parameters_elementwise():
 def test_unsupported_returns_none(text, params):
     t0 = time.monotonic()
     assert exact(text, params, timeout=5) is None
-    assert time.monotonic() - t0 < 7
+    assert time.monotonic() - t0 < 10  # the 5 s limit held (without it some of these run for minutes)
 
 
 def test_floor_of_a_count_is_the_count():
@@ -208,7 +208,7 @@ def test_hard_integral_times_out():
     text = "E[sigmoid(z) * tanh(z)**3, z ~ Normal(mu, sigma)]"
     t0 = time.monotonic()
     assert exact(text, {"mu": 0.2, "sigma": 0.9}, timeout=timeout) is None
-    assert time.monotonic() - t0 < timeout + 2
+    assert time.monotonic() - t0 < timeout + 5
     t0 = time.monotonic()  # the failure is remembered
     assert exact(text, {"mu": 0.1, "sigma": 1.9}, timeout=timeout) is None
     assert time.monotonic() - t0 < 0.5
@@ -219,10 +219,10 @@ def test_callers_alarm_is_restored():
     fired = []
     old = signal.signal(signal.SIGALRM, lambda *_: fired.append(1))
     try:
-        signal.setitimer(signal.ITIMER_REAL, 20.0)
-        assert exact("E[z**4, z ~ Normal(mu, 1)]", {"mu": 1.0}, timeout=5) is not None
+        signal.setitimer(signal.ITIMER_REAL, 120.0)
+        assert exact("E[z**4, z ~ Normal(mu, 1)]", {"mu": 1.0}, timeout=60) is not None  # well under 1 s here
         left, _ = signal.getitimer(signal.ITIMER_REAL)
-        assert 15.0 < left <= 20.0
+        assert 60.0 < left <= 120.0
         assert signal.getsignal(signal.SIGALRM) is not old and not fired
         signal.setitimer(signal.ITIMER_REAL, 0.01)
         time.sleep(0.2)
