@@ -112,7 +112,7 @@ class TorchBackend(Backend):
         return x - torch.logsumexp(x, dim=axis, keepdim=True)
 
     def softmax(self, x: torch.Tensor, axis: int) -> torch.Tensor:
-        return torch.softmax(x, dim=axis) if self._fused(x) else torch.exp(x - torch.logsumexp(x, dim=axis, keepdim=True))
+        return torch.softmax(x, dim=axis) if self._fused(x) else super().softmax(x, axis)  # exp(log_softmax)
 
     def one_hot_argmax(self, x: torch.Tensor) -> torch.Tensor:
         v = x.detach()
