@@ -297,13 +297,8 @@ class Lowering(SampleAxis):
                 if box not in boxes:
                     boxes[box] = box_of(B, sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
                 j = box[0]
-                if not weights and len(box) == 1 and j in bases:  # []L v + (1 - []L) b = []L (v - b) + b
-                    if first:  # v + stop(v - b) S
-                        value = add(self, value, mul(self, boxes[box], self.stop(sub(self, value, bases.pop(j)))))
-                    else:
-                        value = add(self, mul(self, boxes[box], sub(self, value, bases[j])), bases.pop(j))
-                else:  # v + stop(v) S, or []L v
-                    value = add(self, value, mul(self, boxes[box], self.stop(value))) if first else mul(self, boxes[box], value)
+                folded = not weights and len(box) == 1 and j in bases  # []L v + (1 - []L) b = []L (v - b) + b
+                value = self._scored(value, boxes[box], bases.pop(j) if folded else None)
             total = add(self, total, mul(self, W, value))
         for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
             own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
@@ -311,6 +306,15 @@ class Lowering(SampleAxis):
             total = add(self, total, self.tile(term, up[j]))
         self.mult = outer_mult
         return self.array(self.fold(total, final // outer_mult))
+
+    def _scored(self, value: Array, box: Array, base: Array | None) -> Array:
+        """A cost term times its box, with a baseline folded in: ``[]L (v - b) + b`` (DiCE), or in
+        first-order form, where ``box`` is ``S = L - stop(L)``, ``v + stop(v - b) S``."""
+        if self.first_order:
+            return add(self, value, mul(self, box, self.stop(value if base is None else sub(self, value, base))))
+        if base is None:
+            return mul(self, box, value)
+        return add(self, mul(self, box, sub(self, value, base)), base)
 
     def _check_plate(self, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
         """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
