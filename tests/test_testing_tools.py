@@ -79,6 +79,21 @@ def test_params_for_expression_respects_constraints():
     check()
 
 
+def test_params_for_expression_with_a_bound_variable_as_a_uniform_bound():
+    """A Uniform whose bound is a random variable, not a parameter, constrains nothing (the
+    strategy used to look the variable up among the parameters and fail)."""
+    from hypothesis import given, settings
+
+    from stochgrad.testing.strategies import params_for_expression
+
+    @settings(max_examples=20)
+    @given(params_for_expression("E[x, z ~ Exponential(1), x ~ Uniform(lo, z)] + E[u, w ~ Normal(0, 1), u ~ Uniform(w, hi)]"))
+    def check(values):
+        assert set(values) == {"lo", "hi"} and all(np.isfinite(v) for v in values.values())
+
+    check()
+
+
 class _StoppedSampler(InverseCDF):
     """The right law, but the sampler hides its dependence on the parameter from autodiff."""
 

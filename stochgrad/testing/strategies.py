@@ -302,7 +302,8 @@ def params_for_expression(
                 for key, value in given.items():
                     if isinstance(value, ir.Name) and value.id in names:
                         direct.setdefault(value.id, spec[key].constraint)
-                if b.dist.name == "Uniform" and all(isinstance(given[k], ir.Name) for k in ("low", "high")):
+                if b.dist.name == "Uniform" and all(isinstance(given[k], ir.Name) and given[k].id in names  # type: ignore[union-attr]
+                                                    for k in ("low", "high")):
                     uniform_pairs.append((given["low"].id, given["high"].id))  # type: ignore[union-attr]
     strategies = {n: _values(direct.get(n, distributions.real), min_scale, max_magnitude) for n in names}
     base = st.fixed_dictionaries(strategies)
