@@ -4,8 +4,12 @@ Four families, each at 10, 100, 1,000 and 10,000 nodes (terms or bindings):
 
 * ``chain``: ``E[z0 + ... + z{k-1}, z0 ~ Normal(mu, 1), z1 ~ Normal(z0, 1), ...]``
 * ``independent``: the same body, every ``zi ~ Normal(mu, 1)``
-* ``flat sum``: ``E[z*z + z*z + ... , z ~ Normal(mu, 1)]`` built in Python (``functools.reduce``)
-* ``long text``: ``x + x + ... + x`` (parse only; 10,000 terms is 40,000 characters)
+* ``flat sum``: ``E[z*z + z*z + ... , z ~ Normal(mu, 1)]``
+* ``long text``: ``x + x + ... + x`` (parse only; 10,000 terms is 40,000 characters), then the
+  longest text accepted (``parser.MAX_LENGTH`` characters, 25,000 terms)
+
+The first three are built in Python (``sg.E``, ``functools.reduce``: stage ``build``), since the
+text of 10,000 bindings is longer than the parser accepts; ``long text`` times the parser.
 
 Prints seconds per stage and the ratio to the previous size (10x the nodes: a ratio near
 10 is linear, near 100 quadratic).  The machine's load is logged first (``uptime``).
@@ -27,18 +31,23 @@ import stochgrad as sg
 from stochgrad import parser
 
 
-def chain_text(k: int) -> str:
-    binds = ["z0 ~ Normal(mu, 1)"] + [f"z{i} ~ Normal(z{i - 1}, 1)" for i in range(1, k)]
-    return f"E[{' + '.join(f'z{i}' for i in range(k))}, {', '.join(binds)}]"
+def chain(k: int) -> sg.Expr:
+    mu, zs = sg.symbols("mu"), [sg.symbols(f"z{i}") for i in range(k)]
+    binds = {"z0": sg.Normal(mu, 1), **{f"z{i}": sg.Normal(zs[i - 1], 1) for i in range(1, k)}}
+    return sg.E(functools.reduce(operator.add, zs), **binds)
 
 
-def independent_text(k: int) -> str:
-    return f"E[{' + '.join(f'z{i}' for i in range(k))}, {', '.join(f'z{i} ~ Normal(mu, 1)' for i in range(k))}]"
+def independent(k: int) -> sg.Expr:
+    mu, zs = sg.symbols("mu"), [sg.symbols(f"z{i}") for i in range(k)]
+    return sg.E(functools.reduce(operator.add, zs), **{f"z{i}": sg.Normal(mu, 1) for i in range(k)})
 
 
 def flat_sum(k: int) -> sg.Expr:
     mu, z = sg.symbols("mu z")
     return sg.E(functools.reduce(operator.add, [z * z] * k), z=sg.Normal(mu, 1))
+
+
+BUILD = {"chain": chain, "independent": independent, "flat sum": flat_sum}
 
 
 def timed(f: Callable[[], Any]) -> tuple[float, Any]:
@@ -53,12 +62,8 @@ def run(family: str, k: int) -> dict[str, float]:
     if family == "long text":
         t, _ = timed(lambda: sg.parse(" + ".join(["x"] * k)))
         return {"parse": t}
-    if family == "flat sum":
-        t, e = timed(lambda: flat_sum(k))
-    else:
-        text = chain_text(k) if family == "chain" else independent_text(k)
-        t, e = timed(lambda: sg.parse(text))
-    out = {"parse": t}
+    t, e = timed(lambda: BUILD[family](k))
+    out = {"build": t}
     out["plan"], _ = timed(lambda: sg.plan(e))
     out["estimate"], _ = timed(lambda: sg.estimate(e, {"mu": 0.5}, n=16, seed=0))
     return out
@@ -79,6 +84,9 @@ def main() -> None:
                 ratio = f"{t / previous[stage]:7.1f}" if stage in previous and previous[stage] > 0 else "       "
                 print(f"{family:<12} {k:>6} {stage:<9} {t:9.4f} {ratio}", flush=True)
                 previous[stage] = t
+    text = " + ".join(["x"] * (parser.MAX_LENGTH // 4 + 1))[: parser.MAX_LENGTH].rstrip(" +")
+    t, _ = timed(lambda: sg.parse(text))
+    print(f"{'longest':<12} {len(text):>6} {'parse':<9} {t:9.4f}   ({len(text)} characters)")
 
 
 if __name__ == "__main__":
