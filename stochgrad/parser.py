@@ -6,7 +6,10 @@ and what the parser expected; unknown function or distribution names suggest
 the closest known one.  Nesting deeper than :data:`MAX_DEPTH` is refused with a
 clear error rather than a ``RecursionError`` later on; a flat chain of sums or
 products (``a + b - c + ...``, any length) is one level, and the tree is turned
-into IR with an explicit stack, so its length costs no recursion.
+into IR with an explicit stack, so its length costs no recursion.  Valid text
+takes a fast path first (:mod:`stochgrad.fastparse`: the same IR, spans and
+nesting rule, several times faster); anything it does not accept comes here, and
+errors are reported from lark's parse as always.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from . import ir
 from .analysis import check_scopes
 from .distributions import make_dist
 from .errors import ParseError, StochgradError
+from .fastparse import fast_parse
 from .functions import UserFunction, as_user_function, make_call
 
 #: deepest nesting of the syntax tree that is accepted
@@ -235,6 +239,18 @@ def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
         raise ParseError(f"expression too long ({len(text)} characters; at most {MAX_LENGTH})")
     if not text.strip():
         raise ParseError("empty expression", text, 0, expected=["an expression"])
+    fast = fast_parse(text, dict(user), MAX_DEPTH)  # valid text, quickly; else None
+    if fast is not None:
+        try:
+            check_scopes(fast)
+        except StochgradError as exc:
+            raise _located(exc, text) from None
+        return fast
+    return parse_with_lark(text, user)
+
+
+def parse_with_lark(text: str, user: tuple[tuple[str, UserFunction], ...] = ()) -> ir.Expr:
+    """The reference path (lark's parser), which every error comes from; no cache."""
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:

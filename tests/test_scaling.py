@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
-from stochgrad import ir, parser, planner
+from stochgrad import fastparse, ir, parser, planner
+from stochgrad.testing import strategies as sgst
 from stochgrad.testing import assert_estimate
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
@@ -226,3 +227,63 @@ def test_longest_text_parses():
     text = " + ".join(["x"] * ((parser.MAX_LENGTH + 3) // 4))[: parser.MAX_LENGTH].rstrip(" +")
     e = sg.parse(text)
     assert sg.parse(str(e)) == e
+
+
+# ------------------------------------------------------------------ the fast parsing path
+
+
+def _spans(e):
+    out = []
+    for node in ir.walk(e):
+        out.append((type(node).__name__, node.span))
+        if isinstance(node, ir.Expect):
+            out.extend(("Binding", b.span) for b in node.bindings)
+    return out
+
+
+def _same_as_lark(text, must_be_fast=False):
+    fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
+    try:
+        slow = parser.parse_with_lark(text)
+    except sg.ParseError:
+        slow = None
+    if must_be_fast:
+        assert fast is not None, text
+    if fast is not None:  # the fast path accepts only what lark accepts, and builds the same tree
+        assert slow is not None, text
+        assert fast == slow and _spans(fast) == _spans(slow), text
+
+
+@settings(max_examples=150, deadline=None)
+@given(sgst.texts(variables=("mu", "sigma", "E1", "exp"), max_depth=4))
+def test_fast_path_builds_what_lark_builds(text):
+    _same_as_lark(text, must_be_fast=True)
+    spaced = text.replace("(", " ( ").replace(",", " ,\n# comment\n ").replace("**", " ** ")
+    _same_as_lark(spaced, must_be_fast=True)
+
+
+SOUP = ["E", "[", "]", "(", ")", ",", "~", "+", "-", "*", "/", "**", "<", ">=", "=", "||", "KL", "mu", "z", "x",
+        "1", "0.5", "1e-3", "1e999", "Normal", "Bernoulli", "logits", "exp", "sum", "axis", "#", "\n", " ", "((", "))"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SOUP), max_size=25), st.data())
+def test_fast_path_never_accepts_what_lark_refuses(tokens, data):
+    _same_as_lark("".join(tokens))
+    _same_as_lark(" ".join(tokens))
+    text = str(data.draw(sgst.expressions(max_depth=3)))
+    i = data.draw(st.integers(0, len(text)))
+    _same_as_lark(text[:i] + data.draw(st.sampled_from(SOUP)) + text[i:])  # one token inserted anywhere
+    _same_as_lark(text[:i] + text[i + 1:])  # one character deleted
+
+
+@pytest.mark.parametrize("text", [
+    "(a + b) + c", "((a)) * -(-b) ** -c", "+-1 * ((x))", "a < (b)", "-(x)", "2 ** -x ** 2",
+    "E[(z) * (z), z ~ Normal((mu), scale=(1))]", "KL(Normal(0, 1) || Normal((m), 2))", "sum((x), axis=(0))",
+    "(1+" * (parser.MAX_DEPTH - 1) + "1" + ")" * (parser.MAX_DEPTH - 1),
+    "(1+" * parser.MAX_DEPTH + "1" + ")" * parser.MAX_DEPTH, "-" * parser.MAX_DEPTH + "x", "-" * 199 + "x",
+    "x" + "**x" * 198, "x" + "**x" * 200, "exp(" * 99 + "x" + ")" * 99, "exp(" * 100 + "x" + ")" * 100,
+    "f(a=1, 2)", "f(a,)", "Normal(0, 1)", "E[x, E ~ Normal(0, 1)]", "1e999", "x ~ y", "a < b < c",
+])
+def test_fast_path_edges(text):
+    _same_as_lark(text)
