@@ -14,6 +14,12 @@ spans ride along for error messages but take no part in equality.
 Operator overloading on :class:`Expr` is the embedded Python form of the DSL
 (``mu + sigma * z``); ``==`` stays structural equality, so equality tests
 between random quantities are not part of the language.
+
+Depth is no limit: ``a + b + ... `` with 10,000 terms is a left-deep chain of
+10,000 :class:`BinOp` nodes, and equality, hashing, printing and :func:`walk`
+use explicit stacks, never recursion.  A node's hash is computed once, bottom
+up, and kept on the node (not pickled), so hashing a tree is O(size) once and
+O(1) after; equality compares cached hashes first, then walks both trees.
 """
 
 from __future__ import annotations
@@ -35,6 +41,18 @@ ARITHMETIC = frozenset({"+", "-", "*", "/", "**"})
 ATOM = 6
 
 
+_HASH = "_hash"  # where a node keeps its hash once computed
+_STRUCTURAL: set[type] = set()  # the node classes with structural equality (see _structural)
+
+
+def _structural(cls: type) -> type:
+    """Give a node class structural equality and a cached hash, both without recursion."""
+    _STRUCTURAL.add(cls)
+    cls.__eq__ = lambda self, other: _eq(self, other)  # type: ignore[assignment]
+    cls.__hash__ = lambda self: _hash(self)  # type: ignore[assignment]
+    return cls
+
+
 def _span() -> Span:
     return field(default=None, compare=False, hash=False, repr=False)
 
@@ -44,6 +62,9 @@ class Expr:
 
     __slots__ = ()
     prec: int = ATOM
+
+    def __getstate__(self) -> dict[str, Any]:  # the cached hash is per process: never pickle it
+        return {k: v for k, v in self.__dict__.items() if k != _HASH}
 
     def __add__(self, other: object) -> BinOp:
         return BinOp("+", self, as_expr(other))
@@ -100,7 +121,8 @@ class Expr:
         return ()
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Num(Expr):
     value: float
     span: Span = _span()
@@ -123,7 +145,8 @@ class Num(Expr):
         return repr(v)
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Name(Expr):
     id: str
     span: Span = _span()
@@ -135,7 +158,8 @@ class Name(Expr):
         return self.id
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Neg(Expr):
     operand: Expr
     span: Span = _span()
@@ -149,10 +173,11 @@ class Neg(Expr):
         return (self.operand,)
 
     def __str__(self) -> str:
-        return "-" + _wrap(self.operand, self.operand.prec < PREC["neg"])
+        return to_text(self)
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class BinOp(Expr):
     op: str
     left: Expr
@@ -171,17 +196,11 @@ class BinOp(Expr):
         return (self.left, self.right)
 
     def __str__(self) -> str:
-        p = PREC[self.op]
-        if self.op == "**":  # right-associative; the exponent may be a bare unary minus
-            left = _wrap(self.left, self.left.prec <= p)
-            right = _wrap(self.right, self.right.prec < PREC["neg"])
-        else:  # left-associative (comparisons are not associative at all)
-            left = _wrap(self.left, self.left.prec < p or (p == 1 and self.left.prec == 1))
-            right = _wrap(self.right, self.right.prec <= p)
-        return f"{left} {self.op} {right}"
+        return to_text(self)
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Call(Expr):
     """A function from :data:`stochgrad.functions.FUNCTIONS` (``kwargs`` are options like ``axis``),
     or a user function: then ``impl`` is its :class:`stochgrad.functions.UserFunction`, which takes
@@ -197,11 +216,11 @@ class Call(Expr):
         return self.args + tuple(v for _, v in self.kwargs)
 
     def __str__(self) -> str:
-        parts = [str(a) for a in self.args] + [f"{k}={v}" for k, v in self.kwargs]
-        return f"{self.fn}({', '.join(parts)})"
+        return to_text(self)
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Dist(Expr):
     """A distribution; ``params`` are (name, expr) pairs in the distribution's canonical order."""
 
@@ -217,8 +236,7 @@ class Dist(Expr):
         return dict(self.params).get(name)
 
     def __str__(self) -> str:
-        parts = [str(v) if i < self.positional else f"{k}={v}" for i, (k, v) in enumerate(self.params)]
-        return f"{self.name}({', '.join(parts)})"
+        return to_text(self)
 
 
 @dataclass(frozen=True)
@@ -234,7 +252,8 @@ class Binding:
         return f"{self.var} ~ {self.dist}"
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class Expect(Expr):
     body: Expr
     bindings: tuple[Binding, ...]
@@ -248,10 +267,11 @@ class Expect(Expr):
         return (self.body,) + tuple(b.dist for b in self.bindings)
 
     def __str__(self) -> str:
-        return f"E[{self.body}, {', '.join(str(b) for b in self.bindings)}]"
+        return to_text(self)
 
 
-@dataclass(frozen=True)
+@_structural
+@dataclass(frozen=True, eq=False)
 class KL(Expr):
     """``KL(p || q)``: the Kullback-Leibler divergence of two distributions (elementwise over
     their batch shape), in closed form for the pairs in :mod:`stochgrad.kl`, else by Monte Carlo."""
@@ -264,11 +284,68 @@ class KL(Expr):
         return (self.p, self.q)
 
     def __str__(self) -> str:
-        return f"KL({self.p} || {self.q})"
+        return to_text(self)
 
 
-def _wrap(e: Expr, parens: bool) -> str:
-    return f"({e})" if parens else str(e)
+def _key(node: Expr) -> tuple[Any, ...]:
+    """What a node is besides its children (which equality and hashing take in turn)."""
+    t = type(node)
+    if t is BinOp:
+        return (node.op,)  # type: ignore[attr-defined]
+    if t is Name:
+        return (node.id,)  # type: ignore[attr-defined]
+    if t is Num:
+        return (node.value,)  # type: ignore[attr-defined]
+    if t is Call:
+        return (node.fn, len(node.args), tuple(k for k, _ in node.kwargs), node.impl)  # type: ignore[attr-defined]
+    if t is Dist:
+        return (node.name, tuple(k for k, _ in node.params), node.positional)  # type: ignore[attr-defined]
+    if t is Expect:
+        return tuple(b.var for b in node.bindings)  # type: ignore[attr-defined]
+    return ()  # Neg, KL: their children say it all
+
+
+def _hash(self: Expr) -> int:
+    h = self.__dict__.get(_HASH)
+    if h is not None:
+        return h
+    stack: list[tuple[Expr, bool]] = [(self, False)]
+    while stack:  # post-order over the nodes not hashed yet
+        node, ready = stack.pop()
+        d = node.__dict__
+        if _HASH in d:
+            continue
+        kids = node.children()
+        if ready:
+            d[_HASH] = hash((type(node), _key(node), tuple(hash(k) for k in kids)))
+        else:
+            stack.append((node, True))
+            stack.extend((k, False) for k in kids if type(k) in _STRUCTURAL and _HASH not in k.__dict__)
+    return self.__dict__[_HASH]
+
+
+def _eq(self: Expr, other: object) -> bool:
+    if self is other:
+        return True
+    if not isinstance(other, Expr):
+        return NotImplemented
+    stack: list[tuple[Expr, Expr]] = [(self, other)]
+    while stack:
+        a, b = stack.pop()
+        if a is b:
+            continue
+        if type(a) is not type(b):
+            return False
+        if type(a) not in _STRUCTURAL:  # internal nodes of a plan compare by identity
+            return False
+        ha, hb = a.__dict__.get(_HASH), b.__dict__.get(_HASH)
+        if ha is not None and hb is not None and ha != hb:
+            return False
+        ka, kb = a.children(), b.children()
+        if len(ka) != len(kb) or _key(a) != _key(b):
+            return False
+        stack.extend(zip(ka, kb))
+    return True
 
 
 def check_name(name: str) -> None:
@@ -305,3 +382,6 @@ def walk(e: Expr):
         node = stack.pop()
         yield node
         stack.extend(reversed(node.children()))
+
+
+from .printer import to_text  # noqa: E402  (the printer needs the node classes above)

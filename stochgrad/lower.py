@@ -86,8 +86,41 @@ class Lowering(SampleAxis):
         self._loo_block = BLOCK if getattr(noise, "blocked", False) else None
 
     # -- evaluation -----------------------------------------------------------
+    _known: dict[int, Any] | None = None  # while _arithmetic runs a handler: its operands' values, by id
+
     def evaluate(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
+        known = self._known
+        if known is not None and id(e) in known:
+            return known[id(e)]
+        if known is None and type(e) in _ARITHMETIC:
+            return self._arithmetic(e, env)
         return _HANDLERS[type(e)](self, e, env)
+
+    def _arithmetic(self, e: ir.Expr, env: Mapping[str, Array]) -> Array | float:
+        """Evaluate a tree of arithmetic (BinOp, Neg) of any depth without recursion: its other
+        nodes first, left to right, then each operator bottom-up through its handler, whose
+        operands are then already known (a 10,000-term product is a chain that deep)."""
+        values: dict[int, Any] = {}
+        order: list[ir.Expr] = []
+        stack: list[tuple[ir.Expr, bool]] = [(e, False)]
+        while stack:
+            node, ready = stack.pop()
+            if ready:
+                order.append(node)
+            elif id(node) in values:
+                continue
+            elif type(node) in _ARITHMETIC:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children()))
+            else:
+                values[id(node)] = self.evaluate(node, env)
+        for node in order:
+            self._known = values
+            try:
+                values[id(node)] = _HANDLERS[type(node)](self, node, env)
+            finally:
+                self._known = None
+        return values[id(e)]
 
     def _num(self, e: ir.Num, env: Mapping[str, Array]) -> float:
         return e.value
@@ -276,9 +309,13 @@ class Lowering(SampleAxis):
             return out
 
         bases: dict[int, Array] = {}  # baseline of each score node that has one
+        scored: dict[int, list[Array]] = {}  # node index -> the cost terms its score multiplies
+        for v, box in zip(values, e.boxes):
+            for j in box:
+                scored.setdefault(j, []).append(v)
         for j, node in enumerate(e.nodes):
             baseline = getattr(node.spec, "baseline", None)
-            terms = [v for v, box in zip(values, e.boxes) if j in box]
+            terms = scored.get(j, [])
             if logq[j] is None or baseline is None or not terms:
                 continue
             cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
@@ -342,6 +379,7 @@ class Lowering(SampleAxis):
         return self.B.item(value) if self.B.shape(value) in ((), (1,)) else self.B.to_numpy(value)
 
 
+_ARITHMETIC = (ir.BinOp, ir.Neg)
 _HANDLERS = {
     ir.Num: Lowering._num, ir.Name: Lowering._name, ir.Neg: Lowering._neg, ir.BinOp: Lowering._binop,
     ir.Call: Lowering._call, PlannedExpect: Lowering._expect, ir.KL: Lowering._kl, LogRatio: Lowering._log_ratio,

@@ -4,7 +4,12 @@ The text is data: it is tokenized and parsed, never evaluated.  Errors become
 :class:`~stochgrad.errors.ParseError` with line, column, a caret under the text
 and what the parser expected; unknown function or distribution names suggest
 the closest known one.  Nesting deeper than :data:`MAX_DEPTH` is refused with a
-clear error rather than a ``RecursionError`` later on.
+clear error rather than a ``RecursionError`` later on; a flat chain of sums or
+products (``a + b - c + ...``, any length) is one level, and the tree is turned
+into IR with an explicit stack, so its length costs no recursion.  Valid text
+takes a fast path first (:mod:`stochgrad.fastparse`: the same IR, spans and
+nesting rule, several times faster); anything it does not accept comes here, and
+errors are reported from lark's parse as always.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ir
 from .analysis import check_scopes
 from .distributions import make_dist
 from .errors import ParseError, StochgradError
+from .fastparse import fast_parse
 from .functions import UserFunction, as_user_function, make_call
 
 #: deepest nesting of the syntax tree that is accepted
@@ -82,8 +88,28 @@ def _expr_span(e: Any) -> tuple[int, int] | None:
     return getattr(e, "span", None)
 
 
-@v_args(meta=True, inline=True)
-class _ToIR(Transformer):
+class _ToIR:
+    """Builds the IR from lark's tree: one method per rule, called as ``method(meta, *children)``
+    by :meth:`transform`, which walks the tree with an explicit stack (a 50,000-term sum is a
+    tree that deep)."""
+
+    def transform(self, tree: Tree) -> Any:
+        values: list[Any] = []
+        stack: list[tuple[Any, bool]] = [(tree, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not isinstance(node, Tree):
+                values.append(node)
+            elif ready:
+                n = len(node.children)
+                args = values[len(values) - n:]
+                del values[len(values) - n:]
+                values.append(getattr(self, node.data)(node.meta, *args))
+            else:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children))
+        return values[0]
+
     def number(self, meta: Any, tok: Token) -> ir.Num:
         value = float(tok)
         if value == float("inf"):
@@ -113,7 +139,6 @@ class _ToIR(Transformer):
         return _Kwarg(str(key), value, key.start_pos)
 
     def __init__(self, user: Mapping[str, UserFunction]) -> None:
-        super().__init__()
         self.user = user
 
     def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
@@ -150,14 +175,27 @@ def _check_name(tok: Token) -> None:
         raise StochgradError(str(exc), (tok.start_pos, tok.end_pos)) from None
 
 
+#: operators that chain: the left operand of ``a + b`` may be ``x - y`` at the same level
+_CHAINS = {"PLUS": "+", "MINUS": "+", "STAR": "*", "SLASH": "*"}
+
+
+def _continues(parent: Tree, child: Tree) -> bool:
+    """``child`` is the left operand of ``parent`` in one flat chain (``a - b + c``)."""
+    if parent.data != "binop" or child.data != "binop":
+        return False
+    group = _CHAINS.get(parent.children[1].type)
+    return group is not None and group == _CHAINS.get(child.children[1].type) and parent.children[0] is child
+
+
 def _check_depth(tree: Tree, text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH; a flat chain of sums or products is one level."""
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             pos = node.meta.start_pos if not node.meta.empty else 0
             raise ParseError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", text, pos)
-        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
+        stack.extend((c, depth if _continues(node, c) else depth + 1) for c in node.children if isinstance(c, Tree))
 
 
 def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
@@ -201,6 +239,18 @@ def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
         raise ParseError(f"expression too long ({len(text)} characters; at most {MAX_LENGTH})")
     if not text.strip():
         raise ParseError("empty expression", text, 0, expected=["an expression"])
+    fast = fast_parse(text, dict(user), MAX_DEPTH)  # valid text, quickly; else None
+    if fast is not None:
+        try:
+            check_scopes(fast)
+        except StochgradError as exc:
+            raise _located(exc, text) from None
+        return fast
+    return parse_with_lark(text, user)
+
+
+def parse_with_lark(text: str, user: tuple[tuple[str, UserFunction], ...] = ()) -> ir.Expr:
+    """The reference path (lark's parser), which every error comes from; no cache."""
     try:
         tree = _lark().parse(text)
     except UnexpectedInput as exc:
@@ -209,8 +259,6 @@ def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
     try:
         expr = _ToIR(dict(user)).transform(tree)
         check_scopes(expr)
-    except VisitError as exc:
-        raise _located(exc.orig_exc, text) from None
     except StochgradError as exc:
         raise _located(exc, text) from None
     return expr

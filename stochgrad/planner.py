@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ir
-from .analysis import additive_terms, nondiff_use, parameters
+from .analysis import additive_terms, nondiff_uses, parameters
 from .distributions import MAX_STATES, joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS
+from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
 
 #: planning policies: the default never picks a biased estimator by itself
@@ -33,6 +34,8 @@ POLICIES = ("unbiased", "low_variance", "min_variance")
 #: default largest joint support enumerated exactly (over all enumerated nodes together)
 DEFAULT_BUDGET = 1024
 ALL_CAPABILITIES = frozenset({"implicit_reparam"})
+#: deepest nesting of calls, distributions and expectations planned (arithmetic does not count)
+MAX_NESTING = 150
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class NodePlan:
     spec: EstimatorSpec
     reason: str
     biased: bool
-    deps: frozenset[int]  # uids whose samples this node's sample depends on (itself included)
+    parents: frozenset[int]  # uids of the variables this node's distribution names (its direct dependencies)
     shape: Shape | None = None  # logical shape of one sample, when parameter shapes are known
 
     @property
@@ -153,15 +156,14 @@ class _Planner:
         self.nodes: list[NodePlan] = []
         self.notes: list[str] = []
         self.kl_bindings: dict[int, ir.Binding] = {}  # id(KL node) -> its Monte Carlo binding
+        self.parents: dict[int, frozenset[int]] = {}  # uid -> uids its distribution names
+        self.broken: dict[int, str] = {}  # uid -> the first planned pathwise node with a broken path it reaches
 
-    def shape(self, dist: ir.Dist, scope: Mapping[str, NodePlan]) -> Shape | None:
-        env = dict(self.shapes or {})
-        for var, node in scope.items():
-            if node.shape is None:
-                return None
-            env[var] = node.shape
+    def shape(self, dist: ir.Dist, scope: Scope) -> Shape | None:
+        if scope.any_unknown:
+            return None
         try:
-            return infer(dist, env)
+            return infer(dist, ShapeEnv(self.shapes, scope))
         except UnknownShape:
             return None
         except StochgradError:
@@ -170,80 +172,114 @@ class _Planner:
             raise
 
     def number(self, e: ir.Expr) -> None:
-        """Give every binding a uid in evaluation order (args, then sample; then the body)."""
-        if isinstance(e, ir.Expect):
-            for b in e.bindings:
-                self.number(b.dist)
+        """Give every binding a uid in evaluation order (args, then sample; then the body), in one
+        pass; refuse calls, distributions and expectations nested deeper than MAX_NESTING."""
+        stack: list[tuple[Any, int]] = [(e, 0)]
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, ir.Binding):
+                self.uids[id(item)] = len(self.uids)
+                continue
+            if isinstance(item, tuple):  # a KL node, after its children
+                kl = item[0]
+                b = ir.Binding(f"_kl{len(self.kl_bindings)}", kl.p)
+                self.kl_bindings[id(kl)] = b
                 self.uids[id(b)] = len(self.uids)
-            self.number(e.body)
-        else:
-            for c in e.children():
-                self.number(c)
-            if isinstance(e, ir.KL) and (e.p.name, e.q.name) not in KL_FORMULAS:
-                b = ir.Binding(f"_kl{len(self.kl_bindings)}", e.p)
-                self.kl_bindings[id(e)] = b
-                self.uids[id(b)] = len(self.uids)
+                continue
+            if not isinstance(item, (ir.BinOp, ir.Neg, ir.Num, ir.Name)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    raise PlanError(f"expression nested too deeply: calls, distributions and expectations nested"
+                                    f" more than {MAX_NESTING} levels, at `{_clip(item)}`")
+            if isinstance(item, ir.Expect):
+                todo: list[Any] = []
+                for b in item.bindings:
+                    todo += [b.dist, b]
+                todo.append(item.body)
+                stack.extend((x, depth) for x in reversed(todo))
+                continue
+            if isinstance(item, ir.KL) and (item.p.name, item.q.name) not in KL_FORMULAS:
+                stack.append(((item,), depth))
+            stack.extend((c, depth) for c in reversed(item.children()))
 
-    def plan(self, e: ir.Expr, scope: Mapping[str, NodePlan]) -> ir.Expr:
-        if isinstance(e, ir.Expect):
-            return self.plan_expect(e, scope)
-        if not any(isinstance(n, (ir.Expect, ir.KL)) for n in ir.walk(e)):
-            return e
-        if isinstance(e, ir.KL):
-            p, q = self.plan(e.p, scope), self.plan(e.q, scope)
-            if id(e) not in self.kl_bindings:
-                self.notes.append(f"{e}: closed form")
-                return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
-            b = self.kl_bindings[id(e)]
-            self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
-            return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
-        if isinstance(e, ir.Neg):
-            return ir.Neg(self.plan(e.operand, scope), span=e.span)
-        if isinstance(e, ir.BinOp):
-            return dataclasses.replace(e, left=self.plan(e.left, scope), right=self.plan(e.right, scope))
-        if isinstance(e, ir.Call):
-            return dataclasses.replace(e, args=tuple(self.plan(a, scope) for a in e.args))
-        if isinstance(e, ir.Dist):
-            return dataclasses.replace(e, params=tuple((k, self.plan(v, scope)) for k, v in e.params))
-        raise TypeError(f"cannot plan {type(e).__name__}")
+    def plan(self, e: ir.Expr, scope: Scope) -> ir.Expr:
+        """``e`` with its expectations and KL terms planned, left to right; a subtree without any
+        is kept as it is.  Arithmetic, calls and distributions are rebuilt with an explicit stack."""
+        values: list[ir.Expr] = []
+        stack: list[tuple[ir.Expr, bool]] = [(e, False)]
+        while stack:
+            node, ready = stack.pop()
+            if isinstance(node, ir.Expect):
+                values.append(self.plan_expect(node, scope))
+            elif isinstance(node, ir.KL):
+                values.append(self.plan_kl(node, scope))
+            elif not isinstance(node, (ir.Neg, ir.BinOp, ir.Call, ir.Dist)):
+                values.append(node)  # a name, a number, or a node planned already (a KL's log-ratio)
+            elif not ready:
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children()))
+            else:
+                n = len(node.children())
+                kids = values[len(values) - n:]
+                del values[len(values) - n:]
+                values.append(_rebuild(node, kids))
+        return values[0]
 
-    def deps(self, e: ir.Expr, scope: Mapping[str, NodePlan]) -> frozenset[int]:
-        out: frozenset[int] = frozenset()
-        for node in ir.walk(e):
-            if isinstance(node, ir.Name) and node.id in scope:
-                out |= scope[node.id].deps
-        return out
+    def plan_kl(self, e: ir.KL, scope: Scope) -> ir.Expr:
+        p, q = self.plan(e.p, scope), self.plan(e.q, scope)
+        if id(e) not in self.kl_bindings:
+            self.notes.append(f"{e}: closed form")
+            return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
+        b = self.kl_bindings[id(e)]
+        self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
+        return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
 
-    def plan_expect(self, e: ir.Expect, outer: Mapping[str, NodePlan]) -> PlannedExpect:
-        # Provisional scope (estimators filled in below) so dependencies resolve in order.
-        scope = dict(outer)
-        provisional: list[NodePlan] = []
-        for b in e.bindings:
+    def append(self, nodes: list[NodePlan]) -> None:
+        """Record planned nodes; a pathwise node whose own path is broken breaks its ancestors' paths."""
+        for w in nodes:
+            self.nodes.append(w)
+            if w.spec.name == "pathwise" and w.biased:
+                mark_ancestors(self.parents, w.uid, w.var, self.broken)
+
+    def plan_expect(self, e: ir.Expect, outer: Scope) -> PlannedExpect:
+        # Provisional nodes (estimators decided below) so dependencies and shapes resolve in order.
+        frame = Frame()
+        for i, b in enumerate(e.bindings):
             uid = self.uids[id(b)]
-            node = NodePlan(uid, b.var, b.dist, Score(), "", False, self.deps(b.dist, scope) | {uid},
-                            self.shape(b.dist, scope))
-            scope[b.var] = node
-            provisional.append(node)
-        first_new = len(self.nodes)
+            at = Scope(frame, i, outer)
+            node = NodePlan(uid, b.var, b.dist, Score(), "", False, frozenset(uses(b.dist, at)), self.shape(b.dist, at))
+            self.parents[uid] = node.parents
+            frame.add(node)
+        scope = Scope(frame, len(e.bindings), outer)
         body = self.plan(e.body, scope)
+        # the first non-differentiable use of each variable: in the body, else in the earliest later binding
+        in_body = nondiff_uses(e.body)
+        in_dists = [nondiff_uses(b.dist) for b in e.bindings]
+        later: dict[str, str] = {}
+        local = {n.uid for n in frame.nodes}
+        through: dict[int, str] = {}  # uid -> the earliest later pathwise local node with a broken path
         final: list[NodePlan] = [None] * len(e.bindings)  # type: ignore[list-item]
         for i in reversed(range(len(e.bindings))):
-            b, node = e.bindings[i], provisional[i]
-            inner_scope = {k: v for k, v in scope.items() if k not in {x.var for x in e.bindings[i:]}}
-            dist = self.plan(b.dist, inner_scope)
-            later = [e.body] + [x.dist for x in e.bindings[i + 1:]]
-            nondiff = next((r for r in (nondiff_use(x, b.var) for x in later) if r), None)
+            b, node = e.bindings[i], frame.nodes[i]
+            if i + 1 < len(e.bindings):
+                later.update(in_dists[i + 1])
+            dist = self.plan(b.dist, Scope(frame, i, outer))
+            nondiff = in_body.get(b.var) or later.get(b.var)
             if nondiff is None:  # a later pathwise node whose own path is broken carries z's path with it
-                for w in self.nodes[first_new:] + [f for f in final if f is not None]:
-                    if node.uid in w.deps and w.uid != node.uid and w.spec.name == "pathwise" and w.biased:
-                        nondiff = f"through {w.var}, whose cost is not differentiable"
-                        break
+                w = self.broken.get(node.uid) or through.get(node.uid)
+                if w is not None:
+                    nondiff = f"through {w}, whose cost is not differentiable"
             final[i] = self.decide(b, dist, node, nondiff)
-            scope[b.var] = final[i]
-        self.nodes.extend(final)
-        score = [j for j, n in enumerate(final) if n.spec.name == "score"]
+            frame.nodes[i] = final[i]
+            if final[i].spec.name == "pathwise" and final[i].biased:
+                mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
+        self.append(final)
+        score = [n.spec.name == "score" for n in final]
+        positions = {n.uid: j for j, n in enumerate(final)}
+        ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)
         terms = tuple(additive_terms(body))
-        boxes = tuple(tuple(j for j in score if final[j].uid in self.deps(t, scope)) for _, t in terms)
+        boxes = tuple(tuple(sorted(frozenset().union(*(ancestors[positions[u]] for u in uses(t, scope) if u in positions))))
+                      for _, t in terms)
         return PlannedExpect(e, tuple(final), terms, boxes)
 
     def decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
@@ -287,6 +323,24 @@ class _Planner:
         return dataclasses.replace(node, dist=dist, spec=spec, reason=reason, biased=biased)
 
 
+def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
+    """``node`` with new children (the same node when none changed)."""
+    if all(a is b for a, b in zip(kids, node.children())):
+        return node
+    if isinstance(node, ir.Neg):
+        return ir.Neg(kids[0], span=node.span)
+    if isinstance(node, ir.BinOp):
+        return dataclasses.replace(node, left=kids[0], right=kids[1])
+    if isinstance(node, ir.Call):
+        return dataclasses.replace(node, args=tuple(kids[:len(node.args)]))
+    return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined]
+
+
+def _clip(e: ir.Expr) -> str:
+    text = str(e)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def plan(
     expr: Any,
     estimators: Mapping[str, Any] | None = None,
@@ -321,7 +375,7 @@ def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], p
                  shapes: tuple[tuple[str, Shape], ...] | None, budget: int, capabilities: frozenset[str]) -> Plan:
     planner = _Planner(dict(overrides), policy, None if shapes is None else dict(shapes), budget, capabilities)
     planner.number(e)
-    root = planner.plan(e, {})
+    root = planner.plan(e, Scope())
     bound = {n.var for n in planner.nodes}
     for var in dict(overrides):
         if var not in bound:

@@ -10,6 +10,7 @@ the text before any computation.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,19 +33,61 @@ def broadcast(shapes: list[Shape], where: ir.Expr) -> Shape:
 
 
 def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
-    """Logical shape of ``e``; ``env`` maps parameters and bound variables to shapes (missing: scalar)."""
-    if isinstance(e, ir.Num):
-        return ()
-    if isinstance(e, ir.Name):
-        return tuple(env.get(e.id, ()))
+    """Logical shape of ``e``; ``env`` maps parameters and bound variables to shapes (missing: scalar).
+
+    One post-order pass with explicit stacks (no recursion, whatever the depth); the variables
+    bound inside ``e`` live in one dict, restored on leaving each expectation."""
+    local: dict[str, Shape] = {}
+    values: list[Shape] = []
+    stack: list[tuple[Any, ...]] = [(_VISIT, e)]
+    while stack:
+        task = stack.pop()
+        kind, node = task[0], task[1]
+        if kind is _VISIT:
+            if isinstance(node, ir.Num):
+                values.append(())
+            elif isinstance(node, ir.Name):
+                values.append(local[node.id] if node.id in local else tuple(env.get(node.id, ())))
+            elif isinstance(node, ir.Expect):
+                saved = {b.var: local.get(b.var) for b in node.bindings}
+                todo: list[tuple[Any, ...]] = []
+                for b in node.bindings:
+                    todo += [(_VISIT, b.dist), (_BIND, b.var)]
+                todo += [(_VISIT, node.body), (_RESTORE, saved)]
+                stack.extend(reversed(todo))
+            elif isinstance(node, ir.Call) and node.impl is not None:
+                raise UnknownShape(node.fn)
+            else:
+                kids = node.args[:1] if isinstance(node, ir.Call) else node.children()
+                stack.append((_COMBINE, node, len(kids)))
+                stack.extend((_VISIT, c) for c in reversed(kids))
+        elif kind is _COMBINE:
+            n = task[2]
+            shapes = values[len(values) - n:]
+            del values[len(values) - n:]
+            values.append(_rule(node, shapes))
+        elif kind is _BIND:
+            local[node] = values.pop()
+        else:  # _RESTORE
+            for var, old in node.items():
+                if old is None:
+                    local.pop(var, None)
+                else:
+                    local[var] = old
+    return values[-1]
+
+
+_VISIT, _COMBINE, _BIND, _RESTORE = "visit", "combine", "bind", "restore"
+
+
+def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
+    """The shape of ``e`` from its children's shapes (a call: of its first argument)."""
     if isinstance(e, ir.Neg):
-        return infer(e.operand, env)
-    if isinstance(e, ir.BinOp):
-        return broadcast([infer(e.left, env), infer(e.right, env)], e)
+        return shapes[0]
+    if isinstance(e, (ir.BinOp, ir.Dist)):
+        return broadcast(shapes, e)
     if isinstance(e, ir.Call):
-        if e.impl is not None:
-            raise UnknownShape(e.fn)
-        shape = infer(e.args[0], env)
+        shape = shapes[0]
         if e.fn == "argmax":
             if not shape:
                 raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`", e.span)
@@ -59,16 +102,9 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
             raise StochgradError(f"axis {k} is out of range for a value with {len(shape)} axes (shape {shape}) in `{e}`",
                                  e.span)
         return shape[: k % len(shape)] + shape[k % len(shape) + 1:]
-    if isinstance(e, ir.Dist):
-        return broadcast([infer(v, env) for _, v in e.params], e)
     if isinstance(e, ir.KL):
         from .distributions import lookup
 
-        shape = broadcast([infer(e.p, env), infer(e.q, env)], e)
+        shape = broadcast(shapes, e)
         return shape[: len(shape) - lookup(e.p.name).event_rank]
-    if isinstance(e, ir.Expect):
-        inner = dict(env)
-        for b in e.bindings:
-            inner[b.var] = infer(b.dist, inner)
-        return infer(e.body, inner)
     raise TypeError(f"no shape rule for {type(e).__name__}")
