@@ -26,6 +26,7 @@ from .distributions import MAX_STATES, joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS
+from .kl import verdict as kl_verdict
 from .shapes import Shape, UnknownShape, infer
 
 #: planning policies: the default never picks a biased estimator by itself
@@ -179,7 +180,7 @@ class _Planner:
         else:
             for c in e.children():
                 self.number(c)
-            if isinstance(e, ir.KL) and (e.p.name, e.q.name) not in KL_FORMULAS:
+            if isinstance(e, ir.KL) and kl_verdict(e) == "finite" and (e.p.name, e.q.name) not in KL_FORMULAS:
                 b = ir.Binding(f"_kl{len(self.kl_bindings)}", e.p)
                 self.kl_bindings[id(e)] = b
                 self.uids[id(b)] = len(self.uids)
@@ -191,8 +192,9 @@ class _Planner:
             return e
         if isinstance(e, ir.KL):
             p, q = self.plan(e.p, scope), self.plan(e.q, scope)
-            if id(e) not in self.kl_bindings:
-                self.notes.append(f"{e}: closed form")
+            if id(e) not in self.kl_bindings:  # closed form, or infinite: supp p outside supp q (see kl.verdict)
+                infinite = kl_verdict(e, self.shape(e.p, scope), self.shape(e.q, scope)) == "infinite"
+                self.notes.append(f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form"))
                 return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
             b = self.kl_bindings[id(e)]
             self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
