@@ -71,7 +71,9 @@ def tiny(B: Any) -> float:
 
 
 def _log(B: Any, x: Array) -> Array:
-    return B.fn["log"](B.fn["clip"](x, tiny(B), 1.0))
+    """``log`` of a probability, clipped below at :func:`tiny`; no clip above (a clip at 1 would
+    stop the gradient of ``log(1 - p)`` at p = 0 on a backend whose clip has no slope at its ends)."""
+    return B.fn["log"](B.fn["clip"](x, tiny(B), math.inf))
 
 
 def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -281,7 +283,8 @@ class Geometric(_Discrete):
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         q = B.stop_gradient(B.fn["clip"](p["probs"], tiny(B), 1.0))
-        return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
+        with np.errstate(divide="ignore"):  # q = 1: log1p(-1) = -inf, and every draw is 0
+            return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
