@@ -84,7 +84,7 @@ def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
 class _Discrete(Distribution):
     """Integer-valued samples, no pathwise sampler; the log-probability is finite for every sample
     and valid parameters (logits, or probabilities through a log clipped at the smallest normal
-    float), so the score function needs no clip of it."""
+    number of the backend's dtype), so the score function needs no clip of it."""
 
     reparameterized, discrete, finite_log_prob = False, True, True
 
@@ -195,9 +195,9 @@ class Categorical(_Discrete):
         return ONE_HOT  # of as many categories as the last axis has (the caller knows the shape)
 
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
-        (name, v), = values.items()
-        if np.ndim(v) and np.shape(v)[-1] == 0:
-            return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
+        for name, v in values.items():
+            if np.ndim(v) and np.shape(v)[-1] == 0:
+                return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
         return None
 
     def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:

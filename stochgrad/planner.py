@@ -192,8 +192,9 @@ class _Planner:
             return e
         if isinstance(e, ir.KL):
             p, q = self.plan(e.p, scope), self.plan(e.q, scope)
-            if id(e) not in self.kl_bindings:  # closed form, or infinite: supp p outside supp q (see kl.verdict)
-                infinite = kl_verdict(e, self.shape(e.p, scope), self.shape(e.q, scope)) == "infinite"
+            # supports, with the shapes known here: an error across spaces, or +inf (see kl.verdict)
+            infinite = kl_verdict(e, self.shape(e.p, scope), self.shape(e.q, scope)) == "infinite"
+            if id(e) not in self.kl_bindings:  # closed form, or infinite
                 self.notes.append(f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form"))
                 return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
             b = self.kl_bindings[id(e)]

@@ -30,6 +30,7 @@ unit = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(1e-30, 1.0))
     ("KL(Dirichlet(a) || Categorical(probs=p))", {"a": np.ones(2), "p": np.array([0.5, 0.5])}),
     ("KL(Categorical(probs=p) || Categorical(probs=q))", {"p": np.ones(3) / 3, "q": np.array([1.0])}),
     ("KL(Categorical(logits=p) || Categorical(logits=q))", {"p": np.zeros((2, 3)), "q": np.zeros((2, 1))}),
+    ("KL(Dirichlet(a) || Dirichlet(b))", {"a": np.ones(3), "b": np.ones(1)}),  # Monte Carlo pair: checked too
 ])
 def test_laws_on_different_spaces_are_an_error_naming_both(backend, text, params):
     e = sg.parse(text)
