@@ -96,7 +96,8 @@ class Distribution(ABC):
     def support(self, static: Mapping[str, float | None]) -> Support | None:
         """The declared support (see :mod:`stochgrad.supports`); None when undeclared.  This
         default holds the continuous built-ins; ``static`` as in :meth:`element_support`."""
-        return BUILTIN_SUPPORTS.get(self.name)
+        declared = BUILTIN_SUPPORTS.get(self.name)
+        return None if declared is None else declared.given(static)
 
     def prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
         """The probability (mass) of ``x``, differentiable in ``p`` at every valid parameter (shape

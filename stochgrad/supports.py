@@ -19,7 +19,8 @@ but set by a parameter that is not a literal (Uniform's ``low``, Binomial's ``to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from .errors import PlanError
 
@@ -31,12 +32,21 @@ SPACES = {"real": "a density on the reals", "integer": "a mass function on the i
 @dataclass(frozen=True)
 class Support:
     """``[low, high]`` of ``space``; ``categories`` is the vector length of a one-hot or simplex
-    space (None when unknown); an end that is None is finite but set by a parameter."""
+    space (None when unknown); an end that is None is finite but set by a parameter, the one
+    ``ends`` names (if any): :meth:`given` puts in a literal value."""
 
     space: str
     low: float | None = -math.inf
     high: float | None = math.inf
     categories: int | None = None
+    ends: tuple[str | None, str | None] = (None, None)
+
+    def given(self, static: Mapping[str, float | None]) -> Support:
+        """The support with the ends that literal parameters give filled in."""
+        low, high = (static.get(name) if name else None for name in self.ends)
+        if low is None and high is None:
+            return self
+        return replace(self, low=self.low if low is None else low, high=self.high if high is None else high)
 
     def __str__(self) -> str:
         if self.space in ("one-hot", "simplex"):
@@ -51,7 +61,7 @@ class Support:
                 (0.0, 1.0): "the unit interval"}.get((self.low, self.high), f"reals from {lo} to {hi}")  # type: ignore[arg-type]
 
     def with_categories(self, k: int | None) -> Support:
-        return Support(self.space, self.low, self.high, k)
+        return replace(self, categories=k)
 
 
 def _end(x: float) -> str:
@@ -66,7 +76,7 @@ COUNTS = Support("integer", 0.0)
 ONE_HOT = Support("one-hot", 0.0, 1.0)
 SIMPLEX = Support("simplex", 0.0, 1.0)
 #: Uniform(low, high): an interval of the real line set by its parameters
-INTERVAL = Support("real", None, None)
+INTERVAL = Support("real", None, None, ends=("low", "high"))
 
 #: the continuous built-ins (continuous.py, gammas.py), by name; a distribution that declares no
 #: support (a user's, not listed here) gets None, and KL checks nothing for it

@@ -50,6 +50,8 @@ def test_laws_on_different_spaces_are_an_error_naming_both(backend, text, params
     "KL(Poisson(2) || Bernoulli(0.5))",
     "KL(Geometric(0.5) || Binomial(3, 0.5))",
     "KL(Binomial(3, 0.4) || Binomial(2, 0.5))",
+    "KL(Uniform(-1, 1) || Exponential(1))",  # literal ends of a Uniform decide too
+    "KL(Beta(2, 2) || Uniform(0, 0.5))",
 ])
 def test_support_outside_q_is_exactly_infinite(backend, text):
     r = sg.estimate(text, n=100, backend=backend, seed=0)
@@ -66,6 +68,9 @@ def test_the_other_way_round_is_finite(backend):
     assert quad == pytest.approx(expected, rel=1e-8)  # the hand derivation, checked by integration
     r = sg.estimate("KL(Exponential(r) || Normal(0, 1))", {"r": r_}, n=40_000, backend=backend, seed=3)
     assert_estimate(r, value=expected, grad={"r": 1 / r_ - 2 / r_**3})
+    # KL(Uniform(0.5, 1) || Exponential(1)) = -log(1 / 2) - E[log 1 - x] = log 2 + 3/4: inside, so finite
+    r = sg.estimate("KL(Uniform(0.5, 1) || Exponential(1))", n=40_000, backend=backend, seed=4)
+    assert_estimate(r, value=math.log(2) + 0.75)
     for text in ("KL(Bernoulli(0.3) || Binomial(3, 0.5))", "KL(Binomial(2, 0.3) || Binomial(3, 0.5))"):
         assert np.isfinite(sg.estimate(text, n=1000, backend=backend, seed=0).value)
 
