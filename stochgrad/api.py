@@ -278,12 +278,13 @@ def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], c
     """Mean and sum of squared deviations from a chunk's sums (see :func:`_accumulate`);
     ``values()`` gives the chunk's values (sample axis first), needed only when the sums cancel."""
     mean = s1 / count
-    m2 = s2 - s1 * mean
-    if (m2 < _CANCELLATION * s2).any():
-        d = values() - mean
-        ds = d.sum(axis=0)
-        m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
-        mean = mean + ds / count
+    with np.errstate(invalid="ignore"):  # an infinite entry (KL of disjoint supports: +inf) has mean +inf
+        m2 = s2 - s1 * mean
+        if (m2 < _CANCELLATION * s2).any():
+            d = values() - mean
+            ds = d.sum(axis=0)
+            m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
+            mean = np.where(np.isfinite(mean), mean + ds / count, mean)
     return mean, np.maximum(m2, 0.0)
 
 

@@ -13,7 +13,20 @@ Bernoulli and Categorical also offer the biased surrogates of the reference text
 
 Uniform noise is clamped inside (0, 1) by every backend, so Gumbel noise
 ``-log(-log u)`` is always finite.  Probabilities enter logs through a clamp at
-the smallest normal float, so p = 0 or 1 gives finite log-probabilities.
+the smallest normal number *of the backend's float type* (:func:`tiny`: float64's
+is 0 in float32), so p = 0 or 1 gives finite log-probabilities in every dtype.
+
+Exact enumeration weighs state ``k`` by :meth:`prob`, the probability itself as a
+polynomial in the parameters rather than ``exp`` of a clipped log (whose gradient
+vanishes where the clip holds): ``y p + (1 - y)(1 - p)`` for Bernoulli,
+``sum_k y_k p_k / sum_k p_k`` or ``softmax(logits)`` for Categorical, and for Binomial
+
+    C(n, k) p^k (1 - p)^(n - k) = [p if k >= 1 else 1] [1 - p if k < n else 1]
+                                  * exp(log C(n, k) + (k - [k >= 1]) log p + (n - k - [k < n]) log(1 - p))
+
+with ``0^0 = 1``: the one factor of ``p`` (of ``1 - p``) that carries the derivative at
+``p = 0`` (``p = 1``) is kept out of the log, so the gradient is exact at the boundary,
+and the log-space rest cannot overflow (it is at most about ``n``).
 """
 
 from __future__ import annotations
@@ -25,10 +38,15 @@ from typing import Any
 import numpy as np
 
 from .distributions import Constraint, Distribution, Param, positive, real, register_distribution
+from .supports import BINARY, COUNTS, ONE_HOT, Support
 
 Array = Any
 P = Mapping[str, Array]
-_TINY = float(np.finfo(float).tiny)
+#: smallest positive normal number by float type; an unknown type gets float16's, the largest
+_TINIES = {name: float(np.finfo(name).tiny) for name in ("float64", "float32", "float16")}
+_TINIES["bfloat16"] = 2.0**-126
+#: the largest total_count a float holds exactly (every count below it is an integer float too)
+MAX_COUNT = 2.0**53
 
 unit_interval = Constraint("in [0, 1]", lambda x: (x >= 0) & (x <= 1), lambda x: 0.0 <= x <= 1.0)
 count = Constraint("a non-negative integer", lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x),
@@ -45,8 +63,17 @@ simplex = Constraint("non-negative with a last axis summing to 1", _on_simplex)
 vector = Constraint("finite, with a last axis of categories", lambda x: np.isfinite(x) & (np.ndim(x) > 0))
 
 
+def tiny(B: Any) -> float:
+    """The smallest positive normal number of ``B``'s float type (its ``dtype``; float64 without
+    one): a clip at float64's (2.2e-308) would be a clip at 0 in float32, and ``log`` -inf."""
+    name = str(getattr(B, "dtype", "float64")).rsplit(".", 1)[-1]
+    return _TINIES.get(name, _TINIES["float16"])
+
+
 def _log(B: Any, x: Array) -> Array:
-    return B.fn["log"](B.fn["clip"](x, _TINY, 1.0))
+    """``log`` of a probability, clipped below at :func:`tiny`; no clip above (a clip at 1 would
+    stop the gradient of ``log(1 - p)`` at p = 0 on a backend whose clip has no slope at its ends)."""
+    return B.fn["log"](B.fn["clip"](x, tiny(B), math.inf))
 
 
 def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -57,7 +84,7 @@ def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
 class _Discrete(Distribution):
     """Integer-valued samples, no pathwise sampler; the log-probability is finite for every sample
     and valid parameters (logits, or probabilities through a log clipped at the smallest normal
-    float), so the score function needs no clip of it."""
+    number of the backend's dtype), so the score function needs no clip of it."""
 
     reparameterized, discrete, finite_log_prob = False, True, True
 
@@ -75,10 +102,9 @@ class Bernoulli(_Discrete):
         return _log(B, p["probs"]) - _log(B, 1.0 - p["probs"])
 
     def constant_form(self, values: Mapping[str, float]) -> dict[str, float]:
-        if "logits" in values:
-            return dict(values)
-        probs = min(max(values["probs"], _TINY), 1.0)  # the clip of ``logits`` below
-        return {"logits": math.log(probs) - math.log(min(max(1.0 - values["probs"], _TINY), 1.0))}
+        if "logits" in values or not 0.0 < values["probs"] < 1.0:
+            return dict(values)  # probs 0 and 1 stay exact (their logits would be clipped, finite)
+        return {"logits": math.log(values["probs"]) - math.log1p(-values["probs"])}
 
     def probs(self, B: Any, p: P) -> Array:
         return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])
@@ -95,8 +121,19 @@ class Bernoulli(_Discrete):
             return x * p["logits"] - B.fn["softplus"](p["logits"])
         return x * _log(B, p["probs"]) + (1.0 - x) * _log(B, 1.0 - p["probs"])
 
+    def prob(self, B: Any, p: P, x: Array) -> Array:
+        if "logits" in p:
+            return x * B.fn["sigmoid"](p["logits"]) + (1.0 - x) * B.fn["sigmoid"](-p["logits"])
+        return x * p["probs"] + (1.0 - x) * (1.0 - p["probs"])
+
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
         return np.array([0.0, 1.0])
+
+    def support_size(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> int:
+        return 2
+
+    def support(self, static: Mapping[str, float | None]) -> Support:
+        return BINARY
 
     def _logistic(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         u = draw("uniform", shape)
@@ -141,8 +178,27 @@ class Categorical(_Discrete):
         y = x * self.log_softmax(B, p)
         return B.sum(y, (len(B.shape(y)) - 1,))
 
+    def prob(self, B: Any, p: P, x: Array) -> Array:
+        last = len(B.shape(x)) - 1
+        if "logits" in p:
+            return B.sum(x * B.softmax(p["logits"], len(B.shape(p["logits"])) - 1), (last,))
+        probs = p["probs"]
+        return B.sum(x * probs, (last,)) / B.sum(probs, (len(B.shape(probs)) - 1,))
+
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
         return np.eye(event[-1])
+
+    def support_size(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> int:
+        return event[-1]
+
+    def support(self, static: Mapping[str, float | None]) -> Support:
+        return ONE_HOT  # of as many categories as the last axis has (the caller knows the shape)
+
+    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+        for name, v in values.items():
+            if np.ndim(v) and np.shape(v)[-1] == 0:
+                return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
+        return None
 
     def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         t = (self.log_weights(B, p) - _minus_gumbel(B, draw, shape)) / temperature  # softmax ignores a shift
@@ -169,6 +225,9 @@ class Poisson(_Discrete):
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         return x * B.fn["log"](p["rate"]) - p["rate"] - B.fn["lgamma"](x + 1.0)
 
+    def support(self, static: Mapping[str, float | None]) -> Support:
+        return COUNTS
+
 
 class Binomial(_Discrete):
     name = "Binomial"
@@ -183,9 +242,38 @@ class Binomial(_Discrete):
         return (lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
                 + x * _log(B, p["probs"]) + (n - x) * _log(B, 1.0 - p["probs"]))
 
-    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
+    def prob(self, B: Any, p: P, x: Array) -> Array:
+        n, q, clip = B.stop_gradient(p["total_count"]), p["probs"], B.fn["clip"]
+        hit, miss = clip(x, 0.0, 1.0), clip(n - x, 0.0, 1.0)  # [k >= 1], [k < n] for integer k
+        lg = B.fn["lgamma"]
+        rest = B.fn["exp"](lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
+                           + (x - hit) * _log(B, q) + (n - x - miss) * _log(B, 1.0 - q))
+        return (hit * q + (1.0 - hit)) * (miss * (1.0 - q) + (1.0 - miss)) * rest
+
+    @staticmethod
+    def _count(static: Mapping[str, float | None]) -> int | None:
+        """The literal total_count as an int, if it is one a float holds exactly."""
         n = static.get("total_count")
-        return None if n is None else np.arange(int(n) + 1, dtype=float)
+        return int(n) if n is not None and 0 <= n <= MAX_COUNT and float(n).is_integer() else None
+
+    def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
+        n = self._count(static)
+        return None if n is None else np.arange(n + 1, dtype=float)
+
+    def support_size(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> int | None:
+        n = self._count(static)
+        return None if n is None else n + 1
+
+    def support(self, static: Mapping[str, float | None]) -> Support:
+        n = self._count(static)
+        return Support("integer", 0.0, None if n is None else float(n))
+
+    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+        n = np.asarray(values["total_count"])
+        if np.any(n > MAX_COUNT):
+            return (f"parameter 'total_count' must be at most 2**53 = {MAX_COUNT:.0f} (the largest count a float holds"
+                    f" exactly), got {float(n[n > MAX_COUNT].flat[0]) if n.ndim else float(n)!r}")
+        return None
 
 
 class Geometric(_Discrete):
@@ -194,14 +282,18 @@ class Geometric(_Discrete):
     doc = "Geometric(probs): failures before the first success, 0, 1, 2, ... (never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        q = B.stop_gradient(B.fn["clip"](p["probs"], _TINY, 1.0))
-        return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
+        q = B.stop_gradient(B.fn["clip"](p["probs"], tiny(B), 1.0))
+        with np.errstate(divide="ignore"):  # q = 1: log1p(-1) = -inf, and every draw is 0
+            return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
 
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
         return "parameter 'probs' must be > 0" if np.any(np.asarray(values["probs"]) <= 0) else None
+
+    def support(self, static: Mapping[str, float | None]) -> Support:
+        return COUNTS
 
 
 for _cls in (Bernoulli, Categorical, Poisson, Binomial, Geometric):

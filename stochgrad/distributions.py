@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .errors import StochgradError, did_you_mean
+from .errors import PlanError, StochgradError, did_you_mean
+from .supports import BUILTIN as BUILTIN_SUPPORTS
+from .supports import Support
 
 Array = Any
 Draw = Callable[[str, tuple[int, ...]], Array]  # draw(kind, logical shape) -> (count, *shape) noise
@@ -83,6 +85,25 @@ class Distribution(ABC):
 
         ``static`` holds parameters that are numeric literals in the expression (else None)."""
         return None
+
+    def support_size(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> int | None:
+        """The number of values one batch element takes (None if infinite or unknown), computed
+        without building them: this default counts :meth:`element_support`, so a distribution
+        with a large support overrides it with arithmetic."""
+        elem = self.element_support(event, static)
+        return None if elem is None else len(elem)
+
+    def support(self, static: Mapping[str, float | None]) -> Support | None:
+        """The declared support (see :mod:`stochgrad.supports`); None when undeclared.  This
+        default holds the continuous built-ins; ``static`` as in :meth:`element_support`."""
+        declared = BUILTIN_SUPPORTS.get(self.name)
+        return None if declared is None else declared.given(static)
+
+    def prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
+        """The probability (mass) of ``x``, differentiable in ``p`` at every valid parameter (shape
+        of :meth:`log_prob`).  Enumeration weights use it; a finite distribution overrides this
+        default ``exp(log_prob)``, whose clipped logs lose the gradient where a mass is 0."""
+        return B.fn["exp"](self.log_prob(B, p, x))
 
     def relaxed(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...], temperature: float) -> Array:
         raise StochgradError(f"{self.name} has no continuous relaxation")
@@ -216,32 +237,57 @@ MAX_STATES = 1 << 20
 
 def joint_support(d: Distribution, node: ir.Dist, shape: tuple[int, ...]) -> np.ndarray | None:
     """Every joint value of a node of logical ``shape``: array ``(K, *shape)``, or None if the
-    support is infinite, unknown or larger than :data:`MAX_STATES`.  Batch elements are
-    independent, so the joint support is the product of the per-element supports."""
+    support is infinite, unknown or larger than :data:`MAX_STATES` (known before any array is
+    built).  Batch elements are independent, so the joint support is the product of the
+    per-element supports."""
     n = joint_states(d, node, shape)
     if n is None or n > MAX_STATES:
         return None
     split = len(shape) - d.event_rank
-    elem = d.element_support(shape[split:], _static(node))
+    elem = d.element_support(shape[split:], static_params(node))
     m = int(np.prod(shape[:split], dtype=np.int64))
     index = np.indices((len(elem),) * m).reshape(m, -1).T if m else np.zeros((1, 0), dtype=int)
     return elem[index].reshape((len(index),) + tuple(shape))
 
 
 def joint_states(d: Distribution, node: ir.Dist, shape: tuple[int, ...] | None) -> int | None:
-    """Size of the joint support (capped at 2**63), or None if infinite or unknown."""
+    """Size of the joint support (capped at 2**63), or None if infinite or unknown, from
+    :meth:`Distribution.support_size`: arithmetic, nothing is allocated.  A support with no
+    value at all (a Categorical over an empty axis) is a :class:`PlanError`."""
     if shape is None or not d.discrete:
         return None
     split = len(shape) - d.event_rank
     if split < 0:
         return None
-    elem = d.element_support(shape[split:], _static(node))
-    if elem is None:
+    k = d.support_size(tuple(shape[split:]), static_params(node))
+    if k is None:
         return None
+    if k < 1:
+        raise PlanError(f"{node}: a {d.name} of shape {tuple(shape)} has no values to take"
+                        f" (an empty last axis: it needs at least one category)")
     m = int(np.prod(shape[:split], dtype=np.int64))
-    k = len(elem)
     return k**m if m * math.log2(max(k, 2)) < 63 else 1 << 63
 
 
-def _static(node: ir.Dist) -> dict[str, float | None]:
+def joint_prob(B: Any, q: Array) -> Array:
+    """``prod`` of ``q`` over its logical axes (all but the leading sample axis): the joint
+    probability of independent elements, as a product of probabilities (not ``exp`` of a sum of
+    clipped logs, whose gradient vanishes at a zero mass).  Pairs of columns are multiplied
+    until one is left: about ``log2`` of the number of elements multiplications."""
+    shape = B.shape(q)
+    m = math.prod(shape[1:])
+    x = B.reshape(q, (shape[0], m))
+    rest: Array | None = None  # the odd columns left over at each halving
+    while m > 1:
+        if m % 2:
+            rest = x[:, m - 1] if rest is None else rest * x[:, m - 1]
+            m -= 1
+        pairs = B.reshape(x[:, :m], (shape[0], m // 2, 2))
+        x, m = pairs[:, :, 0] * pairs[:, :, 1], m // 2
+    x = B.reshape(x, (shape[0],)) if m == 1 else x[:, 0] * 0.0 + 1.0
+    return x if rest is None else x * rest
+
+
+def static_params(node: ir.Dist) -> dict[str, float | None]:
+    """The node's parameters that are numeric literals (the others None)."""
     return {k: (v.value if isinstance(v, ir.Num) else None) for k, v in node.params}

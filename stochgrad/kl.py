@@ -15,14 +15,29 @@ Formulas (standard; e.g. Gil, Alajaji & Linder 2013 for exponential families):
 * Bernoulli, in logits ``a`` (of p) and ``b`` (of q): ``sigmoid(a) (a - b) + softplus(b) - softplus(a)``
   (from ``p (log p - log q) + (1 - p)(log(1 - p) - log(1 - q))`` with ``log sigmoid(a) = a - softplus(a)``)
 * Categorical: ``sum_k p_k (log p_k - log q_k)``
+
+Supports (see :mod:`stochgrad.supports`) decide first, from the distributions alone, at plan
+time: laws on different spaces (``KL(Normal || Bernoulli)``, Categoricals of different lengths)
+are an error naming both; a pair whose ``supp p`` reaches outside ``supp q`` for every parameter
+(``KL(Normal || Exponential)``, ``KL(Poisson || Bernoulli)``) is exactly ``+inf``.  Within a
+mass function, given probabilities decide the rest: ``0 log 0 = 0`` (a ``p_k = 0`` term adds 0),
+and ``q_k = 0 < p_k`` makes the divergence exactly ``+inf`` (not ``p_k log(1 / tiny)``, the
+value of a clipped log), added as ``-log(1 - [q_k = 0 < p_k])`` of gradient-free indicators, so
+the finite part keeps its gradient.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .distributions import lookup
+import numpy as np
+
+from . import ir
+from .distributions import lookup, static_params
+from .errors import PlanError
+from .supports import kl_verdict
 
 Array = Any
 P = Mapping[str, Array]
@@ -49,18 +64,38 @@ def _poisson(B: Any, p: P, q: P) -> Array:
     return r1 * (B.fn["log"](r1) - B.fn["log"](r2)) - r1 + r2
 
 
+def _infinite_where(B: Any, zero_mass: Array) -> Array:
+    """``+inf`` where the gradient-free 0/1 indicator ``zero_mass`` is 1, else 0."""
+    with np.errstate(divide="ignore"):  # log(0) = -inf is the point (numpy would warn)
+        return -B.fn["log"](1.0 - B.stop_gradient(zero_mass))
+
+
 def _bernoulli(B: Any, p: P, q: P) -> Array:
     d = lookup("Bernoulli")
     a, b = d.logits(B, p), d.logits(B, q)  # type: ignore[attr-defined]
     softplus = B.fn["softplus"]
-    return B.fn["sigmoid"](a) * (a - b) + softplus(b) - softplus(a)
+    out = B.fn["sigmoid"](a) * (a - b) + softplus(b) - softplus(a)
+    if "probs" in q:  # q = 0 (or 1) where p gives y = 1 (or 0) mass: infinite
+        q1, fn = B.stop_gradient(q["probs"]), B.fn
+        if "probs" in p:
+            p1 = B.stop_gradient(p["probs"])
+            zero = fn["gt"](p1, 0.0) * fn["le"](q1, 0.0) + fn["lt"](p1, 1.0) * fn["ge"](q1, 1.0)
+        else:  # logits: p gives both values mass
+            zero = fn["le"](q1, 0.0) + fn["ge"](q1, 1.0)
+        out = out + _infinite_where(B, fn["clip"](zero, 0.0, 1.0))
+    return out
 
 
 def _categorical(B: Any, p: P, q: P) -> Array:
     d = lookup("Categorical")
     lp, lq = d.log_softmax(B, p), d.log_softmax(B, q)  # type: ignore[attr-defined]
-    terms = B.fn["exp"](lp) * (lp - lq)
-    return B.sum(terms, (len(B.shape(terms)) - 1,))
+    terms = B.fn["exp"](lp) * (lp - lq)  # a p_k = 0 term is 0 (exp of a log clipped at tiny) times finite
+    last = (len(B.shape(terms)) - 1,)
+    if "probs" in q:
+        q_zero = B.fn["le"](B.stop_gradient(q["probs"]), 0.0)
+        zero = q_zero * B.fn["gt"](B.stop_gradient(p["probs"]), 0.0) if "probs" in p else q_zero
+        terms = terms + _infinite_where(B, zero)
+    return B.sum(terms, last)
 
 
 KL_FORMULAS: dict[tuple[str, str], Callable[[Any, P, P], Array]] = {
@@ -72,3 +107,37 @@ KL_FORMULAS: dict[tuple[str, str], Callable[[Any, P, P], Array]] = {
     ("Bernoulli", "Bernoulli"): _bernoulli,
     ("Categorical", "Categorical"): _categorical,
 }
+
+
+def verdict(e: ir.KL, p_shape: tuple[int, ...] | None = None, q_shape: tuple[int, ...] | None = None) -> str:
+    """``"infinite"`` when ``KL(p || q)`` is ``+inf`` whatever the parameters, else ``"finite"``;
+    a :class:`PlanError` naming both distributions when they are laws on different spaces.  The
+    logical shapes, where known, give the number of categories of a one-hot or simplex law."""
+    supports = []
+    for dist, shape in ((e.p, p_shape), (e.q, q_shape)):
+        d = lookup(dist.name)
+        s = d.support(static_params(dist))
+        if s is not None and d.event_rank and shape:
+            s = s.with_categories(shape[-1])
+        supports.append(s)
+    try:
+        return kl_verdict(supports[0], supports[1], (str(e.p), str(e.q)))
+    except PlanError as exc:
+        raise PlanError(f"{e}: {exc}", span=getattr(e, "span", None)) from None
+
+
+def kl_value(B: Any, e: ir.KL, p: P, q: P) -> Array:
+    """``KL(p || q)`` of aligned native parameters: the closed form, or ``+inf`` (of the batch
+    shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
+    here too (the plan may not have known the shapes)."""
+    shape = (lambda x: B.shape(x)[1:])
+    pv, qv = next(iter(p.values())), next(iter(q.values()))
+    if verdict(e, shape(pv), shape(qv)) == "finite":
+        return KL_FORMULAS[(e.p.name, e.q.name)](B, p, q)
+    zero: Array = 0.0
+    for v in (*p.values(), *q.values()):  # the batch shape: every parameter broadcast together
+        zero = zero + 0.0 * B.stop_gradient(v)
+    rank = lookup(e.p.name).event_rank
+    if rank:
+        zero = B.sum(zero, tuple(range(len(B.shape(zero)) - rank, len(B.shape(zero)))))
+    return zero + math.inf

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .distributions import joint_support, lookup
+from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
 from .estimators import baseline_value, magic_box, score_term
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .noise import BLOCK, NoiseSource
-from .kl import KL_FORMULAS
+from .kl import kl_value
 from .planner import LogRatio, NodePlan, PlannedExpect
 from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
 
@@ -170,7 +170,7 @@ class Lowering(SampleAxis):
 
     def _kl(self, e: ir.KL, env: Mapping[str, Array]) -> Array:
         (p, q) = self._dist_params([e.p, e.q], env, where=e)
-        return self.array(KL_FORMULAS[(e.p.name, e.q.name)](self.B, p, q))
+        return self.array(kl_value(self.B, e, p, q))  # the closed form, or +inf (see kl.verdict)
 
     def _log_ratio(self, e: LogRatio, env: Mapping[str, Array]) -> Array:
         x = env[e.x.id]
@@ -276,8 +276,7 @@ class Lowering(SampleAxis):
             scope[var] = self.tile(scope[var], k)
         p = {name: self.tile(v, k) for name, v in p.items()}
         self.mult *= k
-        logq, _ = self.reduce_logical(d.log_prob(self.B, p, z), None)
-        return z, k * self.B.fn["exp"](logq)
+        return z, k * joint_prob(self.B, d.prob(self.B, p, z))  # q(k) itself, differentiable where it is 0
 
     def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
         B = self.B

@@ -26,6 +26,7 @@ from .distributions import MAX_STATES, joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS
+from .kl import verdict as kl_verdict
 from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
 
@@ -198,7 +199,7 @@ class _Planner:
                 todo.append(item.body)
                 stack.extend((x, depth) for x in reversed(todo))
                 continue
-            if isinstance(item, ir.KL) and (item.p.name, item.q.name) not in KL_FORMULAS:
+            if isinstance(item, ir.KL) and kl_verdict(item) == "finite" and (item.p.name, item.q.name) not in KL_FORMULAS:
                 stack.append(((item,), depth))
             stack.extend((c, depth) for c in reversed(item.children()))
 
@@ -227,8 +228,10 @@ class _Planner:
 
     def plan_kl(self, e: ir.KL, scope: Scope) -> ir.Expr:
         p, q = self.plan(e.p, scope), self.plan(e.q, scope)
-        if id(e) not in self.kl_bindings:
-            self.notes.append(f"{e}: closed form")
+        # supports, with the shapes known here: an error across spaces, or +inf (see kl.verdict)
+        infinite = kl_verdict(e, self.shape(e.p, scope), self.shape(e.q, scope)) == "infinite"
+        if id(e) not in self.kl_bindings:  # closed form, or infinite
+            self.notes.append(f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form"))
             return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
         b = self.kl_bindings[id(e)]
         self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
