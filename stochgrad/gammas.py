@@ -16,7 +16,8 @@ the backends give it to the first order only.  A second derivative through such 
 ``sg.compile``'s objective: ``torch.autograd.grad(..., create_graph=True)`` then again, or
 ``autograd.grad(autograd.grad(f))``) raises a :class:`~stochgrad.errors.PlanError` naming the node
 and its distribution, and pointing to ``estimators={"z": "score"}``: the score function's DiCE
-surrogate differentiates the log density, which is closed-form, to every order.
+surrogate differentiates the log density, which is closed-form, to every order.  The plan states
+the limit in a pathwise node's reason ("derivatives up to order 1").
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 
 class _Implicit(Distribution):
     needs = frozenset({"implicit_reparam"})
+    #: the pathwise gradient's derivative orders (the plan says so; see the module doc)
+    pathwise_orders = 1
 
     def gamma(self, B: Any, draw: Any, shape: tuple[int, ...], alpha: Array) -> Array:
         """Standard-gamma draws of concentration ``alpha``, differentiable in it to the first order."""

@@ -161,3 +161,13 @@ def test_estimate_still_gives_unbiased_first_derivatives(backend):
     # E[z**2] = a (a + 1) / r**2 for z ~ Gamma(a, r)
     r = sg.estimate("E[z**2, z ~ Gamma(a, r)]", {"a": 1.7, "r": 0.8}, n=40_000, backend=backend, seed=9)
     assert_estimate(r, value=1.7 * 2.7 / 0.64, grad={"a": 4.4 / 0.64, "r": -2 * 1.7 * 2.7 / 0.512})
+
+
+@pytest.mark.parametrize("family", sorted(CASES))
+def test_the_plan_states_the_orders_of_an_implicit_pathwise_node(family):
+    text = CASES[family][0]
+    node = sg.plan(text).node("z")
+    assert node.estimator == "pathwise"
+    assert node.reason.endswith("; derivatives up to order 1 (implicit reparameterization; 'score' has every order)")
+    assert "order" not in sg.plan(text, estimators={"z": "score"}).node("z").reason
+    assert "order" not in sg.plan("E[z**2, z ~ Normal(x, 1)]").node("z").reason  # every order: nothing said
