@@ -3,9 +3,9 @@
 A standard gamma draw has no closed-form inverse CDF, but it is still a
 differentiable function of its shape ``a`` at fixed noise: differentiating
 ``F(z; a) = u`` gives ``dz/da = -(dF/da) / p(z; a)`` (implicit
-reparameterization, Figurnov et al. 2018).  Backends supply such draws as the
-``"gamma"`` noise kind (capability ``"implicit_reparam"``); a backend without
-it gets the score function, and the plan says so.  Then
+reparameterization, Figurnov et al. 2018).  Backends draw ``G`` as the ``"gamma"`` noise kind and
+attach that gradient with ``Backend.implicit_gamma`` (capability ``"implicit_reparam"``); a backend
+without it gets the score function, and the plan says so.  Then
 
 * ``Gamma(a, rate) = G / rate`` with ``G ~ Gamma(a, 1)``;
 * ``Beta(a, b) = G_a / (G_a + G_b)``;
