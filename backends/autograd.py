@@ -9,7 +9,9 @@ reparameterization (Figurnov et al. 2018): for ``z ~ Gamma(a, 1)`` with CDF
 ``F(z; a)``, holding ``F`` fixed gives ``dz/da = -(dF/da) / p(z; a)``.  ``dF/da``
 of the regularized incomplete gamma function has no closed form; it is taken
 by a central difference of ``scipy.special.gammainc`` (relative error ~1e-8,
-far below Monte Carlo error).
+far below Monte Carlo error).  That difference cannot be traced, so ``dz/da`` is itself a
+primitive whose vjp raises the node's :class:`~stochgrad.errors.PlanError`: a second derivative
+through a pathwise Gamma, Beta or Dirichlet node is refused by name (see :mod:`stochgrad.gammas`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from autograd.tracer import getval, isbox, new_box, trace_stack
 from scipy import special
 
 from stochgrad.backend import Backend, numpy_sample_sums
+from stochgrad.errors import PlanError
 from stochgrad.noise import NumpyStream, fill
 
 
@@ -51,9 +54,22 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 @primitive
-def _implicit_gamma(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
+def _implicit_gamma(alpha: np.ndarray, z: np.ndarray, refusal: str) -> np.ndarray:
     """Returns the standard-gamma draw ``z``; its gradient in ``alpha`` is implicit (see module doc)."""
     return z
+
+
+@primitive
+def _gamma_dz(alpha: np.ndarray, z: np.ndarray, refusal: str) -> np.ndarray:
+    """``dz/dalpha`` of standard-gamma draws ``z`` (``alpha`` broadcast to them): a first derivative
+    only, since its own vjp raises ``refusal`` (the finite difference below cannot be traced)."""
+    return _dz_dalpha(alpha, z)
+
+
+def _refuse(refusal: str) -> Callable[[Any], Any]:
+    def vjp(g: Any) -> Any:
+        raise PlanError(refusal)
+    return vjp
 
 
 def _dz_dalpha(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -66,15 +82,17 @@ def _dz_dalpha(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, 0.0)
 
 
-defvjp(_implicit_gamma, lambda ans, alpha, z: lambda g: _unbroadcast(g * _dz_dalpha(np.broadcast_to(alpha, ans.shape), ans), np.shape(alpha)))
+defvjp(_implicit_gamma, lambda ans, alpha, z, refusal: lambda g: _unbroadcast(
+    g * _gamma_dz(anp.broadcast_to(alpha, anp.shape(ans)), ans, refusal), anp.shape(alpha)))
+defvjp(_gamma_dz, lambda ans, alpha, z, refusal: _refuse(refusal), lambda ans, alpha, z, refusal: _refuse(refusal))
 
 
-def _unbroadcast(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    while x.ndim > len(shape):
-        x = x.sum(axis=0)
+def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
+    while anp.ndim(x) > len(shape):
+        x = anp.sum(x, axis=0)
     for axis, size in enumerate(shape):
-        if size == 1 and x.shape[axis] != 1:
-            x = x.sum(axis=axis, keepdims=True)
+        if size == 1 and anp.shape(x)[axis] != 1:
+            x = anp.sum(x, axis=axis, keepdims=True)
     return x
 
 
@@ -136,10 +154,12 @@ class AutogradBackend(Backend):
             return generator.poisson(raw[0]).astype(self.dtype)
         if kind == "binomial":
             return generator.binomial(raw[0].astype(np.int64), raw[1]).astype(self.dtype)
-        if kind == "gamma":
-            z = np.maximum(generator.standard_gamma(raw[0]), np.finfo(self.dtype).tiny).astype(self.dtype)
-            return _implicit_gamma(params[0], z)
+        if kind == "gamma":  # no gradient here: see implicit_gamma
+            return np.maximum(generator.standard_gamma(raw[0]), np.finfo(self.dtype).tiny).astype(self.dtype)
         raise ValueError(f"the autograd backend cannot draw {kind!r} noise")
+
+    def implicit_gamma(self, alpha: Any, z: Any, refusal: str) -> Any:
+        return _implicit_gamma(alpha, z, refusal)
 
     def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
                      shape: tuple[int, ...]) -> Any:

@@ -4,6 +4,8 @@ Gradients come from ``torch.autograd.grad``; ``stop_gradient`` is ``detach``.
 Noise comes from a ``torch.Generator`` on the backend's device, except normal and uniform noise in
 float64 on the CPU, which comes from numpy's PCG64: faster there than ``torch.randn`` (ziggurat
 rather than Box-Muller), and the very numbers the autograd backend draws for the same seed.
+Gamma draws get torch's implicit gradient through :class:`_ImplicitGamma`, one derivative deep (a
+second one raises the node's refusal, see :mod:`stochgrad.gammas`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from stochgrad.backend import Backend
-from stochgrad.errors import BackendError
+from stochgrad.errors import BackendError, PlanError
 from stochgrad.noise import NumpyStream, fill
 
 
@@ -48,6 +50,37 @@ def _device(device: Any) -> torch.device:
 
 
 _FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
+
+
+class _ImplicitGamma(torch.autograd.Function):
+    """Identity on a standard-gamma draw ``z`` with the implicit gradient ``dz/dalpha`` (torch's
+    ``_standard_gamma_grad``, the gradient ``torch._standard_gamma`` itself has), which supports one
+    derivative: a second one reaches :class:`_GammaGrad`'s backward and gets ``refusal``."""
+
+    @staticmethod
+    def forward(ctx: Any, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
+        ctx.save_for_backward(alpha, z)
+        ctx.refusal = refusal
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        alpha, z = ctx.saved_tensors
+        return g * _GammaGrad.apply(alpha, z, ctx.refusal), None, None
+
+
+class _GammaGrad(torch.autograd.Function):
+    """``dz/dalpha`` of a standard-gamma draw (torch's sampler already returns at least ``tiny``, so
+    the draw's clamp never cut a gradient); differentiating it raises the node's refusal."""
+
+    @staticmethod
+    def forward(ctx: Any, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
+        ctx.refusal = refusal
+        return torch._standard_gamma_grad(alpha.contiguous(), z)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, None]:
+        raise PlanError(ctx.refusal)
 
 
 class TorchBackend(Backend):
@@ -139,10 +172,13 @@ class TorchBackend(Backend):
         if kind == "binomial":
             count, probs = (q.detach().contiguous() for q in full)
             return torch.binomial(count, probs, generator=generator)
-        if kind == "gamma":
-            z = torch._standard_gamma(full[0].contiguous(), generator=generator)
+        if kind == "gamma":  # no gradient here: see implicit_gamma
+            z = torch._standard_gamma(full[0].detach().contiguous(), generator=generator)
             return z.clamp(min=torch.finfo(self.dtype).tiny)
         raise ValueError(f"the torch backend cannot draw {kind!r} noise")
+
+    def implicit_gamma(self, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
+        return _ImplicitGamma.apply(alpha.expand(z.shape), z, refusal)
 
     def noise_blocks(self, kind: str, generators: Sequence[torch.Generator], counts: Sequence[int],
                      shape: tuple[int, ...]) -> torch.Tensor:

@@ -40,8 +40,8 @@ class Backend(ABC):
     """A framework adapter.  Subclasses fill :attr:`fn` and the methods below."""
 
     name: str = ""
-    #: optional abilities the planner may rely on: "implicit_reparam" means ``noise("gamma", ...)``
-    #: is differentiable in its concentration (Figurnov et al. 2018)
+    #: optional abilities the planner may rely on: "implicit_reparam" means :meth:`implicit_gamma`
+    #: makes ``noise("gamma", ...)`` differentiable in its concentration (Figurnov et al. 2018)
     capabilities: frozenset[str] = frozenset()
     #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0;
     #: ``clip(x, lo, hi)`` takes float bounds
@@ -105,8 +105,14 @@ class Backend(ABC):
         * ``"normal"``: standard normal; ``"uniform"``: strictly inside (0, 1), so that logs and
           inverse CDFs stay finite;
         * ``"poisson"`` (rate), ``"binomial"`` (total_count, probs): integer counts as floats;
-        * ``"gamma"`` (concentration): standard gamma, differentiable in the concentration when
-          the backend has the ``"implicit_reparam"`` capability."""
+        * ``"gamma"`` (concentration): standard gamma, not differentiable (see :meth:`implicit_gamma`)."""
+
+    def implicit_gamma(self, alpha: Array, z: Array, refusal: str) -> Array:
+        """Standard-gamma draws ``z`` (from ``noise("gamma", ..., alpha)``) made differentiable in
+        ``alpha`` by implicit reparameterization, ``dz/dalpha = -(dF/dalpha) / p(z; alpha)``, to the
+        first order: a second derivative raises ``PlanError(refusal)``.  Backends with the
+        ``"implicit_reparam"`` capability implement it."""
+        raise BackendError(f"the {self.name} backend has no implicit gamma gradient (capability implicit_reparam)")
 
     def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
         """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block

@@ -8,11 +8,25 @@ Weibull are exactly the reference text's reparameterizations
 have the same law).  :class:`Kumaraswamy` has no hand-written sampler at all:
 it is defined only by its inverse CDF and log density (Kumaraswamy 1980;
 Nalisnick & Smyth 2017 use it as a reparameterizable Beta stand-in).
+
+**Log densities from the base noise** (for the score function).  For a location-scale family the
+log density depends on ``t = (z - loc) / scale``; computed from a float sample ``z`` at a scale far
+below ``loc``, ``z - loc`` keeps only the few bits of ``z`` below ``loc``'s, and the score
+``d log q / d loc`` is quantized (in float32, ``Normal(1, 1e-7)`` gets a 7% bias).  The sampler
+knows ``t0``, the standard draw with ``z = loc + scale * t0``; with ``z = stop(loc + scale * t0)``,
+``(z - loc) / scale`` as a function of ``(loc, scale)`` is *exactly*
+``(t0 * stop(scale) + (stop(loc) - loc)) / scale`` -- value ``t0``, computed without the
+cancellation, and every derivative that of ``(z - loc) / scale`` at fixed ``z``
+(:func:`held_standard`).  So ``sample_and_log_prob`` gives ``log q`` the value and the derivatives
+of ``log_prob(z)``, at every order.  Normal, Laplace, Logistic, Gumbel and Cauchy do this in ``t``;
+LogNormal in ``log z``; Weibull in ``log z - log scale``.  Exponential (``log rate - rate * z``) and
+Uniform (``-log(high - low)``) subtract no nearby numbers and keep the default.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -40,24 +54,62 @@ def _exp_in_range(B: Any, log_z: Array) -> Array:
     return B.fn["exp"](B.fn["clip"](log_z, _LOG_TINY, _LOG_HUGE))
 
 
-class _LocScale:
+def held_standard(B: Any, t0: Array, loc: Array, scale: Array) -> Array:
+    """``(z - loc) / scale`` for the held sample ``z = stop(loc + scale * t0)``, as a function of
+    ``(loc, scale)``: ``(t0 * stop(scale) + (stop(loc) - loc)) / scale``, whose value is ``t0`` (up to
+    rounding) and whose derivatives are those of ``(z - loc) / scale`` at fixed ``z``, at every order."""
+    stop = B.stop_gradient
+    return (t0 * stop(scale) + (stop(loc) - loc)) / scale
+
+
+class _LocScale(ABC):
+    """``z = loc + scale * t0`` with ``t0`` a standard draw made from base noise of kind :attr:`noise`."""
+
     params = (Param("loc", real, "location"), Param("scale", positive, "scale"))
+    noise = "uniform"
+
+    @abstractmethod
+    def standard(self, B: Any, e: Array) -> Array:
+        """The standard draw ``t0`` (loc 0, scale 1) made from base noise ``e``."""
+
+    @abstractmethod
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        """``log q(z)`` in terms of ``t = (z - loc) / scale``."""
+
+    def icdf(self, B: Any, p: P, u: Array) -> Array:
+        return p["loc"] + p["scale"] * self.standard(B, u)
+
+    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+        return self.standard_log_prob(B, (x - p["loc"]) / p["scale"], p["scale"])
+
+    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        t0 = self.standard(B, draw(self.noise, shape))
+        z = B.stop_gradient(p["loc"] + p["scale"] * t0)
+        return z, self.standard_log_prob(B, held_standard(B, t0, p["loc"], p["scale"]), p["scale"])
+
+
+def _normal_log_prob(B: Any, t: Array, scale: Array) -> Array:
+    return -0.5 * t * t - B.fn["log"](scale) - HALF_LOG_2PI
 
 
 class Normal(_LocScale, Distribution):
     name = "Normal"
     doc = "Normal(loc, scale): scale is the standard deviation"
+    noise = "normal"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return p["loc"] + p["scale"] * draw("normal", shape)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        t = (x - p["loc"]) / p["scale"]
-        return -0.5 * t * t - B.fn["log"](p["scale"]) - HALF_LOG_2PI
+    def standard(self, B: Any, e: Array) -> Array:
+        return e
+
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        return _normal_log_prob(B, t, scale)
 
 
-class LogNormal(_LocScale, Distribution):
+class LogNormal(Distribution):
     name = "LogNormal"
+    params = _LocScale.params
     doc = "LogNormal(loc, scale): exp of a Normal(loc, scale)"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -65,8 +117,13 @@ class LogNormal(_LocScale, Distribution):
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         log_x = B.fn["log"](x)
-        t = (log_x - p["loc"]) / p["scale"]
-        return -0.5 * t * t - B.fn["log"](p["scale"]) - HALF_LOG_2PI - log_x
+        return _normal_log_prob(B, (log_x - p["loc"]) / p["scale"], p["scale"]) - log_x
+
+    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        eps = draw("normal", shape)  # log z = loc + scale * eps (inside the float range)
+        z = B.stop_gradient(_exp_in_range(B, p["loc"] + p["scale"] * eps))
+        t = held_standard(B, eps, p["loc"], p["scale"])
+        return z, _normal_log_prob(B, t, p["scale"]) - B.fn["log"](z)
 
 
 class Exponential(InverseCDF):
@@ -91,9 +148,21 @@ class Weibull(InverseCDF):
         return _exp_in_range(B, log(p["scale"]) + log(-log(u)) / p["concentration"])
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        log, k, lam = B.fn["log"], p["concentration"], p["scale"]
-        t = log(x) - log(lam)  # in log space: (x / lam)**k overflows for extreme parameters
-        return log(k) - log(lam) + (k - 1.0) * t - B.fn["exp"](k * t)
+        t = B.fn["log"](x) - B.fn["log"](p["scale"])  # in log space: (x / lam)**k overflows for extreme parameters
+        return self._log_density(B, p, t)
+
+    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        log, stop, lam, k = B.fn["log"], B.stop_gradient, p["scale"], p["concentration"]
+        w = log(-log(draw("uniform", shape)))  # k * log(z / lam), from the noise
+        z = stop(_exp_in_range(B, log(lam) + w / k))  # icdf
+        # log z - log lam at fixed z, exactly: w / stop(k) + (log stop(lam) - log lam), valued w / k
+        return z, self._log_density(B, p, w / stop(k) + (log(stop(lam)) - log(lam)))
+
+    @staticmethod
+    def _log_density(B: Any, p: P, t: Array) -> Array:
+        """``log q`` in terms of ``t = log z - log scale``."""
+        log, k = B.fn["log"], p["concentration"]
+        return log(k) - log(p["scale"]) + (k - 1.0) * t - B.fn["exp"](k * t)
 
 
 class Uniform(InverseCDF):
@@ -120,48 +189,45 @@ class Laplace(_LocScale, InverseCDF):
     name = "Laplace"
     doc = "Laplace(loc, scale): density exp(-|z-loc|/scale) / (2 scale)"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def standard(self, B: Any, u: Array) -> Array:
         c = u - 0.5
-        return p["loc"] - p["scale"] * B.fn["sign"](c) * B.fn["log1p"](-2.0 * B.fn["abs"](c))
+        return -(B.fn["sign"](c) * B.fn["log1p"](-2.0 * B.fn["abs"](c)))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        return -B.fn["log"](2.0 * p["scale"]) - B.fn["abs"](x - p["loc"]) / p["scale"]
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        return -B.fn["log"](2.0 * scale) - B.fn["abs"](t)
 
 
 class Gumbel(_LocScale, InverseCDF):
     name = "Gumbel"
     doc = "Gumbel(loc, scale): the max-stable law used by the Gumbel-max trick"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
-        return p["loc"] - p["scale"] * B.fn["log"](-B.fn["log"](u))
+    def standard(self, B: Any, u: Array) -> Array:
+        return -B.fn["log"](-B.fn["log"](u))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        t = (x - p["loc"]) / p["scale"]
-        return -B.fn["log"](p["scale"]) - t - B.fn["exp"](-t)
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        return -B.fn["log"](scale) - t - B.fn["exp"](-t)
 
 
 class Logistic(_LocScale, InverseCDF):
     name = "Logistic"
     doc = "Logistic(loc, scale): CDF sigmoid((z-loc)/scale)"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
-        return p["loc"] + p["scale"] * (B.fn["log"](u) - B.fn["log1p"](-u))
+    def standard(self, B: Any, u: Array) -> Array:
+        return B.fn["log"](u) - B.fn["log1p"](-u)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        t = (x - p["loc"]) / p["scale"]
-        return -t - B.fn["log"](p["scale"]) - 2.0 * B.fn["softplus"](-t)
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        return -t - B.fn["log"](scale) - 2.0 * B.fn["softplus"](-t)
 
 
 class Cauchy(_LocScale, InverseCDF):
     name = "Cauchy"
     doc = "Cauchy(loc, scale): heavy-tailed, no mean"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
-        return p["loc"] + p["scale"] * B.fn["tan"](math.pi * (u - 0.5))
+    def standard(self, B: Any, u: Array) -> Array:
+        return B.fn["tan"](math.pi * (u - 0.5))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
-        t = (x - p["loc"]) / p["scale"]
-        return -math.log(math.pi) - B.fn["log"](p["scale"]) - B.fn["log1p"](t * t)
+    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+        return -math.log(math.pi) - B.fn["log"](scale) - B.fn["log1p"](t * t)
 
 
 class Kumaraswamy(InverseCDF):

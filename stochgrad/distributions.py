@@ -127,6 +127,16 @@ class Distribution(ABC):
     def log_prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
         """Log density of ``x`` (same shape as ``x``; no reduction over axes)."""
 
+    def sample_and_log_prob(self, B: Any, p: Mapping[str, Array], draw: Draw,
+                            shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """A :meth:`sample` ``z`` and ``log_prob(z)`` with ``z`` held fixed (for the score function).
+
+        A sampler that knows its base noise may compute the log density from it, avoiding the
+        cancellation in ``z - loc``; the value and the derivatives in ``p`` at every order must
+        stay those of ``log_prob(z)``.  This default is exactly that: sample, then ``log_prob``."""
+        z = self.sample(B, p, draw, shape)
+        return z, self.log_prob(B, p, z)
+
     def constant_form(self, values: Mapping[str, float]) -> dict[str, float]:
         """Constant parameters (as given, already checked) in the form this distribution's
         formulas use most cheaply; the lowering converts them once rather than on every call."""

@@ -127,8 +127,7 @@ class Score(EstimatorSpec):
         return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
 
     def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
-        z = d.sample(B, p, draw, shape)
-        return z, d.log_prob(B, p, z)
+        return d.sample_and_log_prob(B, p, draw, shape)  # log q(z) from the base noise where it can be
 
 
 @dataclass(frozen=True)

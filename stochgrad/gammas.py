@@ -3,13 +3,21 @@
 A standard gamma draw has no closed-form inverse CDF, but it is still a
 differentiable function of its shape ``a`` at fixed noise: differentiating
 ``F(z; a) = u`` gives ``dz/da = -(dF/da) / p(z; a)`` (implicit
-reparameterization, Figurnov et al. 2018).  Backends supply such draws as the
-``"gamma"`` noise kind (capability ``"implicit_reparam"``); a backend without
-it gets the score function, and the plan says so.  Then
+reparameterization, Figurnov et al. 2018).  Backends draw ``G`` as the ``"gamma"`` noise kind and
+attach that gradient with ``Backend.implicit_gamma`` (capability ``"implicit_reparam"``); a backend
+without it gets the score function, and the plan says so.  Then
 
 * ``Gamma(a, rate) = G / rate`` with ``G ~ Gamma(a, 1)``;
 * ``Beta(a, b) = G_a / (G_a + G_b)``;
 * ``Dirichlet(alpha) = G / sum(G)`` over the last axis.
+
+``dz/da`` has no closed form (``dF/da`` of the regularized incomplete gamma function is a series), so
+the backends give it to the first order only.  A second derivative through such a node (in
+``sg.compile``'s objective: ``torch.autograd.grad(..., create_graph=True)`` then again, or
+``autograd.grad(autograd.grad(f))``) raises a :class:`~stochgrad.errors.PlanError` naming the node
+and its distribution, and pointing to ``estimators={"z": "score"}``: the score function's DiCE
+surrogate differentiates the log density, which is closed-form, to every order.  The plan states
+the limit in a pathwise node's reason ("derivatives up to order 1").
 """
 
 from __future__ import annotations
@@ -28,6 +36,20 @@ _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 
 class _Implicit(Distribution):
     needs = frozenset({"implicit_reparam"})
+    #: the pathwise gradient's derivative orders (the plan says so; see the module doc)
+    pathwise_orders = 1
+
+    def gamma(self, B: Any, draw: Any, shape: tuple[int, ...], alpha: Array) -> Array:
+        """Standard-gamma draws of concentration ``alpha``, differentiable in it to the first order."""
+        return B.implicit_gamma(alpha, draw("gamma", shape, alpha), self.refusal(draw))
+
+    def refusal(self, draw: Any) -> str:
+        """The error for a second derivative, naming the node the lowering's ``draw`` samples."""
+        node = getattr(draw, "node", None)
+        var, where = (node.var, f"{node.var} ~ {node.dist}") if node is not None else ("z", f"a {self.name} node")
+        return (f"{where}: no second derivative through its pathwise gradient: {self.name} is sampled by implicit"
+                " reparameterization, whose gradient dz/dalpha supports first derivatives only; use"
+                f" estimators={{{var!r}: 'score'}}, which supports derivatives of every order")
 
 
 class Gamma(_Implicit):
@@ -36,7 +58,7 @@ class Gamma(_Implicit):
     doc = "Gamma(concentration, rate): density rate^a z^(a-1) exp(-rate z) / Gamma(a)"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return draw("gamma", shape, p["concentration"]) / p["rate"]
+        return self.gamma(B, draw, shape, p["concentration"]) / p["rate"]
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:
         a, rate, log = p["concentration"], p["rate"], B.fn["log"]
@@ -49,7 +71,7 @@ class Beta(_Implicit):
     doc = "Beta(a, b) on (0, 1): density z^(a-1) (1-z)^(b-1) / B(a, b)"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        ga, gb = draw("gamma", shape, p["a"]), draw("gamma", shape, p["b"])
+        ga, gb = self.gamma(B, draw, shape, p["a"]), self.gamma(B, draw, shape, p["b"])
         # G_a / (G_a + G_b) in log space: gamma draws of tiny shape are near the smallest float
         log = B.fn["log"]
         return B.fn["clip"](B.fn["sigmoid"](log(ga) - log(gb)), _TINY, 1.0 - _EPS)
@@ -69,7 +91,7 @@ class Dirichlet(_Implicit):
         return None if np.ndim(values["concentration"]) else "parameter 'concentration' needs a last axis of categories"
 
     def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        log_g = B.fn["log"](draw("gamma", shape, p["concentration"]))  # normalize in log space
+        log_g = B.fn["log"](self.gamma(B, draw, shape, p["concentration"]))  # normalize in log space
         return B.fn["clip"](B.softmax(log_g, len(shape)), _TINY, 1.0)
 
     def log_prob(self, B: Any, p: P, x: Array) -> Array:

@@ -250,6 +250,7 @@ class Lowering(SampleAxis):
                 for r in range(self.mult)
             ])
 
+        draw.node = node  # type: ignore[attr-defined]  # named in errors raised later (stochgrad.gammas)
         d = lookup(node.dist.name)
         z, logq = node.spec.sample(d, self.B, p, draw, shape)
         if logq is None:

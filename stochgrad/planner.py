@@ -290,6 +290,10 @@ class _Planner:
         if out.spec.name == "score" and not lookup(b.dist.name).fixed_support:
             note = f"; the score function is biased here: {b.dist.name}'s support depends on its parameters"
             out = dataclasses.replace(out, reason=out.reason + note, biased=True)
+        orders = getattr(lookup(b.dist.name), "pathwise_orders", None)  # None: every order
+        if out.spec.name == "pathwise" and orders is not None:
+            note = f"; derivatives up to order {orders} (implicit reparameterization; 'score' has every order)"
+            out = dataclasses.replace(out, reason=out.reason + note)
         return out
 
     def _decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
