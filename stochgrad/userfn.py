@@ -38,8 +38,11 @@ def call_user_function(B: Any, name: str, fn: Any, args: Sequence[Array]) -> Arr
     try:
         out = fn(*args)
     except Exception as exc:
+        dtype = getattr(B, "dtype", None)
+        hint = (f"; the backend computes in {dtype}: for a module or weights of another dtype pass the backend option"
+                f" dtype (e.g. dtype='float32')" if dtype is not None and _about_dtype(str(exc)) else "")
         raise StochgradError(f"user function {name}() raised {type(exc).__name__}: {exc} (called on"
-                             f" {_inputs(B, args)})") from exc
+                             f" {_inputs(B, args)}){hint}") from exc
     if type(out) is int or type(out) is float:  # exactly: np.float64 subclasses float, a bool is an int
         return float(out)
     problem = B.native_problem(out)
@@ -80,6 +83,11 @@ def describe(x: Any) -> str:
     if hasattr(x, "dtype"):
         parts.append(f"dtype {x.dtype}")
     return " ".join(parts[:2]) + (", " + parts[2] if len(parts) > 2 else "")
+
+
+def _about_dtype(message: str) -> bool:
+    """Whether a framework's error message is about mixed dtypes (torch: "... Double and Float")."""
+    return "dtype" in message or ("Double" in message and ("Float" in message or "Half" in message))
 
 
 def _inputs(B: Any, args: Sequence[Array]) -> str:
