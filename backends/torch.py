@@ -19,6 +19,7 @@ import torch
 from stochgrad.backend import Backend
 from stochgrad.errors import BackendError, ValidationError
 from stochgrad.noise import NumpyStream, fill
+from stochgrad.validation import as_real_array
 
 
 def cxx_compiler() -> str | None:
@@ -109,9 +110,10 @@ class TorchBackend(Backend):
         """A tensor of the backend's floating dtype and device is used as it is (with its gradient); an
         integer tensor becomes a constant of that dtype (it carries no gradient); a bool or complex
         tensor, or one of another floating dtype or device, is refused by name.  Numbers, lists and
-        numpy arrays become constants (:meth:`Backend.parameter`)."""
+        numpy arrays become constants, and anything else is refused by name
+        (:func:`stochgrad.validation.as_real_array`)."""
         if not isinstance(value, torch.Tensor):
-            return super().parameter(name, value)
+            return self.asarray(as_real_array(name, value))
         if value.dtype == torch.bool or value.is_complex():
             raise ValidationError(f"parameter {name!r} is a {value.dtype} tensor; stochgrad computes with real floating"
                                   f" numbers ({self.dtype}): convert it (e.g. .to({self.dtype}) or .real)")

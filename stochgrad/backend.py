@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +70,7 @@ class Backend(ABC):
         arrays become constants of the backend's dtype and device (no gradient), by the rules of
         :func:`stochgrad.validation.as_real_array`; anything else is taken as a native array (the
         built-in backends check it, see :meth:`native_problem`)."""
-        if isinstance(value, (int, float, list, tuple, np.ndarray, np.generic)) or value is None or isinstance(value, str):
+        if isinstance(value, (numbers.Number, list, tuple, np.ndarray, np.generic, str, bytes)) or value is None:
             from .validation import as_real_array
 
             return self.asarray(as_real_array(name, value))
