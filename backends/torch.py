@@ -63,8 +63,14 @@ def _dtype(dtype: Any) -> torch.dtype:
     return out
 
 
-def _same_device(x: torch.Tensor, device: torch.device) -> bool:
-    return x.device.type == device.type and (device.index is None or x.device.index == device.index)
+def _on(device: torch.device) -> Callable[[torch.Tensor], bool]:
+    """A test of whether a tensor is on ``device`` (any index for an index-less one), cheaper than building
+    the tensor's ``torch.device``: the CPU and CUDA cases read a flag."""
+    if device.type == "cpu":
+        return lambda x: x.is_cpu
+    if device.type == "cuda":
+        return (lambda x: x.is_cuda) if device.index is None else (lambda x: x.is_cuda and x.get_device() == device.index)
+    return lambda x: x.device.type == device.type and (device.index is None or x.device.index == device.index)
 
 
 _FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
@@ -77,6 +83,7 @@ class TorchBackend(Backend):
     def __init__(self, device: Any = None, dtype: Any = None) -> None:
         self.device = _device(device)
         self.dtype = _dtype(dtype)
+        self._on_device = _on(self.device)
         eps = torch.finfo(self.dtype).eps
         self._lo, self._hi = eps / 2, 1 - eps / 2
         # float64 on the CPU: normal and uniform noise from numpy's PCG64 (its ziggurat normals take
@@ -102,7 +109,7 @@ class TorchBackend(Backend):
             name = str(x.dtype).replace("torch.", "")
             return (f"its dtype is {x.dtype}, but the backend computes in {self.dtype}: pass dtype={name!r} (backend"
                     f" option of sg.estimate/sg.compile) to compute in {name}, or convert it with .to({self.dtype})")
-        if not _same_device(x, self.device):
+        if not self._on_device(x):
             return f"it is on device {x.device}, but the backend's device is {self.device} (backend option device=...)"
         return None
 

@@ -34,7 +34,9 @@ Array = Any
 def call_user_function(B: Any, name: str, fn: Any, args: Sequence[Array]) -> Array | float:
     """``fn(*args)`` checked (see the module docstring): a native array with the right sample axis
     (a 0-d one given a sample axis of size 1), or a Python float for a constant."""
-    rows = max((B.shape(a)[0] for a in args), default=1)
+    rows = 1
+    for a in args:
+        rows = max(rows, B.shape(a)[0])
     try:
         out = fn(*args)
     except Exception as exc:
@@ -46,10 +48,9 @@ def call_user_function(B: Any, name: str, fn: Any, args: Sequence[Array]) -> Arr
     if type(out) is int or type(out) is float:  # exactly: np.float64 subclasses float, a bool is an int
         return float(out)
     problem = B.native_problem(out)
-    if problem is None and not hasattr(out, "shape"):
-        problem = "it has no shape"
-    if problem is not None:
-        raise StochgradError(f"user function {name}() returned {describe(out)}: {problem}; {_expected(B, rows)}")
+    if problem is not None or not hasattr(out, "shape"):
+        raise StochgradError(f"user function {name}() returned {describe(out)}: {problem or 'it has no shape'};"
+                             f" {_expected(B, rows)}")
     shape = B.shape(out)
     if not shape:
         if rows == 1:
