@@ -28,7 +28,8 @@ from autograd.tracer import getval, isbox, new_box, trace_stack
 from scipy import special
 
 from stochgrad.backend import Backend, numpy_sample_sums
-from stochgrad.errors import PlanError
+from stochgrad.errors import PlanError, ValidationError
+from stochgrad.validation import as_real_array
 from stochgrad.noise import NumpyStream, fill
 
 
@@ -101,9 +102,13 @@ class AutogradBackend(Backend):
     capabilities = frozenset({"implicit_reparam"})
 
     def __init__(self, dtype: Any = "float64") -> None:
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            self.dtype = None
         if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+            raise ValidationError(f"autograd backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64'"
+                                  " (default 'float64')")
         self.fn = {
             "exp": anp.exp, "log": anp.log, "log1p": anp.log1p, "expm1": anp.expm1, "sqrt": anp.sqrt,
             "abs": anp.abs, "sin": anp.sin, "cos": anp.cos, "tan": anp.tan, "tanh": _tanh,
@@ -115,6 +120,36 @@ class AutogradBackend(Backend):
 
     def asarray(self, value: np.ndarray) -> Any:
         return np.asarray(value, dtype=self.dtype)
+
+    def native_problem(self, x: Any) -> str | None:
+        v = x
+        while isbox(v):  # nested traces (higher derivatives) box boxes
+            v = v._value
+        if type(v) is float and x is not v:  # a traced Python float (autograd.grad of a scalar function)
+            return None
+        if not isinstance(v, (np.ndarray, np.generic)):
+            return f"it is a {type(x).__module__}.{type(x).__qualname__}, not a numpy array (autograd.numpy)"
+        if v.dtype != self.dtype:
+            if v.dtype.kind != "f":
+                return f"its dtype is {v.dtype}, not floating point (the backend computes in {self.dtype})"
+            return (f"its dtype is {v.dtype}, but the backend computes in {self.dtype}: pass dtype={v.dtype.name!r}"
+                    f" (backend option of sg.estimate/sg.compile) to compute in {v.dtype.name}, or convert it")
+        return None
+
+    def parameter(self, name: str, value: Any) -> Any:
+        """A traced value (an autograd box) of the backend's dtype is used as it is; numbers, lists and
+        numpy arrays become constants (:meth:`Backend.parameter`); a tensor of another framework is
+        refused by name (converting it would cut its gradient)."""
+        if isbox(value):
+            problem = self.native_problem(value)
+            if problem is not None:
+                raise ValidationError(f"parameter {name!r}: {problem}")
+            return value
+        if type(value).__module__.split(".")[0] in ("torch", "jax", "jaxlib", "tensorflow"):
+            raise ValidationError(f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}; the"
+                                  " autograd backend takes numpy arrays and autograd values (use backend='torch' for"
+                                  " torch tensors)")
+        return self.asarray(as_real_array(name, value))
 
     def leaf(self, value: np.ndarray, count: int) -> Any:
         v = np.asarray(value, dtype=self.dtype)

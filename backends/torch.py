@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from stochgrad.backend import Backend
-from stochgrad.errors import BackendError, PlanError
+from stochgrad.errors import BackendError, PlanError, ValidationError
 from stochgrad.noise import NumpyStream, fill
+from stochgrad.validation import as_real_array
 
 
 def cxx_compiler() -> str | None:
@@ -47,6 +48,31 @@ def _device(device: Any) -> torch.device:
         if out.index is not None and out.index >= count:
             raise BackendError(f"device {device!r}: there are {count} CUDA devices (indices 0 to {count - 1})")
     return out
+
+
+_FLOATS = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _dtype(dtype: Any) -> torch.dtype:
+    """The backend option ``dtype`` (a floating torch dtype or its name; default float64), or a
+    :class:`ValidationError` naming it."""
+    if dtype is None:
+        return torch.float64
+    out = _FLOATS.get(dtype) if isinstance(dtype, str) else dtype
+    if out not in _FLOATS.values():
+        raise ValidationError(f"torch backend option dtype={dtype!r}: the dtype must be a floating torch dtype or"
+                              f" its name ({', '.join(repr(k) for k in _FLOATS)}); default 'float64'")
+    return out
+
+
+def _on(device: torch.device) -> Callable[[torch.Tensor], bool]:
+    """A test of whether a tensor is on ``device`` (any index for an index-less one), cheaper than building
+    the tensor's ``torch.device``: the CPU and CUDA cases read a flag."""
+    if device.type == "cpu":
+        return lambda x: x.is_cpu
+    if device.type == "cuda":
+        return (lambda x: x.is_cuda) if device.index is None else (lambda x: x.is_cuda and x.get_device() == device.index)
+    return lambda x: x.device.type == device.type and (device.index is None or x.device.index == device.index)
 
 
 _FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
@@ -89,11 +115,8 @@ class TorchBackend(Backend):
 
     def __init__(self, device: Any = None, dtype: Any = None) -> None:
         self.device = _device(device)
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype, None)
-        self.dtype = dtype if dtype is not None else torch.float64
-        if self.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}")
+        self.dtype = _dtype(dtype)
+        self._on_device = _on(self.device)
         eps = torch.finfo(self.dtype).eps
         self._lo, self._hi = eps / 2, 1 - eps / 2
         # float64 on the CPU: normal and uniform noise from numpy's PCG64 (its ziggurat normals take
@@ -109,6 +132,37 @@ class TorchBackend(Backend):
 
     def asarray(self, value: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value), dtype=self.dtype, device=self.device)
+
+    def native_problem(self, x: Any) -> str | None:
+        if not isinstance(x, torch.Tensor):
+            return f"it is a {type(x).__module__}.{type(x).__qualname__}, not a torch.Tensor"
+        if x.dtype != self.dtype:
+            if not x.is_floating_point():
+                return f"its dtype is {x.dtype}, not floating point (the backend computes in {self.dtype})"
+            name = str(x.dtype).replace("torch.", "")
+            return (f"its dtype is {x.dtype}, but the backend computes in {self.dtype}: pass dtype={name!r} (backend"
+                    f" option of sg.estimate/sg.compile) to compute in {name}, or convert it with .to({self.dtype})")
+        if not self._on_device(x):
+            return f"it is on device {x.device}, but the backend's device is {self.device} (backend option device=...)"
+        return None
+
+    def parameter(self, name: str, value: Any) -> torch.Tensor:
+        """A tensor of the backend's floating dtype and device is used as it is (with its gradient); an
+        integer tensor becomes a constant of that dtype (it carries no gradient); a bool or complex
+        tensor, or one of another floating dtype or device, is refused by name.  Numbers, lists and
+        numpy arrays become constants, and anything else is refused by name
+        (:func:`stochgrad.validation.as_real_array`)."""
+        if not isinstance(value, torch.Tensor):
+            return self.asarray(as_real_array(name, value))
+        if value.dtype == torch.bool or value.is_complex():
+            raise ValidationError(f"parameter {name!r} is a {value.dtype} tensor; stochgrad computes with real floating"
+                                  f" numbers ({self.dtype}): convert it (e.g. .to({self.dtype}) or .real)")
+        if not value.is_floating_point():
+            return value.to(device=self.device, dtype=self.dtype)
+        problem = self.native_problem(value)
+        if problem is not None:
+            raise ValidationError(f"parameter {name!r}: {problem}")
+        return value
 
     def leaf(self, value: np.ndarray, count: int) -> torch.Tensor:
         v = torch.as_tensor(value, dtype=self.dtype, device=self.device)  # from numpy: in no graph, so no detach

@@ -11,6 +11,7 @@ pairwise update from each chunk's sums of ``g_i`` and ``g_i**2``.  The same is d
 from __future__ import annotations
 
 import math
+import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -21,12 +22,13 @@ import numpy as np
 
 from . import ir
 from .analysis import parameters
-from .backend import Backend, get_backend, row_sums
+from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names, row_sums
 from .errors import BiasWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
 from .parser import parse
 from .planner import DEFAULT_BUDGET, Plan, plan
+from .validation import as_real_array, check_batch_axes_fit, check_count, check_mapping, check_options, check_wrt
 
 #: entries per array that an automatic chunk aims at: arrays of a few MB stay in cache, and
 #: measured on a 2-core CPU, a run in chunks of this size takes 0.36-0.55x the time of one
@@ -97,7 +99,11 @@ def _fmt(x: Any) -> str:
     return f"{x:.6g}" if np.ndim(x) == 0 else np.array2string(np.asarray(x), precision=6)
 
 
-def _check_params(names: tuple[str, ...], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
+    """The parameters as float64 arrays, each checked by :func:`stochgrad.validation.as_real_array`.
+    Their shapes need not broadcast together: each random node and each operation checks its own
+    operands (the planner's shape pass, :mod:`stochgrad.shapes`)."""
+    params = check_mapping(params)
     needed = set(names)
     for name in params:
         if name not in needed:
@@ -109,18 +115,10 @@ def _check_params(names: tuple[str, ...], params: Mapping[str, Any]) -> dict[str
     for name in names:
         if name not in params:
             raise ValidationError(f"parameter {name!r} is missing; the expression needs: {', '.join(names)}")
-        try:
-            value = np.asarray(params[name], dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"parameter {name!r} must be a number or an array of numbers: {exc}") from None
+        value = as_real_array(name, params[name])
         if not np.isfinite(value).all():
             raise ValidationError(f"parameter {name!r} must be finite, got {value!r}")
         out[name] = value
-    try:
-        np.broadcast_shapes(*(v.shape for v in out.values()))
-    except ValueError:
-        shapes = ", ".join(f"{k}: {v.shape}" for k, v in out.items())
-        raise ValidationError(f"parameter shapes do not broadcast together ({shapes})") from None
     return out
 
 
@@ -134,11 +132,9 @@ def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
 
 
 def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> list[str]:
-    if wrt is None:
+    names = check_wrt(wrt)
+    if names is None:
         return list(values)
-    if isinstance(wrt, str):
-        wrt = [wrt]
-    names = list(dict.fromkeys(wrt))
     for k in names:
         if k not in values:
             raise ValidationError(f"wrt names {k!r}{did_you_mean(k, values)}, which is not a parameter of the"
@@ -181,16 +177,18 @@ def estimate(
     which saves their per-sample gradients.  Other keywords (``device``, ``dtype`` for torch)
     configure the backend.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
-    n = int(n)
-    if isinstance(batch_axes, bool) or not isinstance(batch_axes, int) or batch_axes < 0:
-        raise ValidationError(f"batch_axes must be an integer >= 0, got {batch_axes!r}")
+    check_options("estimate", backend_options, option_names(backend) if backend_options else (), _backend_name(backend),
+                  _KEYWORDS)
+    n = check_count("n", n, 1, "the number of samples")
+    batch_axes = check_count("batch_axes", batch_axes, 0)
+    if chunk_size is not None:
+        chunk_size = check_count("chunk_size", chunk_size, 1)
     B = get_backend(backend, **backend_options)
     e = as_expression(expr)
-    values = _check_params(parameters(e), params or {})
+    values = _check_params(parameters(e), params)
     shapes = {k: v.shape for k, v in values.items()}
     p = plan(e, estimators, policy=policy, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities)
+    check_batch_axes_fit(batch_axes, p.nodes)
     if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
         from .variance import explain, pilot
 
@@ -208,9 +206,7 @@ def estimate(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
     names = _check_wrt(wrt, values)
-    size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else int(chunk_size)
-    if size < 1:
-        raise ValidationError(f"chunk_size must be >= 1, got {chunk_size!r}")
+    size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
 
     fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
@@ -240,6 +236,18 @@ def estimate(
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
     )
+
+
+#: estimate's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
+_KEYWORDS = ("n", "backend", "seed", "estimators", "chunk_size", "policy", "enumerate_budget", "progress",
+             "batch_axes", "wrt")
+
+
+def _backend_name(backend: Any) -> str:
+    """The backend's name, for messages (``backend=None`` is the default one)."""
+    if isinstance(backend, Backend):
+        return f"a backend instance ({backend.name})"
+    return str(backend or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
 
 
 def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:

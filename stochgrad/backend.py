@@ -16,6 +16,8 @@ size 1 or n followed by the value's logical shape.
 from __future__ import annotations
 
 import importlib
+import inspect
+import numbers
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -56,6 +58,23 @@ class Backend(ABC):
     def leaf(self, value: np.ndarray, count: int) -> Array:
         """A differentiable input of shape ``(count, *value.shape)``: one copy per sample,
         so the gradient with respect to it holds each sample's own contribution."""
+
+    def native_problem(self, x: Any) -> str | None:
+        """None if ``x`` is an array this backend computes with (its own type, of its floating dtype, on
+        its device); else what is wrong with it, in words (for messages about user functions and
+        compiled objectives).  This default accepts anything; the built-in backends check."""
+        return None
+
+    def parameter(self, name: str, value: Any) -> Array:
+        """A parameter passed to a compiled objective as a native array.  Python numbers, lists and numpy
+        arrays become constants of the backend's dtype and device (no gradient), by the rules of
+        :func:`stochgrad.validation.as_real_array`; anything else is taken as a native array (the
+        built-in backends check it, see :meth:`native_problem`)."""
+        if isinstance(value, (numbers.Number, list, tuple, np.ndarray, np.generic, str, bytes)) or value is None:
+            from .validation import as_real_array
+
+            return self.asarray(as_real_array(name, value))
+        return value
 
     @abstractmethod
     def to_numpy(self, x: Array) -> np.ndarray:
@@ -208,7 +227,30 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
 _INSTANCES: dict[tuple[str, tuple[tuple[str, Any], ...]], Backend] = {}
 
 
+def option_names(name: str | Backend | None = None) -> tuple[str, ...] | None:
+    """The keyword options backend ``name`` accepts (read from its constructor's signature; ``None``
+    when it takes any keyword).  A backend instance takes none."""
+    if isinstance(name, Backend):
+        return ()
+    factory = _factory(name or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: let the constructor decide
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 def _make_backend(name: str, options: dict[str, Any]) -> Backend:
+    factory = _factory(name)
+    try:
+        return factory(**options)
+    except TypeError as exc:
+        raise BackendError(f"backend {name!r} does not accept options {sorted(options)}: {exc}") from exc
+
+
+def _factory(name: str) -> Callable[..., Backend]:
     factory = _REGISTRY.get(name)
     if factory is None:
         raise BackendError(
@@ -226,7 +268,4 @@ def _make_backend(name: str, options: dict[str, Any]) -> Backend:
                 hint = f"pip install {missing}" + (f"  (or: pip install 'stochgrad[{name}]')" if name in _INSTALL_HINT else "")
             raise BackendError(f"backend {name!r} needs {missing}, which is not installed: {hint}") from exc
         factory = getattr(module, cls_name)
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise BackendError(f"backend {name!r} does not accept options {sorted(options)}: {exc}") from exc
+    return factory

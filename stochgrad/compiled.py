@@ -23,14 +23,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from .analysis import parameters
-from .api import as_expression
-from .backend import Backend, get_backend
+from .api import _backend_name, as_expression
+from .backend import Backend, get_backend, option_names
 from .errors import ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .lower import Lowering
 from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
 from .planner import DEFAULT_BUDGET, Plan, plan
+from .validation import check_batch_axes_fit, check_count, check_flag, check_options
 
 
 class Objective:
@@ -39,8 +40,9 @@ class Objective:
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
                  policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,
                  validate: bool = True, **backend_options: Any) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValidationError(f"n (samples per call) must be an integer >= 1, got {n!r}")
+        check_options("compile", backend_options, option_names(backend) if backend_options else (),
+                      _backend_name(backend), _KEYWORDS)
+        n = check_count("n", n, 1, "samples per call")
         self.expr = as_expression(expr)
         self.n = n
         self.B = get_backend(backend, **backend_options)
@@ -49,13 +51,11 @@ class Objective:
                              capabilities=self.B.capabilities)
         self.seed = secrets.randbits(62) if seed is None else int(seed)
         self.calls = 0
-        self.batch_axes = _check_batch_axes(batch_axes)
+        self.batch_axes = check_count("batch_axes", batch_axes, 0)
         self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
-        for name, flag in (("fuse", fuse), ("validate", validate)):
-            if not isinstance(flag, bool):
-                raise ValidationError(f"{name} must be True or False, got {flag!r}")
-        self.validate = validate
+        self.validate = check_flag("validate", validate)
+        check_flag("fuse", fuse)
         if fuse:
             self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
@@ -77,13 +77,14 @@ class Objective:
         key = tuple(tuple(shapes[k]) for k in self.parameters)
         if key not in self._plans:
             self._plans[key] = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
+            check_batch_axes_fit(self.batch_axes, self._plans[key].nodes)
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
         if len(params) != len(self.parameters) or any(k not in params for k in self.parameters):
             self._bad_names(params)
         B = self.B
-        native = {k: v if not isinstance(v, (int, float)) else B.asarray(v) for k, v in params.items()}
+        native = {k: B.parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made constants
         shapes = tuple(B.shape(native[k]) for k in self.parameters)
         p = self._plans.get(shapes)
         if p is None:
@@ -143,7 +144,5 @@ def compile(  # noqa: A001  (the public name the issue asks for)
                      **backend_options)
 
 
-def _check_batch_axes(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ValidationError(f"batch_axes must be an integer >= 0, got {k!r}")
-    return k
+#: compile's own keywords, for the did-you-mean of a misspelt one
+_KEYWORDS = ("n", "backend", "estimators", "policy", "seed", "enumerate_budget", "batch_axes", "fuse", "validate")

@@ -76,16 +76,36 @@ class UserFunction:
     differentiable: bool = True
     name: str = ""
 
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise StochgradError(f"UserFunction {self.name or ''}: fn must be callable, got {type(self.fn).__name__}")
+        if self.name:
+            check_function_name(self.name)
+
     def __call__(self, *args: Any) -> ir.Call:
         if not self.name:
             raise StochgradError("give the UserFunction a name to use it in the embedded form")
         return make_call(self.name, tuple(ir.as_expr(a) for a in args), (), {self.name: self})
 
 
-def as_user_function(name: str, value: Any) -> UserFunction:
-    ir.check_name(name)
+def check_function_name(name: Any) -> None:
+    """A user function's name must be a DSL identifier that means nothing else: not ``E``/``KL``, not a
+    distribution's name (``Normal(...)`` draws), not a built-in function's."""
+    try:
+        ir.check_name(name)
+    except StochgradError as exc:
+        raise StochgradError(f"user function name {name!r}: {exc}") from None
     if name in FUNCTIONS:
         raise StochgradError(f"user function {name!r} would hide the built-in {name}(); choose another name")
+    from .distributions import DISTRIBUTIONS
+
+    if name in DISTRIBUTIONS:
+        raise StochgradError(f"user function {name!r} has the name of the distribution {name}, which the DSL reads"
+                             " as one; choose another name")
+
+
+def as_user_function(name: str, value: Any) -> UserFunction:
+    check_function_name(name)
     if isinstance(value, UserFunction):
         return value if value.name == name else UserFunction(value.fn, value.differentiable, name)
     if not callable(value):

@@ -349,10 +349,13 @@ def _eq(self: Expr, other: object) -> bool:
 
 
 def check_name(name: str) -> None:
+    """A :class:`~stochgrad.errors.StochgradError` (a ``ValueError``) unless ``name`` is a DSL identifier."""
+    from .errors import StochgradError
+
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
+        raise StochgradError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
     if name in RESERVED:
-        raise ValueError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence)")
+        raise StochgradError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence)")
 
 
 def negate(e: Expr) -> Expr:

@@ -39,6 +39,8 @@ from .noise import BLOCK, NoiseSource
 from .kl import kl_value
 from .planner import LogRatio, NodePlan, PlannedExpect
 from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
+from .shapes import broadcast
+from .userfn import call_user_function, check_operands
 
 Array = Any
 _TWO = ir.Num(2.0)
@@ -143,15 +145,17 @@ class Lowering(SampleAxis):
             x = self.evaluate(e.left, env)
             return x * x
         a, b = self.align(self.evaluate(e.left, env), self.evaluate(e.right, env))
-        if e.op in COMPARISON_PRIMITIVES:
-            return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
-        return _ARITH[e.op](a, b)
+        try:
+            if e.op in COMPARISON_PRIMITIVES:
+                return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
+            return _ARITH[e.op](a, b)
+        except (ValueError, RuntimeError):  # shapes only a user function's output made known: name the operation
+            check_operands(self.B, [a, b], e)
+            raise
 
     def _call(self, e: ir.Call, env: Mapping[str, Array]) -> Array:
-        if e.impl is not None:  # a user function: native arrays in, native array out
-            out = e.impl.fn(*(self.array(self.evaluate(a, env)) for a in e.args))
-            return self.array(float(out)) if isinstance(out, (int, float)) else (
-                self.B.reshape(out, (1,)) if len(self.B.shape(out)) == 0 else out)
+        if e.impl is not None:  # a user function: native arrays in, native array out (checked)
+            return self.array(call_user_function(self.B, e.fn, e.impl.fn, [self.array(self.evaluate(a, env)) for a in e.args]))
         fn = FUNCTIONS[e.fn]
         x = self.array(self.evaluate(e.args[0], env))
         if fn.primitive is not None:
@@ -231,7 +235,7 @@ class Lowering(SampleAxis):
         p = dict(zip(names, values))
         self.check(node.dist, p, env, where=(node.var, node.dist))
         shapes = {self.B.shape(v)[1:] for v in values}
-        return p, (shapes.pop() if len(shapes) == 1 else tuple(np.broadcast_shapes(*shapes)))
+        return p, (shapes.pop() if len(shapes) == 1 else broadcast(sorted(shapes), node.dist))
 
     def sample(self, node: NodePlan, env: Mapping[str, Array]) -> tuple[Array, Array | None]:
         """Draw the node's value; for score nodes also return log q summed over logical axes."""
@@ -336,7 +340,11 @@ class Lowering(SampleAxis):
                 j = box[0]
                 folded = not weights and len(box) == 1 and j in bases  # []L v + (1 - []L) b = []L (v - b) + b
                 value = self._scored(value, boxes[box], bases.pop(j) if folded else None)
-            total = add(self, total, mul(self, W, value))
+            try:
+                total = add(self, total, mul(self, W, value))
+            except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
+                check_operands(self.B, [total, value], e)
+                raise
         for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
             own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
             term = mul(self, weight(lambda i: i < j, level[j]), mul(self, own, -base) if first else mul(self, 1.0 - own, base))

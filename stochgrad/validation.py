@@ -1,0 +1,139 @@
+"""The checks of options and parameter values shared by :func:`stochgrad.estimate` and :func:`stochgrad.compile`.
+
+Every check names what it checks (the keyword or parameter) and what it got, and raises a
+:class:`~stochgrad.errors.ValidationError` -- or a :class:`KeywordError`, also a ``TypeError``, for a keyword that no one accepts,
+as Python does for a misspelt keyword.  The rules:
+
+* counts (``n``, ``chunk_size``) are integers >= 1 and ``batch_axes`` an integer >= 0: Python or
+  numpy integers, never a bool, a float (``1.5`` would be cut to 1) or a string;
+* ``params`` is a mapping from names to values; a value is a real number or an array of real
+  numbers: integers become floats, but a bool, a string (``"1.5"`` is not read as a number), a
+  complex number (its imaginary part would be dropped), ``None`` and object arrays are refused.
+  A framework tensor is detached and copied to the host first (``estimate`` makes its own leaves);
+* ``batch_axes`` is at most the logical rank of every random node (a plate axis must exist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ValidationError, did_you_mean
+
+
+class KeywordError(ValidationError, TypeError):
+    """A keyword argument that neither the function nor the chosen backend accepts: a ``TypeError``, as
+    Python raises for an unexpected keyword, and a :class:`~stochgrad.errors.StochgradError`, so that
+    one ``except`` catches every bad input."""
+
+
+def check_count(name: str, value: Any, minimum: int = 1, what: str = "") -> int:
+    """``value`` as a Python int ``>= minimum``; ``what`` says what the count means, for the message."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
+        label = f"{name} ({what})" if what else name
+        raise ValidationError(f"{label} must be an integer >= {minimum}, got {value!r}"
+                              + (f" (a {type(value).__name__})" if not isinstance(value, (int, np.integer)) else ""))
+    return int(value)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_mapping(params: Any, what: str = "params") -> Mapping[str, Any]:
+    """``params`` (``None`` for none) as a mapping from parameter names to values."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ValidationError(f"{what} must be a mapping from parameter names to values (a dict such as"
+                              f" {{'mu': 0.5}}), got {type(params).__name__} {_short(params)}")
+    for key in params:
+        if not isinstance(key, str):
+            raise ValidationError(f"{what}: parameter names must be strings, got {key!r}")
+    return params
+
+
+def check_wrt(wrt: Any) -> list[str] | None:
+    """``wrt`` (one name or an iterable of names; ``None`` for all) as a list of distinct names."""
+    if wrt is None:
+        return None
+    if isinstance(wrt, str):
+        return [wrt]
+    if not isinstance(wrt, Iterable) or isinstance(wrt, Mapping):
+        raise ValidationError(f"wrt must be a parameter name or a list of names, got {type(wrt).__name__} {wrt!r}")
+    names = list(wrt)
+    for k in names:
+        if not isinstance(k, str):
+            raise ValidationError(f"wrt must name parameters by strings, got {k!r} ({type(k).__name__}) in {wrt!r}")
+    return list(dict.fromkeys(names))
+
+
+def host_value(value: Any) -> Any:
+    """A framework tensor as a host numpy array (detached: its graph is not ours); others unchanged."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        t = value.detach().cpu()
+        return (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()  # numpy has no bfloat16
+    if type(value).__name__ == "ArrayBox" and hasattr(value, "_value"):  # a value inside an autograd trace
+        return host_value(value._value)
+    return value
+
+
+def as_real_array(name: str, value: Any, where: str = "parameter") -> np.ndarray:
+    """``value`` as a float64 numpy array, or a :class:`ValidationError` naming ``where name`` and saying
+    what is wrong (see the module docstring for the rule)."""
+    label = f"{where} {name!r}"
+    raw = host_value(value)
+    if raw is None or isinstance(raw, (str, bytes)):
+        raise ValidationError(f"{label} must be a number or an array of numbers, got {_short(raw)}"
+                              + (" (a string is not read as a number)" if isinstance(raw, (str, bytes)) else ""))
+    try:
+        array = np.asarray(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"{label} must be a number or an array of numbers: {exc}") from None
+    kind = array.dtype.kind
+    if kind == "b":
+        raise ValidationError(f"{label} must be a number or an array of numbers, got a bool{'' if array.ndim == 0 else ' array'}"
+                              f" ({_short(raw)}); write 1.0/0.0 if a number is meant")
+    if kind == "c":
+        raise ValidationError(f"{label} is complex ({_short(raw)}); stochgrad computes with real numbers only"
+                              " (pass .real or abs() explicitly)")
+    if kind not in "iuf":
+        raise ValidationError(f"{label} must be a number or an array of numbers, got {_short(raw)}"
+                              f" (dtype {array.dtype})")
+    return array.astype(float, copy=False)
+
+
+def check_options(caller: str, options: Mapping[str, Any], accepted: Sequence[str] | None, backend: str,
+                  own: Iterable[str]) -> None:
+    """A :class:`KeywordError` (a ``TypeError``) for a keyword of ``caller`` that the chosen backend does not accept either, with a
+    did-you-mean among ``caller``'s own keywords and the backend's options (``accepted``; ``None``: any)."""
+    if accepted is None:
+        return
+    for key in options:
+        if key not in accepted:
+            hint = did_you_mean(key, [*own, *accepted])
+            listed = ", ".join(accepted) if accepted else "none"
+            raise KeywordError(f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options for"
+                            f" {backend} are: {listed}")
+
+
+def check_batch_axes_fit(batch_axes: int, nodes: Iterable[Any]) -> None:
+    """Each random node (a :class:`~stochgrad.planner.NodePlan` with a known ``shape``) has at least
+    ``batch_axes`` logical axes: a plate axis that does not exist is a mistake, not a no-op."""
+    if not batch_axes:
+        return
+    for node in nodes:
+        shape = getattr(node, "shape", None)
+        if isinstance(shape, tuple) and len(shape) < batch_axes:
+            raise ValidationError(f"batch_axes={batch_axes}, but the random node {node.var} ~ {node.dist} has shape"
+                                  f" {shape} ({len(shape)} ax{'is' if len(shape) == 1 else 'es'}): batch_axes counts"
+                                  f" leading axes of independent examples, at most every node's number of axes")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
