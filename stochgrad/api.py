@@ -6,6 +6,12 @@ samples.  Each chunk gives every parameter one copy per sample (a leaf of shape
 contribution ``g_i``; the estimate is their mean and the standard error is
 ``sd(g_i) / sqrt(n)``, accumulated across chunks with Chan et al.'s (1979)
 pairwise update from each chunk's sums of ``g_i`` and ``g_i**2``.  The same is done for the value.
+
+Nothing non-finite passes silently: a NaN or infinity in a result is counted in
+:attr:`Estimate.nonfinite` and named in a :class:`~stochgrad.errors.NonFiniteWarning`, and a
+tail index of the per-sample contributions (:mod:`stochgrad.diagnostics`) flags standard errors
+that heavy tails make meaningless.  Chunks are sized from the per-sample memory footprint and
+bounded by ``memory_limit`` (:mod:`stochgrad.chunking`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import numpy as np
 from . import ir
 from .analysis import parameters
 from .backend import Backend, get_backend, row_sums
-from .errors import BiasWarning, ValidationError, did_you_mean
+from . import chunking, diagnostics
+from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
 from .parser import parse
@@ -46,11 +53,16 @@ def as_expression(expr: Any) -> ir.Expr:
 
 @dataclass
 class _Moments:
-    """Running count, mean and sum of squared deviations (elementwise)."""
+    """Running count, mean and sum of squared deviations (elementwise), and the largest
+    deviations for the tail index (see :mod:`stochgrad.diagnostics`)."""
 
     n: int = 0
     mean: np.ndarray | float = 0.0
     m2: np.ndarray | float = 0.0
+    tail: diagnostics.Tail = field(default_factory=diagnostics.Tail)
+
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.mean).all() and np.isfinite(self.m2).all())
 
     def update(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
         if self.n == 0:
@@ -85,12 +97,35 @@ class Estimate:
     backend: str
     seed: int
     chunk_size: int = field(default=0)
+    #: entries that are NaN or infinite, by result: ``{"value": 1, "grad['mu']": 1, ...}`` (empty:
+    #: all finite); at n = 1 the standard errors are undefined, so NaN, and listed here
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    #: Hill's tail index of the per-sample contributions, by result (shaped like it), where
+    #: assessed (n >= diagnostics.TAIL_MIN_N); below diagnostics.HEAVY_TAIL_INDEX the standard error is not to be trusted
+    tail_index: dict[str, float | np.ndarray] = field(default_factory=dict)
+    #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
+    heavy_tails: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"value = {_fmt(self.value)} \u00b1 {_fmt(self.value_stderr)}"]
+        def se(x: Any) -> str:
+            return "undefined (n = 1)" if self.n == 1 else _fmt(x)
+
+        lines = [f"value = {_fmt(self.value)} \u00b1 {se(self.value_stderr)}"]
         for k in self.grad:
-            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {_fmt(self.stderr[k])}")
+            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {se(self.stderr[k])}")
         return "\n".join(lines)
+
+    def problems(self) -> list[str]:
+        """Sentences on what in this estimate is non-finite or untrustworthy (empty: nothing)."""
+        out = []
+        if self.nonfinite:
+            sizes = {"value": np.size(self.value), "value_stderr": np.size(self.value_stderr)}
+            sizes |= {f"grad[{k!r}]": np.size(v) for k, v in self.grad.items()}
+            sizes |= {f"stderr[{k!r}]": np.size(v) for k, v in self.stderr.items()}
+            out.append(diagnostics.describe(self.nonfinite, sizes, self.n))
+        if self.heavy_tails:
+            out.append(diagnostics.describe_tails(self.heavy_tails))
+        return out
 
 
 def _fmt(x: Any) -> str:
@@ -127,10 +162,11 @@ def _check_params(names: tuple[str, ...], params: Mapping[str, Any]) -> dict[str
 def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
     """Samples per chunk when the caller gives no ``chunk_size``: about :data:`CHUNK_ENTRIES`
     entries per array, counting each sample's widest random value or parameter (the per-sample
-    gradients have a parameter's shape), in whole noise blocks."""
+    gradients have a parameter's shape) times the copies exact enumeration makes of every value
+    (the product of the enumerated nodes' joint states), in whole noise blocks."""
     widths = [v.size for v in values.values()]
     widths += [math.prod(node.shape) for node in p.nodes if isinstance(node.shape, tuple)]
-    return max(BLOCK, CHUNK_ENTRIES // max(widths, default=1) // BLOCK * BLOCK)
+    return max(BLOCK, CHUNK_ENTRIES // (max(widths, default=1) * chunking.copies(p)[0]) // BLOCK * BLOCK)
 
 
 def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> list[str]:
@@ -146,8 +182,8 @@ def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> l
     return names
 
 
-def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
-    return [(start, min(chunk_size, n - start)) for start in range(0, n, chunk_size)]
+def _chunks(n: int, chunk_size: int) -> Iterable[tuple[int, int]]:
+    return chunking.chunks(n, chunk_size)
 
 
 def estimate(
@@ -164,6 +200,7 @@ def estimate(
     progress: Callable[[int, int], None] | None = None,
     batch_axes: int = 0,
     wrt: Iterable[str] | None = None,
+    memory_limit: int | None = None,
     **backend_options: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
@@ -178,7 +215,14 @@ def estimate(
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`; by default :func:`auto_chunk` sizes chunks to the cache);
     ``wrt`` names the parameters to differentiate (default: all), the others are held constant,
-    which saves their per-sample gradients.  Other keywords (``device``, ``dtype`` for torch)
+    which saves their per-sample gradients.  ``memory_limit`` (bytes; default half the machine's
+    physical memory) bounds a chunk's estimated footprint (:func:`stochgrad.chunking.footprint`,
+    enumeration copies included): chunks shrink to fit, and a run whose smallest chunk (one noise
+    block, or ``n`` samples if fewer) cannot fit is refused with a
+    :class:`~stochgrad.errors.MemoryLimitError` before anything is allocated.  A NaN or infinity in
+    the results, or a standard error undefined (n = 1) or made meaningless by heavy tails, is
+    reported in :attr:`Estimate.nonfinite` / :attr:`Estimate.heavy_tails` and by a
+    :class:`~stochgrad.errors.NonFiniteWarning` / :class:`~stochgrad.errors.HeavyTailWarning`.  Other keywords (``device``, ``dtype`` for torch)
     configure the backend.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -212,12 +256,13 @@ def estimate(
     if size < 1:
         raise ValidationError(f"chunk_size must be >= 1, got {chunk_size!r}")
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
+    size = chunking.fit(n, size, p, values, names, chunking.check_memory_limit(memory_limit))
 
     fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
-    chunks = _chunks(n, size)
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
-    for start, count in chunks:
+    first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
+    for start, count in _chunks(n, size):
         lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
                             memo=memo, first_order=True)
 
@@ -228,18 +273,56 @@ def estimate(
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
         leaves = [B.leaf(values[k], count) for k in names]
-        per_sample, grads = B.value_and_grad(objective, leaves)
-        _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count)
+        with np.errstate(all="ignore"):  # non-finite values are reported below, by name
+            per_sample, grads = B.value_and_grad(objective, leaves)
+            _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count)
+        if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
+            first_bad = (start, count)
         if progress is not None:
             progress(start + count, n)
     scalar = {k: values[k].ndim == 0 for k in names}
-    return Estimate(
+    r = Estimate(
         value=_out(value_m.mean, True),
         value_stderr=_out(value_m.stderr(), True),
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
+        **_report(value_m, grad_m, scalar, n),
     )
+    _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
+                                                                            batch_axes))
+    return r
+
+
+def _report(value_m: _Moments, grad_m: Mapping[str, _Moments], scalar: Mapping[str, bool], n: int) -> dict[str, Any]:
+    """The finiteness and tail fields of an :class:`Estimate`."""
+    results = {"value": value_m} | {f"grad[{k!r}]": m for k, m in grad_m.items()}
+    with np.errstate(all="ignore"):
+        fields = {"value": value_m.mean, "value_stderr": value_m.stderr()}
+        for k, m in grad_m.items():
+            fields |= {f"grad[{k!r}]": m.mean, f"stderr[{k!r}]": m.stderr()}
+    tails: dict[str, float | np.ndarray] = {}
+    heavy: dict[str, float] = {}
+    for name, m in results.items():
+        alpha = m.tail.index(n)
+        if alpha is None or not np.isfinite(m.mean).all():
+            continue
+        shape = np.shape(m.mean)
+        tails[name] = _out(alpha.reshape(shape), name == "value" or scalar[name[6:-2]])
+        heavy |= {diagnostics.label(name, shape, i): float(alpha[i])
+                  for i in np.flatnonzero(alpha < diagnostics.HEAVY_TAIL_INDEX)}
+    return {"nonfinite": diagnostics.nonfinite(fields), "tail_index": tails, "heavy_tails": heavy}
+
+
+def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
+    """A NonFiniteWarning and a HeavyTailWarning, each naming the expression and the entries."""
+    problems = r.problems()
+    if r.nonfinite:
+        located = where()
+        warnings.warn(f"{e}: {problems[0]}" + (f"; first seen in {located}" if located else ""), NonFiniteWarning,
+                      stacklevel=3)
+    if r.heavy_tails:
+        warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=3)
 
 
 def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:
@@ -263,6 +346,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
             s1, s2 = B.sample_sums(x)
             mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
             m.update(count, scale * mean, scale * scale * m2)
+            if math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
+                m.tail.observe(B.to_numpy(x).reshape(shape[0], -1).T, scale)
     if not small:
         return
     rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
@@ -271,6 +356,7 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     for m, scale, shape, r in small:
         part = slice(at, at + r.shape[0])
         m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
+        m.tail.observe(rows[part], scale)
         at += r.shape[0]
 
 

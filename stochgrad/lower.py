@@ -35,6 +35,7 @@ from .distributions import joint_support, lookup
 from .errors import StochgradError
 from .estimators import baseline_value, magic_box, score_term
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
+from .ieee import binop as ieee_binop, call as ieee_call
 from .noise import BLOCK, NoiseSource
 from .kl import KL_FORMULAS
 from .planner import LogRatio, NodePlan, PlannedExpect
@@ -108,8 +109,10 @@ class Lowering(SampleAxis):
     def _binop(self, e: ir.BinOp, env: Mapping[str, Array]) -> Array | float:
         if e.op == "**" and e.right == _TWO:  # x * x: cheaper than pow, forward and backward
             x = self.evaluate(e.left, env)
-            return x * x
+            return ieee_binop("*", x, x) if isinstance(x, float) else x * x
         a, b = self.align(self.evaluate(e.left, env), self.evaluate(e.right, env))
+        if isinstance(a, float) and isinstance(b, float):  # two constants: IEEE arithmetic, as arrays
+            return ieee_binop(e.op, a, b)
         if e.op in COMPARISON_PRIMITIVES:
             return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
         return _ARITH[e.op](a, b)
@@ -120,7 +123,12 @@ class Lowering(SampleAxis):
             return self.array(float(out)) if isinstance(out, (int, float)) else (
                 self.B.reshape(out, (1,)) if len(self.B.shape(out)) == 0 else out)
         fn = FUNCTIONS[e.fn]
-        x = self.array(self.evaluate(e.args[0], env))
+        x = self.evaluate(e.args[0], env)
+        if fn.primitive is not None and isinstance(x, float):  # a constant: IEEE semantics, once
+            out = ieee_call(fn.primitive, x)
+            if out is not None:
+                return out
+        x = self.array(x)
         if fn.primitive is not None:
             return self.B.fn[fn.primitive](x)
         if e.fn == "argmax":
