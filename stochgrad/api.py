@@ -347,7 +347,7 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
             mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
             m.update(count, scale * mean, scale * scale * m2)
             if math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
-                m.tail.observe(B.to_numpy(x).reshape(shape[0], -1).T, scale)
+                m.tail.observe(B.to_numpy(x).reshape(shape[0], -1).T)
     if not small:
         return
     rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
@@ -356,7 +356,7 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     for m, scale, shape, r in small:
         part = slice(at, at + r.shape[0])
         m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
-        m.tail.observe(rows[part], scale)
+        m.tail.observe(rows[part])
         at += r.shape[0]
 
 
@@ -369,7 +369,7 @@ def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], c
         d = values() - mean
         ds = d.sum(axis=0)
         m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
-        mean = mean + ds / count
+        mean = np.where(np.isfinite(mean), mean + ds / count, mean)  # an infinite mean stays as it is
     return mean, np.maximum(m2, 0.0)
 
 

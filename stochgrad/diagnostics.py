@@ -10,8 +10,8 @@ and said so.
 about ``sqrt((kurtosis - 1) / (4 n))``, unbounded when the contributions' fourth moment is
 infinite, and when the variance itself is infinite (tail index ``alpha <= 2``: Cauchy, ``1/u``,
 a Weibull of small concentration) it estimates nothing.  :class:`Tail` keeps, per entry, the
-``TAIL_KEEP`` largest ``|x_i - c|`` across chunks (``c`` the first chunk's median, robust where
-a few samples dominate the mean: bounded memory, one partial sort per chunk), and
+``TAIL_KEEP`` largest ``|x_i - c|`` across chunks (``c`` a median, robust where a few samples
+dominate the mean; bounded memory, two comparisons per value: see :class:`Tail`), and
 :meth:`Tail.index` is Hill's (1975) estimator on the ``k = n / TAIL_FRACTION`` largest (at most
 ``TAIL_KEEP - 1``), ``alpha = 1 / mean_{i < k} log(X_(i) / X_(k))``.  For a Pareto tail
 ``P(|X| > t) ~ t^-alpha`` it is consistent, with sd ``alpha / sqrt(k)``; for lighter tails it
@@ -43,30 +43,54 @@ TAIL_MIN_N = 10_000
 HEAVY_TAIL_INDEX = 1.5
 #: arrays with more entries per sample than this get no tail index (memory: TAIL_KEEP per entry)
 TAIL_ENTRIES = 1024
+_PILOT = 2048  # samples of the first chunk that set the center and the first threshold
 
 
 class Tail:
-    """The largest deviations ``|x_i - c|`` of each entry, merged across chunks."""
+    """The largest deviations ``|x_i - c|`` of each entry, merged across chunks.
 
-    __slots__ = ("center", "top")
+    Cheap on the hot path: ``c`` (a median) and a first threshold (the quantile that about
+    ``2 TAIL_KEEP`` of the first chunk's samples exceed) come from the first chunk's first
+    :data:`_PILOT` samples; then each chunk costs two comparisons per value, and only the values
+    beyond the threshold (after the first chunk, a few per chunk) are sorted into the kept ones,
+    whose smallest becomes the next threshold.  Hill's estimator is scale-invariant, so the
+    values are taken unscaled."""
+
+    __slots__ = ("center", "threshold", "top")
 
     def __init__(self) -> None:
-        self.center: np.ndarray | None = None  # (entries, 1)
-        self.top: np.ndarray | None = None  # (entries, <= TAIL_KEEP)
+        self.center: np.ndarray | None = None  # (entries,)
+        self.threshold: np.ndarray | None = None  # (entries,)
+        self.top: np.ndarray | None = None  # (entries, TAIL_KEEP), each row descending, 0-padded
 
-    def observe(self, rows: np.ndarray, scale: float) -> None:
-        """Fold in a chunk: ``scale * rows``, one row per entry, samples along the row."""
-        if rows.shape[0] > TAIL_ENTRIES or rows.shape[1] < 2:
+    def observe(self, rows: np.ndarray) -> None:
+        """Fold in a chunk: one row per entry, samples along the row (any memory layout: the
+        comparisons run along whichever axis is contiguous)."""
+        entries, count = rows.shape
+        if entries > TAIL_ENTRIES or count < 2:
             return
-        x = rows * scale
         if self.center is None:
-            self.center = np.median(x, axis=1, keepdims=True)
-        a = np.abs(x - self.center)
-        if self.top is not None:
-            a = np.concatenate([self.top, a], axis=1)
-        if a.shape[1] > TAIL_KEEP:
-            a = np.partition(a, a.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
-        self.top = a
+            pilot = rows[:, :_PILOT]
+            self.center = np.median(pilot, axis=1)
+            level = max(0.0, 1.0 - 2.0 * TAIL_KEEP / count)
+            self.threshold = np.quantile(np.abs(pilot - self.center[:, None]), level, axis=1)
+            self.top = np.zeros((entries, TAIL_KEEP))
+        assert self.center is not None and self.threshold is not None and self.top is not None
+        lo, hi = self.center - self.threshold, self.center + self.threshold
+        if rows.flags.c_contiguous or not rows.T.flags.c_contiguous:
+            at, where = np.nonzero((rows > hi[:, None]) | (rows < lo[:, None]))
+        else:  # samples along the first axis in memory
+            where, at = np.nonzero((rows.T > hi) | (rows.T < lo))
+        if not at.size:
+            return
+        values = np.abs(rows[at, where] - self.center[at])
+        row = np.concatenate([np.repeat(np.arange(entries), TAIL_KEEP), at])
+        value = np.concatenate([self.top.ravel(), values])
+        order = np.lexsort((-value, row))  # by entry, each entry's values descending
+        sizes = np.bincount(row, minlength=entries)
+        rank = np.arange(order.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        self.top = value[order[rank < TAIL_KEEP]].reshape(entries, TAIL_KEEP)
+        self.threshold = np.maximum(self.threshold, self.top[:, -1])
 
     def index(self, n: int) -> np.ndarray | None:
         """Hill's tail index per entry, NaN where something is not finite; None below
@@ -76,7 +100,7 @@ class Tail:
         if self.top is None or n < TAIL_MIN_N:
             return None
         k = min(n // TAIL_FRACTION, self.top.shape[1] - 1)
-        top = -np.sort(-self.top, axis=1)[:, :k + 1]
+        top = self.top[:, :k + 1]
         with np.errstate(all="ignore"):
             excess = np.log(top[:, :k]).mean(axis=1) - np.log(top[:, k])
             alpha = np.where(excess > 1e-9, 1.0 / excess, np.inf)
