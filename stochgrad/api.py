@@ -70,8 +70,9 @@ class _Moments:
             return
         total = self.n + count
         delta = mean - self.mean
-        self.mean = self.mean + delta * (count / total)
-        self.m2 = self.m2 + m2 + delta * delta * (self.n * count / total)
+        finite = np.isfinite(delta)  # else an infinite mean stays infinite (the sum's semantics), not inf - inf
+        self.mean = np.where(finite, self.mean + delta * (count / total), self.mean + mean)
+        self.m2 = self.m2 + m2 + np.where(finite, delta * delta * (self.n * count / total), np.nan)
         self.n = total
 
     def stderr(self) -> np.ndarray | float:
