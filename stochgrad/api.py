@@ -276,7 +276,8 @@ def estimate(
         leaves = [B.leaf(values[k], count) for k in names]
         with np.errstate(all="ignore"):  # non-finite values are reported below, by name
             per_sample, grads = B.value_and_grad(objective, leaves)
-            _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count)
+            _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count,
+                        tails=n >= diagnostics.TAIL_MIN_N)
         if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
             first_bad = (start, count)
         if progress is not None:
@@ -288,31 +289,11 @@ def estimate(
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
-        **_report(value_m, grad_m, scalar, n),
+        **diagnostics.report(value_m, grad_m, scalar, n, _out),
     )
     _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
                                                                             batch_axes))
     return r
-
-
-def _report(value_m: _Moments, grad_m: Mapping[str, _Moments], scalar: Mapping[str, bool], n: int) -> dict[str, Any]:
-    """The finiteness and tail fields of an :class:`Estimate`."""
-    results = {"value": value_m} | {f"grad[{k!r}]": m for k, m in grad_m.items()}
-    with np.errstate(all="ignore"):
-        fields = {"value": value_m.mean, "value_stderr": value_m.stderr()}
-        for k, m in grad_m.items():
-            fields |= {f"grad[{k!r}]": m.mean, f"stderr[{k!r}]": m.stderr()}
-    tails: dict[str, float | np.ndarray] = {}
-    heavy: dict[str, float] = {}
-    for name, m in results.items():
-        alpha = m.tail.index(n)
-        if alpha is None or not np.isfinite(m.mean).all():
-            continue
-        shape = np.shape(m.mean)
-        tails[name] = _out(alpha.reshape(shape), name == "value" or scalar[name[6:-2]])
-        heavy |= {diagnostics.label(name, shape, i): float(alpha[i])
-                  for i in np.flatnonzero(alpha < diagnostics.HEAVY_TAIL_INDEX)}
-    return {"nonfinite": diagnostics.nonfinite(fields), "tail_index": tails, "heavy_tails": heavy}
 
 
 def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
@@ -326,7 +307,7 @@ def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
         warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=3)
 
 
-def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:
+def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:
     """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
     values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
 
@@ -335,7 +316,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     there the fixed cost per operation dominates.  ``M2 = sum x^2 - (sum x)^2 / count`` is exact
     enough unless the spread is tiny next to the mean (``M2 < 1e-6 sum x^2``: then about
     ``log10(sum x^2 / M2)`` digits would cancel), and only then are deviations from the mean summed
-    instead (a second pass, in numpy)."""
+    instead (a second pass, in numpy).  With ``tails``, each entry's largest deviations are kept
+    too (:class:`stochgrad.diagnostics.Tail`)."""
     small: list[tuple[_Moments, float, tuple[int, ...], np.ndarray]] = []
     for m, x, scale in items:
         shape = B.shape(x)
@@ -347,7 +329,7 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
             s1, s2 = B.sample_sums(x)
             mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
             m.update(count, scale * mean, scale * scale * m2)
-            if math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
+            if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
                 m.tail.observe(B.to_numpy(x).reshape(shape[0], -1).T)
     if not small:
         return
@@ -357,7 +339,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     for m, scale, shape, r in small:
         part = slice(at, at + r.shape[0])
         m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
-        m.tail.observe(rows[part])
+        if tails:
+            m.tail.observe(rows[part])
         at += r.shape[0]
 
 

@@ -13,18 +13,20 @@ a Weibull of small concentration) it estimates nothing.  :class:`Tail` keeps, pe
 ``TAIL_KEEP`` largest ``|x_i - c|`` across chunks (``c`` a median, robust where a few samples
 dominate the mean; bounded memory, two comparisons per value: see :class:`Tail`), and
 :meth:`Tail.index` is Hill's (1975) estimator on the ``k = n / TAIL_FRACTION`` largest (at most
-``TAIL_KEEP - 1``), ``alpha = 1 / mean_{i < k} log(X_(i) / X_(k))``.  For a Pareto tail
+``TAIL_KEEP - 1``), ``alpha = 1 / mean_{i < k} log(X_(i) / X_(k))``, or the same on the ``k / 4``
+largest where that is larger (location matters to Hill's estimator: see :meth:`Tail.index`).  For a Pareto tail
 ``P(|X| > t) ~ t^-alpha`` it is consistent, with sd ``alpha / sqrt(k)``; for lighter tails it
-grows with ``n / k`` (about ``c log(n / k)`` for a Weibull-type tail ``exp(-t^c)``: ``log(100) =
-4.6`` for an exponential one, 3.1 for the cube of a normal, 2.1 for its fourth power, 0.23 for a
-Weibull of concentration 0.05).  So from ``n = TAIL_MIN_N`` (k = 100) :data:`HEAVY_TAIL_INDEX` =
-1.5 flags Cauchy-like tails (alpha = 1: 1 +- 0.1) while Normal, Bernoulli, exponential and
-polynomial costs of normals up to degree 3 stay many standard deviations clear.
+grows with ``n / k`` (about ``c log(n / k)`` for a Weibull-type tail ``exp(-t^c)``).  Measured
+(the larger of the two estimates): about 6.5 for an exponential cost, 4.3 for the cube of a
+normal, 3.0 for its fourth power and for ``exp`` of a normal, 1.0 for Cauchy, ``1/u`` and ``1/z``,
+0.4 for a Weibull of concentration 0.05.  So from ``n = TAIL_MIN_N`` (k = 100)
+:data:`HEAVY_TAIL_INDEX` = 1.5 flags Cauchy-like tails (alpha = 1, sd 0.1 to 0.2) while Normal,
+Bernoulli, exponential and polynomial costs of normals up to degree 3 stay well clear.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -93,22 +95,30 @@ class Tail:
         self.threshold = np.maximum(self.threshold, self.top[:, -1])
 
     def index(self, n: int) -> np.ndarray | None:
-        """Hill's tail index per entry, NaN where something is not finite; None below
-        :data:`TAIL_MIN_N` samples or without data.  An entry whose largest values are mostly
-        ties (a discrete cost: Hill's estimator assumes a continuous tail) or whose threshold
-        ``X_(k)`` is 0 has no tail to speak of: inf."""
+        """Tail index per entry: the larger of Hill's estimates at ``k`` and ``k / 4`` (a true
+        power tail gives both alike; a light tail that starts near the center, as in a point mass
+        at 0 beside a normal's edge, looks heavy at ``k`` only); NaN where something is not
+        finite; None below :data:`TAIL_MIN_N` samples or without data.  An entry whose largest
+        values are mostly ties (a discrete cost: Hill's estimator assumes a continuous tail) or
+        whose threshold ``X_(k)`` is 0 has no tail to speak of: inf."""
         if self.top is None or n < TAIL_MIN_N:
             return None
         k = min(n // TAIL_FRACTION, self.top.shape[1] - 1)
         top = self.top[:, :k + 1]
-        with np.errstate(all="ignore"):
-            excess = np.log(top[:, :k]).mean(axis=1) - np.log(top[:, k])
-            alpha = np.where(excess > 1e-9, 1.0 / excess, np.inf)
-        alpha[~np.isfinite(excess) & np.isfinite(top).all(axis=1)] = np.inf  # threshold 0
+        alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
         distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
         alpha[distinct < (k + 1) / 2] = np.inf
         alpha[~np.isfinite(top).all(axis=1)] = np.nan
         return alpha
+
+
+def _hill(top: np.ndarray, k: int) -> np.ndarray:
+    """Hill's estimator ``1 / mean_{i < k} log(X_(i) / X_(k))`` per row of descending ``top``."""
+    with np.errstate(all="ignore"):
+        excess = np.log(top[:, :k]).mean(axis=1) - np.log(top[:, k])
+        alpha = np.where(excess > 1e-9, 1.0 / excess, np.inf)
+    alpha[~np.isfinite(excess) & np.isfinite(top).all(axis=1)] = np.inf  # threshold 0
+    return alpha
 
 
 def label(name: str, shape: tuple[int, ...], flat: int) -> str:
@@ -127,6 +137,29 @@ def nonfinite(fields: Mapping[str, Any]) -> dict[str, int]:
         if bad:
             out[name] = bad
     return out
+
+
+def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], n: int,
+           out: Callable[[Any, bool], Any]) -> dict[str, Any]:
+    """The finiteness and tail fields of an :class:`~stochgrad.Estimate`, from the running moments
+    (``mean``, ``stderr()``, ``tail``) of the value and of each gradient; ``out(x, scalar)`` gives
+    a result's public form."""
+    results = {"value": value_m} | {f"grad[{k!r}]": m for k, m in grad_m.items()}
+    with np.errstate(all="ignore"):
+        fields = {"value": value_m.mean, "value_stderr": value_m.stderr()}
+        for k, m in grad_m.items():
+            fields |= {f"grad[{k!r}]": m.mean, f"stderr[{k!r}]": m.stderr()}
+    tails: dict[str, float | np.ndarray] = {}
+    heavy: dict[str, float] = {}
+    for name, m in results.items():
+        alpha = m.tail.index(n)
+        if alpha is None or not np.isfinite(m.mean).all():
+            continue
+        shape = np.shape(m.mean)
+        tails[name] = out(alpha.reshape(shape), name == "value" or scalar[name[6:-2]])
+        heavy |= {label(name, shape, i): float(alpha[i])
+                  for i in np.flatnonzero(alpha < HEAVY_TAIL_INDEX)}
+    return {"nonfinite": nonfinite(fields), "tail_index": tails, "heavy_tails": heavy}
 
 
 def _kind(a: np.ndarray) -> str:

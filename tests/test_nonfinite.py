@@ -115,18 +115,21 @@ def test_weibull_stderr_is_indeed_untrustworthy():
 
 def test_tail_index_is_hills_estimate_of_a_pareto_tail():
     """u ** -0.5 for uniform u has P(X > t) = t ** -2 (hand-derived): the index is 2 within 6 of
-    Hill's standard deviations alpha / sqrt(k) (k = TAIL_KEEP - 1 at this n) plus the shift by the median."""
+    Hill's standard deviations alpha / sqrt(k) (k = (TAIL_KEEP - 1) // 4, the smaller of the two
+    estimates taken at this n)."""
     r, caught, _ = run("E[u ** -0.5, u ~ Uniform(0, 1)]", n=400_000, seed=0)
-    k = TAIL_KEEP - 1
+    k = (TAIL_KEEP - 1) // 4
     assert abs(r.tail_index["value"] - 2.0) < 6 * 2.0 / np.sqrt(k)
     assert not r.heavy_tails and not messages(caught, sg.HeavyTailWarning)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(mu=st.floats(-20, 20), sigma=st.floats(0.1, 20), cost=st.sampled_from(
-    ["z", "z**2", "z**3", "sin(z)", "z * (z > 0)", "exp(z / sigma)", "(z - mu)**2 + 3"]), seed=st.integers(0, 2**31))
+    ["z", "z**2", "z**3", "sin(z)", "z * (z > mu)", "exp(z / sigma)", "(z - mu)**2 + 3"]), seed=st.integers(0, 2**31))
 def test_light_tails_never_warn(backend, mu, sigma, cost, seed):
-    """The false-alarm property: normal costs up to degree 3 and their score/pathwise gradients."""
+    """The false-alarm property: normal costs up to degree 3 and their score/pathwise gradients.
+    (Not rare events: a cost that is nonzero in a handful of the samples, ``z * (z > 0)`` at mu = -3,
+    can be flagged, and its standard error does rest on those few.)"""
     r, caught, kinds = run(f"E[{cost}, z ~ Normal(mu, sigma)]", {"mu": mu, "sigma": sigma}, n=12_000, seed=seed,
                            backend=backend)
     assert sg.HeavyTailWarning not in kinds and sg.NonFiniteWarning not in kinds, [str(w.message) for w in caught]
@@ -144,20 +147,24 @@ def test_bernoulli_score_functions_never_warn(backend, p, a, b, seed):
 @settings(max_examples=20, deadline=None)
 @given(data=st.lists(st.floats(-1e6, 1e6), min_size=3, max_size=3000), cuts=st.lists(st.integers(2, 3000), max_size=4))
 def test_tail_keeps_the_exact_largest_deviations_across_chunks(data, cuts):
-    """Merging chunk by chunk keeps exactly the largest |x - c| (c fixed by the first chunk)."""
+    """Merging chunk by chunk keeps the largest |x - c| (c fixed by the first chunk)."""
     x = np.asarray(data)
     bounds = sorted({0, len(x), *(c for c in cuts if c < len(x))})
     parts = [x[a:b] for a, b in zip(bounds, bounds[1:]) if b - a >= 2]
-    t = Tail()
+    t, samples_first = Tail(), Tail()
     for part in parts:
         t.observe(np.stack([part, -part]))  # two entries, one a mirror image
+        samples_first.observe(np.ascontiguousarray(np.stack([part, -part]).T).T)  # the other memory layout
+    if t.top is not None:
+        np.testing.assert_array_equal(samples_first.top, t.top)
     if t.top is None:
         return
     used = np.concatenate(parts)
     for row, values in enumerate([used, -used]):
         dev = np.sort(np.abs(values - t.center[row]))[::-1][:TAIL_KEEP]
         kept = t.top[row][t.top[row] > 0]
-        np.testing.assert_array_equal(np.sort(kept)[::-1], dev[dev > 0][:kept.size])
+        # equal up to rounding: the threshold is compared as x > c + t, not |x - c| > t
+        np.testing.assert_allclose(np.sort(kept)[::-1], dev[dev > 0][:kept.size], rtol=1e-12)
 
 
 # -- the command line -------------------------------------------------------------------------
