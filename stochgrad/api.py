@@ -277,7 +277,7 @@ def estimate(
         with np.errstate(all="ignore"):  # non-finite values are reported below, by name
             per_sample, grads = B.value_and_grad(objective, leaves)
             _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count,
-                        tails=n >= diagnostics.TAIL_MIN_N)
+                        tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
         if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
             first_bad = (start, count)
         if progress is not None:
@@ -330,7 +330,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, ta
             mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
             m.update(count, scale * mean, scale * scale * m2)
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
-                m.tail.observe(B.to_numpy(x).reshape(shape[0], -1).T)
+                head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
+                m.tail.observe(B.to_numpy(head).reshape(B.shape(head)[0], -1).T)
     if not small:
         return
     rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy

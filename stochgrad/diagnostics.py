@@ -11,7 +11,8 @@ about ``sqrt((kurtosis - 1) / (4 n))``, unbounded when the contributions' fourth
 infinite, and when the variance itself is infinite (tail index ``alpha <= 2``: Cauchy, ``1/u``,
 a Weibull of small concentration) it estimates nothing.  :class:`Tail` keeps, per entry, the
 ``TAIL_KEEP`` largest ``|x_i - c|`` across chunks (``c`` a median, robust where a few samples
-dominate the mean; bounded memory, two comparisons per value: see :class:`Tail`), and
+dominate the mean; bounded memory, two comparisons per value: see :class:`Tail`; from the first
+:data:`TAIL_SAMPLES` samples or so, which is plenty to tell a tail and bounds the cost), and
 :meth:`Tail.index` is Hill's (1975) estimator on the ``k = n / TAIL_FRACTION`` largest (at most
 ``TAIL_KEEP - 1``), ``alpha = 1 / mean_{i < k} log(X_(i) / X_(k))``, or the same on the ``k / 4``
 largest where that is larger (location matters to Hill's estimator: see :meth:`Tail.index`).  For a Pareto tail
@@ -46,6 +47,8 @@ HEAVY_TAIL_INDEX = 1.5
 #: arrays with more entries per sample than this get no tail index (memory: TAIL_KEEP per entry)
 TAIL_ENTRIES = 1024
 _PILOT = 2048  # samples of the first chunk that set the center and the first threshold
+#: the tail is estimated from the chunks that start before this sample (a bounded cost per run)
+TAIL_SAMPLES = 1 << 15
 
 
 class Tail:
@@ -54,57 +57,63 @@ class Tail:
     Cheap on the hot path: ``c`` (a median) and a first threshold (the quantile that about
     ``2 TAIL_KEEP`` of the first chunk's samples exceed) come from the first chunk's first
     :data:`_PILOT` samples; then each chunk costs two comparisons per value, and only the values
-    beyond the threshold (after the first chunk, a few per chunk) are sorted into the kept ones,
-    whose smallest becomes the next threshold.  Hill's estimator is scale-invariant, so the
+    beyond the threshold (after the first chunk, a few per chunk) are merged into the kept ones
+    (a partial sort), whose smallest becomes the next threshold.  Hill's estimator is scale-invariant, so the
     values are taken unscaled."""
 
-    __slots__ = ("center", "threshold", "top")
+    __slots__ = ("center", "threshold", "top", "count")
 
     def __init__(self) -> None:
+        self.count = 0  # samples observed
         self.center: np.ndarray | None = None  # (entries,)
         self.threshold: np.ndarray | None = None  # (entries,)
-        self.top: np.ndarray | None = None  # (entries, TAIL_KEEP), each row descending, 0-padded
+        self.top: np.ndarray | None = None  # (entries, TAIL_KEEP), in no order, 0-padded
 
     def observe(self, rows: np.ndarray) -> None:
         """Fold in a chunk: one row per entry, samples along the row (any memory layout: the
-        comparisons run along whichever axis is contiguous)."""
+        comparisons run along whichever axis is contiguous); samples past the first
+        :data:`TAIL_SAMPLES` observed are ignored."""
+        rows = rows[:, :TAIL_SAMPLES - self.count]
         entries, count = rows.shape
         if entries > TAIL_ENTRIES or count < 2:
             return
+        self.count += count
         if self.center is None:
             pilot = rows[:, :_PILOT]
-            self.center = np.median(pilot, axis=1)
-            level = max(0.0, 1.0 - 2.0 * TAIL_KEEP / count)
-            self.threshold = np.quantile(np.abs(pilot - self.center[:, None]), level, axis=1)
+            m = pilot.shape[1]
+            self.center = np.partition(pilot, m // 2, axis=1)[:, m // 2]  # a median
+            at = int(max(0.0, 1.0 - 2.0 * TAIL_KEEP / count) * (m - 1))  # about 2 TAIL_KEEP beyond it
+            self.threshold = np.partition(np.abs(pilot - self.center[:, None]), at, axis=1)[:, at]
             self.top = np.zeros((entries, TAIL_KEEP))
         assert self.center is not None and self.threshold is not None and self.top is not None
         lo, hi = self.center - self.threshold, self.center + self.threshold
         if rows.flags.c_contiguous or not rows.T.flags.c_contiguous:
-            at, where = np.nonzero((rows > hi[:, None]) | (rows < lo[:, None]))
+            at, where = np.nonzero((rows > hi[:, None]) | (rows < lo[:, None]))  # grouped by entry
         else:  # samples along the first axis in memory
             where, at = np.nonzero((rows.T > hi) | (rows.T < lo))
+            order = np.argsort(at, kind="stable")
+            at, where = at[order], where[order]
         if not at.size:
             return
-        values = np.abs(rows[at, where] - self.center[at])
-        row = np.concatenate([np.repeat(np.arange(entries), TAIL_KEEP), at])
-        value = np.concatenate([self.top.ravel(), values])
-        order = np.lexsort((-value, row))  # by entry, each entry's values descending
-        sizes = np.bincount(row, minlength=entries)
-        rank = np.arange(order.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        self.top = value[order[rank < TAIL_KEEP]].reshape(entries, TAIL_KEEP)
-        self.threshold = np.maximum(self.threshold, self.top[:, -1])
+        sizes = np.bincount(at, minlength=entries)
+        rank = np.arange(at.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        wide = np.zeros((entries, TAIL_KEEP + int(sizes.max())))  # kept values, then the new ones
+        wide[:, :TAIL_KEEP] = self.top
+        wide[at, TAIL_KEEP + rank] = np.abs(rows[at, where] - self.center[at])
+        self.top = np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
+        self.threshold = np.maximum(self.threshold, self.top.min(axis=1))
 
-    def index(self, n: int) -> np.ndarray | None:
+    def index(self) -> np.ndarray | None:
         """Tail index per entry: the larger of Hill's estimates at ``k`` and ``k / 4`` (a true
         power tail gives both alike; a light tail that starts near the center, as in a point mass
         at 0 beside a normal's edge, looks heavy at ``k`` only); NaN where something is not
-        finite; None below :data:`TAIL_MIN_N` samples or without data.  An entry whose largest
+        finite; None below :data:`TAIL_MIN_N` samples observed.  An entry whose largest
         values are mostly ties (a discrete cost: Hill's estimator assumes a continuous tail) or
         whose threshold ``X_(k)`` is 0 has no tail to speak of: inf."""
-        if self.top is None or n < TAIL_MIN_N:
+        if self.top is None or self.count < TAIL_MIN_N:
             return None
-        k = min(n // TAIL_FRACTION, self.top.shape[1] - 1)
-        top = self.top[:, :k + 1]
+        k = min(self.count // TAIL_FRACTION, self.top.shape[1] - 1)
+        top = -np.sort(-self.top, axis=1)[:, :k + 1]
         alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
         distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
         alpha[distinct < (k + 1) / 2] = np.inf
@@ -152,7 +161,7 @@ def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], 
     tails: dict[str, float | np.ndarray] = {}
     heavy: dict[str, float] = {}
     for name, m in results.items():
-        alpha = m.tail.index(n)
+        alpha = m.tail.index()
         if alpha is None or not np.isfinite(m.mean).all():
             continue
         shape = np.shape(m.mean)
