@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from . import ir
+from . import chunking, diagnostics
 from .analysis import parameters
 from .backend import Backend, get_backend, row_sums
-from . import chunking, diagnostics
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
@@ -101,8 +101,8 @@ class Estimate:
     #: entries that are NaN or infinite, by result: ``{"value": 1, "grad['mu']": 1, ...}`` (empty:
     #: all finite); at n = 1 the standard errors are undefined, so NaN, and listed here
     nonfinite: dict[str, int] = field(default_factory=dict)
-    #: Hill's tail index of the per-sample contributions, by result (shaped like it), where
-    #: assessed (n >= diagnostics.TAIL_MIN_N); below diagnostics.HEAVY_TAIL_INDEX the standard error is not to be trusted
+    #: Hill's tail index of the per-sample contributions, by result (shaped like it), where assessed
+    #: (n >= diagnostics.TAIL_MIN_N); below diagnostics.HEAVY_TAIL_INDEX the standard error is not to be trusted
     tail_index: dict[str, float | np.ndarray] = field(default_factory=dict)
     #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
     heavy_tails: dict[str, float] = field(default_factory=dict)
@@ -223,8 +223,8 @@ def estimate(
     :class:`~stochgrad.errors.MemoryLimitError` before anything is allocated.  A NaN or infinity in
     the results, or a standard error undefined (n = 1) or made meaningless by heavy tails, is
     reported in :attr:`Estimate.nonfinite` / :attr:`Estimate.heavy_tails` and by a
-    :class:`~stochgrad.errors.NonFiniteWarning` / :class:`~stochgrad.errors.HeavyTailWarning`.  Other keywords (``device``, ``dtype`` for torch)
-    configure the backend.
+    :class:`~stochgrad.errors.NonFiniteWarning` / :class:`~stochgrad.errors.HeavyTailWarning`.
+    Other keywords (``device``, ``dtype`` for torch) configure the backend.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")

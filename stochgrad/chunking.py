@@ -58,7 +58,8 @@ def copies(p: Plan) -> tuple[int, list[str]]:
     total, names = 1, []
     for node in p.nodes:
         if node.spec.enumerates:
-            states = joint_states(lookup(node.dist.name), node.dist, node.shape if isinstance(node.shape, tuple) else None)
+            shape = node.shape if isinstance(node.shape, tuple) else None
+            states = joint_states(lookup(node.dist.name), node.dist, shape)
             total *= states or 1
             names.append(node.var)
     return total, names
