@@ -6,6 +6,12 @@ samples.  Each chunk gives every parameter one copy per sample (a leaf of shape
 contribution ``g_i``; the estimate is their mean and the standard error is
 ``sd(g_i) / sqrt(n)``, accumulated across chunks with Chan et al.'s (1979)
 pairwise update from each chunk's sums of ``g_i`` and ``g_i**2``.  The same is done for the value.
+
+Nothing non-finite passes silently: a NaN or infinity in a result is counted in
+:attr:`Estimate.nonfinite` and named in a :class:`~stochgrad.errors.NonFiniteWarning`, and a
+tail index of the per-sample contributions (:mod:`stochgrad.diagnostics`) flags standard errors
+that heavy tails make meaningless.  Chunks are sized from the per-sample memory footprint and
+bounded by ``memory_limit`` (:mod:`stochgrad.chunking`).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from . import ir
+from . import chunking, diagnostics
 from .analysis import parameters
 from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names, row_sums
-from .errors import BiasWarning, ValidationError, did_you_mean
+from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
 from .lower import Lowering
 from .noise import BLOCK, NoiseSource
 from .parser import parse
@@ -48,11 +55,16 @@ def as_expression(expr: Any) -> ir.Expr:
 
 @dataclass
 class _Moments:
-    """Running count, mean and sum of squared deviations (elementwise)."""
+    """Running count, mean and sum of squared deviations (elementwise), and the largest
+    deviations for the tail index (see :mod:`stochgrad.diagnostics`)."""
 
     n: int = 0
     mean: np.ndarray | float = 0.0
     m2: np.ndarray | float = 0.0
+    tail: diagnostics.Tail = field(default_factory=diagnostics.Tail)
+
+    def finite(self) -> bool:
+        return bool(np.isfinite(self.mean).all() and np.isfinite(self.m2).all())
 
     def update(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
         if self.n == 0:
@@ -60,8 +72,9 @@ class _Moments:
             return
         total = self.n + count
         delta = mean - self.mean
-        self.mean = self.mean + delta * (count / total)
-        self.m2 = self.m2 + m2 + delta * delta * (self.n * count / total)
+        finite = np.isfinite(delta)  # else an infinite mean stays infinite (the sum's semantics), not inf - inf
+        self.mean = np.where(finite, self.mean + delta * (count / total), self.mean + mean)
+        self.m2 = self.m2 + m2 + np.where(finite, delta * delta * (self.n * count / total), np.nan)
         self.n = total
 
     def stderr(self) -> np.ndarray | float:
@@ -87,12 +100,35 @@ class Estimate:
     backend: str
     seed: int
     chunk_size: int = field(default=0)
+    #: entries that are NaN or infinite, by result: ``{"value": 1, "grad['mu']": 1, ...}`` (empty:
+    #: all finite); at n = 1 the standard errors are undefined, so NaN, and listed here
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    #: Hill's tail index of the per-sample contributions, by result (shaped like it), where assessed
+    #: (n >= diagnostics.TAIL_MIN_N); below diagnostics.HEAVY_TAIL_INDEX the standard error is not to be trusted
+    tail_index: dict[str, float | np.ndarray] = field(default_factory=dict)
+    #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
+    heavy_tails: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        lines = [f"value = {_fmt(self.value)} \u00b1 {_fmt(self.value_stderr)}"]
+        def se(x: Any) -> str:
+            return "undefined (n = 1)" if self.n == 1 else _fmt(x)
+
+        lines = [f"value = {_fmt(self.value)} \u00b1 {se(self.value_stderr)}"]
         for k in self.grad:
-            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {_fmt(self.stderr[k])}")
+            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {se(self.stderr[k])}")
         return "\n".join(lines)
+
+    def problems(self) -> list[str]:
+        """Sentences on what in this estimate is non-finite or untrustworthy (empty: nothing)."""
+        out = []
+        if self.nonfinite:
+            sizes = {"value": np.size(self.value), "value_stderr": np.size(self.value_stderr)}
+            sizes |= {f"grad[{k!r}]": np.size(v) for k, v in self.grad.items()}
+            sizes |= {f"stderr[{k!r}]": np.size(v) for k, v in self.stderr.items()}
+            out.append(diagnostics.describe(self.nonfinite, sizes, self.n))
+        if self.heavy_tails:
+            out.append(diagnostics.describe_tails(self.heavy_tails))
+        return out
 
 
 def _fmt(x: Any) -> str:
@@ -125,10 +161,11 @@ def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
 def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
     """Samples per chunk when the caller gives no ``chunk_size``: about :data:`CHUNK_ENTRIES`
     entries per array, counting each sample's widest random value or parameter (the per-sample
-    gradients have a parameter's shape), in whole noise blocks."""
+    gradients have a parameter's shape) times the copies exact enumeration makes of every value
+    (the product of the enumerated nodes' joint states), in whole noise blocks."""
     widths = [v.size for v in values.values()]
     widths += [math.prod(node.shape) for node in p.nodes if isinstance(node.shape, tuple)]
-    return max(BLOCK, CHUNK_ENTRIES // max(widths, default=1) // BLOCK * BLOCK)
+    return max(BLOCK, CHUNK_ENTRIES // (max(widths, default=1) * chunking.copies(p)[0]) // BLOCK * BLOCK)
 
 
 def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> list[str]:
@@ -142,8 +179,8 @@ def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> l
     return names
 
 
-def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
-    return [(start, min(chunk_size, n - start)) for start in range(0, n, chunk_size)]
+def _chunks(n: int, chunk_size: int) -> Iterable[tuple[int, int]]:
+    return chunking.chunks(n, chunk_size)
 
 
 def estimate(
@@ -160,6 +197,7 @@ def estimate(
     progress: Callable[[int, int], None] | None = None,
     batch_axes: int = 0,
     wrt: Iterable[str] | None = None,
+    memory_limit: int | None = None,
     **backend_options: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
@@ -174,8 +212,15 @@ def estimate(
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`; by default :func:`auto_chunk` sizes chunks to the cache);
     ``wrt`` names the parameters to differentiate (default: all), the others are held constant,
-    which saves their per-sample gradients.  Other keywords (``device``, ``dtype`` for torch)
-    configure the backend.
+    which saves their per-sample gradients.  ``memory_limit`` (bytes; default half the machine's
+    physical memory) bounds a chunk's estimated footprint (:func:`stochgrad.chunking.footprint`,
+    enumeration copies included): chunks shrink to fit, and a run whose smallest chunk (one noise
+    block, or ``n`` samples if fewer) cannot fit is refused with a
+    :class:`~stochgrad.errors.MemoryLimitError` before anything is allocated.  A NaN or infinity in
+    the results, or a standard error undefined (n = 1) or made meaningless by heavy tails, is
+    reported in :attr:`Estimate.nonfinite` / :attr:`Estimate.heavy_tails` and by a
+    :class:`~stochgrad.errors.NonFiniteWarning` / :class:`~stochgrad.errors.HeavyTailWarning`.
+    Other keywords (``device``, ``dtype`` for torch) configure the backend.
     """
     check_options("estimate", backend_options, option_names(backend) if backend_options else (), _backend_name(backend),
                   _KEYWORDS)
@@ -208,12 +253,13 @@ def estimate(
     names = _check_wrt(wrt, values)
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
+    size = chunking.fit(n, size, p, values, names, chunking.check_memory_limit(memory_limit))
 
     fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
-    chunks = _chunks(n, size)
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
-    for start, count in chunks:
+    first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
+    for start, count in _chunks(n, size):
         lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
                             memo=memo, first_order=True)
 
@@ -224,23 +270,31 @@ def estimate(
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
         leaves = [B.leaf(values[k], count) for k in names]
-        per_sample, grads = B.value_and_grad(objective, leaves)
-        _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count)
+        with np.errstate(all="ignore"):  # non-finite values are reported below, by name
+            per_sample, grads = B.value_and_grad(objective, leaves)
+            _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count,
+                        tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
+        if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
+            first_bad = (start, count)
         if progress is not None:
             progress(start + count, n)
     scalar = {k: values[k].ndim == 0 for k in names}
-    return Estimate(
+    r = Estimate(
         value=_out(value_m.mean, True),
         value_stderr=_out(value_m.stderr(), True),
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
         plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
+        **diagnostics.report(value_m, grad_m, scalar, n, _out),
     )
+    _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
+                                                                            batch_axes))
+    return r
 
 
 #: estimate's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
 _KEYWORDS = ("n", "backend", "seed", "estimators", "chunk_size", "policy", "enumerate_budget", "progress",
-             "batch_axes", "wrt")
+             "batch_axes", "wrt", "memory_limit")
 
 
 def _backend_name(backend: Any) -> str:
@@ -250,7 +304,18 @@ def _backend_name(backend: Any) -> str:
     return str(backend or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
 
 
-def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:
+def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
+    """A NonFiniteWarning and a HeavyTailWarning, each naming the expression and the entries."""
+    problems = r.problems()
+    if r.nonfinite:
+        located = where()
+        warnings.warn(f"{e}: {problems[0]}" + (f"; first seen in {located}" if located else ""), NonFiniteWarning,
+                      stacklevel=3)
+    if r.heavy_tails:
+        warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=3)
+
+
+def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:
     """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
     values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
 
@@ -259,7 +324,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     there the fixed cost per operation dominates.  ``M2 = sum x^2 - (sum x)^2 / count`` is exact
     enough unless the spread is tiny next to the mean (``M2 < 1e-6 sum x^2``: then about
     ``log10(sum x^2 / M2)`` digits would cancel), and only then are deviations from the mean summed
-    instead (a second pass, in numpy)."""
+    instead (a second pass, in numpy).  With ``tails``, each entry's largest deviations are kept
+    too (:class:`stochgrad.diagnostics.Tail`)."""
     small: list[tuple[_Moments, float, tuple[int, ...], np.ndarray]] = []
     for m, x, scale in items:
         shape = B.shape(x)
@@ -271,6 +337,9 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
             s1, s2 = B.sample_sums(x)
             mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
             m.update(count, scale * mean, scale * scale * m2)
+            if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
+                head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
+                m.tail.observe(B.to_numpy(head).reshape(B.shape(head)[0], -1).T)
     if not small:
         return
     rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
@@ -279,6 +348,8 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) ->
     for m, scale, shape, r in small:
         part = slice(at, at + r.shape[0])
         m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
+        if tails:
+            m.tail.observe(rows[part])
         at += r.shape[0]
 
 
@@ -286,13 +357,12 @@ def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], c
     """Mean and sum of squared deviations from a chunk's sums (see :func:`_accumulate`);
     ``values()`` gives the chunk's values (sample axis first), needed only when the sums cancel."""
     mean = s1 / count
-    with np.errstate(invalid="ignore"):  # an infinite entry (KL of disjoint supports: +inf) has mean +inf
-        m2 = s2 - s1 * mean
-        if (m2 < _CANCELLATION * s2).any():
-            d = values() - mean
-            ds = d.sum(axis=0)
-            m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
-            mean = np.where(np.isfinite(mean), mean + ds / count, mean)
+    m2 = s2 - s1 * mean
+    if (m2 < _CANCELLATION * s2).any():
+        d = values() - mean
+        ds = d.sum(axis=0)
+        m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
+        mean = np.where(np.isfinite(mean), mean + ds / count, mean)  # an infinite mean stays as it is
     return mean, np.maximum(m2, 0.0)
 
 

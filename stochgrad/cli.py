@@ -15,14 +15,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from .api import estimate
 from .backend import available_backends
-from .errors import StochgradError
+from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
 from .planner import POLICIES, plan
 
 
@@ -139,7 +141,43 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _jsonable(x: Any) -> Any:
-    return np.asarray(x).tolist()
+    return _finite(np.asarray(x).tolist())
+
+
+def _finite(x: Any) -> Any:
+    """``x`` (nested lists, dicts, numbers) with NaN and infinities as None: JSON has no NaN."""
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(_finite(obj), indent=2, allow_nan=False)
+
+
+@contextmanager
+def _reported(notes: list[str]) -> Iterator[None]:
+    """Run with NonFiniteWarning and HeavyTailWarning turned into sentences in ``notes`` (said
+    by the caller, not as Python warnings with a source path); other warnings pass as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, (NonFiniteWarning, HeavyTailWarning)):
+            text = str(w.message)
+            if text not in notes:
+                notes.append(text)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def _say(notes: list[str], write: Callable[[str], Any] = lambda t: print(t, file=sys.stderr)) -> None:
+    for text in notes:
+        write(f"stochgrad: warning: {text}")
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -148,8 +186,10 @@ def _compare(args: argparse.Namespace) -> int:
     try:
         params = {k: _value(k, v) for k, v in args.at}
         repeats = args.repeats if args.repeats is not None else (50 if args.plot else 0)
-        c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats, **_options(args))
+        notes: list[str] = []
+        with _reported(notes):
+            c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
+                        temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats, **_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
@@ -159,8 +199,9 @@ def _compare(args: argparse.Namespace) -> int:
         except ImportError:
             print("stochgrad: error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
             return 2
+    _say(notes)
     if args.json:
-        print(json.dumps(c.to_json(), indent=2))
+        print(_json(c.to_json()))
     else:
         print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={args.seed})")
         print(c.table())
@@ -213,15 +254,21 @@ def _main(argv: Sequence[str] | None) -> int:
             print(plan(args.expression, overrides, policy=args.policy, shapes=shapes))
             return 0
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
-        r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                     estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
-                     progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt, **_options(args))
+        notes: list[str] = []
+        with _reported(notes):
+            r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
+                         estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
+                         progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt, **_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
     closed = _closed_form(args.expression, params) if args.exact else None
+    if r.n == 1:  # said plainly, in place of the warning's longer sentence
+        notes = [t for t in notes if "undefined at n = 1" not in t or "non-finite results:" in t]
+        notes.append("standard error undefined at n = 1 (it needs at least two samples)")
+    _say(notes)
     if args.json:
-        print(json.dumps({
+        print(_json({
             "expression": args.expression, "n": r.n, "backend": r.backend, "seed": r.seed,
             "value": _jsonable(r.value), "value_stderr": _jsonable(r.value_stderr),
             "grad": {k: _jsonable(v) for k, v in r.grad.items()},
@@ -232,7 +279,9 @@ def _main(argv: Sequence[str] | None) -> int:
                 "formula": closed.formula, "value": _jsonable(closed.value),
                 "grad": {k: _jsonable(v) for k, v in closed.grad.items()},
             },
-        }, indent=2))
+            "nonfinite": r.nonfinite, "heavy_tails": r.heavy_tails,
+            "tail_index": {k: _jsonable(v) for k, v in r.tail_index.items()}, "warnings": notes,
+        }))
         return 0
     print(f"{args.expression}   (n={r.n}, backend={r.backend}, seed={r.seed})")
     print(r)

@@ -84,6 +84,22 @@ class BiasWarning(UserWarning):
     """The plan contains a biased estimator that the user did not request."""
 
 
+class MemoryLimitError(StochgradError):
+    """A run whose smallest chunk would need more memory than ``memory_limit`` allows (raised
+    before anything is allocated; the message gives the estimated bytes and how to reduce them)."""
+
+
+class NonFiniteWarning(UserWarning):
+    """A value, gradient or standard error of an estimate is NaN or infinite (or a standard error is
+    undefined, at n = 1); :attr:`stochgrad.Estimate.nonfinite` says which entries."""
+
+
+class HeavyTailWarning(UserWarning):
+    """The per-sample contributions to an entry have so heavy a tail (estimated tail index below
+    :data:`stochgrad.diagnostics.HEAVY_TAIL_INDEX`) that its standard error cannot be trusted;
+    :attr:`stochgrad.Estimate.tail_index` holds the estimates."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

@@ -35,6 +35,7 @@ from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
 from .estimators import baseline_value, magic_box, score_term
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
+from .ieee import binop as ieee_binop, call as ieee_call
 from .noise import BLOCK, NoiseSource
 from .kl import kl_value
 from .planner import LogRatio, NodePlan, PlannedExpect
@@ -143,8 +144,10 @@ class Lowering(SampleAxis):
     def _binop(self, e: ir.BinOp, env: Mapping[str, Array]) -> Array | float:
         if e.op == "**" and e.right == _TWO:  # x * x: cheaper than pow, forward and backward
             x = self.evaluate(e.left, env)
-            return x * x
+            return ieee_binop("*", x, x) if isinstance(x, float) else x * x
         a, b = self.align(self.evaluate(e.left, env), self.evaluate(e.right, env))
+        if isinstance(a, float) and isinstance(b, float):  # two constants: IEEE arithmetic, as arrays
+            return ieee_binop(e.op, a, b)
         try:
             if e.op in COMPARISON_PRIMITIVES:
                 return self.B.fn[COMPARISON_PRIMITIVES[e.op]](self.array(a), self.array(b))
@@ -157,7 +160,12 @@ class Lowering(SampleAxis):
         if e.impl is not None:  # a user function: native arrays in, native array out (checked)
             return self.array(call_user_function(self.B, e.fn, e.impl.fn, [self.array(self.evaluate(a, env)) for a in e.args]))
         fn = FUNCTIONS[e.fn]
-        x = self.array(self.evaluate(e.args[0], env))
+        x = self.evaluate(e.args[0], env)
+        if fn.primitive is not None and isinstance(x, float):  # a constant: IEEE semantics, once
+            out = ieee_call(fn.primitive, x)
+            if out is not None:
+                return out
+        x = self.array(x)
         if fn.primitive is not None:
             return self.B.fn[fn.primitive](x)
         if e.fn == "argmax":
