@@ -22,9 +22,10 @@ import numpy as np
 from . import ir
 from .analysis import parameters
 from .backend import Backend, get_backend, row_sums
+from .baselines import BaselineState, single_sample
 from .errors import BiasWarning, ValidationError, did_you_mean
 from .lower import Lowering
-from .noise import BLOCK, NoiseSource
+from .noise import BLOCK, NoiseSource, check_seed
 from .parser import parse
 from .planner import DEFAULT_BUDGET, Plan, plan
 
@@ -189,24 +190,12 @@ def estimate(
     B = get_backend(backend, **backend_options)
     e = as_expression(expr)
     values = _check_params(parameters(e), params or {})
-    shapes = {k: v.shape for k, v in values.items()}
-    p = plan(e, estimators, policy=policy, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities)
-    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
-        from .variance import explain, pilot
-
-        def run(overrides: Mapping[str, Any], m: int) -> Estimate:
-            return estimate(e, values, n=m, backend=B, seed=int(seed or 0) + 7919, estimators=overrides,
-                            enumerate_budget=enumerate_budget)
-
-        chosen, reasons = pilot(p, run, estimators or {})
-        p = explain(plan(e, chosen, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities), reasons)
+    seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
+    p = plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=enumerate_budget,
+                     batch_axes=batch_axes, n=n)
     for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
         if node.biased and not node.reason.startswith("requested") and policy != "low_variance":
             warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=2)
-    if seed is None:
-        seed = secrets.randbits(63)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
     names = _check_wrt(wrt, values)
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else int(chunk_size)
     if size < 1:
@@ -217,9 +206,10 @@ def estimate(
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     chunks = _chunks(n, size)
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
+    baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
     for start, count in chunks:
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
-                            memo=memo, first_order=True)
+        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
+                            memo=memo, first_order=True, baselines=baselines)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = {**fixed, **dict(zip(names, leaves))}
@@ -238,8 +228,41 @@ def estimate(
         value_stderr=_out(value_m.stderr(), True),
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
-        plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
+        plan=p, n=n, backend=B.name, seed=seed, chunk_size=size,
     )
+
+
+def plan_for_run(e: ir.Expr, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *,
+                 policy: str, B: Backend, seed: int, budget: int, batch_axes: int = 0, n: int | None = None) -> Plan:
+    """The plan ``estimate`` runs (and ``sg.plan(..., params=...)`` shows) for checked parameter
+    values: under ``policy="min_variance"`` the pilots' choice (see :mod:`stochgrad.variance`),
+    with ``n=1`` leave-one-out baselines replaced by none (see :mod:`stochgrad.baselines`)."""
+    shapes = {k: v.shape for k, v in values.items()}
+    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
+        from .variance import min_variance_plan
+
+        p = min_variance_plan(e, values, estimators, B=B, seed=seed, budget=budget, batch_axes=batch_axes)
+    else:
+        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=B.capabilities)
+    return single_sample(p) if n == 1 else p  # leave-one-out has no other sample: say, and run, no baseline
+
+
+def plan_for_values(e: ir.Expr, estimators: Mapping[str, Any] | None, *, policy: str, shapes: Mapping[str, Any] | None,
+                    budget: int, capabilities: frozenset[str] | None, params: Mapping[str, Any] | None,
+                    seed: int | None, backend: str | Backend | None, n: int | None, batch_axes: int) -> Plan:
+    """``sg.plan`` given parameter values or a sample count: the plan :func:`estimate` runs for them."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValidationError(f"n (the number of samples) must be an integer >= 1, got {n!r}")
+    if params is None:
+        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=capabilities)
+        return single_sample(p) if n == 1 else p
+    values = _check_params(parameters(e), params)
+    if shapes is not None and {k: tuple(s) for k, s in shapes.items()} != {k: v.shape for k, v in values.items()}:
+        raise ValidationError(f"shapes {dict(shapes)} disagree with the shapes of params; give one or the other")
+    B = get_backend(backend)
+    seed = secrets.randbits(63) if seed is None else check_seed(seed, "plan: seed")
+    return plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=budget, batch_axes=batch_axes,
+                        n=None if n is None else int(n))
 
 
 def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int) -> None:
