@@ -1,7 +1,8 @@
 """Baseline state, owned by the run: moving averages, and what a plan does at n = 1.
 
 A :class:`stochgrad.MovingAverage` spec is configuration only (its decay).  Its running value
-``b_t = decay * b_{t-1} + (1 - decay) * m_t`` (``m_t`` the mean cost of batch ``t``, ``b_1 = m_1``)
+``b_t = decay * b_{t-1} + (1 - decay) * m_t`` (``m_t`` the mean over batch ``t`` of the cost terms
+that depend on the node, ``b_1 = m_1``)
 lives in a :class:`BaselineState`, one :class:`AverageState` per random node (by uid), that the
 lowering receives from whoever owns the run, in the manner of optax's optimizer states:
 
