@@ -170,11 +170,13 @@ def estimate(
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
 
     ``params`` maps parameter names to floats or numpy arrays (broadcasting like
-    numpy); ``n`` is the number of samples; ``seed`` fixes the noise (same seed
-    and backend give identical results); ``estimators`` overrides the planner per
+    numpy); ``n`` is the number of samples; ``seed`` fixes the noise (a non-negative integer of
+    any size, every bit of which counts; same seed and backend give identical results, moving
+    averages included: each call starts them afresh); ``estimators`` overrides the planner per
     variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
-    ``"unbiased"`` or ``"low_variance"``; ``enumerate_budget`` caps the joint states summed
-    exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
+    ``"unbiased"``, ``"low_variance"`` or ``"min_variance"`` (pilot runs, from a seed hashed from
+    ``seed``; ``sg.plan(..., params=..., seed=...)`` shows the same plan); ``enumerate_budget``
+    caps the joint states summed exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
     axes of independent examples (see :func:`stochgrad.compile`); ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`; by default :func:`auto_chunk` sizes chunks to the cache);

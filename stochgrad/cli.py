@@ -91,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                             " straight_through, straight_through_gumbel; options as NAME:KEY=VALUE,"
                             " e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
         p.add_argument("--policy", default="unbiased", choices=POLICIES,
-                       help="unbiased (default), low_variance (may relax discrete nodes) or min_variance (pilot runs: needs --at)")
+                       help="unbiased (default), low_variance (may relax discrete nodes)"
+                            " or min_variance (pilot runs: needs --at)")
         p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="parameter value (number or JSON array); repeat for each parameter")
 

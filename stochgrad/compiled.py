@@ -39,7 +39,11 @@ from .planner import DEFAULT_BUDGET, Plan, plan
 
 
 class Objective:
-    """``objective(**params) -> native scalar``; see :func:`compile`."""
+    """``objective(**params) -> native scalar``; see :func:`compile`.
+
+    ``calls`` counts the calls (call ``k`` draws the noise of ``(seed, k)``); ``baseline_state`` is
+    this objective's own :class:`stochgrad.baselines.BaselineState` (moving averages by variable:
+    ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``)."""
 
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
                  policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,

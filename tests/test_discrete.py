@@ -275,8 +275,9 @@ def test_moving_average_baseline_state(backend):
     for r in (first, second):
         assert_estimate(r, grad={"p": 0.1})
     assert "moving-average baseline, decay 0.5" in str(second.plan)
-    assert spec == sg.Score(baseline=sg.MovingAverage(0.5)) and hash(spec) == hash(sg.Score(baseline=sg.MovingAverage(0.5)))
-    with pytest.raises(sg.PlanError, match=r"a MovingAverage holds no state: read a compiled objective's f.baseline_state"):
+    same = sg.Score(baseline=sg.MovingAverage(0.5))
+    assert spec == same and hash(spec) == hash(same)  # configuration only: a sound plan-cache key
+    with pytest.raises(sg.PlanError, match=r"a MovingAverage holds no state: read a compiled objective's"):
         spec.baseline.value
 
 
