@@ -217,11 +217,15 @@ def _main(argv: Sequence[str] | None) -> int:
     overrides = dict(args.estimator)
     try:
         params = {k: _value(k, v) for k, v in args.at}
-        if args.command == "plan":  # with values (or min_variance), the plan `estimate` runs for them
-            values = params if params or args.policy == "min_variance" else None
-            B = get_backend(args.backend, **_options(args)) if values is not None else None
-            print(plan(args.expression, overrides, policy=args.policy, params=values, seed=args.seed, backend=B,
-                       n=args.samples))
+        if args.command == "plan":  # the plan `estimate` runs for these inputs, on this backend
+            B = get_backend(args.backend, **_options(args))
+            if args.policy == "min_variance":  # the same pilots: they need every value
+                print(plan(args.expression, overrides, policy=args.policy, params=params, seed=args.seed, backend=B,
+                           n=args.samples))
+            else:  # values matter only through their shapes
+                shapes = {k: np.shape(v) for k, v in params.items()} if params else None
+                print(plan(args.expression, overrides, policy=args.policy, shapes=shapes, n=args.samples,
+                           capabilities=B.capabilities))
             return 0
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
