@@ -30,9 +30,10 @@ from . import ir
 from . import chunking, diagnostics
 from .analysis import parameters
 from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names, row_sums
+from .baselines import BaselineState, single_sample
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
 from .lower import Lowering
-from .noise import BLOCK, NoiseSource
+from .noise import BLOCK, NoiseSource, check_seed
 from .parser import parse
 from .planner import DEFAULT_BUDGET, Plan, plan
 from .validation import as_real_array, check_batch_axes_fit, check_count, check_mapping, check_options, check_wrt
@@ -203,11 +204,13 @@ def estimate(
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
 
     ``params`` maps parameter names to floats or numpy arrays (broadcasting like
-    numpy); ``n`` is the number of samples; ``seed`` fixes the noise (same seed
-    and backend give identical results); ``estimators`` overrides the planner per
+    numpy); ``n`` is the number of samples; ``seed`` fixes the noise (a non-negative integer of
+    any size, every bit of which counts; same seed and backend give identical results, moving
+    averages included: each call starts them afresh); ``estimators`` overrides the planner per
     variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
-    ``"unbiased"`` or ``"low_variance"``; ``enumerate_budget`` caps the joint states summed
-    exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
+    ``"unbiased"``, ``"low_variance"`` or ``"min_variance"`` (pilot runs, from a seed hashed from
+    ``seed``; ``sg.plan(..., params=..., seed=...)`` shows the same plan); ``enumerate_budget``
+    caps the joint states summed exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
     axes of independent examples (see :func:`stochgrad.compile`); ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
     :data:`stochgrad.noise.BLOCK`; by default :func:`auto_chunk` sizes chunks to the cache);
@@ -231,25 +234,13 @@ def estimate(
     B = get_backend(backend, **backend_options)
     e = as_expression(expr)
     values = _check_params(parameters(e), params)
-    shapes = {k: v.shape for k, v in values.items()}
-    p = plan(e, estimators, policy=policy, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities)
+    seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
+    p = plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=enumerate_budget,
+                     batch_axes=batch_axes, n=n)
     check_batch_axes_fit(batch_axes, p.nodes)
-    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
-        from .variance import explain, pilot
-
-        def run(overrides: Mapping[str, Any], m: int) -> Estimate:
-            return estimate(e, values, n=m, backend=B, seed=int(seed or 0) + 7919, estimators=overrides,
-                            enumerate_budget=enumerate_budget)
-
-        chosen, reasons = pilot(p, run, estimators or {})
-        p = explain(plan(e, chosen, shapes=shapes, budget=enumerate_budget, capabilities=B.capabilities), reasons)
     for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
         if node.biased and not node.reason.startswith("requested") and policy != "low_variance":
             warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=2)
-    if seed is None:
-        seed = secrets.randbits(63)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValidationError(f"seed must be a non-negative integer, got {seed!r}")
     names = _check_wrt(wrt, values)
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
@@ -259,9 +250,10 @@ def estimate(
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
+    baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
     for start, count in _chunks(n, size):
-        lowering = Lowering(B, {}, NoiseSource(B, int(seed), start, count), known=values, batch_axes=batch_axes,
-                            memo=memo, first_order=True)
+        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
+                            memo=memo, first_order=True, baselines=baselines)
 
         def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
             lowering.params = {**fixed, **dict(zip(names, leaves))}
@@ -284,7 +276,7 @@ def estimate(
         value_stderr=_out(value_m.stderr(), True),
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
-        plan=p, n=n, backend=B.name, seed=int(seed), chunk_size=size,
+        plan=p, n=n, backend=B.name, seed=seed, chunk_size=size,
         **diagnostics.report(value_m, grad_m, scalar, n, _out),
     )
     _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
@@ -313,6 +305,39 @@ def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
                       stacklevel=3)
     if r.heavy_tails:
         warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=3)
+
+
+def plan_for_run(e: ir.Expr, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *,
+                 policy: str, B: Backend, seed: int, budget: int, batch_axes: int = 0, n: int | None = None) -> Plan:
+    """The plan ``estimate`` runs (and ``sg.plan(..., params=...)`` shows) for checked parameter
+    values: under ``policy="min_variance"`` the pilots' choice (see :mod:`stochgrad.variance`),
+    with ``n=1`` leave-one-out baselines replaced by none (see :mod:`stochgrad.baselines`)."""
+    shapes = {k: v.shape for k, v in values.items()}
+    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
+        from .variance import min_variance_plan
+
+        p = min_variance_plan(e, values, estimators, B=B, seed=seed, budget=budget, batch_axes=batch_axes)
+    else:
+        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=B.capabilities)
+    return single_sample(p) if n == 1 else p  # leave-one-out has no other sample: say, and run, no baseline
+
+
+def plan_for_values(e: ir.Expr, estimators: Mapping[str, Any] | None, *, policy: str, shapes: Mapping[str, Any] | None,
+                    budget: int, capabilities: frozenset[str] | None, params: Mapping[str, Any] | None,
+                    seed: int | None, backend: str | Backend | None, n: int | None, batch_axes: int) -> Plan:
+    """``sg.plan`` given parameter values or a sample count: the plan :func:`estimate` runs for them."""
+    if n is not None:
+        n = check_count("n", n, 1, "the number of samples")
+    if params is None:
+        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=capabilities)
+        return single_sample(p) if n == 1 else p
+    values = _check_params(parameters(e), params)
+    if shapes is not None and {k: tuple(s) for k, s in shapes.items()} != {k: v.shape for k, v in values.items()}:
+        raise ValidationError(f"shapes {dict(shapes)} disagree with the shapes of params; give one or the other")
+    B = get_backend(backend)
+    seed = secrets.randbits(63) if seed is None else check_seed(seed, "plan: seed")
+    return plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=budget, batch_axes=batch_axes,
+                        n=None if n is None else int(n))
 
 
 def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:

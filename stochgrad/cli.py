@@ -2,6 +2,7 @@
 
     stochgrad estimate "E[z**2, z ~ Normal(mu, sigma)]" --at mu=12 --at sigma=42 -n 100000
     stochgrad plan "E[z > 0, z ~ Normal(mu, 1)]" --estimator z=score
+    stochgrad plan "E[cos(3 * z), z ~ Normal(mu, 1)]" --policy min_variance --at mu=0.3 --seed 0
     stochgrad estimate "E[y**2, y ~ Bernoulli(p)]" --at p=0.25 --estimator y=relaxed:temperature=0.1
 
 Values after ``--at`` are numbers or JSON arrays (``--at mu=[1,2,3]``); they are
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .api import estimate
-from .backend import available_backends
+from .backend import available_backends, get_backend
 from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
 from .planner import POLICIES, plan
 
@@ -92,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
                             " straight_through, straight_through_gumbel; options as NAME:KEY=VALUE,"
                             " e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
         p.add_argument("--policy", default="unbiased", choices=POLICIES,
-                       help="unbiased (default) or low_variance (may relax discrete nodes)")
+                       help="unbiased (default), low_variance (may relax discrete nodes)"
+                            " or min_variance (pilot runs: needs --at)")
         p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
                        help="parameter value (number or JSON array); repeat for each parameter")
 
@@ -117,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     backend_options(p_cmp)
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
+    p_plan.add_argument("-n", "--samples", type=int, default=None,
+                        help="samples of the estimate to show the plan of (n=1 has no leave-one-out baseline)")
+    p_plan.add_argument("--backend", "-b", default=None, choices=available_backends(),
+                        help="the backend of the estimate (its capabilities; min_variance pilots run on it)")
+    p_plan.add_argument("--seed", type=int, default=None,
+                        help="the seed of the estimate to match (min_variance pilots derive theirs from it)")
+    backend_options(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
     common(p_est)
     p_est.add_argument("-n", "--samples", type=int, default=10_000, help="number of samples (default 10000)")
@@ -249,9 +258,15 @@ def _main(argv: Sequence[str] | None) -> int:
     overrides = dict(args.estimator)
     try:
         params = {k: _value(k, v) for k, v in args.at}
-        if args.command == "plan":
-            shapes = {k: np.shape(v) for k, v in params.items()} if params else None
-            print(plan(args.expression, overrides, policy=args.policy, shapes=shapes))
+        if args.command == "plan":  # the plan `estimate` runs for these inputs, on this backend
+            B = get_backend(args.backend, **_options(args))
+            if args.policy == "min_variance":  # the same pilots: they need every value
+                print(plan(args.expression, overrides, policy=args.policy, params=params, seed=args.seed, backend=B,
+                           n=args.samples))
+            else:  # values matter only through their shapes
+                shapes = {k: np.shape(v) for k, v in params.items()} if params else None
+                print(plan(args.expression, overrides, policy=args.policy, shapes=shapes, n=args.samples,
+                           capabilities=B.capabilities))
             return 0
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         notes: list[str] = []

@@ -8,7 +8,8 @@ exact (every node enumerated) -- the bias ``mean - exact`` with its z-score.  Th
 the reference text's walk through naive sampling, reparameterization,
 straight-through, Gumbel-softmax and REINFORCE, in one call.
 
-With ``repeats=R`` each estimator also runs R times (independent seeds) at each of a few
+With ``repeats=R`` each estimator also runs R times (independent seeds, hashed from ``seed``
+and the run's indices, so comparisons with neighbouring seeds share none) at each of a few
 small sample sizes: those runs are the *measured* distribution of the gradient estimate at
 that size, and their root-mean-square error against the exact gradient (their spread where
 none is known) is the measured error against n, which :func:`plot` draws next to the
@@ -31,6 +32,7 @@ from .errors import ValidationError
 from .estimators import (
     Detached, Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
+from .noise import REPLICATE, check_seed, derive_seed
 from .planner import Plan, plan
 
 
@@ -147,6 +149,7 @@ def compare(
     sizes = tuple(repeat_sizes)
     if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in sizes):
         raise ValidationError(f"repeat_sizes must be integers >= 1, got {list(sizes)!r}")
+    seed = check_seed(seed, "compare: seed")
     e = as_expression(expr)
     shapes = {k: np.shape(v) for k, v in params.items()}
     base = plan(e, shapes=shapes)
@@ -162,7 +165,7 @@ def compare(
             bias = None if exact is None else {k: np.asarray(r.grad[k]) - exact[k] for k in r.grad}
             runs = {}
             for i, m in enumerate(sizes if repeats else ()):  # independent seeds for every run
-                found = [estimate(e, params, n=int(m), backend=backend, seed=seed + 1 + (i * repeats + j),
+                found = [estimate(e, params, n=int(m), backend=backend, seed=derive_seed(seed, REPLICATE, i, j),
                                   estimators={node.var: spec}, **options).grad for j in range(repeats)]
                 runs[int(m)] = {k: np.array([g[k] for g in found], dtype=float) for k in r.grad}
             rows.append(Row(node.var, spec.describe(), not r.plan.node(node.var).biased, dict(r.grad),

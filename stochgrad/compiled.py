@@ -10,10 +10,14 @@ differentiating again gives unbiased higher-order derivatives for pathwise,
 score-function and enumerated nodes (a baseline ``(1 - [](L)) b`` has zero
 mean at every order, since ``E[grad^2 L + grad L grad L^T] = 0``).
 
-The plan is built once per set of parameter shapes; each call draws fresh
-noise (seed, then seed + 1, ...; each node's in one draw, since a call is never split into
-chunks), and stateful baselines such as
-:class:`stochgrad.MovingAverage` carry over between calls.
+The plan is built once per set of parameter shapes; call ``k`` (0, 1, ...) draws fresh
+noise from a hash of ``(seed, k, node, ...)`` (see :mod:`stochgrad.noise`; each node's in one
+draw, since a call is never split into chunks), so objectives with seeds ``s`` and ``s + 1``
+share no call's noise.  The objective owns the running state of its moving-average baselines
+(:class:`stochgrad.MovingAverage` specs hold only the decay): ``f.baseline_state[var]`` has
+``value`` and ``updates``, advanced once per call, and ``f.baseline_state.reset()`` clears it;
+two objectives never share it.  With ``n=1`` leave-one-out has no other sample, and the plan
+says and runs "no baseline" (see :func:`stochgrad.baselines.single_sample`).
 """
 
 from __future__ import annotations
@@ -25,17 +29,22 @@ from typing import Any
 from .analysis import parameters
 from .api import _backend_name, as_expression
 from .backend import Backend, get_backend, option_names
+from .baselines import BaselineState, single_sample
 from .errors import ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .lower import Lowering
 from .sampleaxis import with_sample_axis
-from .noise import NoiseSource
+from .noise import NoiseSource, check_seed
 from .planner import DEFAULT_BUDGET, Plan, plan
 from .validation import check_batch_axes_fit, check_count, check_flag, check_options
 
 
 class Objective:
-    """``objective(**params) -> native scalar``; see :func:`compile`."""
+    """``objective(**params) -> native scalar``; see :func:`compile`.
+
+    ``calls`` counts the calls (call ``k`` draws the noise of ``(seed, k)``); ``baseline_state`` is
+    this objective's own :class:`stochgrad.baselines.BaselineState` (moving averages by variable:
+    ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``)."""
 
     def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
                  policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,
@@ -49,8 +58,9 @@ class Objective:
         self.parameters = parameters(self.expr)
         self._options = dict(estimators=estimators, policy=policy, budget=enumerate_budget,
                              capabilities=self.B.capabilities)
-        self.seed = secrets.randbits(62) if seed is None else int(seed)
+        self.seed = secrets.randbits(62) if seed is None else check_seed(seed, "compile: seed")
         self.calls = 0
+        self.baseline_state = BaselineState()  # moving averages, carried across this objective's calls
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
         self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
@@ -76,8 +86,9 @@ class Objective:
             self._bad_names(shapes)
         key = tuple(tuple(shapes[k]) for k in self.parameters)
         if key not in self._plans:
-            self._plans[key] = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
-            check_batch_axes_fit(self.batch_axes, self._plans[key].nodes)
+            p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
+            check_batch_axes_fit(self.batch_axes, p.nodes)
+            self._plans[key] = single_sample(p) if self.n == 1 else p
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
@@ -89,15 +100,15 @@ class Objective:
         p = self._plans.get(shapes)
         if p is None:
             p = self.plan(**dict(zip(self.parameters, shapes)))
-        seed = self.seed + self.calls
+        call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
-            return self._fused[shapes](native, NoiseSource(B, seed, 0, self.n, blocked=False))
+            return self._fused[shapes](native, NoiseSource(B, self.seed, 0, self.n, blocked=False, call=call))
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
-        noise = (RecordingNoise if self.fuse else NoiseSource)(B, seed, 0, self.n, blocked=False)
-        lowering = Lowering(B, with_sample_axis(B, native), noise,
-                            batch_axes=self.batch_axes, memo=self._memo, checks=self.validate)
+        noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.seed, 0, self.n, blocked=False, call=call)
+        lowering = Lowering(B, with_sample_axis(B, native), noise, batch_axes=self.batch_axes, memo=self._memo,
+                            checks=self.validate, baselines=self.baseline_state)
         out = self._finish(lowering, lowering.evaluate(p.root, {}))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
             self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]

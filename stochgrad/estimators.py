@@ -77,37 +77,45 @@ class Pathwise(EstimatorSpec):
         return d.rsample(B, p, draw, shape), None
 
 
+@dataclass(frozen=True)
 class MovingAverage:
-    """Exponential moving-average baseline ``b <- decay * b + (1 - decay) * mean(cost)``.
+    """Exponential moving-average baseline ``b <- decay * b + (1 - decay) * mean(cost)``: the
+    configuration only (a frozen value, equal for equal decays).
 
-    Its state (``value``, ``updates``) is plain numpy the user can read; ``reset()`` clears it.
-    The baseline used for a batch is the state *before* that batch, so it never depends on
-    the batch's own samples and the estimator stays unbiased.  Keep one object per node and
-    pass the same object on every call for the state to carry over.
+    The running state belongs to whoever runs the plan (see :mod:`stochgrad.baselines`): one
+    ``estimate`` call (fresh each call, carried across its chunks) or one compiled objective
+    (carried across its calls: ``f.baseline_state``).  The baseline used for a batch is the state
+    *before* that batch, so it never depends on the batch's own samples and the estimator stays
+    unbiased; the first batch has none.
     """
 
-    def __init__(self, decay: float = 0.9) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise PlanError(f"moving-average decay must be in [0, 1), got {decay!r}")
-        self.decay = float(decay)
-        self.reset()
+    decay: float = 0.9
+
+    def __post_init__(self) -> None:
+        if isinstance(self.decay, bool) or not isinstance(self.decay, (int, float)) or not 0.0 <= self.decay < 1.0:
+            raise PlanError(f"moving-average decay must be in [0, 1), got {self.decay!r}")
+        object.__setattr__(self, "decay", float(self.decay))
+
+    @property
+    def value(self) -> Any:
+        raise PlanError(_MOVED)
+
+    @property
+    def updates(self) -> Any:
+        raise PlanError(_MOVED)
 
     def reset(self) -> None:
-        self.value: np.ndarray | None = None
-        self.updates = 0
+        raise PlanError(_MOVED)
 
-    def update(self, batch_mean: np.ndarray) -> None:
-        self.value = batch_mean if self.value is None else self.decay * self.value + (1 - self.decay) * batch_mean
-        self.updates += 1
 
-    def __repr__(self) -> str:
-        return f"MovingAverage(decay={self.decay}, value={self.value}, updates={self.updates})"
+_MOVED = ("a MovingAverage holds no state: read a compiled objective's f.baseline_state[var] (and reset it with"
+          " f.baseline_state.reset()); each estimate call starts from a fresh state")
 
 
 @dataclass(frozen=True)
 class Score(EstimatorSpec):
     """Score function with a control variate: ``baseline`` is ``"loo"``, a :class:`MovingAverage`
-    (or ``"ema"`` for a fresh one), or ``None``."""
+    (or ``"ema"`` for ``MovingAverage(0.9)``), or ``None``."""
 
     name: ClassVar[str] = "score"
     baseline: Any = "loo"
@@ -306,16 +314,18 @@ def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None)
     return B.concat(parts)
 
 
-def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None) -> Array | None:
+def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None,
+                   state: Any = None) -> Array | None:
     """The baseline for a score term given its per-sample ``cost`` (None: no baseline yet).
 
-    A :class:`MovingAverage` gives its state before this batch, then updates.  Leave-one-out uses
-    the other samples of the same noise block of ``block`` samples (or of the whole array when
-    ``block`` is None); see :func:`leave_one_out`."""
+    A :class:`MovingAverage` gives ``state``'s value before this batch (the node's
+    :class:`stochgrad.baselines.AverageState`, owned by the run or objective), then updates it.
+    Leave-one-out uses the other samples of the same noise block of ``block`` samples (or of the
+    whole array when ``block`` is None); see :func:`leave_one_out`."""
     if isinstance(baseline, MovingAverage):
-        previous = baseline.value
+        previous = state.value
         c = B.stop_gradient(cost)
-        baseline.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0])
+        state.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0], baseline.decay)
         if previous is None:
             return None
         return B.asarray(np.asarray(previous)[None])

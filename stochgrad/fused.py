@@ -13,8 +13,9 @@ kept outside the compiled function:
 * **checks**: constants are checked on the first call; a distribution whose parameters are all
   constants or parameters given by name is checked before every call; a parameter computed inside
   the expression (``Normal(mu, exp(s))``) is checked on the first call only;
-* **state**: a moving-average baseline changes every call, which a compiled function would bake
-  in, so it is refused (leave-one-out works).
+* **state**: a moving-average baseline's state (the objective's ``baseline_state``) changes every
+  call, which a compiled function would bake in, so such a plan is refused by name, before any
+  state changes (leave-one-out works).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ Draw = tuple[int, int, str, tuple[int, ...], int]  # node uid, stream, kind, sha
 class RecordingNoise(NoiseSource):
     """A noise source that also records what was drawn, and whether a draw needed parameter values."""
 
-    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True) -> None:
-        super().__init__(B, seed, start, count, blocked)
+    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
+        super().__init__(B, seed, start, count, blocked, call)
         self.log: list[Draw] = []
         self.needs_values: list[str] = []
 

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from . import ir
+from .baselines import BaselineState
 from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
-from .estimators import baseline_value, magic_box, score_term
+from .estimators import MovingAverage, baseline_value, magic_box, score_term
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .ieee import binop as ieee_binop, call as ieee_call
 from .noise import BLOCK, NoiseSource
@@ -61,7 +62,7 @@ class Lowering(SampleAxis):
     def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
                  batch_axes: int = 0, memo: dict[Any, Any] | None = None, checks: bool = True,
-                 first_order: bool = False) -> None:
+                 first_order: bool = False, baselines: BaselineState | None = None) -> None:
         """``known`` holds the numeric values of parameters, so that a distribution argument that is
         just a parameter or a constant is checked once on it rather than on a per-sample array.
 
@@ -76,12 +77,16 @@ class Lowering(SampleAxis):
 
         ``first_order=True`` builds score terms as ``v + stop(v) (L - stop(L))`` rather than DiCE's
         ``[](L) v``: the same value and first derivative, fewer passes, but wrong second derivatives;
-        for ``estimate``, which differentiates once.  Objectives keep DiCE's form."""
+        for ``estimate``, which differentiates once.  Objectives keep DiCE's form.
+
+        ``baselines`` holds the moving-average baselines' running state, owned by the caller (an
+        ``estimate`` run or an objective; see :mod:`stochgrad.baselines`); default: a fresh one."""
         self.B, self.params, self.noise, self.known = B, params, noise, known or {}
         self.memo: dict[Any, Any] = {} if memo is None else memo
         self._checked_now: set[Any] = set()
         self.checks = checks
         self.first_order = first_order
+        self.baselines = BaselineState() if baselines is None else baselines
         self.batch_axes = batch_axes
         self.mult = 1
         self._tiled: dict[tuple[str, int], Array] = {}
@@ -331,7 +336,8 @@ class Lowering(SampleAxis):
             if logq[j] is None or baseline is None or not terms:
                 continue
             cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
-            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block)
+            state = self.baselines.node(node) if isinstance(baseline, MovingAverage) else None
+            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block, state)
             if base is not None:
                 bases[j] = base
         W = weight(lambda j: True, final)

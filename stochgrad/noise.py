@@ -1,10 +1,17 @@
 """Base noise for the samplers, in blocks addressed by sample index.
 
 Sample ``i`` of node ``uid`` takes its noise from block ``i // BLOCK``, drawn by
-a generator seeded from ``(seed, uid, stream, block)``.  So the noise of every
-sample depends only on the seed and its index: a run split into chunks (which
-always start on a block boundary) sees exactly the noise of the unchunked
-run, and different seeds or nodes get independent streams.
+a generator seeded from a hash of ``(seed, call, uid, stream, kind, block)``.  So the
+noise of every sample depends only on the seed, the call and its index: a run split
+into chunks (which always start on a block boundary) sees exactly the noise of the
+unchunked run, and different seeds, calls or nodes get independent streams.
+
+Every word enters the hash on its own (SplitMix64 rounds, one per 64-bit word), never
+added to another: call ``k`` of a compiled objective with seed ``s`` shares nothing with
+call ``k - 1`` of the objective with seed ``s + 1`` (as ``seed + call`` would), and a seed
+of any size enters with all its 64-bit words, preceded by their count, so ``s`` and
+``2**64 + s`` differ.  Seeds derived for auxiliary runs (pilots, replicates) are hashes of
+the seed and a purpose tag (:func:`derive_seed`), never ``seed + offset``.
 
 Backends that draw with numpy (autograd, and torch in float64 on the CPU) use
 :class:`NumpyStream`: PCG64 (O'Neill 2014) with its state set from SplitMix64
@@ -14,11 +21,14 @@ numbers for a seed.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .errors import ValidationError
 
 
 #: samples per noise block; chunks are whole multiples of it
@@ -38,10 +48,42 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def stream_seed(seed: int, uid: int, stream: int, kind: str, block: int, branch: int = 0) -> int:
-    """A 63-bit seed for one block of one noise stream: the words are folded in by SplitMix64."""
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` as a Python int: a non-negative integer (numpy integers too) of any size;
+    bool, float, str, negative numbers are refused by name (``where`` says whose seed)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValidationError(f"{where} must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+@functools.lru_cache(maxsize=1024)
+def _seed_state(seed: int) -> int:
+    """The hash state after the seed's words: their count, then each 64-bit word, lowest first."""
+    words = [(seed >> (64 * i)) & _MASK for i in range(max(1, -(-seed.bit_length() // 64)))]
     h = 0
-    for word in (seed, uid, stream, _KINDS[kind], block) + ((branch,) if branch else ()):
+    for word in [len(words)] + words:
+        h = _splitmix64(h ^ word)
+    return h
+
+
+def stream_seed(seed: int, call: int, uid: int, stream: int, kind: str, block: int, branch: int = 0) -> int:
+    """A 63-bit seed for one block of one noise stream of call ``call`` (0 for ``estimate``):
+    the seed's words, then each further word, folded in by SplitMix64 (see the module docstring)."""
+    h = _seed_state(seed)
+    for word in (call, uid, stream, _KINDS[kind], block) + ((branch,) if branch else ()):
+        h = _splitmix64(h ^ (word & _MASK))
+    return h >> 1
+
+
+#: purpose tags of derived seeds (:func:`derive_seed`), one per kind of auxiliary run
+PILOT, REPLICATE = 1, 2
+
+
+def derive_seed(seed: int, tag: int, *words: int) -> int:
+    """A 63-bit seed for an auxiliary run (a pilot, a replicate): a hash of the seed, a purpose tag
+    and indices, so its noise is independent of the run with ``seed`` and of other derived runs."""
+    h = _splitmix64(_seed_state(seed) ^ _MASK)  # a round no noise stream takes: call words are small
+    for word in (tag, *words):
         h = _splitmix64(h ^ (word & _MASK))
     return h >> 1
 
@@ -92,15 +134,17 @@ _LOCAL = threading.local()
 
 
 class NoiseSource:
-    """Noise for samples ``start .. start + count`` of one run."""
+    """Noise for samples ``start .. start + count`` of one run (call ``call`` of an objective; 0 for
+    ``estimate``)."""
 
-    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True) -> None:
+    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
         """``blocked=False`` draws each node's noise in one piece, as block 0 of any size: for a
         run that is never chunked (a compiled objective's call), where one large draw is much
         faster than many block-sized ones (on a GPU above all)."""
         if start % BLOCK:
             raise ValueError("chunks must start on a noise-block boundary")
         self.B, self.seed, self.start, self.count, self.blocked = B, seed, start, count, blocked
+        self.call = call
 
     def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
         """``kind`` draws of shape ``(count, *shape)`` for node ``uid``.
@@ -110,17 +154,17 @@ class NoiseSource:
         first = self.start // BLOCK
         end = self.start + self.count
         if end - first * BLOCK <= BLOCK or not self.blocked:  # one piece: no slicing, no concatenation
-            gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, first, branch))
+            gen = self.B.generator(stream_seed(self.seed, self.call, uid, stream, kind, first, branch))
             return self.B.noise(kind, gen, (self.count, *shape), *params)
         blocks = range(first, (end - 1) // BLOCK + 1)
         if not params:  # fill one array block by block, without a concatenation
             counts = [min(BLOCK * (b + 1), end) - max(b * BLOCK, self.start) for b in blocks]
-            gens = [self.B.generator(stream_seed(self.seed, uid, stream, kind, b, branch)) for b in blocks]
+            gens = [self.B.generator(stream_seed(self.seed, self.call, uid, stream, kind, b, branch)) for b in blocks]
             return self.B.noise_blocks(kind, gens, counts, tuple(shape))
         parts = []
         for block in blocks:
             lo, hi = block * BLOCK - self.start, min(BLOCK * (block + 1), end) - self.start
             rows = [q if self.B.shape(q)[0] == 1 else q[lo:hi] for q in params]
-            gen = self.B.generator(stream_seed(self.seed, uid, stream, kind, block, branch))
+            gen = self.B.generator(stream_seed(self.seed, self.call, uid, stream, kind, block, branch))
             parts.append(self.B.noise(kind, gen, (hi - lo,) + tuple(shape), *rows))
         return parts[0] if len(parts) == 1 else self.B.concat(parts)

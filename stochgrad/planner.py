@@ -356,18 +356,37 @@ def plan(
     shapes: Mapping[str, Any] | None = None,
     budget: int = DEFAULT_BUDGET,
     capabilities: frozenset[str] | None = None,
+    params: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+    backend: Any = None,
+    n: int | None = None,
+    batch_axes: int = 0,
 ) -> Plan:
     """Plan an expression (text or IR).
 
-    ``estimators`` overrides per variable name; ``policy`` is ``"unbiased"`` (default) or
-    ``"low_variance"`` (may relax discrete nodes whose cost is differentiable in them);
-    ``shapes`` maps parameter names to shapes (default: all scalar), which sizes finite supports;
-    ``budget`` caps the joint states enumerated exactly; ``capabilities`` are the backend's.
+    ``estimators`` overrides per variable name; ``policy`` is ``"unbiased"`` (default),
+    ``"low_variance"`` (may relax discrete nodes whose cost is differentiable in them) or
+    ``"min_variance"`` (pilot runs: needs ``params``); ``shapes`` maps parameter names to shapes
+    (default: all scalar, or those of ``params``), which sizes finite supports; ``budget`` caps the
+    joint states enumerated exactly; ``capabilities`` are the backend's.
+
+    Given ``params`` (values), ``n``, ``seed``, ``backend`` and ``batch_axes`` as for
+    :func:`stochgrad.estimate`, the result is the plan that estimate runs: under min_variance the
+    pilots' choice (same seed, same pilots), with ``n=1`` no leave-one-out baseline.
     """
     from .api import as_expression
 
     if policy not in POLICIES:
         raise PlanError(f"unknown policy {policy!r}{did_you_mean(str(policy), POLICIES)}; choose from {', '.join(POLICIES)}")
+    if policy == "min_variance" and params is None:
+        raise PlanError("policy 'min_variance' chooses estimators by pilot runs, which need parameter values: pass"
+                        " params={...} to plan (and the seed of the estimate to match), or --at NAME=VALUE")
+    if params is not None or n is not None:
+        from .api import plan_for_values
+
+        return plan_for_values(as_expression(expr), estimators, policy=policy, shapes=shapes, budget=budget,
+                               capabilities=capabilities, params=params, seed=seed, backend=backend, n=n,
+                               batch_axes=batch_axes)
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise PlanError(f"the enumeration budget must be an integer >= 1, got {budget!r}")
     e = as_expression(expr)

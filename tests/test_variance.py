@@ -30,7 +30,9 @@ def test_user_overrides_are_not_piloted():
     assert r.plan.node("z").estimator == "pathwise" and r.plan.node("z").reason == "requested"
 
 
-def test_without_parameters_the_plan_uses_the_static_rules():
-    assert sg.plan("E[cos(20 * z), z ~ Normal(mu, 1)]", policy="min_variance").node("z").estimator == "pathwise"
+def test_without_parameters_min_variance_plan_is_refused():
+    with pytest.raises(sg.PlanError, match="policy 'min_variance' chooses estimators by pilot runs, which need"
+                                           " parameter values: pass params="):
+        sg.plan("E[cos(20 * z), z ~ Normal(mu, 1)]", policy="min_variance")
     with pytest.raises(sg.PlanError, match="choose from unbiased, low_variance, min_variance"):
         sg.plan("E[z, z ~ Normal(0, 1)]", policy="fastest")
