@@ -122,16 +122,20 @@ def check_options(caller: str, options: Mapping[str, Any], accepted: Sequence[st
 
 
 def check_batch_axes_fit(batch_axes: int, nodes: Iterable[Any]) -> None:
-    """Each random node (a :class:`~stochgrad.planner.NodePlan` with a known ``shape``) has at least
-    ``batch_axes`` logical axes: a plate axis that does not exist is a mistake, not a no-op."""
+    """Some random node (a :class:`~stochgrad.planner.NodePlan` with a known ``shape``) has at least
+    ``batch_axes`` logical axes: a plate that no node has is a mistake, not a no-op.  A node with
+    fewer axes than the plate (a global latent beside per-example ones) is one joint variable
+    shared by every example, which is valid."""
     if not batch_axes:
         return
-    for node in nodes:
-        shape = getattr(node, "shape", None)
-        if isinstance(shape, tuple) and len(shape) < batch_axes:
-            raise ValidationError(f"batch_axes={batch_axes}, but the random node {node.var} ~ {node.dist} has shape"
-                                  f" {shape} ({len(shape)} ax{'is' if len(shape) == 1 else 'es'}): batch_axes counts"
-                                  f" leading axes of independent examples, at most every node's number of axes")
+    shaped = [node for node in nodes if isinstance(getattr(node, "shape", None), tuple)]
+    if shaped and all(len(node.shape) < batch_axes for node in shaped):
+        widest = max(shaped, key=lambda node: len(node.shape))
+        rank = len(widest.shape)
+        raise ValidationError(f"batch_axes={batch_axes}, but no random node has that many axes: the widest,"
+                              f" {widest.var} ~ {widest.dist}, has shape {widest.shape} ({rank}"
+                              f" ax{'is' if rank == 1 else 'es'}); batch_axes counts leading axes of independent"
+                              f" examples")
 
 
 def _short(value: Any) -> str:

@@ -51,12 +51,12 @@ def test_wrt_must_name_parameters(wrt):
 
 @BOTH
 def test_batch_axes_beyond_a_node_rank_names_the_node(backend):
-    message = (r"batch_axes=5, but the random node z ~ Normal\(mu, 1\) has shape \(\) \(0 axes\)")
+    message = (r"batch_axes=5, but no random node has that many axes: the widest, z ~ Normal\(mu, 1\), has shape \(\) \(0 axes\)")
     with pytest.raises(sg.ValidationError, match=message):
         sg.estimate(TEXT, {"mu": 0.5}, n=10, seed=0, backend=backend, batch_axes=5)
     with pytest.raises(sg.ValidationError, match=message):
         sg.compile(TEXT, n=10, seed=0, backend=backend, batch_axes=5)(mu=0.5)
-    with pytest.raises(sg.ValidationError, match=r"batch_axes=2, but the random node z ~ Normal\(mu, 1\) has shape \(3,\)"):
+    with pytest.raises(sg.ValidationError, match=r"batch_axes=2, but no random node has that many axes: the widest, z ~ Normal\(mu, 1\), has shape \(3,\)"):
         sg.estimate(TEXT, {"mu": np.zeros(3)}, n=10, seed=0, backend=backend, batch_axes=2)
     r = sg.estimate("E[sum(z**2), z ~ Normal(mu, 1)]", {"mu": np.zeros(3)}, n=10, seed=0, backend=backend, batch_axes=1)
     assert r.grad["mu"].shape == (3,)
@@ -227,3 +227,16 @@ def test_a_mismatch_within_a_node_or_an_operation_is_named(backend):
             sg.estimate(sg.parse(text, functions=fn), params, n=10, seed=0, backend=backend)
         with pytest.raises(sg.StochgradError, match=r"shapes \(3,\) and \(4,\) do not broadcast in " + where):
             sg.compile(sg.parse(text, functions=fn), n=10, seed=0, backend=backend)(**params)
+
+
+@BOTH
+def test_a_global_latent_beside_a_plate_is_one_shared_variable(backend):
+    """Under batch_axes=1 a scalar node (a global latent) has fewer axes than the plate: it is one
+    joint variable shared by the examples, and the score function pairs each example's cost with its
+    own log q and with the global one.  E[x_i g] = mu_i m, so d/dm = sum(mu), d/dmu_i = m."""
+    from stochgrad.testing import assert_estimate
+
+    mu, m = np.array([0.5, -1.0, 2.0]), 1.5
+    r = sg.estimate("E[x * g, g ~ Normal(m, 1), x ~ Normal(mu, 1)]", {"mu": mu, "m": m}, n=200_000, seed=3,
+                    backend=backend, batch_axes=1, estimators={"g": "score", "x": "score"})
+    assert_estimate(r, value=mu * m, grad={"m": mu.sum(), "mu": np.full(3, m)})
