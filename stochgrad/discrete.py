@@ -214,9 +214,16 @@ class Categorical(_Discrete):
         return soft + B.stop_gradient(B.one_hot_argmax(soft) - soft)
 
 
+#: the largest Poisson rate both backends' samplers draw from (numpy refuses rates near 2**63, torch
+#: returns NaN above about 1e19)
+MAX_POISSON_RATE = 1e18
+sampleable_rate = Constraint(f"> 0 and at most {MAX_POISSON_RATE:g} (the samplers' range)",
+                             lambda x: (x > 0) & (x <= MAX_POISSON_RATE), lambda x: 0.0 < x <= MAX_POISSON_RATE)
+
+
 class Poisson(_Discrete):
     name = "Poisson"
-    params = (Param("rate", positive, "mean count"),)
+    params = (Param("rate", sampleable_rate, "mean count"),)
     doc = "Poisson(rate): counts 0, 1, 2, ... (infinite support: never enumerated)"
 
     def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:

@@ -199,3 +199,18 @@ def test_empty_categorical_is_a_named_error(backend, form):
     with pytest.raises(sg.StochgradError, match="at least one category"):
         sg.estimate(f"sum(E[y, y ~ Categorical({form}=p)])", {"p": np.zeros(0)}, n=4, backend=backend, seed=0,
                     estimators={"y": "score"})
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+@pytest.mark.parametrize("rate", [1.5e18, 1e19, 1e300])
+def test_poisson_rate_beyond_the_samplers_range_is_named(backend, rate):
+    """numpy's Poisson sampler raises a bare ValueError near 2**63 and torch's returns NaN above
+    about 1e19: a rate past 1e18 is refused by name on both backends."""
+    with pytest.raises(sg.StochgradError, match=r"y ~ Poisson\(r\): parameter 'rate' .*must be > 0 and at most 1e\+18"):
+        sg.estimate("E[y, y ~ Poisson(r)]", {"r": rate}, n=10, seed=0, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+def test_poisson_at_the_largest_rate_is_finite(backend):
+    r = sg.estimate("E[y, y ~ Poisson(r)]", {"r": 1e18}, n=1000, seed=0, backend=backend)
+    assert abs(r.value - 1e18) < 6 * 1e9 / np.sqrt(1000) + 1e18 * 1e-12
