@@ -80,7 +80,7 @@ def run_one(text: str, params: dict, override: str | None, n: int, backend: str,
     except (sg.StochgradError, TypeError) as exc:
         if isinstance(exc, TypeError) and "stochgrad" not in "".join(traceback.format_tb(exc.__traceback__)[-1:]):
             return "crash", f"{type(exc).__name__}: {exc}"
-        return "named error", type(exc).__name__
+        return "named error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
     except Exception as exc:  # noqa: BLE001 -- the point is to classify every failure
         where = traceback.extract_tb(exc.__traceback__)[-1]
         return "crash", f"{type(exc).__name__}: {str(exc)[:160]} ({os.path.basename(where.filename)}:{where.lineno})"
@@ -124,21 +124,24 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     outcomes: collections.Counter[str] = collections.Counter()
     shown: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
     t0 = time.perf_counter()
 
     @seed(args.seed)
     @settings(max_examples=args.examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(st.data())
     def fuzz(data: st.DataObject) -> None:
-        text = data.draw(sgst.texts(max_depth=3))
+        text = data.draw(st.one_of(sgst.texts(max_depth=3).filter(lambda t: "~" in t), sgst.texts(max_depth=3)))
         params = data.draw(sgst.params_for_expression(text))
         params = _perturb(data.draw, params)
         override = data.draw(st.sampled_from(ESTIMATORS))
-        n = data.draw(st.sampled_from([1, 2, 17, 1000]))
+        n = data.draw(st.sampled_from([1000, 17, 2, 1]))
         backend = data.draw(st.sampled_from(backends))
         dtype = data.draw(st.sampled_from([None, "float32"])) if backend == "torch" else None
         outcome, detail = run_one(text, params, override, n, backend, dtype, args.seconds_per_input)
         outcomes[outcome] += 1
+        if outcome == "named error":
+            errors[detail.split(" got ")[0].split(" (given")[0]] += 1
         if outcome in DEFECTS and shown[outcome] < 8:
             shown[outcome] += 1
             print(f"[{outcome}] {text}  params={params} estimator={override} n={n} {backend} {dtype or ''}  {detail}",
@@ -151,6 +154,9 @@ def main() -> None:
     print("| outcome | inputs |\n|---|---|")
     for name in ("finite", "nonfinite reported", "named error") + DEFECTS:
         print(f"| {name} | {outcomes.get(name, 0)} |")
+    print("\nmost common named errors:")
+    for message, count in errors.most_common(12):
+        print(f"  {count:5d}  {message}")
 
 
 if __name__ == "__main__":
