@@ -313,10 +313,12 @@ _SCALAR_CONSTRAINTS = sorted({p.constraint for d in DISTRIBUTIONS.values() for p
 
 
 def test_every_scalar_constraint_is_covered():
-    assert {c.text for c in _SCALAR_CONSTRAINTS} == {"finite", "> 0 and finite", "in [0, 1]", "a non-negative integer"}
+    assert {c.text for c in _SCALAR_CONSTRAINTS} == {"finite", "> 0 and finite", "in [0, 1]", "a non-negative integer",
+                                                     "> 0 and at most 1e+18 (the samplers' range)"}
 
 
-_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 2.5, 3.0, 1e-320, -1e-320, 1e308, math.inf, -math.inf, math.nan, 1 - 1e-16, 1 + 2e-16]
+_EDGES = [0.0, -0.0, 1.0, -1.0, 0.5, 2.5, 3.0, 1e-320, -1e-320, 1e308, math.inf, -math.inf, math.nan, 1 - 1e-16, 1 + 2e-16,
+          1e18, math.nextafter(1e18, math.inf)]
 
 
 @pytest.mark.parametrize("constraint", _SCALAR_CONSTRAINTS, ids=lambda c: c.text)
