@@ -32,6 +32,7 @@ import numpy as np
 
 from . import ir
 from .baselines import BaselineState
+from .continuous import check_precision
 from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
 from .estimators import MovingAverage, baseline_value, magic_box, score_term
@@ -232,9 +233,11 @@ class Lowering(SampleAxis):
         if (d.name, key) in seen:
             return
         context, dist = where
-        lookup(d.name).validate({k: self._numeric(v, p.get(k), env) for k, v in d.params},
-                                where=lambda: f"{context} ~ {dist}" if isinstance(context, str) else f"{context}: {dist}",
-                                sources=lambda: {k: str(v) for k, v in d.params})
+        law, values = lookup(d.name), {k: self._numeric(v, p.get(k), env) for k, v in d.params}
+        law.validate(values, where=lambda: f"{context} ~ {dist}" if isinstance(context, str) else f"{context}: {dist}",
+                     sources=lambda: {k: str(v) for k, v in d.params})
+        if isinstance(context, str):  # a random node: are its samples all rounded to the location?
+            check_precision(law, values, getattr(self.B, "dtype", "float64"), lambda: f"{context} ~ {dist}")
         if lasting:
             self.memo[(d.name, key)] = True
         else:
