@@ -44,6 +44,7 @@ from .planner import LogRatio, NodePlan, PlannedExpect
 from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
 from .shapes import broadcast
 from .userfn import call_user_function, check_operands
+from .zeromass import log_ratio
 
 Array = Any
 _TWO = ir.Num(2.0)
@@ -193,7 +194,7 @@ class Lowering(SampleAxis):
     def _log_ratio(self, e: LogRatio, env: Mapping[str, Array]) -> Array:
         x = env[e.x.id]
         (p, q) = self._dist_params([e.p, e.q], env, where=e)
-        return lookup(e.p.name).log_prob(self.B, p, x) - lookup(e.q.name).log_prob(self.B, q, x)
+        return log_ratio(self.B, e.p, p, e.q, q, x)  # +inf exactly where q has no mass (stochgrad.zeromass)
 
     def _dist_params(self, dists: list[ir.Dist], env: Mapping[str, Array], where: ir.Expr) -> list[dict[str, Array]]:
         """Parameters of several distributions, aligned together and checked."""
