@@ -293,7 +293,8 @@ def check_precision(d: Distribution, values: Mapping[str, Any], dtype: Any, wher
     warnings.warn(f"{where()}: the scale is below one unit in the last place of the location{space} in {name}"
                   f"{entries} scale={scale!r}, loc={loc!r} (eps={eps:.3g}): every sample rounds to the location,"
                   " so the sampled values, and a score-function gradient built on them, cannot be trusted (a"
-                  f" pathwise gradient stays right); {fix} or use the pathwise estimator", PrecisionWarning, stacklevel=2)
+                  f" pathwise gradient stays right); {fix} or use the pathwise estimator", PrecisionWarning,
+                  stacklevel=2)
 
 
 for _cls in (Normal, LogNormal, Exponential, Weibull, Uniform, Laplace, Gumbel, Logistic, Cauchy, Kumaraswamy):

@@ -89,13 +89,15 @@ def test_outside_a_fixed_support_is_inf_without_nan(backend, dtype, q):
 
 
 def test_the_warning_names_the_infinite_log_ratio():
-    with pytest.warns(sg.NonFiniteWarning, match=r"log Uniform\(a, b\)\(_kl0\) - log Uniform\(c, d\)\(_kl0\)` is \+inf"):
+    ratio = r"`log Uniform\(a, b\)\(_kl0\) - log Uniform\(c, d\)\(_kl0\)` is \+inf"
+    with pytest.warns(sg.NonFiniteWarning, match=ratio):
         _kl("KL(Uniform(a, b) || Uniform(c, d))", {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.5}, "autograd")
 
 
 def test_finite_pairs_are_unchanged(backend):
     """Away from zero mass nothing changes: KL(Geometric(p) || Geometric(q)) = log(p / q) +
-    ((1 - p) / p) log((1 - p) / (1 - q)) (by hand; the scipy series agrees), d/dq = -1/q + (1 - p) / (p (1 - q))."""
+    ((1 - p) / p) log((1 - p) / (1 - q)) (by hand; the scipy series agrees), and
+    d/dq = -1/q + (1 - p) / (p (1 - q))."""
     p, q = 0.5, 0.3
     k = np.arange(400)
     truth = math.log(p / q) + (1 - p) / p * math.log((1 - p) / (1 - q))

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import stochgrad as sg
+from stochgrad.backends.torch import cxx_compiler
 from stochgrad.testing.assertions import assert_within_stderr
 
 DTYPES = ["float32", "float64"]
@@ -101,8 +102,7 @@ def test_finite_objectives_never_warn(model, mu, sigma, backend, dtype):
     assert math.isfinite(float(out))
 
 
-@pytest.mark.skipif(__import__("stochgrad.backends.torch", fromlist=["cxx_compiler"]).cxx_compiler() is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(cxx_compiler() is None, reason="torch.compile on the CPU needs a C++ compiler")
 def test_fused_calls_are_checked():
     """The first call runs eagerly; the second runs the compiled function, and is checked after it."""
     f = sg.compile("E[log(z), z ~ Normal(mu, 1)]", backend="torch", n=16, seed=0, fuse=True)
