@@ -136,6 +136,21 @@ class Objective:
                       + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
         return out
 
+    def check_gradients(self, **grads: Any) -> dict[str, int]:
+        """After the caller's ``backward`` / ``grad`` (which the objective cannot see): the number of
+        NaN or infinite entries of each given gradient (native arrays by parameter name; listing only
+        those with some), with a :class:`~stochgrad.NonFiniteWarning` naming them.  One host copy
+        per gradient: ``f.check_gradients(mu=mu.grad)``."""
+        for k in grads:
+            if k not in self.parameters:
+                raise TypeError(f"check_gradients: unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the"
+                                f" expression's parameters are: {', '.join(self.parameters) or 'none'}")
+        counts = diagnostics.nonfinite({f"grad[{k!r}]": self.B.to_numpy(g) for k, g in grads.items()})
+        if counts:
+            shown = ", ".join(f"{k} ({c} entr{'y' if c == 1 else 'ies'})" for k, c in counts.items())
+            warnings.warn(f"{self.expr}: non-finite gradients: {shown}", NonFiniteWarning, stacklevel=2)
+        return counts
+
     def _finish(self, lowering: Lowering, surrogate: Any) -> Any:
         """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
         s = lowering.array(surrogate)
@@ -175,7 +190,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     :class:`~stochgrad.NonFiniteWarning` naming the expression and the first non-finite
     subexpression when it is NaN or infinite.  A gradient exists only after the caller's
     ``backward`` / ``grad``, outside the objective, so its finiteness is the caller's to check
-    (e.g. ``torch.isfinite(mu.grad).all()``)."""
+    (``f.check_gradients(mu=mu.grad)`` counts and names non-finite entries)."""
     return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
                      enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
                      **backend_options)

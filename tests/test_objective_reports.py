@@ -112,3 +112,23 @@ def test_fused_calls_are_checked():
     with pytest.warns(sg.NonFiniteWarning, match=r"call 1.*`log\(z\)` is NaN"):
         assert math.isnan(float(f(mu=mu)))
     assert f._fused  # the second call went through the compiled function
+
+
+def test_check_gradients_names_non_finite_gradients(backend):
+    """The value sqrt(mu) is finite at mu = 0, its derivative is not: only the caller sees it."""
+    f = sg.compile("E[z * 0 + sqrt(mu), z ~ Normal(mu, 1)]", backend=backend, n=8, seed=0)
+    if backend == "torch":
+        mu = torch.tensor([0.0, 4.0], dtype=torch.float64, requires_grad=True)
+        f(mu=mu).backward()
+        grad = mu.grad
+    else:
+        import autograd
+
+        grad = autograd.grad(lambda m: f(mu=m))(np.array([0.0, 4.0]))
+    with pytest.warns(sg.NonFiniteWarning, match=r"non-finite gradients: grad\['mu'\] \(1 entry\)"):
+        assert f.check_gradients(mu=grad) == {"grad['mu']": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sg.NonFiniteWarning)
+        assert f.check_gradients(mu=grad[1:]) == {}
+    with pytest.raises(TypeError, match=r"check_gradients: unknown parameter 'nu'.*parameters are: mu"):
+        f.check_gradients(nu=grad)
