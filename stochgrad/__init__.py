@@ -20,7 +20,7 @@ from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import KL, E, dist_constructor, function, symbols
 from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
-from .errors import HeavyTailWarning, MemoryLimitError, NonFiniteWarning
+from .errors import HeavyTailWarning, MemoryLimitError, NonFiniteWarning, PrecisionWarning
 from .estimators import (
     Detached, Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
@@ -62,7 +62,7 @@ __all__ = [
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
     "StochgradError", "BiasWarning", "ParseError", "PlanError", "ValidationError", "BackendError",
-    "NonFiniteWarning", "HeavyTailWarning", "MemoryLimitError",
+    "NonFiniteWarning", "HeavyTailWarning", "MemoryLimitError", "PrecisionWarning",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
     "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
     "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",

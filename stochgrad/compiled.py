@@ -22,15 +22,18 @@ says and runs "no baseline" (see :func:`stochgrad.baselines.single_sample`).
 
 from __future__ import annotations
 
+import math
 import secrets
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from . import diagnostics
 from .analysis import parameters
 from .api import _backend_name, as_expression
 from .backend import Backend, get_backend, option_names
 from .baselines import BaselineState, single_sample
-from .errors import ValidationError, did_you_mean
+from .errors import NonFiniteWarning, ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .lower import Lowering
 from .sampleaxis import with_sample_axis
@@ -103,7 +106,8 @@ class Objective:
         call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
-            return self._fused[shapes](native, NoiseSource(B, self.seed, 0, self.n, blocked=False, call=call))
+            out = self._fused[shapes](native, NoiseSource(B, self.seed, 0, self.n, blocked=False, call=call))
+            return self._check_finite(out, p, native, call)
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.seed, 0, self.n, blocked=False, call=call)
@@ -113,7 +117,39 @@ class Objective:
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
             self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
                                             finish=self._finish, validate=self.validate)
+        return self._check_finite(out, p, native, call)
+
+    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int) -> Any:
+        """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a
+        :class:`~stochgrad.errors.NonFiniteWarning` naming the expression, the call and (re-running
+        the call forward, only then) the first non-finite subexpression."""
+        if not self.validate:
+            return out
+        value = self.B.item(out)
+        if math.isfinite(value):
+            return out
+        B = self.B
+        params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
+        located = diagnostics.locate_call(B, p.root, params, NoiseSource(B, self.seed, 0, self.n, blocked=False,
+                                                                         call=call), self.batch_axes)
+        warnings.warn(f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
+                      + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
         return out
+
+    def check_gradients(self, **grads: Any) -> dict[str, int]:
+        """After the caller's ``backward`` / ``grad`` (which the objective cannot see): the number of
+        NaN or infinite entries of each given gradient (native arrays by parameter name; listing only
+        those with some), with a :class:`~stochgrad.NonFiniteWarning` naming them.  One host copy
+        per gradient: ``f.check_gradients(mu=mu.grad)``."""
+        for k in grads:
+            if k not in self.parameters:
+                raise TypeError(f"check_gradients: unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the"
+                                f" expression's parameters are: {', '.join(self.parameters) or 'none'}")
+        counts = diagnostics.nonfinite({f"grad[{k!r}]": self.B.to_numpy(g) for k, g in grads.items()})
+        if counts:
+            shown = ", ".join(f"{k} ({c} entr{'y' if c == 1 else 'ies'})" for k, c in counts.items())
+            warnings.warn(f"{self.expr}: non-finite gradients: {shown}", NonFiniteWarning, stacklevel=2)
+        return counts
 
     def _finish(self, lowering: Lowering, surrogate: Any) -> Any:
         """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
@@ -149,7 +185,12 @@ def compile(  # noqa: A001  (the public name the issue asks for)
 
     ``validate=False`` skips the checks of distribution parameters on every call (as
     ``torch.distributions``' ``validate_args=False``): invalid values then give wrong numbers rather
-    than an error, but no call copies parameters to the host, which on a GPU means no sync."""
+    than an error, but no call copies parameters to the host, which on a GPU means no sync.  With
+    ``validate=True`` each call also reads its returned value (one scalar) and gives a
+    :class:`~stochgrad.NonFiniteWarning` naming the expression and the first non-finite
+    subexpression when it is NaN or infinite.  A gradient exists only after the caller's
+    ``backward`` / ``grad``, outside the objective, so its finiteness is the caller's to check
+    (``f.check_gradients(mu=mu.grad)`` counts and names non-finite entries)."""
     return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
                      enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
                      **backend_options)

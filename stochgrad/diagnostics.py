@@ -227,3 +227,30 @@ def describe_tails(heavy: Mapping[str, float]) -> str:
         f" and {len(items) - 5} more" if len(items) > 5 else "")
     return (f"heavy-tailed per-sample contributions to {shown}: with a tail index below {HEAVY_TAIL_INDEX}"
             " (2 or less: infinite variance) the standard error cannot be trusted")
+
+
+def locate_call(B: Any, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource, batch_axes: int) -> str | None:
+    """For a compiled objective's call: re-run it forward on ``params`` (native arrays with a sample
+    axis, their gradients stopped) and the same ``noise``, and name the first subexpression whose
+    value has a NaN or infinity (``"`log(z)` is -inf in 3 of 64 entries"``), else None.  Called
+    only once a call's value was found non-finite; its moving-average baselines start fresh (a
+    baseline term's value is 0 whatever its state), so the objective's state is not advanced."""
+    found: list[str] = []
+
+    class Tracer(Lowering):
+        def evaluate(self, e: ir.Expr, env: Mapping[str, Any]) -> Any:
+            out = super().evaluate(e, env)
+            if not found:
+                a = np.asarray(out, dtype=float) if isinstance(out, float) else B.to_numpy(self.array(out))
+                bad = ~np.isfinite(a)
+                if bad.any():
+                    found.append(f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
+                                 if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
+            return out
+
+    with np.errstate(all="ignore"):
+        try:
+            Tracer(B, params, noise, batch_axes=batch_axes, memo={}, first_order=True).evaluate(root, {})
+        except Exception:  # a diagnostic: never the cause of a failure  # noqa: BLE001
+            return None
+    return found[0] if found else None

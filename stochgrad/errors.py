@@ -100,6 +100,12 @@ class HeavyTailWarning(UserWarning):
     :attr:`stochgrad.Estimate.tail_index` holds the estimates."""
 
 
+class PrecisionWarning(UserWarning):
+    """A location-scale node's scale is below one unit in the last place of its location in the
+    backend's float type (``scale < eps * |loc|``): every sample rounds to the location, so the
+    sampled values, and a score-function estimate built on them, cannot be trusted."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import ir
 from .baselines import BaselineState
+from .continuous import check_precision
 from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
 from .estimators import MovingAverage, baseline_value, magic_box, score_term
@@ -43,6 +44,7 @@ from .planner import LogRatio, NodePlan, PlannedExpect
 from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
 from .shapes import broadcast
 from .userfn import call_user_function, check_operands
+from .zeromass import log_ratio
 
 Array = Any
 _TWO = ir.Num(2.0)
@@ -192,7 +194,7 @@ class Lowering(SampleAxis):
     def _log_ratio(self, e: LogRatio, env: Mapping[str, Array]) -> Array:
         x = env[e.x.id]
         (p, q) = self._dist_params([e.p, e.q], env, where=e)
-        return lookup(e.p.name).log_prob(self.B, p, x) - lookup(e.q.name).log_prob(self.B, q, x)
+        return log_ratio(self.B, e.p, p, e.q, q, x)  # +inf exactly where q has no mass (stochgrad.zeromass)
 
     def _dist_params(self, dists: list[ir.Dist], env: Mapping[str, Array], where: ir.Expr) -> list[dict[str, Array]]:
         """Parameters of several distributions, aligned together and checked."""
@@ -232,9 +234,11 @@ class Lowering(SampleAxis):
         if (d.name, key) in seen:
             return
         context, dist = where
-        lookup(d.name).validate({k: self._numeric(v, p.get(k), env) for k, v in d.params},
-                                where=lambda: f"{context} ~ {dist}" if isinstance(context, str) else f"{context}: {dist}",
-                                sources=lambda: {k: str(v) for k, v in d.params})
+        law, values = lookup(d.name), {k: self._numeric(v, p.get(k), env) for k, v in d.params}
+        law.validate(values, where=lambda: f"{context} ~ {dist}" if isinstance(context, str) else f"{context}: {dist}",
+                     sources=lambda: {k: str(v) for k, v in d.params})
+        if isinstance(context, str):  # a random node: are its samples all rounded to the location?
+            check_precision(law, values, getattr(self.B, "dtype", "float64"), lambda: f"{context} ~ {dist}")
         if lasting:
             self.memo[(d.name, key)] = True
         else:
