@@ -79,7 +79,7 @@ class Tail:
             return
         self.count += count
         if self.center is None:
-            pilot = rows[:, :_PILOT]
+            pilot = np.ascontiguousarray(rows[:, :_PILOT])
             m = pilot.shape[1]
             self.center = np.partition(pilot, m // 2, axis=1)[:, m // 2]  # a median
             at = int(max(0.0, 1.0 - 2.0 * TAIL_KEEP / count) * (m - 1))  # about 2 TAIL_KEEP beyond it
@@ -88,20 +88,28 @@ class Tail:
         assert self.center is not None and self.threshold is not None and self.top is not None
         lo, hi = self.center - self.threshold, self.center + self.threshold
         if rows.flags.c_contiguous or not rows.T.flags.c_contiguous:
-            at, where = np.nonzero((rows > hi[:, None]) | (rows < lo[:, None]))  # grouped by entry
-        else:  # samples along the first axis in memory
-            where, at = np.nonzero((rows.T > hi) | (rows.T < lo))
-            order = np.argsort(at, kind="stable")
-            at, where = at[order], where[order]
+            beyond = rows > hi[:, None]
+            beyond |= rows < lo[:, None]
+            at, where = np.divmod(np.flatnonzero(beyond), count)  # grouped by entry
+        else:  # samples along the first axis in memory: compare in that layout, then group by entry
+            beyond = rows.T > hi
+            beyond |= rows.T < lo
+            where, at = np.divmod(np.flatnonzero(beyond), entries)
+            if entries > 1:
+                order = np.argsort(at.astype(np.uint16), kind="stable")  # a radix sort (TAIL_ENTRIES < 2**16)
+                at, where = at[order], where[order]
         if not at.size:
             return
         sizes = np.bincount(at, minlength=entries)
+        touched = np.flatnonzero(sizes)  # only the entries with new values are merged
         rank = np.arange(at.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        wide = np.zeros((entries, TAIL_KEEP + int(sizes.max())))  # kept values, then the new ones
-        wide[:, :TAIL_KEEP] = self.top
-        wide[at, TAIL_KEEP + rank] = np.abs(rows[at, where] - self.center[at])
-        self.top = np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
-        self.threshold = np.maximum(self.threshold, self.top.min(axis=1))
+        wide = np.zeros((touched.size, TAIL_KEEP + int(sizes.max())))  # kept values, then the new ones
+        wide[:, :TAIL_KEEP] = self.top[touched]
+        slot = np.cumsum(sizes > 0) - 1  # entry -> its row of wide
+        wide[slot[at], TAIL_KEEP + rank] = np.abs(rows[at, where] - self.center[at])
+        top = np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
+        self.top[touched] = top
+        self.threshold[touched] = np.maximum(self.threshold[touched], top.min(axis=1))
 
     def index(self) -> np.ndarray | None:
         """Tail index per entry: the larger of Hill's estimates at ``k`` and ``k / 4`` (a true
@@ -113,7 +121,8 @@ class Tail:
         if self.top is None or self.count < TAIL_MIN_N:
             return None
         k = min(self.count // TAIL_FRACTION, self.top.shape[1] - 1)
-        top = -np.sort(-self.top, axis=1)[:, :k + 1]
+        largest = np.partition(self.top, self.top.shape[1] - k - 1, axis=1)[:, -k - 1:]  # the k + 1 largest
+        top = -np.sort(-largest, axis=1)
         alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
         distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
         alpha[distinct < (k + 1) / 2] = np.inf
