@@ -13,7 +13,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stochgrad.diagnostics import TAIL_FRACTION, TAIL_KEEP, TAIL_MIN_N, Tail
+from stochgrad.diagnostics import TAIL_FRACTION, TAIL_KEEP, TAIL_MIN_N, Tail, indices, observe_all
 
 
 def _entries(rng: np.random.Generator, n: int, kinds: list[int]) -> np.ndarray:
@@ -74,3 +74,27 @@ def test_tail_keeps_each_entrys_largest_deviations_and_hills_index(kinds, seed, 
         else:
             expected = max(_hill(desc, k), _hill(desc, k // 4))
         assert alpha[j] == expected or np.isclose(alpha[j], expected, rtol=1e-12), (j, kinds[j], alpha[j], expected)
+
+
+@settings(max_examples=15, deadline=None)
+@given(groups=st.lists(st.lists(st.integers(0, 4), min_size=1, max_size=4), min_size=1, max_size=4),
+       seed=st.integers(0, 2**31), cuts=st.lists(st.integers(2, 20_000), max_size=3), layouts=st.integers(0, 15))
+def test_tails_observed_together_equal_tails_observed_alone(groups, seed, cuts, layouts):
+    """observe_all (a chunk's value and gradients at once) keeps what each tail alone keeps."""
+    rng = np.random.default_rng(seed)
+    n = 12_000
+    xs = [_entries(rng, n, kinds) for kinds in groups]
+    bounds = sorted({0, n, *(c for c in cuts if c < n)})
+    together, alone = [Tail() for _ in xs], [Tail() for _ in xs]
+    for a, b in zip(bounds, bounds[1:]):
+        rows = [x[a:b].T if layouts >> i & 1 else np.ascontiguousarray(x[a:b].T) for i, x in enumerate(xs)]
+        observe_all(list(zip(together, rows)))
+        for t, r in zip(alone, rows):
+            t.observe(r)
+    for t, u, a in zip(together, alone, indices(together)):
+        if u.top is None:
+            assert t.top is None
+            continue
+        np.testing.assert_array_equal(np.sort(t.top, axis=1), np.sort(u.top, axis=1))
+        np.testing.assert_array_equal(t.threshold, u.threshold)
+        np.testing.assert_array_equal(a, u.index())
