@@ -159,11 +159,13 @@ def observe_all(chunk: list[tuple[Tail, np.ndarray]]) -> None:
         values = np.abs((np.concatenate([v for _, v in found]) if len(found) > 1 else found[0][1]) - center[at])
         hits = np.bincount(at, minlength=top.shape[0])
         touched = np.flatnonzero(hits)  # only the entries with new values are merged
-        rank = np.arange(at.size) - np.repeat(np.cumsum(hits) - hits, hits)
         kept = 0 if fresh else TAIL_KEEP  # the first chunk has no kept values yet (all 0)
-        wide = np.zeros((touched.size, max(TAIL_KEEP, kept + int(hits.max()))))  # kept values, then the new ones
+        width = max(TAIL_KEEP, kept + int(hits.max()))
+        wide = np.zeros((touched.size, width))  # per touched entry: its kept values, then the new ones
         wide[:, :kept] = top[touched, :kept]
-        wide[(np.cumsum(hits > 0) - 1)[at], kept + rank] = values
+        # the i-th value (of entry e, grouped) goes to row(e), column kept + i - (first index of e's values)
+        offset = (np.cumsum(hits > 0) - 1) * width + kept - (np.cumsum(hits) - hits)
+        wide.ravel()[np.arange(at.size) + offset[at]] = values
         merged = wide if wide.shape[1] == TAIL_KEEP else \
             np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
         top[touched] = merged
