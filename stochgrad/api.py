@@ -352,6 +352,7 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, ta
     instead (a second pass, in numpy).  With ``tails``, each entry's largest deviations are kept
     too (:class:`stochgrad.diagnostics.Tail`)."""
     small: list[tuple[_Moments, float, tuple[int, ...], np.ndarray]] = []
+    observed: list[tuple[diagnostics.Tail, np.ndarray]] = []  # tails fed together (diagnostics.observe_all)
     for m, x, scale in items:
         shape = B.shape(x)
         if shape[0] == 1:  # the same for every sample: mean is the value, no spread
@@ -364,18 +365,18 @@ def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, ta
             m.update(count, scale * mean, scale * scale * m2)
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
                 head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
-                m.tail.observe(B.to_numpy(head).reshape(B.shape(head)[0], -1).T)
-    if not small:
-        return
-    rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
-    mean, m2 = _mean_m2(*row_sums(rows), lambda: rows.T, count)
-    at = 0
-    for m, scale, shape, r in small:
-        part = slice(at, at + r.shape[0])
-        m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
-        if tails:
-            m.tail.observe(rows[part])
-        at += r.shape[0]
+                observed.append((m.tail, B.to_numpy(head).reshape(B.shape(head)[0], -1).T))
+    if small:
+        rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
+        mean, m2 = _mean_m2(*row_sums(rows), lambda: rows.T, count)
+        at = 0
+        for m, scale, shape, r in small:
+            part = slice(at, at + r.shape[0])
+            m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
+            if tails:
+                observed.append((m.tail, rows[part]))
+            at += r.shape[0]
+    diagnostics.observe_all(observed)
 
 
 def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,8 @@ class Tail:
     :data:`_PILOT` samples; then each chunk costs two comparisons per value, and only the values
     beyond the threshold (after the first chunk, a few per chunk) are merged into the kept ones
     (a partial sort), whose smallest becomes the next threshold.  Hill's estimator is scale-invariant, so the
-    values are taken unscaled."""
+    values are taken unscaled.  :func:`observe_all` and :func:`indices` do the same for a run's
+    value and gradients together (one pilot, one merge, one sort for all their entries)."""
 
     __slots__ = ("center", "threshold", "top", "count")
 
@@ -73,35 +74,7 @@ class Tail:
         """Fold in a chunk: one row per entry, samples along the row (any memory layout: the
         comparisons run along whichever axis is contiguous); samples past the first
         :data:`TAIL_SAMPLES` observed are ignored."""
-        rows = rows[:, :TAIL_SAMPLES - self.count]
-        entries, count = rows.shape
-        if entries > TAIL_ENTRIES or count < 2:
-            return
-        self.count += count
-        if self.center is None:
-            pilot = rows[:, :_PILOT]
-            m = pilot.shape[1]
-            self.center = np.partition(pilot, m // 2, axis=1)[:, m // 2]  # a median
-            at = int(max(0.0, 1.0 - 2.0 * TAIL_KEEP / count) * (m - 1))  # about 2 TAIL_KEEP beyond it
-            self.threshold = np.partition(np.abs(pilot - self.center[:, None]), at, axis=1)[:, at]
-            self.top = np.zeros((entries, TAIL_KEEP))
-        assert self.center is not None and self.threshold is not None and self.top is not None
-        lo, hi = self.center - self.threshold, self.center + self.threshold
-        if rows.flags.c_contiguous or not rows.T.flags.c_contiguous:
-            at, where = np.nonzero((rows > hi[:, None]) | (rows < lo[:, None]))  # grouped by entry
-        else:  # samples along the first axis in memory
-            where, at = np.nonzero((rows.T > hi) | (rows.T < lo))
-            order = np.argsort(at, kind="stable")
-            at, where = at[order], where[order]
-        if not at.size:
-            return
-        sizes = np.bincount(at, minlength=entries)
-        rank = np.arange(at.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        wide = np.zeros((entries, TAIL_KEEP + int(sizes.max())))  # kept values, then the new ones
-        wide[:, :TAIL_KEEP] = self.top
-        wide[at, TAIL_KEEP + rank] = np.abs(rows[at, where] - self.center[at])
-        self.top = np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
-        self.threshold = np.maximum(self.threshold, self.top.min(axis=1))
+        observe_all([(self, rows)])
 
     def index(self) -> np.ndarray | None:
         """Tail index per entry: the larger of Hill's estimates at ``k`` and ``k / 4`` (a true
@@ -110,15 +83,97 @@ class Tail:
         finite; None below :data:`TAIL_MIN_N` samples observed.  An entry whose largest
         values are mostly ties (a discrete cost: Hill's estimator assumes a continuous tail) or
         whose threshold ``X_(k)`` is 0 has no tail to speak of: inf."""
-        if self.top is None or self.count < TAIL_MIN_N:
-            return None
-        k = min(self.count // TAIL_FRACTION, self.top.shape[1] - 1)
-        top = -np.sort(-self.top, axis=1)[:, :k + 1]
-        alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
-        distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
-        alpha[distinct < (k + 1) / 2] = np.inf
-        alpha[~np.isfinite(top).all(axis=1)] = np.nan
-        return alpha
+        return indices([self])[0]
+
+
+def indices(tails: list[Tail]) -> list[np.ndarray | None]:
+    """:meth:`Tail.index` of several tails (a run's value and gradients), computed together."""
+    live = [t for t in tails if t.top is not None and t.count >= TAIL_MIN_N]
+    if len({t.count for t in live}) > 1:
+        return [indices([t])[0] for t in tails]
+    if not live:
+        return [None] * len(tails)
+    count = live[0].count
+    kept = np.concatenate([t.top for t in live]) if len(live) > 1 else live[0].top
+    k = min(count // TAIL_FRACTION, kept.shape[1] - 1)
+    largest = np.partition(kept, kept.shape[1] - k - 1, axis=1)[:, -k - 1:]  # the k + 1 largest
+    top = -np.sort(-largest, axis=1)
+    alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
+    distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
+    alpha[distinct < (k + 1) / 2] = np.inf
+    alpha[~np.isfinite(top).all(axis=1)] = np.nan
+    ends = np.cumsum([t.top.shape[0] for t in live])
+    out = {id(t): alpha[end - t.top.shape[0]:end] for t, end in zip(live, ends)}
+    return [out.get(id(t)) for t in tails]
+
+
+def observe_all(chunk: list[tuple[Tail, np.ndarray]]) -> None:
+    """:meth:`Tail.observe` for several tails at once (a chunk's value and gradients): each
+    one's rows are compared where they lie, and the fixed work per call (the pilot's partial
+    sorts, the merge) is done once for all their entries together."""
+    chunk = [(t, rows[:, :TAIL_SAMPLES - t.count]) for t, rows in chunk]
+    chunk = [(t, rows) for t, rows in chunk if rows.shape[0] <= TAIL_ENTRIES and rows.shape[1] >= 2]
+    if len({(t.count, t.center is None, rows.shape[1]) for t, rows in chunk}) > 1:
+        for item in chunk:  # tails at different stages: one at a time
+            observe_all([item])
+        return
+    if not chunk:
+        return
+    count = chunk[0][1].shape[1]
+    sizes = [rows.shape[0] for _, rows in chunk]
+    ends = np.cumsum(sizes)
+    fresh = chunk[0][0].center is None
+    if fresh:  # the pilot: a median, and the quantile about 2 TAIL_KEEP exceed
+        pilot = np.concatenate([rows[:, :_PILOT] for _, rows in chunk]) if len(chunk) > 1 else \
+            np.ascontiguousarray(chunk[0][1][:, :_PILOT])
+        m = pilot.shape[1]
+        center = np.partition(pilot, m // 2, axis=1)[:, m // 2]
+        q = int(max(0.0, 1.0 - 2.0 * TAIL_KEEP / count) * (m - 1))
+        threshold = np.partition(np.abs(pilot - center[:, None]), q, axis=1)[:, q]
+        top = np.zeros((int(ends[-1]), TAIL_KEEP))
+    else:
+        center, threshold, top = (np.concatenate([getattr(t, f) for t, _ in chunk]) if len(chunk) > 1
+                                  else getattr(chunk[0][0], f) for f in ("center", "threshold", "top"))
+    lo, hi = center - threshold, center + threshold
+    found: list[tuple[np.ndarray, np.ndarray]] = []  # (entry, value) of the values beyond the threshold
+    for (_, rows), end, size in zip(chunk, ends, sizes):
+        part = slice(end - size, end)
+        if rows.flags.c_contiguous or not rows.T.flags.c_contiguous:
+            beyond = rows > hi[part, None]
+            beyond |= rows < lo[part, None]
+            flat = np.flatnonzero(beyond)
+            at = flat // count  # grouped by entry
+            values = rows.ravel()[flat] if rows.flags.c_contiguous else rows[at, flat - at * count]
+        else:  # samples along the first axis in memory: compare in that layout, then group by entry
+            beyond = rows.T > hi[part]
+            beyond |= rows.T < lo[part]
+            flat = np.flatnonzero(beyond)
+            at = flat % size
+            if size > 1:  # a radix sort (TAIL_ENTRIES < 2**16)
+                flat = flat[np.argsort(at.astype(np.uint8 if size <= 256 else np.uint16), kind="stable")]
+                at = flat % size
+            values = rows.T.ravel()[flat]
+        found.append((at + (end - size), values))
+    at = np.concatenate([a for a, _ in found]) if len(found) > 1 else found[0][0]
+    if at.size:
+        values = np.abs((np.concatenate([v for _, v in found]) if len(found) > 1 else found[0][1]) - center[at])
+        hits = np.bincount(at, minlength=top.shape[0])
+        touched = np.flatnonzero(hits)  # only the entries with new values are merged
+        kept = 0 if fresh else TAIL_KEEP  # the first chunk has no kept values yet (all 0)
+        width = max(TAIL_KEEP, kept + int(hits.max()))
+        wide = np.zeros((touched.size, width))  # per touched entry: its kept values, then the new ones
+        wide[:, :kept] = top[touched, :kept]
+        # the i-th value (of entry e, grouped) goes to row(e), column kept + i - (first index of e's values)
+        offset = (np.cumsum(hits > 0) - 1) * width + kept - (np.cumsum(hits) - hits)
+        wide.ravel()[np.arange(at.size) + offset[at]] = values
+        merged = wide if wide.shape[1] == TAIL_KEEP else \
+            np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
+        top[touched] = merged
+        threshold[touched] = np.maximum(threshold[touched], merged.min(axis=1))
+    for (t, _), end, size in zip(chunk, ends, sizes):
+        part = slice(end - size, end)
+        t.count += count
+        t.center, t.threshold, t.top = center[part], threshold[part], top[part]
 
 
 def _hill(top: np.ndarray, k: int) -> np.ndarray:
@@ -160,8 +215,7 @@ def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], 
             fields |= {f"grad[{k!r}]": m.mean, f"stderr[{k!r}]": m.stderr()}
     tails: dict[str, float | np.ndarray] = {}
     heavy: dict[str, float] = {}
-    for name, m in results.items():
-        alpha = m.tail.index()
+    for (name, m), alpha in zip(results.items(), indices([m.tail for m in results.values()])):
         if alpha is None or not np.isfinite(m.mean).all():
             continue
         shape = np.shape(m.mean)

@@ -1,25 +1,9 @@
 """Lowering: evaluate a planned expression on a backend, producing the surrogate.
 
 Every array carries a leading *sample axis* (see :mod:`stochgrad.sampleaxis`).
-
-For each expectation the result is the per-sample surrogate (see
-:mod:`stochgrad.estimators`)::
-
-    S = sum_t W * []( sum_{v in score nodes of term t} log q_v ) * term_t
-        + sum_{v score, with baseline} W_before(v) * (1 - [](log q_v)) * b_v
-
-whose value is the sum of the cost terms and whose gradient is the planned
-estimator.  Without enumeration, a baseline whose node scores a term alone is
-folded into that term as ``[](L) (term - b) + b``: the same function, at every
-order of differentiation, with fewer operations.  An enumerated node with K
-joint states copies every value in scope K times (block k holds state k); ``W``
-multiplies the weights ``K q(k)`` of the enumerated nodes, and at the end of the
-expectation the copies are averaged back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
-enumeration draw independent noise in each copy, and each baseline is formed
-from costs averaged over the enumerations that follow its node, so no
-baseline depends on its own sample.  A nested expectation is estimated with
-one inner sample per outer sample, which is unbiased wherever it enters the
-outer cost linearly.
+:class:`Lowering` evaluates names, numbers, arithmetic, calls and KL terms, checks
+distribution parameters, and draws or enumerates each random node; the surrogate of an
+expectation is assembled from those in :mod:`stochgrad.surrogate`.
 """
 
 from __future__ import annotations
@@ -35,14 +19,14 @@ from .baselines import BaselineState
 from .continuous import check_precision
 from .distributions import joint_prob, joint_support, lookup
 from .errors import StochgradError
-from .estimators import MovingAverage, baseline_value, magic_box, score_term
 from .functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from .ieee import binop as ieee_binop, call as ieee_call
 from .noise import BLOCK, NoiseSource
 from .kl import kl_value
 from .planner import LogRatio, NodePlan, PlannedExpect
-from .sampleaxis import SampleAxis, add, mul, sub, sum_aligned
+from .sampleaxis import SampleAxis
 from .shapes import broadcast
+from .surrogate import expect
 from .userfn import call_user_function, check_operands
 from .zeromass import log_ratio
 
@@ -300,99 +284,6 @@ class Lowering(SampleAxis):
         self.mult *= k
         return z, k * joint_prob(self.B, d.prob(self.B, p, z))  # q(k) itself, differentiable where it is 0
 
-    def _expect(self, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
-        B = self.B
-        outer_mult = self.mult
-        scope = dict(env)
-        logq: list[Array | None] = []
-        level: list[int] = []  # multiplicity at which each node was sampled
-        weights: list[tuple[int, Array]] = []  # (node index, K q(k)) of each enumerated node
-        for j, node in enumerate(e.nodes):
-            if node.spec.enumerates:
-                scope[node.var], w = self.enumerate(node, scope)
-                weights.append((j, w))
-                logq.append(None)
-            else:
-                scope[node.var], lq = self.sample(node, scope)
-                logq.append(lq)
-            level.append(self.mult)
-        final = self.mult
-        up = {j: final // level[j] for j in range(len(e.nodes))}
-        values = [self.array(self.evaluate(t, scope)) for _, t in e.terms]
-        values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
-
-        def weight(select: Any, at: int) -> Array | float:
-            """Product of the selected enumeration weights, copied up to multiplicity ``at``."""
-            out: Array | float = 1.0
-            for j, w in weights:
-                if select(j):
-                    out = mul(self, out, self.tile(w, at // level[j]))
-            return out
-
-        bases: dict[int, Array] = {}  # baseline of each score node that has one
-        scored: dict[int, list[Array]] = {}  # node index -> the cost terms its score multiplies
-        for v, box in zip(values, e.boxes):
-            for j in box:
-                scored.setdefault(j, []).append(v)
-        for j, node in enumerate(e.nodes):
-            baseline = getattr(node.spec, "baseline", None)
-            terms = scored.get(j, [])
-            if logq[j] is None or baseline is None or not terms:
-                continue
-            cost = self.fold(mul(self, weight(lambda i: i > j, final), sum_aligned(self, terms)), up[j])
-            state = self.baselines.node(node) if isinstance(baseline, MovingAverage) else None
-            base = baseline_value(self.B, baseline, cost, self.noise.count, self._loo_block, state)
-            if base is not None:
-                bases[j] = base
-        W = weight(lambda j: True, final)
-        total: Array | float = 0.0
-        first = self.first_order  # boxes are then score terms S = L - stop(L) (see __init__)
-        box_of = score_term if first else magic_box
-        boxes: dict[tuple[int, ...], Array] = {}  # boxes at the final multiplicity, by score nodes
-        for value, box, (_, text) in zip(values, e.boxes, e.terms):
-            if box:
-                if self.batch_axes:
-                    self._check_plate(value, [logq[j] for j in box], [e.nodes[j].var for j in box], text)
-                if box not in boxes:
-                    boxes[box] = box_of(B, sum_aligned(self, [self.tile(logq[j], up[j]) for j in box]))
-                j = box[0]
-                folded = not weights and len(box) == 1 and j in bases  # []L v + (1 - []L) b = []L (v - b) + b
-                value = self._scored(value, boxes[box], bases.pop(j) if folded else None)
-            try:
-                total = add(self, total, mul(self, W, value))
-            except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
-                check_operands(self.B, [total, value], e)
-                raise
-        for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
-            own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
-            term = mul(self, weight(lambda i: i < j, level[j]), mul(self, own, -base) if first else mul(self, 1.0 - own, base))
-            total = add(self, total, self.tile(term, up[j]))
-        self.mult = outer_mult
-        return self.array(self.fold(total, final // outer_mult))
-
-    def _scored(self, value: Array, box: Array, base: Array | None) -> Array:
-        """A cost term times its box, with a baseline folded in: ``[]L (v - b) + b`` (DiCE), or in
-        first-order form, where ``box`` is ``S = L - stop(L)``, ``v + stop(v - b) S``."""
-        if self.first_order:
-            return add(self, value, mul(self, box, self.stop(value if base is None else sub(self, value, base))))
-        if base is None:
-            return mul(self, box, value)
-        return add(self, mul(self, box, sub(self, value, base)), base)
-
-    def _check_plate(self, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
-        """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
-        cost per example): a term summed over the examples would pair every example's score with
-        the whole batch's cost, and be counted once per example."""
-        rank = len(self.B.shape(value)) - 1
-        for lq, var in zip(logqs, variables):
-            kept = len(self.B.shape(lq)) - 1  # the batch axes of var's log-probability
-            if rank < kept:
-                raise StochgradError(
-                    f"batch_axes={self.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
-                    f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
-                    f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
-                    f" only, e.g. sum(..., axis=-1)), or use batch_axes=0")
-
     def stop(self, x: Array | float) -> Array | float:
         return x if isinstance(x, float) else self.B.stop_gradient(x)
 
@@ -408,5 +299,5 @@ class Lowering(SampleAxis):
 _ARITHMETIC = (ir.BinOp, ir.Neg)
 _HANDLERS = {
     ir.Num: Lowering._num, ir.Name: Lowering._name, ir.Neg: Lowering._neg, ir.BinOp: Lowering._binop,
-    ir.Call: Lowering._call, PlannedExpect: Lowering._expect, ir.KL: Lowering._kl, LogRatio: Lowering._log_ratio,
+    ir.Call: Lowering._call, PlannedExpect: expect, ir.KL: Lowering._kl, LogRatio: Lowering._log_ratio,
 }

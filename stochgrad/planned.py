@@ -1,0 +1,92 @@
+"""The planned IR: what the planner hands to the lowering (:mod:`stochgrad.lower`).
+
+A :class:`Plan` holds the rewritten expression (``root``), in which every expectation
+``E[f, z_1 ~ D_1, ..., z_m ~ D_m]`` has become a :class:`PlannedExpect`: its random nodes in
+evaluation order, each a :class:`NodePlan` (the chosen estimator, the reason, whether it is
+biased, its direct dependencies and sample shape), and its cost split into additive terms
+``f = sum_t s_t f_t`` (``s_t = +-1``), each with the score-estimated nodes that ``f_t``
+depends on, directly or through other nodes (its *box*: their log-densities, in a DiCE magic
+box, multiply ``f_t``).  A Monte Carlo ``KL(p || q)`` becomes the expectation of a
+:class:`LogRatio`, ``log p(x) - log q(x)`` with ``x ~ p``.  These node types are re-exported
+by :mod:`stochgrad.planner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ir
+from .estimators import EstimatorSpec
+from .shapes import Shape
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    uid: int  # position in evaluation order; also names the node's noise stream
+    var: str
+    dist: ir.Dist
+    spec: EstimatorSpec
+    reason: str
+    biased: bool
+    parents: frozenset[int]  # uids of the variables this node's distribution names (its direct dependencies)
+    shape: Shape | None = None  # logical shape of one sample, when parameter shapes are known
+
+    @property
+    def estimator(self) -> str:
+        return self.spec.name
+
+    def __str__(self) -> str:
+        flag = "biased" if self.biased else "unbiased"
+        return f"{self.var} ~ {self.dist}: {self.spec.describe()} \u2014 {self.reason} [{flag}]"
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedExpect(ir.Expr):
+    """An expectation ready to lower: its nodes, its additive cost terms, and for each term
+    the indices (into ``nodes``) of the score-estimated nodes that the term depends on."""
+
+    source: ir.Expect
+    nodes: tuple[NodePlan, ...]
+    terms: tuple[tuple[float, ir.Expr], ...]
+    boxes: tuple[tuple[int, ...], ...]
+
+    def children(self) -> tuple[ir.Expr, ...]:
+        return tuple(t for _, t in self.terms) + tuple(n.dist for n in self.nodes)
+
+    def __str__(self) -> str:
+        return str(self.source)
+
+
+@dataclass(frozen=True, eq=False)
+class LogRatio(ir.Expr):
+    """``log p(x) - log q(x)``: the cost of a Monte Carlo ``KL(p || q)`` (internal, not DSL)."""
+
+    x: ir.Name
+    p: ir.Dist
+    q: ir.Dist
+
+    def children(self) -> tuple[ir.Expr, ...]:
+        return (self.x, self.p, self.q)
+
+    def __str__(self) -> str:
+        return f"log {self.p}({self.x}) - log {self.q}({self.x})"
+
+
+@dataclass(frozen=True)
+class Plan:
+    expr: ir.Expr
+    root: ir.Expr
+    nodes: tuple[NodePlan, ...]
+    parameters: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # how each KL(p || q) is computed
+
+    def node(self, var: str) -> NodePlan:
+        for n in self.nodes:
+            if n.var == var:
+                return n
+        raise KeyError(var)
+
+    def __str__(self) -> str:
+        if not self.nodes and not self.notes:
+            return "no random nodes: the expression is deterministic"
+        return "\n".join([str(n) for n in self.nodes] + list(self.notes))

@@ -1,0 +1,135 @@
+"""The surrogate of one planned expectation (:class:`~stochgrad.planned.PlannedExpect`).
+
+Per sample, for cost terms ``t`` (see :mod:`stochgrad.estimators`)::
+
+    S = sum_t W * []( sum_{v in score nodes of term t} log q_v ) * term_t
+        + sum_{v score, with baseline} W_before(v) * (1 - [](log q_v)) * b_v
+
+whose value is the sum of the cost terms and whose gradient is the planned
+estimator.  Without enumeration, a baseline whose node scores a term alone is
+folded into that term as ``[](L) (term - b) + b``: the same function, at every
+order of differentiation, with fewer operations.  An enumerated node with K
+joint states copies every value in scope K times (block k holds state k); ``W``
+multiplies the weights ``K q(k)`` of the enumerated nodes, and at the end of the
+expectation the copies are averaged back, giving ``sum_k q(k) f(k)`` per sample.  Nodes sampled after an
+enumeration draw independent noise in each copy, and each baseline is formed
+from costs averaged over the enumerations that follow its node, so no
+baseline depends on its own sample.  A nested expectation is estimated with
+one inner sample per outer sample, which is unbiased wherever it enters the
+outer cost linearly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import ir
+from .errors import StochgradError
+from .estimators import MovingAverage, baseline_value, magic_box, score_term
+from .planned import PlannedExpect
+from .sampleaxis import add, mul, sub, sum_aligned
+from .userfn import check_operands
+
+if TYPE_CHECKING:
+    from .lower import Lowering
+
+Array = Any
+
+
+def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
+    """The per-sample surrogate of a planned expectation (see the module docstring), folded back
+    to the multiplicity of ``env``."""
+    B = low.B
+    outer_mult = low.mult
+    scope = dict(env)
+    logq: list[Array | None] = []
+    level: list[int] = []  # multiplicity at which each node was sampled
+    weights: list[tuple[int, Array]] = []  # (node index, K q(k)) of each enumerated node
+    for j, node in enumerate(e.nodes):
+        if node.spec.enumerates:
+            scope[node.var], w = low.enumerate(node, scope)
+            weights.append((j, w))
+            logq.append(None)
+        else:
+            scope[node.var], lq = low.sample(node, scope)
+            logq.append(lq)
+        level.append(low.mult)
+    final = low.mult
+    up = {j: final // level[j] for j in range(len(e.nodes))}
+    values = [low.array(low.evaluate(t, scope)) for _, t in e.terms]
+    values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
+
+    def weight(select: Any, at: int) -> Array | float:
+        """Product of the selected enumeration weights, copied up to multiplicity ``at``."""
+        out: Array | float = 1.0
+        for j, w in weights:
+            if select(j):
+                out = mul(low, out, low.tile(w, at // level[j]))
+        return out
+
+    bases: dict[int, Array] = {}  # baseline of each score node that has one
+    scored: dict[int, list[Array]] = {}  # node index -> the cost terms its score multiplies
+    for v, box in zip(values, e.boxes):
+        for j in box:
+            scored.setdefault(j, []).append(v)
+    for j, node in enumerate(e.nodes):
+        baseline = getattr(node.spec, "baseline", None)
+        terms = scored.get(j, [])
+        if logq[j] is None or baseline is None or not terms:
+            continue
+        cost = low.fold(mul(low, weight(lambda i: i > j, final), sum_aligned(low, terms)), up[j])
+        state = low.baselines.node(node) if isinstance(baseline, MovingAverage) else None
+        base = baseline_value(low.B, baseline, cost, low.noise.count, low._loo_block, state)
+        if base is not None:
+            bases[j] = base
+    W = weight(lambda j: True, final)
+    total: Array | float = 0.0
+    first = low.first_order  # boxes are then score terms S = L - stop(L) (see Lowering.__init__)
+    box_of = score_term if first else magic_box
+    boxes: dict[tuple[int, ...], Array] = {}  # boxes at the final multiplicity, by score nodes
+    for value, box, (_, text) in zip(values, e.boxes, e.terms):
+        if box:
+            if low.batch_axes:
+                _check_plate(low, value, [logq[j] for j in box], [e.nodes[j].var for j in box], text)
+            if box not in boxes:
+                boxes[box] = box_of(B, sum_aligned(low, [low.tile(logq[j], up[j]) for j in box]))
+            j = box[0]
+            folded = not weights and len(box) == 1 and j in bases  # []L v + (1 - []L) b = []L (v - b) + b
+            value = _scored(low, value, boxes[box], bases.pop(j) if folded else None)
+        try:
+            total = add(low, total, mul(low, W, value))
+        except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
+            check_operands(low.B, [total, value], e)
+            raise
+    for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
+        own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
+        term = mul(low, weight(lambda i: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
+        total = add(low, total, low.tile(term, up[j]))
+    low.mult = outer_mult
+    return low.array(low.fold(total, final // outer_mult))
+
+
+def _scored(low: Lowering, value: Array, box: Array, base: Array | None) -> Array:
+    """A cost term times its box, with a baseline folded in: ``[]L (v - b) + b`` (DiCE), or in
+    first-order form, where ``box`` is ``S = L - stop(L)``, ``v + stop(v - b) S``."""
+    if low.first_order:
+        return add(low, value, mul(low, box, low.stop(value if base is None else sub(low, value, base))))
+    if base is None:
+        return mul(low, box, value)
+    return add(low, mul(low, box, sub(low, value, base)), base)
+
+
+def _check_plate(low: Lowering, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
+    """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
+    cost per example): a term summed over the examples would pair every example's score with
+    the whole batch's cost, and be counted once per example."""
+    rank = len(low.B.shape(value)) - 1
+    for lq, var in zip(logqs, variables):
+        kept = len(low.B.shape(lq)) - 1  # the batch axes of var's log-probability
+        if rank < kept:
+            raise StochgradError(
+                f"batch_axes={low.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
+                f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
+                f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
+                f" only, e.g. sum(..., axis=-1)), or use batch_axes=0")
