@@ -340,7 +340,7 @@ def plan_for_values(e: ir.Expr, estimators: Mapping[str, Any] | None, *, policy:
                         n=None if n is None else int(n))
 
 
-def _accumulate(B: Any, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:
+def _accumulate(B: Backend, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:
     """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
     values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
 

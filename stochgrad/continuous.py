@@ -37,7 +37,7 @@ import math
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,19 +52,22 @@ from .distributions import (
 )
 from .errors import PrecisionWarning
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Array = Any
 P = Mapping[str, Array]
 _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 _LOG_TINY, _LOG_HUGE = float(np.log(np.finfo(float).tiny)), float(np.log(np.finfo(float).max)) - 1e-9
 
 
-def _exp_in_range(B: Any, log_z: Array) -> Array:
+def _exp_in_range(B: Backend, log_z: Array) -> Array:
     """``exp(log_z)`` for a positive sample, kept inside [tiny, max]: with extreme parameters an
     overflow to inf or underflow to 0 would make the log density and the gradients NaN."""
     return B.fn["exp"](B.fn["clip"](log_z, _LOG_TINY, _LOG_HUGE))
 
 
-def held_standard(B: Any, t0: Array, loc: Array, scale: Array) -> Array:
+def held_standard(B: Backend, t0: Array, loc: Array, scale: Array) -> Array:
     """``(z - loc) / scale`` for the held sample ``z = stop(loc + scale * t0)``, as a function of
     ``(loc, scale)``: ``(t0 * stop(scale) + (stop(loc) - loc)) / scale``, whose value is ``t0`` (up to
     rounding) and whose derivatives are those of ``(z - loc) / scale`` at fixed ``z``, at every order."""
@@ -79,26 +82,26 @@ class _LocScale(ABC):
     noise = "uniform"
 
     @abstractmethod
-    def standard(self, B: Any, e: Array) -> Array:
+    def standard(self, B: Backend, e: Array) -> Array:
         """The standard draw ``t0`` (loc 0, scale 1) made from base noise ``e``."""
 
     @abstractmethod
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         """``log q(z)`` in terms of ``t = (z - loc) / scale``."""
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def icdf(self, B: Backend, p: P, u: Array) -> Array:
         return p["loc"] + p["scale"] * self.standard(B, u)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return self.standard_log_prob(B, (x - p["loc"]) / p["scale"], p["scale"])
 
-    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_and_log_prob(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
         t0 = self.standard(B, draw(self.noise, shape))
         z = B.stop_gradient(p["loc"] + p["scale"] * t0)
         return z, self.standard_log_prob(B, held_standard(B, t0, p["loc"], p["scale"]), p["scale"])
 
 
-def _normal_log_prob(B: Any, t: Array, scale: Array) -> Array:
+def _normal_log_prob(B: Backend, t: Array, scale: Array) -> Array:
     return -0.5 * t * t - B.fn["log"](scale) - HALF_LOG_2PI
 
 
@@ -107,13 +110,13 @@ class Normal(_LocScale, Distribution):
     doc = "Normal(loc, scale): scale is the standard deviation"
     noise = "normal"
 
-    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return p["loc"] + p["scale"] * draw("normal", shape)
 
-    def standard(self, B: Any, e: Array) -> Array:
+    def standard(self, B: Backend, e: Array) -> Array:
         return e
 
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return _normal_log_prob(B, t, scale)
 
 
@@ -122,14 +125,14 @@ class LogNormal(Distribution):
     params = _LocScale.params
     doc = "LogNormal(loc, scale): exp of a Normal(loc, scale)"
 
-    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return _exp_in_range(B, p["loc"] + p["scale"] * draw("normal", shape))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         log_x = B.fn["log"](x)
         return _normal_log_prob(B, (log_x - p["loc"]) / p["scale"], p["scale"]) - log_x
 
-    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_and_log_prob(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
         eps = draw("normal", shape)  # log z = loc + scale * eps (inside the float range)
         z = B.stop_gradient(_exp_in_range(B, p["loc"] + p["scale"] * eps))
         t = held_standard(B, eps, p["loc"], p["scale"])
@@ -141,10 +144,10 @@ class Exponential(InverseCDF):
     params = (Param("rate", positive, "rate (1 / mean)"),)
     doc = "Exponential(rate): density rate*exp(-rate*z) on z >= 0"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def icdf(self, B: Backend, p: P, u: Array) -> Array:
         return -B.fn["log"](u) / p["rate"]
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return B.fn["log"](p["rate"]) - p["rate"] * x
 
 
@@ -153,15 +156,15 @@ class Weibull(InverseCDF):
     params = (Param("scale", positive, "scale lambda"), Param("concentration", positive, "shape k"))
     doc = "Weibull(scale, concentration): the reference text's Weibull(lambda, k)"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def icdf(self, B: Backend, p: P, u: Array) -> Array:
         log = B.fn["log"]
         return _exp_in_range(B, log(p["scale"]) + log(-log(u)) / p["concentration"])
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         t = B.fn["log"](x) - B.fn["log"](p["scale"])  # in log space: (x / lam)**k overflows for extreme parameters
         return self._log_density(B, p, t)
 
-    def sample_and_log_prob(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_and_log_prob(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
         log, stop, lam, k = B.fn["log"], B.stop_gradient, p["scale"], p["concentration"]
         w = log(-log(draw("uniform", shape)))  # k * log(z / lam), from the noise
         z = stop(_exp_in_range(B, log(lam) + w / k))  # icdf
@@ -169,7 +172,7 @@ class Weibull(InverseCDF):
         return z, self._log_density(B, p, w / stop(k) + (log(stop(lam)) - log(lam)))
 
     @staticmethod
-    def _log_density(B: Any, p: P, t: Array) -> Array:
+    def _log_density(B: Backend, p: P, t: Array) -> Array:
         """``log q`` in terms of ``t = log z - log scale``."""
         log, k = B.fn["log"], p["concentration"]
         return log(k) - log(p["scale"]) + (k - 1.0) * t - B.fn["exp"](k * t)
@@ -188,10 +191,10 @@ class Uniform(InverseCDF):
             return f"parameter 'high' must be > 'low', got low={float(low[bad].flat[0])!r}, high={float(high[bad].flat[0])!r}"
         return None
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def icdf(self, B: Backend, p: P, u: Array) -> Array:
         return p["low"] + (p["high"] - p["low"]) * u
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return 0.0 * x - B.fn["log"](p["high"] - p["low"])
 
 
@@ -199,11 +202,11 @@ class Laplace(_LocScale, InverseCDF):
     name = "Laplace"
     doc = "Laplace(loc, scale): density exp(-|z-loc|/scale) / (2 scale)"
 
-    def standard(self, B: Any, u: Array) -> Array:
+    def standard(self, B: Backend, u: Array) -> Array:
         c = u - 0.5
         return -(B.fn["sign"](c) * B.fn["log1p"](-2.0 * B.fn["abs"](c)))
 
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -B.fn["log"](2.0 * scale) - B.fn["abs"](t)
 
 
@@ -211,10 +214,10 @@ class Gumbel(_LocScale, InverseCDF):
     name = "Gumbel"
     doc = "Gumbel(loc, scale): the max-stable law used by the Gumbel-max trick"
 
-    def standard(self, B: Any, u: Array) -> Array:
+    def standard(self, B: Backend, u: Array) -> Array:
         return -B.fn["log"](-B.fn["log"](u))
 
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -B.fn["log"](scale) - t - B.fn["exp"](-t)
 
 
@@ -222,10 +225,10 @@ class Logistic(_LocScale, InverseCDF):
     name = "Logistic"
     doc = "Logistic(loc, scale): CDF sigmoid((z-loc)/scale)"
 
-    def standard(self, B: Any, u: Array) -> Array:
+    def standard(self, B: Backend, u: Array) -> Array:
         return B.fn["log"](u) - B.fn["log1p"](-u)
 
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -t - B.fn["log"](scale) - 2.0 * B.fn["softplus"](-t)
 
 
@@ -233,10 +236,10 @@ class Cauchy(_LocScale, InverseCDF):
     name = "Cauchy"
     doc = "Cauchy(loc, scale): heavy-tailed, no mean"
 
-    def standard(self, B: Any, u: Array) -> Array:
+    def standard(self, B: Backend, u: Array) -> Array:
         return B.fn["tan"](math.pi * (u - 0.5))
 
-    def standard_log_prob(self, B: Any, t: Array, scale: Array) -> Array:
+    def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -math.log(math.pi) - B.fn["log"](scale) - B.fn["log1p"](t * t)
 
 
@@ -245,14 +248,14 @@ class Kumaraswamy(InverseCDF):
     params = (Param("a", positive, "first shape"), Param("b", positive, "second shape"))
     doc = "Kumaraswamy(a, b) on (0, 1): density a*b*z**(a-1)*(1-z**a)**(b-1); sampled only through its inverse CDF"
 
-    def icdf(self, B: Any, p: P, u: Array) -> Array:
+    def icdf(self, B: Backend, p: P, u: Array) -> Array:
         # (1 - (1-u)**(1/b))**(1/a), written with log1p/expm1 so it stays accurate near 0 and 1
         log, exp = B.fn["log"], B.fn["exp"]
         z = exp(log(-B.fn["expm1"](B.fn["log1p"](-u) / p["b"])) / p["a"])
         # for small b the last step rounds to exactly 1.0, where log_prob is infinite: stay inside (0, 1)
         return B.fn["clip"](z, _TINY, 1.0 - _EPS)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         log, a, b = B.fn["log"], p["a"], p["b"]
         log_x = log(x)
         # log(1 - x**a) as log(-expm1(a log x)): finite even where x**a rounds to 1

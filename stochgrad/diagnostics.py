@@ -28,13 +28,16 @@ Bernoulli, exponential and polynomial costs of normals up to degree 3 stay well 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import ir
 from .lower import Lowering
 from .noise import NoiseSource
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 #: per entry, this many of the largest |x - c| are kept across chunks
 TAIL_KEEP = 1000
@@ -244,7 +247,7 @@ def describe(report: Mapping[str, int], sizes: Mapping[str, int], n: int) -> str
     return text
 
 
-def locate(B: Any, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int,
+def locate(B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int,
            batch_axes: int) -> str | None:
     """Re-run samples ``start .. start + count`` (the same noise) forward, and name the first
     subexpression whose value has a NaN or infinity: ``"`log(z)` is NaN in 49 of 100 entries"``."""
@@ -283,7 +286,7 @@ def describe_tails(heavy: Mapping[str, float]) -> str:
             " (2 or less: infinite variance) the standard error cannot be trusted")
 
 
-def locate_call(B: Any, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource, batch_axes: int) -> str | None:
+def locate_call(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource, batch_axes: int) -> str | None:
     """For a compiled objective's call: re-run it forward on ``params`` (native arrays with a sample
     axis, their gradients stopped) and the same ``noise``, and name the first subexpression whose
     value has a NaN or infinity (``"`log(z)` is -inf in 3 of 64 entries"``), else None.  Called

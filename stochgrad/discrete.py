@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .distributions import Constraint, Distribution, Param, positive, real, register_distribution
+from .distributions import Constraint, Distribution, Param, real, register_distribution
 from .supports import BINARY, COUNTS, ONE_HOT, Support
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 Array = Any
 P = Mapping[str, Array]
@@ -63,20 +66,20 @@ simplex = Constraint("non-negative with a last axis summing to 1", _on_simplex)
 vector = Constraint("finite, with a last axis of categories", lambda x: np.isfinite(x) & (np.ndim(x) > 0))
 
 
-def tiny(B: Any) -> float:
+def tiny(B: Backend) -> float:
     """The smallest positive normal number of ``B``'s float type (its ``dtype``; float64 without
     one): a clip at float64's (2.2e-308) would be a clip at 0 in float32, and ``log`` -inf."""
     name = str(getattr(B, "dtype", "float64")).rsplit(".", 1)[-1]
     return _TINIES.get(name, _TINIES["float16"])
 
 
-def _log(B: Any, x: Array) -> Array:
+def _log(B: Backend, x: Array) -> Array:
     """``log`` of a probability, clipped below at :func:`tiny`; no clip above (a clip at 1 would
     stop the gradient of ``log(1 - p)`` at p = 0 on a backend whose clip has no slope at its ends)."""
     return B.fn["log"](B.fn["clip"](x, tiny(B), math.inf))
 
 
-def _minus_gumbel(B: Any, draw: Any, shape: tuple[int, ...]) -> Array:
+def _minus_gumbel(B: Backend, draw: Any, shape: tuple[int, ...]) -> Array:
     """``-g`` for standard Gumbel noise ``g = -log(-log u)``: callers subtract it (one pass fewer)."""
     return B.fn["log"](-B.fn["log"](draw("uniform", shape)))
 
@@ -96,7 +99,7 @@ class Bernoulli(_Discrete):
     relaxable = True
     doc = "Bernoulli(probs) or Bernoulli(logits=l): 1 with probability probs, else 0"
 
-    def logits(self, B: Any, p: P) -> Array:
+    def logits(self, B: Backend, p: P) -> Array:
         if "logits" in p:
             return p["logits"]
         return _log(B, p["probs"]) - _log(B, 1.0 - p["probs"])
@@ -106,22 +109,22 @@ class Bernoulli(_Discrete):
             return dict(values)  # probs 0 and 1 stay exact (their logits would be clipped, finite)
         return {"logits": math.log(values["probs"]) - math.log1p(-values["probs"])}
 
-    def probs(self, B: Any, p: P) -> Array:
+    def probs(self, B: Backend, p: P) -> Array:
         return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])
 
-    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return self._hard(B, self.probs(B, p), draw, shape)
 
     @staticmethod
-    def _hard(B: Any, probs: Array, draw: Any, shape: tuple[int, ...]) -> Array:
+    def _hard(B: Backend, probs: Array, draw: Any, shape: tuple[int, ...]) -> Array:
         return B.fn["lt"](draw("uniform", shape), B.stop_gradient(probs))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         if "logits" in p:
             return x * p["logits"] - B.fn["softplus"](p["logits"])
         return x * _log(B, p["probs"]) + (1.0 - x) * _log(B, 1.0 - p["probs"])
 
-    def prob(self, B: Any, p: P, x: Array) -> Array:
+    def prob(self, B: Backend, p: P, x: Array) -> Array:
         if "logits" in p:
             return x * B.fn["sigmoid"](p["logits"]) + (1.0 - x) * B.fn["sigmoid"](-p["logits"])
         return x * p["probs"] + (1.0 - x) * (1.0 - p["probs"])
@@ -135,18 +138,18 @@ class Bernoulli(_Discrete):
     def support(self, static: Mapping[str, float | None]) -> Support:
         return BINARY
 
-    def _logistic(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def _logistic(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         u = draw("uniform", shape)
         return self.logits(B, p) + B.fn["log"](u) - B.fn["log1p"](-u)
 
-    def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+    def relaxed(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         return B.fn["sigmoid"](self._logistic(B, p, draw, shape) / temperature)
 
-    def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def straight_through(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         mean = self.probs(B, p)
         return mean + B.stop_gradient(self._hard(B, mean, draw, shape) - mean)
 
-    def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+    def straight_through_gumbel(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         soft = self.relaxed(B, p, draw, shape, temperature)
         return soft + B.stop_gradient(B.fn["gt"](soft, 0.5) - soft)
 
@@ -162,23 +165,23 @@ class Categorical(_Discrete):
            " probs are normalized over that axis, as in torch.distributions")
 
     @staticmethod
-    def log_weights(B: Any, p: P) -> Array:
+    def log_weights(B: Backend, p: P) -> Array:
         """Log-probabilities up to a constant per event (the logits, or log probs): all that the
         Gumbel-max sample and the Gumbel-softmax need, since both are unchanged by a shift."""
         return p["logits"] if "logits" in p else _log(B, p["probs"])
 
-    def log_softmax(self, B: Any, p: P) -> Array:
+    def log_softmax(self, B: Backend, p: P) -> Array:
         logits = self.log_weights(B, p)
         return B.log_softmax(logits, len(B.shape(logits)) - 1)
 
-    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return B.one_hot_argmax(self.log_weights(B, p) - _minus_gumbel(B, draw, shape))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         y = x * self.log_softmax(B, p)
         return B.sum(y, (len(B.shape(y)) - 1,))
 
-    def prob(self, B: Any, p: P, x: Array) -> Array:
+    def prob(self, B: Backend, p: P, x: Array) -> Array:
         last = len(B.shape(x)) - 1
         if "logits" in p:
             return B.sum(x * B.softmax(p["logits"], len(B.shape(p["logits"])) - 1), (last,))
@@ -200,16 +203,16 @@ class Categorical(_Discrete):
                 return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
         return None
 
-    def relaxed(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+    def relaxed(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         t = (self.log_weights(B, p) - _minus_gumbel(B, draw, shape)) / temperature  # softmax ignores a shift
         return B.softmax(t, len(shape))
 
-    def straight_through(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def straight_through(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         logits = self.log_weights(B, p)
         mean = B.softmax(logits, len(B.shape(logits)) - 1)
         return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
 
-    def straight_through_gumbel(self, B: Any, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
+    def straight_through_gumbel(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
         soft = self.relaxed(B, p, draw, shape, temperature)
         return soft + B.stop_gradient(B.one_hot_argmax(soft) - soft)
 
@@ -226,10 +229,10 @@ class Poisson(_Discrete):
     params = (Param("rate", sampleable_rate, "mean count"),)
     doc = "Poisson(rate): counts 0, 1, 2, ... (infinite support: never enumerated)"
 
-    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return draw("poisson", shape, p["rate"])
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return x * B.fn["log"](p["rate"]) - p["rate"] - B.fn["lgamma"](x + 1.0)
 
     def support(self, static: Mapping[str, float | None]) -> Support:
@@ -241,15 +244,15 @@ class Binomial(_Discrete):
     params = (Param("total_count", count, "number of trials (not differentiable)"), Param("probs", unit_interval))
     doc = "Binomial(total_count, probs): successes in total_count trials; enumerable when total_count is a literal"
 
-    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return draw("binomial", shape, B.stop_gradient(p["total_count"]), B.stop_gradient(p["probs"]))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         n, lg = B.stop_gradient(p["total_count"]), B.fn["lgamma"]
         return (lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
                 + x * _log(B, p["probs"]) + (n - x) * _log(B, 1.0 - p["probs"]))
 
-    def prob(self, B: Any, p: P, x: Array) -> Array:
+    def prob(self, B: Backend, p: P, x: Array) -> Array:
         n, q, clip = B.stop_gradient(p["total_count"]), p["probs"], B.fn["clip"]
         hit, miss = clip(x, 0.0, 1.0), clip(n - x, 0.0, 1.0)  # [k >= 1], [k < n] for integer k
         lg = B.fn["lgamma"]
@@ -288,12 +291,12 @@ class Geometric(_Discrete):
     params = (Param("probs", unit_interval, "success probability"),)
     doc = "Geometric(probs): failures before the first success, 0, 1, 2, ... (never enumerated)"
 
-    def sample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         q = B.stop_gradient(B.fn["clip"](p["probs"], tiny(B), 1.0))
         with np.errstate(divide="ignore"):  # q = 1: log1p(-1) = -inf, and every draw is 0
             return B.fn["floor"](B.fn["log"](draw("uniform", shape)) / B.fn["log1p"](-q))
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
 
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:

@@ -19,7 +19,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from . import ir
 from .errors import PlanError, StochgradError, did_you_mean
 from .supports import BUILTIN as BUILTIN_SUPPORTS
 from .supports import Support
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 Array = Any
 Draw = Callable[[str, tuple[int, ...]], Array]  # draw(kind, logical shape) -> (count, *shape) noise
@@ -99,35 +102,35 @@ class Distribution(ABC):
         declared = BUILTIN_SUPPORTS.get(self.name)
         return None if declared is None else declared.given(static)
 
-    def prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
+    def prob(self, B: Backend, p: Mapping[str, Array], x: Array) -> Array:
         """The probability (mass) of ``x``, differentiable in ``p`` at every valid parameter (shape
         of :meth:`log_prob`).  Enumeration weights use it; a finite distribution overrides this
         default ``exp(log_prob)``, whose clipped logs lose the gradient where a mass is 0."""
         return B.fn["exp"](self.log_prob(B, p, x))
 
-    def relaxed(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...], temperature: float) -> Array:
+    def relaxed(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...], temperature: float) -> Array:
         raise StochgradError(f"{self.name} has no continuous relaxation")
 
-    def straight_through(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
+    def straight_through(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         raise StochgradError(f"{self.name} has no straight-through estimator")
 
-    def straight_through_gumbel(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...],
+    def straight_through_gumbel(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...],
                                 temperature: float) -> Array:
         raise StochgradError(f"{self.name} has no straight-through Gumbel estimator")
 
-    def rsample(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         """Pathwise sample of logical ``shape`` (differentiable in ``p``)."""
         raise StochgradError(f"{self.name} has no pathwise sampler")
 
-    def sample(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
+    def sample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         """A sample with no gradient path (used by the score-function estimator)."""
         return B.stop_gradient(self.rsample(B, p, draw, shape))
 
     @abstractmethod
-    def log_prob(self, B: Any, p: Mapping[str, Array], x: Array) -> Array:
+    def log_prob(self, B: Backend, p: Mapping[str, Array], x: Array) -> Array:
         """Log density of ``x`` (same shape as ``x``; no reduction over axes)."""
 
-    def sample_and_log_prob(self, B: Any, p: Mapping[str, Array], draw: Draw,
+    def sample_and_log_prob(self, B: Backend, p: Mapping[str, Array], draw: Draw,
                             shape: tuple[int, ...]) -> tuple[Array, Array]:
         """A :meth:`sample` ``z`` and ``log_prob(z)`` with ``z`` held fixed (for the score function).
 
@@ -179,10 +182,10 @@ class InverseCDF(Distribution):
     """A distribution defined by ``icdf`` and ``log_prob``: pathwise sampling is derived."""
 
     @abstractmethod
-    def icdf(self, B: Any, p: Mapping[str, Array], u: Array) -> Array:
+    def icdf(self, B: Backend, p: Mapping[str, Array], u: Array) -> Array:
         """The inverse CDF ``F^{-1}_phi(u)``, differentiable in the parameters."""
 
-    def rsample(self, B: Any, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         return self.icdf(B, p, draw("uniform", shape))
 
 
@@ -279,7 +282,7 @@ def joint_states(d: Distribution, node: ir.Dist, shape: tuple[int, ...] | None) 
     return k**m if m * math.log2(max(k, 2)) < 63 else 1 << 63
 
 
-def joint_prob(B: Any, q: Array) -> Array:
+def joint_prob(B: Backend, q: Array) -> Array:
     """``prod`` of ``q`` over its logical axes (all but the leading sample axis): the joint
     probability of independent elements, as a product of probabilities (not ``exp`` of a sum of
     clipped logs, whose gradient vanishes at a zero mass).  Pairs of columns are multiplied

@@ -35,11 +35,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .errors import PlanError, did_you_mean
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 Array = Any
 
@@ -58,7 +61,7 @@ class EstimatorSpec:
     def requires(self, d: Any, *, states: int | None) -> None:
         """Raise :class:`PlanError` if this estimator cannot apply to distribution ``d``."""
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
         """The node's value, and its log-probability if the estimator needs a score term."""
         raise PlanError(f"{self.name} does not sample")
 
@@ -73,7 +76,7 @@ class Pathwise(EstimatorSpec):
         if not d.reparameterized:
             raise PlanError(f"pathwise estimator requested, but {d.name} has no pathwise sampler; use 'score'")
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.rsample(B, p, draw, shape), None
 
 
@@ -134,7 +137,7 @@ class Score(EstimatorSpec):
             return f"score (moving-average baseline, decay {self.baseline.decay:g})"
         return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
         return d.sample_and_log_prob(B, p, draw, shape)  # log q(z) from the base noise where it can be
 
 
@@ -179,7 +182,7 @@ class Relaxed(_Relaxation):
     def describe(self) -> str:
         return f"relaxed (Gumbel-softmax, temperature {self.temperature:g})"
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.relaxed(B, p, draw, shape, self.temperature), None
 
 
@@ -189,7 +192,7 @@ class StraightThrough(_Relaxation):
 
     name: ClassVar[str] = "straight_through"
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.straight_through(B, p, draw, shape), None
 
 
@@ -206,7 +209,7 @@ class StraightThroughGumbel(_Relaxation):
     def describe(self) -> str:
         return f"straight_through_gumbel (temperature {self.temperature:g})"
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.straight_through_gumbel(B, p, draw, shape, self.temperature), None
 
 
@@ -220,7 +223,7 @@ class Detached(EstimatorSpec):
     name: ClassVar[str] = "detached"
     biased_by_construction: ClassVar[bool] = True
 
-    def sample(self, d: Any, B: Any, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, None]:
         return B.stop_gradient(d.sample(B, p, draw, shape)), None
 
 
@@ -269,19 +272,19 @@ def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
 # -- surrogate pieces (backend-neutral) ---------------------------------------
 
 
-def magic_box(B: Any, logq: Array) -> Array:
+def magic_box(B: Backend, logq: Array) -> Array:
     """DiCE's ``exp(L - stop(L))``: value exactly 1, gradient ``grad L``, at every order."""
     return B.fn["exp"](logq - B.stop_gradient(logq))
 
 
-def score_term(B: Any, logq: Array) -> Array:
+def score_term(B: Backend, logq: Array) -> Array:
     """``L - stop(L)``: value exactly 0, gradient ``grad L``.  ``v + stop(v) (L - stop(L))`` has
     the first derivative of DiCE's ``[](L) v`` (Schulman et al. 2015's surrogate), without the exp
     and with a cheaper reverse pass; for runs that differentiate once (``estimate``)."""
     return logq - B.stop_gradient(logq)
 
 
-def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None) -> Array:
+def leave_one_out(B: Backend, cost: Array, count: int = 0, block: int | None = None) -> Array:
     """Per-sample mean of the *other* samples' cost in its group (gradient-free; Kool et al. 2019).
 
     The group is the whole sample axis, or with ``block`` the samples of the same noise block: the
@@ -314,7 +317,7 @@ def leave_one_out(B: Any, cost: Array, count: int = 0, block: int | None = None)
     return B.concat(parts)
 
 
-def baseline_value(B: Any, baseline: Any, cost: Array, count: int, block: int | None,
+def baseline_value(B: Backend, baseline: Any, cost: Array, count: int, block: int | None,
                    state: Any = None) -> Array | None:
     """The baseline for a score term given its per-sample ``cost`` (None: no baseline yet).
 

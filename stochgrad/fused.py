@@ -21,7 +21,7 @@ kept outside the compiled function:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .errors import PlanError
@@ -31,13 +31,16 @@ from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
 from .planner import LogRatio, Plan
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Draw = tuple[int, int, str, tuple[int, ...], int]  # node uid, stream, kind, shape, branch
 
 
 class RecordingNoise(NoiseSource):
     """A noise source that also records what was drawn, and whether a draw needed parameter values."""
 
-    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
+    def __init__(self, B: Backend, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
         super().__init__(B, seed, start, count, blocked, call)
         self.log: list[Draw] = []
         self.needs_values: list[str] = []
@@ -63,7 +66,7 @@ class ReplayNoise:
 class FusedCall:
     """The compiled function for one plan (one set of parameter shapes) of an objective."""
 
-    def __init__(self, B: Any, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
+    def __init__(self, B: Backend, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
                  finish: Callable[[Any, Any], Any], validate: bool = True) -> None:
         if recorded.needs_values:
             raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"

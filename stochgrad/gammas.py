@@ -23,11 +23,14 @@ the limit in a pathwise node's reason ("derivatives up to order 1").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .distributions import Distribution, Param, positive, register_distribution
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 Array = Any
 P = Mapping[str, Array]
@@ -39,7 +42,7 @@ class _Implicit(Distribution):
     #: the pathwise gradient's derivative orders (the plan says so; see the module doc)
     pathwise_orders = 1
 
-    def gamma(self, B: Any, draw: Any, shape: tuple[int, ...], alpha: Array) -> Array:
+    def gamma(self, B: Backend, draw: Any, shape: tuple[int, ...], alpha: Array) -> Array:
         """Standard-gamma draws of concentration ``alpha``, differentiable in it to the first order."""
         return B.implicit_gamma(alpha, draw("gamma", shape, alpha), self.refusal(draw))
 
@@ -57,10 +60,10 @@ class Gamma(_Implicit):
     params = (Param("concentration", positive, "shape a"), Param("rate", positive, "rate (1 / scale)"))
     doc = "Gamma(concentration, rate): density rate^a z^(a-1) exp(-rate z) / Gamma(a)"
 
-    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         return self.gamma(B, draw, shape, p["concentration"]) / p["rate"]
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         a, rate, log = p["concentration"], p["rate"], B.fn["log"]
         return a * log(rate) + (a - 1.0) * log(x) - rate * x - B.fn["lgamma"](a)
 
@@ -70,13 +73,13 @@ class Beta(_Implicit):
     params = (Param("a", positive, "first shape"), Param("b", positive, "second shape"))
     doc = "Beta(a, b) on (0, 1): density z^(a-1) (1-z)^(b-1) / B(a, b)"
 
-    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         ga, gb = self.gamma(B, draw, shape, p["a"]), self.gamma(B, draw, shape, p["b"])
         # G_a / (G_a + G_b) in log space: gamma draws of tiny shape are near the smallest float
         log = B.fn["log"]
         return B.fn["clip"](B.fn["sigmoid"](log(ga) - log(gb)), _TINY, 1.0 - _EPS)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         a, b, lg = p["a"], p["b"], B.fn["lgamma"]
         return (a - 1.0) * B.fn["log"](x) + (b - 1.0) * B.fn["log1p"](-x) + lg(a + b) - lg(a) - lg(b)
 
@@ -90,11 +93,11 @@ class Dirichlet(_Implicit):
     def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
         return None if np.ndim(values["concentration"]) else "parameter 'concentration' needs a last axis of categories"
 
-    def rsample(self, B: Any, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         log_g = B.fn["log"](self.gamma(B, draw, shape, p["concentration"]))  # normalize in log space
         return B.fn["clip"](B.softmax(log_g, len(shape)), _TINY, 1.0)
 
-    def log_prob(self, B: Any, p: P, x: Array) -> Array:
+    def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         a, lg = p["concentration"], B.fn["lgamma"]
         last = len(B.shape(x)) - 1
         terms = B.sum((a - 1.0) * B.fn["log"](x) - lg(a), (last,))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,38 +39,41 @@ from .distributions import lookup, static_params
 from .errors import PlanError
 from .supports import kl_verdict
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Array = Any
 P = Mapping[str, Array]
 
 
-def _normal(B: Any, p: P, q: P) -> Array:
+def _normal(B: Backend, p: P, q: P) -> Array:
     log, (m1, s1), (m2, s2) = B.fn["log"], (p["loc"], p["scale"]), (q["loc"], q["scale"])
     return log(s2) - log(s1) + (s1 * s1 + (m1 - m2) ** 2) / (2.0 * s2 * s2) - 0.5
 
 
-def _exponential(B: Any, p: P, q: P) -> Array:
+def _exponential(B: Backend, p: P, q: P) -> Array:
     r1, r2 = p["rate"], q["rate"]
     return B.fn["log"](r1) - B.fn["log"](r2) + r2 / r1 - 1.0
 
 
-def _gamma(B: Any, p: P, q: P) -> Array:
+def _gamma(B: Backend, p: P, q: P) -> Array:
     log, lg = B.fn["log"], B.fn["lgamma"]
     (a1, b1), (a2, b2) = (p["concentration"], p["rate"]), (q["concentration"], q["rate"])
     return (a1 - a2) * B.fn["digamma"](a1) - lg(a1) + lg(a2) + a2 * (log(b1) - log(b2)) + a1 * (b2 - b1) / b1
 
 
-def _poisson(B: Any, p: P, q: P) -> Array:
+def _poisson(B: Backend, p: P, q: P) -> Array:
     r1, r2 = p["rate"], q["rate"]
     return r1 * (B.fn["log"](r1) - B.fn["log"](r2)) - r1 + r2
 
 
-def _infinite_where(B: Any, zero_mass: Array) -> Array:
+def _infinite_where(B: Backend, zero_mass: Array) -> Array:
     """``+inf`` where the gradient-free 0/1 indicator ``zero_mass`` is 1, else 0."""
     with np.errstate(divide="ignore"):  # log(0) = -inf is the point (numpy would warn)
         return -B.fn["log"](1.0 - B.stop_gradient(zero_mass))
 
 
-def _bernoulli(B: Any, p: P, q: P) -> Array:
+def _bernoulli(B: Backend, p: P, q: P) -> Array:
     d = lookup("Bernoulli")
     a, b = d.logits(B, p), d.logits(B, q)  # type: ignore[attr-defined]
     softplus = B.fn["softplus"]
@@ -86,7 +89,7 @@ def _bernoulli(B: Any, p: P, q: P) -> Array:
     return out
 
 
-def _categorical(B: Any, p: P, q: P) -> Array:
+def _categorical(B: Backend, p: P, q: P) -> Array:
     d = lookup("Categorical")
     lp, lq = d.log_softmax(B, p), d.log_softmax(B, q)  # type: ignore[attr-defined]
     terms = B.fn["exp"](lp) * (lp - lq)  # a p_k = 0 term is 0 (exp of a log clipped at tiny) times finite
@@ -126,7 +129,7 @@ def verdict(e: ir.KL, p_shape: tuple[int, ...] | None = None, q_shape: tuple[int
         raise PlanError(f"{e}: {exc}", span=getattr(e, "span", None)) from None
 
 
-def kl_value(B: Any, e: ir.KL, p: P, q: P) -> Array:
+def kl_value(B: Backend, e: ir.KL, p: P, q: P) -> Array:
     """``KL(p || q)`` of aligned native parameters: the closed form, or ``+inf`` (of the batch
     shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
     here too (the plan may not have known the shapes)."""

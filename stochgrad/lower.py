@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from .surrogate import expect
 from .userfn import call_user_function, check_operands
 from .zeromass import log_ratio
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Array = Any
 _TWO = ir.Num(2.0)
 _HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a sample at the edge of range
@@ -45,7 +48,7 @@ _ARITH = {
 class Lowering(SampleAxis):
     """Evaluates planned expressions for one chunk of samples."""
 
-    def __init__(self, B: Any, params: Mapping[str, Array], noise: NoiseSource,
+    def __init__(self, B: Backend, params: Mapping[str, Array], noise: NoiseSource,
                  known: Mapping[str, np.ndarray] | None = None,
                  batch_axes: int = 0, memo: dict[Any, Any] | None = None, checks: bool = True,
                  first_order: bool = False, baselines: BaselineState | None = None) -> None:

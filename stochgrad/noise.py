@@ -24,11 +24,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ValidationError
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 
 #: samples per noise block; chunks are whole multiples of it
@@ -137,7 +140,7 @@ class NoiseSource:
     """Noise for samples ``start .. start + count`` of one run (call ``call`` of an objective; 0 for
     ``estimate``)."""
 
-    def __init__(self, B: Any, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
+    def __init__(self, B: Backend, seed: int, start: int, count: int, blocked: bool = True, call: int = 0) -> None:
         """``blocked=False`` draws each node's noise in one piece, as block 0 of any size: for a
         run that is never chunked (a compiled objective's call), where one large draw is much
         faster than many block-sized ones (on a GPU above all)."""

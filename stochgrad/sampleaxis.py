@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import StochgradError
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Array = Any
 
 
-def with_sample_axis(B: Any, arrays: Mapping[str, Array]) -> dict[str, Array]:
+def with_sample_axis(B: Backend, arrays: Mapping[str, Array]) -> dict[str, Array]:
     """Native arrays given without a sample axis, with one of size 1 (the same for every sample)."""
     return {k: B.reshape(v, (1,) + B.shape(v)) for k, v in arrays.items()}
 
@@ -28,7 +31,7 @@ def with_sample_axis(B: Any, arrays: Mapping[str, Array]) -> dict[str, Array]:
 class SampleAxis:
     """Shape helpers of a lowering: ``B`` is the backend, ``memo`` a cache of constant arrays."""
 
-    B: Any
+    B: Backend
     memo: dict[Any, Any]
 
     def array(self, x: Array | float) -> Array:

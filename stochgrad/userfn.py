@@ -23,15 +23,18 @@ way, chained to the original.  The checks compare a type, a dtype and one axis: 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import StochgradError
 from .shapes import broadcast
 
+if TYPE_CHECKING:
+    from .backend import Backend
+
 Array = Any
 
 
-def call_user_function(B: Any, name: str, fn: Any, args: Sequence[Array]) -> Array | float:
+def call_user_function(B: Backend, name: str, fn: Any, args: Sequence[Array]) -> Array | float:
     """``fn(*args)`` checked (see the module docstring): a native array with the right sample axis
     (a 0-d one given a sample axis of size 1), or a Python float for a constant."""
     rows = 1
@@ -65,7 +68,7 @@ def call_user_function(B: Any, name: str, fn: Any, args: Sequence[Array]) -> Arr
     return out
 
 
-def check_operands(B: Any, operands: Sequence[Array | float], where: Any) -> None:
+def check_operands(B: Backend, operands: Sequence[Array | float], where: Any) -> None:
     """A :class:`~stochgrad.errors.StochgradError` naming ``where`` if the operands' logical shapes (after
     the sample axis) do not broadcast: past the planner's shape pass (:mod:`stochgrad.shapes`), only a
     user function's output, whose shape is unknown until it runs, can bring such a mismatch."""
@@ -91,13 +94,13 @@ def _about_dtype(message: str) -> bool:
     return "dtype" in message or ("Double" in message and ("Float" in message or "Half" in message))
 
 
-def _inputs(B: Any, args: Sequence[Array]) -> str:
+def _inputs(B: Backend, args: Sequence[Array]) -> str:
     if not args:
         return "no arguments"
     return "arguments of shapes " + ", ".join(str(B.shape(a)) for a in args)
 
 
-def _expected(B: Any, rows: int) -> str:
+def _expected(B: Backend, rows: int) -> str:
     dtype = getattr(B, "dtype", None)
     native = f"an array of the {B.name} backend" + (f" of dtype {dtype}" if dtype is not None else "")
     lead = ("a leading sample axis of size 1 (its inputs are the same for every sample)" if rows == 1 else

@@ -24,7 +24,7 @@ import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from .distributions import joint_states, lookup
 from .estimators import Enumerate, EstimatorSpec, Score, as_spec
 from .noise import PILOT, derive_seed
 from .planner import Plan, plan
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 #: a pilot's winner must be this many times cheaper than the static choice to replace it
 MARGIN = 2.0
@@ -83,7 +86,7 @@ _OUTCOMES: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()  # pilot outcomes,
 _KEEP = 64
 
 
-def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *, B: Any,
+def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *, B: Backend,
                       seed: int, budget: int, batch_axes: int = 0) -> Plan:
     """The plan ``policy="min_variance"`` runs for these parameter values (numpy arrays, checked) and
     seed: pilots on the backend ``B`` with the derived seed, then the static plan with the winners."""

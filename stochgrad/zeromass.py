@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .distributions import lookup, static_params
 from .kl import _infinite_where
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 Array = Any
 P = Mapping[str, Array]
@@ -58,7 +61,7 @@ def _interval(d: ir.Dist, p: P) -> tuple[Any, Any] | None:
     return None if ends[0] is None and ends[1] is None else (ends[0], ends[1])
 
 
-def _outside(B: Any, interval: tuple[Any, Any], x: Array) -> Array:
+def _outside(B: Backend, interval: tuple[Any, Any], x: Array) -> Array:
     """1.0 where ``x`` is outside the closed interval, else 0.0."""
     low, high = interval
     out: Array = 0.0
@@ -69,7 +72,7 @@ def _outside(B: Any, interval: tuple[Any, Any], x: Array) -> Array:
     return out
 
 
-def _inside_point(B: Any, interval: tuple[Any, Any]) -> Array:
+def _inside_point(B: Backend, interval: tuple[Any, Any]) -> Array:
     """A point of the interval: its middle, or one unit in from its one finite end."""
     low, high = (v if v is None or isinstance(v, float) else B.stop_gradient(v) for v in interval)
     if low is not None and high is not None:
@@ -77,7 +80,7 @@ def _inside_point(B: Any, interval: tuple[Any, Any]) -> Array:
     return low + 1.0 if low is not None else high - 1.0
 
 
-def _zero_points(B: Any, name: str, p: P, x: Array) -> Array | None:
+def _zero_points(B: Backend, name: str, p: P, x: Array) -> Array | None:
     """1.0 where ``x`` (inside the support's interval) has probability exactly 0 under the built-in
     mass function ``name`` given by probabilities, else 0.0; None where none can be 0."""
     if "probs" not in p:
@@ -96,7 +99,7 @@ def _zero_points(B: Any, name: str, p: P, x: Array) -> Array | None:
     return None
 
 
-def _zero(B: Any, d: ir.Dist, p: P, x: Array, outside: Array | None) -> Array | None:
+def _zero(B: Backend, d: ir.Dist, p: P, x: Array, outside: Array | None) -> Array | None:
     """1.0 where ``d`` gives ``x`` no mass or density, else 0.0 (gradient-free), from the indicator
     ``outside`` of its interval (None: none to check); None if never."""
     clip = B.fn["clip"]
@@ -106,7 +109,7 @@ def _zero(B: Any, d: ir.Dist, p: P, x: Array, outside: Array | None) -> Array | 
     return B.stop_gradient(parts[0] if len(parts) == 1 else clip(parts[0] + parts[1], 0.0, 1.0))
 
 
-def log_ratio(B: Any, p_dist: ir.Dist, p: P, q_dist: ir.Dist, q: P, x: Array) -> Array:
+def log_ratio(B: Backend, p_dist: ir.Dist, p: P, q_dist: ir.Dist, q: P, x: Array) -> Array:
     """``log p(x) - log q(x)`` per sample, ``+inf`` exactly where ``q(x) = 0 < p(x)`` (see the module
     docstring); ``p`` and ``q`` are aligned native parameters, ``x`` samples (or states) of ``p``."""
     interval = _interval(q_dist, q)
