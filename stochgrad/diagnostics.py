@@ -247,10 +247,10 @@ def describe(report: Mapping[str, int], sizes: Mapping[str, int], n: int) -> str
     return text
 
 
-def locate(B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int,
-           batch_axes: int) -> str | None:
-    """Re-run samples ``start .. start + count`` (the same noise) forward, and name the first
-    subexpression whose value has a NaN or infinity: ``"`log(z)` is NaN in 49 of 100 entries"``."""
+def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource,
+                     **options: Any) -> str | None:
+    """Evaluate ``root`` forward (a :class:`~stochgrad.lower.Lowering` with ``options``) and name the
+    first subexpression, in evaluation order, whose value has a NaN or infinity, else None."""
     found: list[str] = []
 
     class Tracer(Lowering):
@@ -264,17 +264,21 @@ def locate(B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: in
                                  if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
             return out
 
-    params = {k: B.asarray(np.asarray(v)[None]) for k, v in values.items()}
-    tracer = Tracer(B, params, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
-                    memo={}, first_order=True)
     with np.errstate(all="ignore"):
         try:
-            tracer.evaluate(root, {})
+            Tracer(B, params, noise, memo={}, first_order=True, **options).evaluate(root, {})
         except Exception:  # a diagnostic: never the cause of a failure  # noqa: BLE001
             return None
-    if not found:
-        return None
-    return f"samples {start}..{start + count - 1}: {found[0]}"
+    return found[0] if found else None
+
+
+def locate(B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int,
+           batch_axes: int) -> str | None:
+    """Re-run samples ``start .. start + count`` (the same noise) forward, and name the first
+    subexpression whose value has a NaN or infinity: ``"`log(z)` is NaN in 49 of 100 entries"``."""
+    params = {k: B.asarray(np.asarray(v)[None]) for k, v in values.items()}
+    found = _first_nonfinite(B, root, params, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes)
+    return None if found is None else f"samples {start}..{start + count - 1}: {found}"
 
 
 def describe_tails(heavy: Mapping[str, float]) -> str:
@@ -292,22 +296,4 @@ def locate_call(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noi
     value has a NaN or infinity (``"`log(z)` is -inf in 3 of 64 entries"``), else None.  Called
     only once a call's value was found non-finite; its moving-average baselines start fresh (a
     baseline term's value is 0 whatever its state), so the objective's state is not advanced."""
-    found: list[str] = []
-
-    class Tracer(Lowering):
-        def evaluate(self, e: ir.Expr, env: Mapping[str, Any]) -> Any:
-            out = super().evaluate(e, env)
-            if not found:
-                a = np.asarray(out, dtype=float) if isinstance(out, float) else B.to_numpy(self.array(out))
-                bad = ~np.isfinite(a)
-                if bad.any():
-                    found.append(f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
-                                 if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
-            return out
-
-    with np.errstate(all="ignore"):
-        try:
-            Tracer(B, params, noise, batch_axes=batch_axes, memo={}, first_order=True).evaluate(root, {})
-        except Exception:  # a diagnostic: never the cause of a failure  # noqa: BLE001
-            return None
-    return found[0] if found else None
+    return _first_nonfinite(B, root, params, noise, batch_axes=batch_axes)
