@@ -18,6 +18,8 @@ the size of the expression, whatever its depth (a 10,000-term sum is a chain
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,8 +76,10 @@ def _check_binding(b: ir.Binding, outer: dict[str, str | None], twice: bool) -> 
         raise StochgradError(f"{b.var!r} is bound twice in the same E[...]", b.span)
 
 
+@functools.lru_cache(maxsize=512)
 def parameters(expr: ir.Expr) -> tuple[str, ...]:
-    """Free names of ``expr`` (its parameters), in order of first appearance (one pass)."""
+    """Free names of ``expr`` (its parameters), in order of first appearance (one pass; cached,
+    since expressions are immutable and hash in constant time)."""
     seen: dict[str, None] = {}
     bound: dict[str, int] = {}  # name -> how many enclosing bindings of it are in scope
     stack: list[Any] = [expr]

@@ -65,6 +65,8 @@ class _Moments:
     tail: diagnostics.Tail = field(default_factory=diagnostics.Tail)
 
     def finite(self) -> bool:
+        if np.ndim(self.mean) == 0 and np.ndim(self.m2) == 0:  # one entry: no array ufuncs
+            return math.isfinite(self.mean) and math.isfinite(self.m2)
         return bool(np.isfinite(self.mean).all() and np.isfinite(self.m2).all())
 
     def update(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:

@@ -33,6 +33,8 @@ location-scale families (LogNormal in log space); a pathwise gradient ``f'(z) dz
 
 from __future__ import annotations
 
+import functools
+
 import math
 import warnings
 from abc import ABC, abstractmethod
@@ -266,6 +268,13 @@ class Kumaraswamy(InverseCDF):
 _EPSILONS = {name: float(np.finfo(name).eps) for name in ("float64", "float32", "float16")} | {"bfloat16": 2.0**-7}
 
 
+@functools.lru_cache(maxsize=16)
+def _epsilon(dtype: Any) -> tuple[str, float]:
+    """The dtype's name and machine epsilon (float16's for a dtype not in the table)."""
+    name = str(dtype).rsplit(".", 1)[-1]
+    return name, _EPSILONS.get(name, _EPSILONS["float16"])
+
+
 def check_precision(d: Distribution, values: Mapping[str, Any], dtype: Any, where: Any) -> None:
     """Warn (:class:`~stochgrad.errors.PrecisionWarning`) when a location-scale node's ``scale`` is
     below ``eps * |loc|`` in ``dtype`` for some entry (see the module docstring); ``values`` are the
@@ -273,8 +282,9 @@ def check_precision(d: Distribution, values: Mapping[str, Any], dtype: Any, wher
     if not isinstance(d, (_LocScale, LogNormal)):
         return
     loc, scale = values["loc"], values["scale"]
-    name = str(dtype).rsplit(".", 1)[-1]
-    eps = _EPSILONS.get(name, _EPSILONS["float16"])
+    name, eps = _epsilon(dtype)
+    if np.ndim(loc) == 0 and np.ndim(scale) == 0:  # the common case: two numbers, no arrays
+        loc, scale = float(loc), float(scale)
     if type(loc) is float and type(scale) is float:
         if not scale < eps * abs(loc):
             return

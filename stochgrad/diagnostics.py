@@ -27,6 +27,8 @@ Bernoulli, exponential and polynomial costs of normals up to degree 3 stay well 
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -200,7 +202,12 @@ def nonfinite(fields: Mapping[str, Any]) -> dict[str, int]:
     NaN or infinite, listing only those with some."""
     out = {}
     for name, x in fields.items():
-        bad = int(np.size(x) - np.isfinite(x).sum())
+        if isinstance(x, (float, np.generic)) or (isinstance(x, np.ndarray) and x.ndim == 0):
+            if math.isfinite(x):
+                continue
+            bad = 1
+        else:
+            bad = int(np.size(x) - np.isfinite(x).sum())
         if bad:
             out[name] = bad
     return out
