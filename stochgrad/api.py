@@ -182,10 +182,6 @@ def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> l
     return names
 
 
-def _chunks(n: int, chunk_size: int) -> Iterable[tuple[int, int]]:
-    return chunking.chunks(n, chunk_size)
-
-
 def estimate(
     expr: Any,
     params: Mapping[str, Any] | None = None,
@@ -253,7 +249,7 @@ def estimate(
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
     baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
-    for start, count in _chunks(n, size):
+    for start, count in chunking.chunks(n, size):
         lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
                             memo=memo, first_order=True, baselines=baselines)
 

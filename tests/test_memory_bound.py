@@ -14,7 +14,8 @@ import pytest
 
 import stochgrad as sg
 from stochgrad import chunking
-from stochgrad.api import CHUNK_ENTRIES, _chunks, auto_chunk
+from stochgrad.api import CHUNK_ENTRIES, auto_chunk
+from stochgrad.chunking import chunks
 from stochgrad.noise import BLOCK
 
 ENUMERATED = "E[sum(w * y), y ~ Bernoulli(p)]"  # p of 10 entries: 1,024 joint states, enumerated
@@ -111,7 +112,7 @@ def test_smallest_chunk_is_a_block():
 def test_absurd_n_is_refused_quickly_and_chunks_are_lazy(backend):
     with pytest.raises(sg.ValidationError, match=r"n = 1e\+30 samples"):
         sg.estimate("E[z, z ~ Normal(mu, 1)]", {"mu": 0.0}, n=10**30, backend=backend)
-    first = list(itertools.islice(_chunks(10**30, BLOCK), 2))
+    first = list(itertools.islice(chunks(10**30, BLOCK), 2))
     assert first == [(0, BLOCK), (BLOCK, BLOCK)]
 
 

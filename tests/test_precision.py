@@ -6,7 +6,6 @@ biased (float32 ``Normal(1, 1e-7)``: 15 standard errors off).  The hook computes
 standard draw instead, with the value and the derivatives of ``log_prob(z)`` at fixed ``z``.
 """
 
-import math
 
 import autograd
 import numpy as np
