@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -47,16 +47,46 @@ if TYPE_CHECKING:
 Array = Any
 
 
+class Site(NamedTuple):
+    """One random node's part of the surrogate, as its estimator draws it (pyro's ``score_parts``):
+    the value the cost sees (with or without a gradient path), and ``log q(z)`` when the estimator
+    scores the node (its magic box multiplies every cost term that depends on the node)."""
+
+    value: Array
+    logq: Array | None = None
+
+
 @dataclass(frozen=True)
 class EstimatorSpec:
-    """Base of the per-node estimator choices a user can request."""
+    """Base of the per-node estimator choices a user can request.
+
+    Its class-level *facts* are what the planner, the lowering and the tools read (never the name):
+    ``scores`` (the node's ``log q`` enters a score term), ``through_sample`` (gradients flow through
+    the sampled value: pathwise and the relaxations), ``pathwise`` (the distribution's own
+    reparameterized sampler), ``enumerates`` (exact sum over the support), ``biased_by_construction``;
+    and per instance :attr:`stateful` (a running state owned by the run or objective)."""
 
     name: ClassVar[str] = ""
     biased_by_construction: ClassVar[bool] = False
     enumerates: ClassVar[bool] = False
+    scores: ClassVar[bool] = False
+    through_sample: ClassVar[bool] = False
+    pathwise: ClassVar[bool] = False
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the estimator keeps a running state between batches (owned by the run or the
+        objective, :class:`stochgrad.baselines.BaselineState`), which a fused call cannot carry."""
+        return False
 
     def describe(self) -> str:
         return self.name
+
+    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
+                        state: Any = None) -> Array | None:
+        """The baseline subtracted from the per-sample ``cost`` of this node's score terms
+        (``None``: none); ``state`` is the node's running state when :attr:`stateful`."""
+        return None
 
     def requires(self, d: Any, *, states: int | None) -> None:
         """Raise :class:`PlanError` if this estimator cannot apply to distribution ``d``."""
@@ -71,6 +101,8 @@ class Pathwise(EstimatorSpec):
     """Reparameterization: differentiate through ``z = g_phi(eps)``."""
 
     name: ClassVar[str] = "pathwise"
+    through_sample: ClassVar[bool] = True
+    pathwise: ClassVar[bool] = True
 
     def requires(self, d: Any, *, states: int | None) -> None:
         if not d.reparameterized:
@@ -121,6 +153,7 @@ class Score(EstimatorSpec):
     (or ``"ema"`` for ``MovingAverage(0.9)``), or ``None``."""
 
     name: ClassVar[str] = "score"
+    scores: ClassVar[bool] = True
     baseline: Any = "loo"
 
     def __post_init__(self) -> None:
@@ -136,6 +169,13 @@ class Score(EstimatorSpec):
         if isinstance(self.baseline, MovingAverage):
             return f"score (moving-average baseline, decay {self.baseline.decay:g})"
         return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
+
+    @property
+    def stateful(self) -> bool:
+        return isinstance(self.baseline, MovingAverage)
+
+    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None) -> Array | None:
+        return None if self.baseline is None else baseline_value(B, self.baseline, cost, count, block, state)
 
     def sample(self, d: Any, B: Backend, p: Any, draw: Any, shape: tuple[int, ...]) -> tuple[Array, Array]:
         return d.sample_and_log_prob(B, p, draw, shape)  # log q(z) from the base noise where it can be
@@ -163,6 +203,7 @@ def _check_temperature(t: float) -> None:
 @dataclass(frozen=True)
 class _Relaxation(EstimatorSpec):
     biased_by_construction: ClassVar[bool] = True
+    through_sample: ClassVar[bool] = True
 
     def requires(self, d: Any, *, states: int | None) -> None:
         if not getattr(d, "relaxable", False):

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .errors import PlanError
-from .estimators import MovingAverage
 from .lower import Lowering
 from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
@@ -99,9 +98,9 @@ class FusedCall:
 def check_fusable(p: Plan) -> None:
     """Refuse, before anything runs, a plan with state that changes between calls."""
     for node in p.nodes:
-        if isinstance(getattr(node.spec, "baseline", None), MovingAverage):
-            raise PlanError(f"fuse=True cannot carry the moving-average baseline of {node.var} across calls inside a"
-                            " compiled function; use the leave-one-out baseline or fuse=False")
+        if node.spec.stateful:
+            raise PlanError(f"fuse=True cannot carry the running state of {node.var}'s estimator ({node.spec.describe()})"
+                            " across calls inside a compiled function; use the leave-one-out baseline or fuse=False")
 
 
 def _direct_distributions(root: ir.Expr) -> list[tuple[Any, ir.Dist]]:

@@ -170,7 +170,7 @@ class _Planner:
         """Record planned nodes; a pathwise node whose own path is broken breaks its ancestors' paths."""
         for w in nodes:
             self.nodes.append(w)
-            if w.spec.name == "pathwise" and w.biased:
+            if w.spec.pathwise and w.biased:
                 mark_ancestors(self.parents, w.uid, w.var, self.broken)
 
     def plan_expect(self, e: ir.Expect, outer: Scope) -> PlannedExpect:
@@ -203,10 +203,10 @@ class _Planner:
                     nondiff = f"through {w}, whose cost is not differentiable"
             final[i] = self.decide(b, dist, node, nondiff)
             frame.nodes[i] = final[i]
-            if final[i].spec.name == "pathwise" and final[i].biased:
+            if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
         self.append(final)
-        score = [n.spec.name == "score" for n in final]
+        score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)
         terms = tuple(additive_terms(body))
@@ -216,11 +216,11 @@ class _Planner:
 
     def decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
         out = self._decide(b, dist, node, nondiff)
-        if out.spec.name == "score" and not lookup(b.dist.name).fixed_support:
+        if out.spec.scores and not lookup(b.dist.name).fixed_support:
             note = f"; the score function is biased here: {b.dist.name}'s support depends on its parameters"
             out = dataclasses.replace(out, reason=out.reason + note, biased=True)
         orders = getattr(lookup(b.dist.name), "pathwise_orders", None)  # None: every order
-        if out.spec.name == "pathwise" and orders is not None:
+        if out.spec.pathwise and orders is not None:
             note = f"; derivatives up to order {orders} (implicit reparameterization; 'score' has every order)"
             out = dataclasses.replace(out, reason=out.reason + note)
         return out
@@ -242,7 +242,7 @@ class _Planner:
                 requested.requires(d, states=states)
             except PlanError as exc:
                 raise PlanError(f"{b}: {exc}") from None
-            if requested.name == "pathwise" and lacking:
+            if requested.pathwise and lacking:
                 raise PlanError(f"pathwise estimator requested for {b.var}, but {missing}")
             if requested.enumerates and states is not None and states > MAX_STATES:
                 raise PlanError(f"enumerate requested for {b.var}, but its {states} joint states exceed {MAX_STATES}")
@@ -252,8 +252,7 @@ class _Planner:
             spec, reason = rule.spec, rule.reason.format(**dataclasses.asdict(facts))
         if spec.enumerates:
             self.budget = max(1, self.budget // (states or 1))
-        biased = spec.biased_by_construction or (spec.name in ("pathwise", "relaxed", "straight_through",
-                                                               "straight_through_gumbel") and nondiff is not None)
+        biased = spec.biased_by_construction or (spec.through_sample and nondiff is not None)
         if biased and requested is not None and nondiff:
             reason += f"; cost not differentiable in {b.var}: {nondiff}"
         return dataclasses.replace(node, dist=dist, spec=spec, reason=reason, biased=biased)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import ir
 from .errors import StochgradError
-from .estimators import MovingAverage, baseline_value, magic_box, score_term
+from .estimators import magic_box, score_term
 from .planned import PlannedExpect
 from .sampleaxis import add, mul, sub, sum_aligned
 from .userfn import check_operands
@@ -74,13 +74,12 @@ def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
         for j in box:
             scored.setdefault(j, []).append(v)
     for j, node in enumerate(e.nodes):
-        baseline = getattr(node.spec, "baseline", None)
         terms = scored.get(j, [])
-        if logq[j] is None or baseline is None or not terms:
+        if logq[j] is None or not terms or not node.spec.scores:
             continue
         cost = low.fold(mul(low, weight(lambda i: i > j, final), sum_aligned(low, terms)), up[j])
-        state = low.baselines.node(node) if isinstance(baseline, MovingAverage) else None
-        base = baseline_value(low.B, baseline, cost, low.noise.count, low._loo_block, state)
+        state = low.baselines.node(node) if node.spec.stateful else None
+        base = node.spec.control_variate(low.B, cost, low.noise.count, low._loo_block, state)
         if base is not None:
             bases[j] = base
     W = weight(lambda j: True, final)
