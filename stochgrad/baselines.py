@@ -16,20 +16,20 @@ batch's own samples leaves the score-function estimator unbiased.
 
 Leave-one-out needs another sample: with ``n = 1`` (and no enumeration copies) the lowering
 forms none.  :func:`single_sample` makes the plan say so and run exactly that, replacing every
-leave-one-out score node's spec by :class:`LoneScore` (no baseline, described as such).
+node's spec by its ``at_one_sample()``: a leave-one-out score node's by
+:class:`stochgrad.estimators.LoneScore` (no baseline, described as such).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from .errors import StochgradError
-from .estimators import Score
+from .estimators import LoneScore  # noqa: F401  (re-exported: the spec single_sample puts in)
 from .planner import NodePlan, Plan
 
 
@@ -91,25 +91,16 @@ class BaselineState:
         return f"BaselineState({list(self._nodes.values())!r})"
 
 
-@dataclass(frozen=True)
-class LoneScore(Score):
-    """The score function where leave-one-out was planned but the run has one sample: no baseline."""
-
-    name: ClassVar[str] = "score"
-    baseline: Any = None
-
-    def describe(self) -> str:
-        return "score (no baseline: leave-one-out needs n >= 2)"
-
-
 def single_sample(p: Plan) -> Plan:
-    """``p`` as a run with one sample executes it: leave-one-out score nodes take no baseline."""
-    if not any(getattr(node.spec, "baseline", None) == "loo" for node in p.nodes):
+    """``p`` as a run with one sample executes it: each node's :meth:`EstimatorSpec.at_one_sample`
+    (leave-one-out score nodes take no baseline, :class:`LoneScore`)."""
+    if all(node.spec.at_one_sample() is node.spec for node in p.nodes):
         return p
 
     def node(n: NodePlan) -> NodePlan:
         n = dataclasses.replace(n, dist=rebuild(n.dist))
-        return dataclasses.replace(n, spec=LoneScore()) if getattr(n.spec, "baseline", None) == "loo" else n
+        alone = n.spec.at_one_sample()
+        return n if alone is n.spec else dataclasses.replace(n, spec=alone)
 
     def rebuild(x: Any) -> Any:
         if isinstance(x, NodePlan):

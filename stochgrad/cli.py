@@ -26,6 +26,7 @@ import numpy as np
 from .api import estimate
 from .backend import available_backends, get_backend
 from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
+from .estimators import ESTIMATORS
 from .planner import POLICIES, plan
 
 
@@ -89,9 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("expression", help='DSL text, e.g. "E[z**2, z ~ Normal(mu, sigma)]"')
         p.add_argument("--estimator", "-e", action="append", type=_assignment, default=[], metavar="VAR=NAME",
-                       help="override a random variable's estimator: pathwise, score, enumerate, relaxed,"
-                            " straight_through, straight_through_gumbel; options as NAME:KEY=VALUE,"
-                            " e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
+                       help=f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
+                            " options as NAME:KEY=VALUE, e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
         p.add_argument("--policy", default="unbiased", choices=POLICIES,
                        help="unbiased (default), low_variance (may relax discrete nodes)"
                             " or min_variance (pilot runs: needs --at)")

@@ -1,7 +1,8 @@
 """``compare``: every estimator that applies to each random node, measured side by side.
 
-For each random node and each estimator that applies to it (the others keep their
-planned estimators), one run of :func:`stochgrad.estimate` gives the gradient mean,
+For each random node and each registered estimator that applies to it
+(:func:`stochgrad.estimators.applicable`, those whose ``compared`` fact holds, in each of their
+``variants``; the other nodes keep their planned estimators), one run of :func:`stochgrad.estimate` gives the gradient mean,
 its standard error, the variance per sample (``stderr**2 * n``), the time per sample,
 and -- where an exact gradient is known, from the SymPy oracle or from a plan that is
 exact (every node enumerated) -- the bias ``mean - exact`` with its z-score.  This is
@@ -29,9 +30,7 @@ from .api import as_expression, estimate
 from .backend import get_backend
 from .distributions import joint_states, lookup
 from .errors import ValidationError
-from .estimators import (
-    Detached, Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
-)
+from .estimators import EstimatorSpec, applicable
 from .noise import REPLICATE, check_seed, derive_seed
 from .planner import Plan, plan
 
@@ -112,20 +111,14 @@ def _z(bias: Any, se: Any) -> str:
     return "exact" if s == 0 and b == 0 else (f"{b / s:+.1f}" if s > 0 else "inf")
 
 
-def candidates(p: Plan, var: str, temperatures: Sequence[float]) -> list[EstimatorSpec]:
-    """Every estimator that applies to node ``var`` of plan ``p``."""
+def candidates(p: Plan, var: str, temperatures: Sequence[float],
+               capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
+    """Every registered estimator that applies to node ``var`` of plan ``p`` and is ``compared``,
+    in each of its variants (``temperatures`` for the relaxation), in registry order."""
     node = p.node(var)
     d = lookup(node.dist.name)
-    out: list[EstimatorSpec] = [Detached()]
-    if d.reparameterized:
-        out.append(Pathwise())
-    out += [Score(), Score(baseline=None)]
-    if joint_states(d, node.dist, node.shape) is not None:
-        out.append(Enumerate())
-    if d.relaxable:
-        out += [Relaxed(temperature=t) for t in temperatures]
-        out += [StraightThrough(), StraightThroughGumbel()]
-    return out
+    found = applicable(d, states=joint_states(d, node.dist, node.shape), capabilities=capabilities)
+    return [v for spec in found if spec.compared for v in spec.variants(temperatures=temperatures)]
 
 
 def compare(

@@ -1,15 +1,10 @@
 """Discrete distributions: Bernoulli, Categorical (one-hot), Poisson, Binomial, Geometric.
 
 None has a pathwise sampler: a sample is piecewise constant in the parameters.
-Bernoulli and Categorical also offer the biased surrogates of the reference text:
-
-* **relaxed**: the binary Concrete / Gumbel-softmax sample
-  ``softmax((logits + g) / tau)`` with Gumbel noise ``g`` (Maddison et al. 2017;
-  Jang et al. 2017), differentiable in the logits;
-* **straight-through** (Bengio et al. 2013): forward the hard sample ``y``,
-  backward through its mean: ``y = p + stop(y - p)``;
-* **straight-through Gumbel**: forward the hard one-hot ``argmax(logits + g)``,
-  backward through the relaxed sample.
+Bernoulli and Categorical are :class:`~stochgrad.distributions.Relaxable`: they hand their
+logits (``relaxation``) and mean (``mean``) to the biased relaxed and straight-through
+estimators, whose maths lives in :mod:`stochgrad.estimators.relaxed` and
+:mod:`stochgrad.estimators.straight_through`.
 
 Uniform noise is clamped inside (0, 1) by every backend, so Gumbel noise
 ``-log(-log u)`` is always finite.  Probabilities enter logs through a clamp at
@@ -37,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .distributions import Constraint, Distribution, Param, real, register_distribution
+from .distributions import Constraint, Distribution, Param, Relaxable, Relaxation, real, register_distribution
 from .supports import BINARY, COUNTS, ONE_HOT, Support
 
 if TYPE_CHECKING:
@@ -79,7 +74,7 @@ def _log(B: Backend, x: Array) -> Array:
     return B.fn["log"](B.fn["clip"](x, tiny(B), math.inf))
 
 
-def _minus_gumbel(B: Backend, draw: Any, shape: tuple[int, ...]) -> Array:
+def minus_gumbel(B: Backend, draw: Any, shape: tuple[int, ...]) -> Array:
     """``-g`` for standard Gumbel noise ``g = -log(-log u)``: callers subtract it (one pass fewer)."""
     return B.fn["log"](-B.fn["log"](draw("uniform", shape)))
 
@@ -92,11 +87,10 @@ class _Discrete(Distribution):
     reparameterized, discrete, finite_log_prob = False, True, True
 
 
-class Bernoulli(_Discrete):
+class Bernoulli(_Discrete, Relaxable):
     name = "Bernoulli"
     params = (Param("probs", unit_interval, "P(y = 1)"), Param("logits", real, "log-odds of y = 1"))
     parameterizations = (("probs",), ("logits",))
-    relaxable = True
     doc = "Bernoulli(probs) or Bernoulli(logits=l): 1 with probability probs, else 0"
 
     def logits(self, B: Backend, p: P) -> Array:
@@ -113,11 +107,13 @@ class Bernoulli(_Discrete):
         return p["probs"] if "probs" in p else B.fn["sigmoid"](p["logits"])
 
     def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return self._hard(B, self.probs(B, p), draw, shape)
+        return B.fn["lt"](draw("uniform", shape), B.stop_gradient(self.probs(B, p)))
 
-    @staticmethod
-    def _hard(B: Backend, probs: Array, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.fn["lt"](draw("uniform", shape), B.stop_gradient(probs))
+    def relaxation(self, B: Backend, p: P) -> Relaxation:
+        return Relaxation(self.logits(B, p), "binary")
+
+    def mean(self, B: Backend, p: P) -> Array:
+        return self.probs(B, p)
 
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         if "logits" in p:
@@ -138,28 +134,12 @@ class Bernoulli(_Discrete):
     def support(self, static: Mapping[str, float | None]) -> Support:
         return BINARY
 
-    def _logistic(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        u = draw("uniform", shape)
-        return self.logits(B, p) + B.fn["log"](u) - B.fn["log1p"](-u)
 
-    def relaxed(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        return B.fn["sigmoid"](self._logistic(B, p, draw, shape) / temperature)
-
-    def straight_through(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        mean = self.probs(B, p)
-        return mean + B.stop_gradient(self._hard(B, mean, draw, shape) - mean)
-
-    def straight_through_gumbel(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        soft = self.relaxed(B, p, draw, shape, temperature)
-        return soft + B.stop_gradient(B.fn["gt"](soft, 0.5) - soft)
-
-
-class Categorical(_Discrete):
+class Categorical(_Discrete, Relaxable):
     name = "Categorical"
     params = (Param("probs", simplex, "category probabilities (last axis)"),
               Param("logits", vector, "unnormalized log-probabilities (last axis)"))
     parameterizations = (("probs",), ("logits",))
-    relaxable = True
     event_rank = 1
     doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
            " probs are normalized over that axis, as in torch.distributions")
@@ -175,7 +155,7 @@ class Categorical(_Discrete):
         return B.log_softmax(logits, len(B.shape(logits)) - 1)
 
     def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
-        return B.one_hot_argmax(self.log_weights(B, p) - _minus_gumbel(B, draw, shape))
+        return B.one_hot_argmax(self.log_weights(B, p) - minus_gumbel(B, draw, shape))
 
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         y = x * self.log_softmax(B, p)
@@ -203,18 +183,12 @@ class Categorical(_Discrete):
                 return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
         return None
 
-    def relaxed(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        t = (self.log_weights(B, p) - _minus_gumbel(B, draw, shape)) / temperature  # softmax ignores a shift
-        return B.softmax(t, len(shape))
+    def relaxation(self, B: Backend, p: P) -> Relaxation:
+        return Relaxation(self.log_weights(B, p), "categorical")
 
-    def straight_through(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+    def mean(self, B: Backend, p: P) -> Array:
         logits = self.log_weights(B, p)
-        mean = B.softmax(logits, len(B.shape(logits)) - 1)
-        return mean + B.stop_gradient(self.sample(B, p, draw, shape) - mean)
-
-    def straight_through_gumbel(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...], temperature: float) -> Array:
-        soft = self.relaxed(B, p, draw, shape, temperature)
-        return soft + B.stop_gradient(B.one_hot_argmax(soft) - soft)
+        return B.softmax(logits, len(B.shape(logits)) - 1)
 
 
 #: the largest Poisson rate both backends' samplers draw from (numpy refuses rates near 2**63, torch

@@ -19,7 +19,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -76,7 +76,7 @@ class Distribution(ABC):
     finite_log_prob: bool = False
     #: number of trailing parameter axes that form one event (1 for Categorical, Dirichlet)
     event_rank: int = 0
-    #: offers relaxed and straight-through samples
+    #: a :class:`Relaxable` (hooks for the relaxation and straight-through estimators)
     relaxable: bool = False
     doc: str = ""
 
@@ -107,16 +107,6 @@ class Distribution(ABC):
         of :meth:`log_prob`).  Enumeration weights use it; a finite distribution overrides this
         default ``exp(log_prob)``, whose clipped logs lose the gradient where a mass is 0."""
         return B.fn["exp"](self.log_prob(B, p, x))
-
-    def relaxed(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...], temperature: float) -> Array:
-        raise StochgradError(f"{self.name} has no continuous relaxation")
-
-    def straight_through(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
-        raise StochgradError(f"{self.name} has no straight-through estimator")
-
-    def straight_through_gumbel(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...],
-                                temperature: float) -> Array:
-        raise StochgradError(f"{self.name} has no straight-through Gumbel estimator")
 
     def rsample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         """Pathwise sample of logical ``shape`` (differentiable in ``p``)."""
@@ -176,6 +166,31 @@ class Distribution(ABC):
 
     def signature(self) -> str:
         return " or ".join(f"{self.name}({', '.join(form)})" for form in self.forms())
+
+
+class Relaxation(NamedTuple):
+    """What a relaxable distribution hands the relaxation estimators: its (unnormalized) logits and
+    their kind, ``"binary"`` (one logit per element: Bernoulli) or ``"categorical"`` (a last axis of
+    categories: Categorical)."""
+
+    logits: Array
+    kind: Literal["binary", "categorical"]
+
+
+class Relaxable(Distribution):
+    """A discrete distribution that the relaxed and straight-through estimators apply to, through
+    two hooks; their maths lives in :mod:`stochgrad.estimators.relaxed` and
+    :mod:`stochgrad.estimators.straight_through`, written once for every relaxable distribution."""
+
+    relaxable = True
+
+    @abstractmethod
+    def relaxation(self, B: Backend, p: Mapping[str, Array]) -> Relaxation:
+        """The logits the Gumbel-softmax / binary Concrete sample perturbs, and their kind."""
+
+    @abstractmethod
+    def mean(self, B: Backend, p: Mapping[str, Array]) -> Array:
+        """``E[y]`` (probabilities; one-hot means), differentiable: straight-through's backward value."""
 
 
 class InverseCDF(Distribution):

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import ir
 from .analysis import additive_terms, nondiff_uses, parameters
-from .distributions import MAX_STATES, joint_states, lookup
+from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS
@@ -239,13 +239,9 @@ class _Planner:
         requested = self.overrides.get(b.var)
         if requested is not None:
             try:
-                requested.requires(d, states=states)
+                requested.requires(d, states=states, capabilities=self.capabilities)
             except PlanError as exc:
                 raise PlanError(f"{b}: {exc}") from None
-            if requested.pathwise and lacking:
-                raise PlanError(f"pathwise estimator requested for {b.var}, but {missing}")
-            if requested.enumerates and states is not None and states > MAX_STATES:
-                raise PlanError(f"enumerate requested for {b.var}, but its {states} joint states exceed {MAX_STATES}")
             spec, reason = requested, "requested"
         else:
             rule = next(r for r in RULES if r.when(facts))

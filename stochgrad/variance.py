@@ -3,8 +3,10 @@
 Pathwise gradients are not always the least noisy: for ``E[cos(k z)]`` with large
 ``k`` the pathwise estimator carries a factor ``k`` that the score function with a
 baseline does not (Mohamed et al. 2020, section 3).  Under this policy a short pilot
-run measures, per random node, every *unbiased* estimator that applies (pathwise,
-score function with a leave-one-out baseline, enumeration); each gets the cost
+run measures, per random node, the static choice and every registered estimator that applies and
+is unbiased for any cost (its ``piloted`` fact: the score function with a leave-one-out baseline,
+enumeration; pathwise only as the static choice, which it is exactly where it is unbiased); each
+gets the cost
 ``variance per sample x time per sample`` (summed over gradient entries), i.e. the
 time needed to reach a given standard error.  The cheapest wins if it beats the static
 rules' choice by more than :data:`MARGIN`; otherwise the pilot is inconclusive and
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .distributions import joint_states, lookup
-from .estimators import Enumerate, EstimatorSpec, Score, as_spec
+from .estimators import EstimatorSpec, applicable, as_spec
 from .noise import PILOT, derive_seed
 from .planner import Plan, plan
 
@@ -57,10 +59,10 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
     for node in base.nodes:
         if node.var in user or node.var.startswith("_kl"):
             continue
-        # the static choice is pathwise only where pathwise is unbiased; the score function always is
-        candidates: list[EstimatorSpec] = [node.spec] + ([Score()] if node.spec != Score() else [])
-        if not node.spec.enumerates and joint_states(lookup(node.dist.name), node.dist, node.shape) is not None:
-            candidates.append(Enumerate())
+        # the static choice is pathwise only where pathwise is unbiased; the piloted estimators always are
+        d = lookup(node.dist.name)
+        found = applicable(d, states=joint_states(d, node.dist, node.shape))
+        candidates: list[EstimatorSpec] = [node.spec] + [c for c in found if c.piloted and c != node.spec]
         if len(candidates) < 2 or node.biased:
             continue
         costs = {c: _cost(run, {**chosen, node.var: c}) for c in candidates}

@@ -200,7 +200,7 @@ def test_backend_without_implicit_reparameterization_falls_back_to_score():
     node = r.plan.node("x")
     assert node.estimator == "score" and node.reason == "the backend lacks implicit_reparam for a pathwise Gamma"
     assert_estimate(r, value=4.0, grad={"a": 2.0, "b": -8.0})
-    with pytest.raises(sg.PlanError, match="pathwise estimator requested for x, but the backend lacks implicit_reparam"):
+    with pytest.raises(sg.PlanError, match=r"x ~ Gamma\(a, b\): pathwise estimator requested, but the backend lacks implicit_reparam"):
         sg.estimate("E[x, x ~ Gamma(a, b)]", {"a": 2.0, "b": 0.5}, n=10, backend=B, estimators={"x": "pathwise"})
 
 

@@ -1,0 +1,123 @@
+"""Gradient estimators as plug-ins, and the one registry every tool reads.
+
+Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass with its facts
+(:mod:`.base`): :mod:`.pathwise` (reparameterization), :mod:`.score` (REINFORCE with leave-one-out
+or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
+(Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
+straight-through Gumbel) and :mod:`.detached` (the naive no-gradient sample).
+
+:data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
+estimator is one module plus one such line).  The planner's overrides (:func:`as_spec`, then
+``requires``), ``compare``'s candidates, the ``min_variance`` pilots and the CLI's help all read
+it, through :func:`applicable` and the specs' facts, never through estimator names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PlanError, StochgradError, did_you_mean
+from .base import EstimatorSpec, Site, magic_box, score_term
+from .detached import Detached
+from .enumerate import Enumerate
+from .pathwise import Pathwise
+from .relaxed import Relaxed, StandIn, Tempered, harden, relax
+from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
+from .straight_through import StraightThrough, StraightThroughGumbel
+
+if TYPE_CHECKING:
+    from ..distributions import Distribution
+
+__all__ = [
+    "ESTIMATORS", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
+    "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
+    "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
+    "unregister_estimator",
+]
+
+#: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``), in
+#: the order tools list them
+ESTIMATORS: dict[str, type[EstimatorSpec]] = {}
+
+
+def register_estimator(cls: type[EstimatorSpec]) -> type[EstimatorSpec]:
+    """Make ``cls`` requestable by its ``name`` and known to ``applicable``, ``compare``, the pilots
+    and the CLI.  It must be a frozen dataclass subclass of :class:`EstimatorSpec` whose default
+    configuration ``cls()`` is valid; usable as a class decorator."""
+    if not (isinstance(cls, type) and issubclass(cls, EstimatorSpec)):
+        raise StochgradError(f"register_estimator takes an EstimatorSpec subclass, got {cls!r}")
+    name = cls.name
+    if not name or not name.isidentifier():
+        raise StochgradError(f"estimator class {cls.__name__} needs a name (an identifier), got {name!r}")
+    if name in ESTIMATORS and ESTIMATORS[name] is not cls:
+        raise StochgradError(f"an estimator named {name!r} is registered already ({ESTIMATORS[name].__name__})")
+    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+        raise StochgradError(f"estimator class {cls.__name__} must be a frozen dataclass (plans are cached by it)")
+    if cls.enumerates and cls.scores:
+        raise StochgradError(f"estimator {name!r} cannot both enumerate and score the node")
+    cls()  # the default configuration must construct
+    ESTIMATORS[name] = cls
+    return cls
+
+
+def unregister_estimator(name: str) -> None:
+    """Remove a registered estimator (for tests and plug-ins that clean up)."""
+    if name not in ESTIMATORS:
+        raise StochgradError(f"no estimator named {name!r} is registered{did_you_mean(name, ESTIMATORS)}")
+    del ESTIMATORS[name]
+
+
+for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached):
+    register_estimator(_cls)
+
+
+def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
+    """The default configuration of every registered estimator whose ``requires`` accepts
+    distribution ``d`` with ``states`` joint states (None: infinite or unknown) on a backend with
+    ``capabilities`` (None: unchecked), in registry order."""
+    out = []
+    for cls in ESTIMATORS.values():
+        spec = cls()
+        try:
+            spec.requires(d, states=states, capabilities=capabilities)
+        except PlanError:
+            continue
+        out.append(spec)
+    return out
+
+
+def _option(text: str) -> Any:
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
+    """An estimator spec from an object or text ``NAME[:KEY=VALUE,...]``."""
+    if isinstance(value, EstimatorSpec):
+        return value
+    if not isinstance(value, str):
+        raise PlanError(f"estimator for {var!r} must be a name or an estimator object, got {value!r}")
+    name, _, rest = value.partition(":")
+    cls = ESTIMATORS.get(name.strip())
+    if cls is None:
+        raise PlanError(
+            f"unknown estimator {name!r} for {var!r}{did_you_mean(name, ESTIMATORS)};"
+            f" choose from {', '.join(ESTIMATORS)}"
+        )
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq:
+            raise PlanError(f"estimator option {item!r} for {var!r} must be KEY=VALUE (e.g. {name}:temperature=0.5)")
+        options[key.strip()] = _option(val.strip())
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    for key in options:
+        if key not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
+            raise PlanError(f"estimator {name!r} has no option {key!r}{did_you_mean(key, allowed)}; it {takes}")
+    return cls(**options)

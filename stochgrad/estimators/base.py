@@ -1,0 +1,118 @@
+"""The estimator seam: :class:`EstimatorSpec`, its facts, and the surrogate's two pieces.
+
+For ``L(phi) = E_{z ~ q_phi}[f(z)]`` each estimator contributes to a surrogate ``S`` whose
+*value* is the Monte Carlo estimate of ``L`` and whose *gradient* is the estimator (Schulman
+et al. 2015; Foerster et al. 2018, DiCE).  An estimator is one module (one spec class) that
+
+* draws the node's :class:`Site`: the value the cost sees (with or without a gradient path)
+  and, when it *scores* the node, ``L = log q_phi(z)``;
+* declares its *facts* (class attributes), which the planner, the lowering, ``compare``, the
+  ``min_variance`` pilots and the CLI read instead of its name;
+* says where it applies (:meth:`EstimatorSpec.requires`) and, for a score term, which
+  control variate it subtracts (:meth:`EstimatorSpec.control_variate`).
+
+The lowering assembles the surrogate in one place (:mod:`stochgrad.surrogate`) from the sites:
+every cost term that depends on a scored node is multiplied by the *magic box*
+``[]L = exp(L - stop(L))`` -- value 1, gradient ``grad L``, so ``grad([]L f) = f grad L + grad f``
+at every order (DiCE) -- and a baseline ``b`` enters as ``(1 - []L) b`` (value 0, gradient
+``-b grad L``).  A run that differentiates once uses the first-order form ``f + stop(f) (L - stop(L))``
+and ``-b (L - stop(L))`` (:func:`score_term`): the same value and gradient without the exp.
+
+Everything here is backend-neutral: arithmetic, ``exp``, ``sum`` and ``stop_gradient`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from ..errors import PlanError
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..distributions import Distribution, Draw
+
+Array = Any
+
+
+class Site(NamedTuple):
+    """One random node's part of the surrogate, as its estimator draws it (pyro's ``score_parts``):
+    the value the cost sees (with or without a gradient path), and ``log q(z)`` when the estimator
+    scores the node (its magic box multiplies every cost term that depends on the node)."""
+
+    value: Array
+    logq: Array | None = None
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """Base of the per-node estimator choices a user can request (a frozen configuration).
+
+    Class-level *facts*, read by the planner, the lowering and the tools (never the name):
+
+    * ``scores``: the node's ``log q`` enters a score term (:meth:`sample` returns it);
+    * ``through_sample``: gradients flow through the sampled value (pathwise, relaxations);
+    * ``pathwise``: the distribution's own reparameterized sampler;
+    * ``enumerates``: an exact sum over the finite support (the lowering copies the samples);
+    * ``biased_by_construction``: biased whatever the cost;
+    * ``piloted``: unbiased for *every* cost wherever it applies, so ``min_variance`` pilots
+      measure it against the static choice (pathwise is unbiased only for differentiable costs,
+      where the planner picks it already);
+    * ``compared``: :func:`stochgrad.compare` runs it (in each of its :meth:`variants`);
+
+    and per instance :attr:`stateful` (a running state owned by the run or objective)."""
+
+    name: ClassVar[str] = ""
+    biased_by_construction: ClassVar[bool] = False
+    enumerates: ClassVar[bool] = False
+    scores: ClassVar[bool] = False
+    through_sample: ClassVar[bool] = False
+    pathwise: ClassVar[bool] = False
+    piloted: ClassVar[bool] = False
+    compared: ClassVar[bool] = True
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the estimator keeps a running state between batches (owned by the run or the
+        objective, :class:`stochgrad.baselines.BaselineState`), which a fused call cannot carry."""
+        return False
+
+    def describe(self) -> str:
+        return self.name
+
+    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
+                        state: Any = None) -> Array | None:
+        """The baseline subtracted from the per-sample ``cost`` of this node's score terms
+        (``None``: none); ``state`` is the node's running state when :attr:`stateful`."""
+        return None
+
+    def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
+        """Raise :class:`PlanError` if this estimator cannot apply to distribution ``d`` whose finite
+        joint support has ``states`` states (None: infinite or unknown), on a backend with these
+        ``capabilities`` (None: not checked)."""
+
+    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
+        """The node's value, and its log-probability if the estimator needs a score term."""
+        raise PlanError(f"{self.name} does not sample")
+
+    def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
+        """The configurations :func:`stochgrad.compare` runs, from this default one."""
+        return (self,)
+
+    def at_one_sample(self) -> EstimatorSpec:
+        """The spec a run with a single sample (no enumeration copies) executes: itself, unless it
+        needs a second sample (leave-one-out)."""
+        return self
+
+
+def magic_box(B: Backend, logq: Array) -> Array:
+    """DiCE's ``exp(L - stop(L))``: value exactly 1, gradient ``grad L``, at every order."""
+    return B.fn["exp"](logq - B.stop_gradient(logq))
+
+
+def score_term(B: Backend, logq: Array) -> Array:
+    """``L - stop(L)``: value exactly 0, gradient ``grad L``.  ``v + stop(v) (L - stop(L))`` has
+    the first derivative of DiCE's ``[](L) v`` (Schulman et al. 2015's surrogate), without the exp
+    and with a cheaper reverse pass; for runs that differentiate once (``estimate``)."""
+    return logq - B.stop_gradient(logq)
