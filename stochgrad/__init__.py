@@ -24,6 +24,7 @@ from .errors import HeavyTailWarning, MemoryLimitError, NonFiniteWarning, Precis
 from .estimators import (
     Detached, Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
 )
+from .estimators import ESTIMATORS, EstimatorSpec, applicable, register_estimator
 from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
 from .parser import parse
@@ -68,3 +69,4 @@ __all__ = [
     "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
+__all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator

@@ -43,8 +43,9 @@ ESTIMATORS: dict[str, type[EstimatorSpec]] = {}
 
 def register_estimator(cls: type[EstimatorSpec]) -> type[EstimatorSpec]:
     """Make ``cls`` requestable by its ``name`` and known to ``applicable``, ``compare``, the pilots
-    and the CLI.  It must be a frozen dataclass subclass of :class:`EstimatorSpec` whose default
-    configuration ``cls()`` is valid; usable as a class decorator."""
+    and the CLI.  It must subclass :class:`EstimatorSpec` (a frozen dataclass: plans are cached by
+    spec, so its subclasses are frozen too), and its default configuration ``cls()`` must be valid;
+    usable as a class decorator."""
     if not (isinstance(cls, type) and issubclass(cls, EstimatorSpec)):
         raise StochgradError(f"register_estimator takes an EstimatorSpec subclass, got {cls!r}")
     name = cls.name
@@ -52,8 +53,6 @@ def register_estimator(cls: type[EstimatorSpec]) -> type[EstimatorSpec]:
         raise StochgradError(f"estimator class {cls.__name__} needs a name (an identifier), got {name!r}")
     if name in ESTIMATORS and ESTIMATORS[name] is not cls:
         raise StochgradError(f"an estimator named {name!r} is registered already ({ESTIMATORS[name].__name__})")
-    if not dataclasses.is_dataclass(cls) or not cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
-        raise StochgradError(f"estimator class {cls.__name__} must be a frozen dataclass (plans are cached by it)")
     if cls.enumerates and cls.scores:
         raise StochgradError(f"estimator {name!r} cannot both enumerate and score the node")
     cls()  # the default configuration must construct
