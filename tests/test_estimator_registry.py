@@ -252,3 +252,38 @@ def test_facts_match_what_each_estimator_draws(case, backend):
         assert (logq is not None) == spec.scores, spec
         assert tuple(B.shape(z)) == (n,) + shape, spec
         assert np.all(np.isfinite(B.to_numpy(z))), spec
+
+
+# -- the relaxation maths, written once on two distribution hooks --------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(["autograd", "torch"]), st.floats(0.05, 5.0),
+       st.lists(st.floats(-4.0, 4.0), min_size=1, max_size=4))
+def test_relaxations_are_the_closed_forms_on_the_same_uniforms(backend, tau, logits):
+    """On the node's uniform draws ``u``: binary Concrete ``sigmoid((l + log u - log(1 - u)) / tau)``,
+    Gumbel-softmax ``softmax((l - log(-log u)) / tau)``; straight-through Gumbel's value is the
+    rounding of that sample (``> 1/2``, or the one-hot argmax), straight-through's the plain sample."""
+    from stochgrad.estimators import Relaxed, StraightThrough, StraightThroughGumbel
+
+    B, n = get_backend(backend), 64
+    lg = np.asarray(logits)
+    cases = (("Bernoulli", {"logits": float(lg[0])}, ()), ("Categorical", {"logits": lg}, (len(lg),)))
+    for name, values, shape in cases:
+        d = lookup(name)
+        p = {k: B.asarray(np.asarray(v, dtype=float)[None]) for k, v in values.items()}
+        u = B.to_numpy(NoiseSource(B, 3, 0, n).draw(0, 0, "uniform", shape))
+        if name == "Bernoulli":
+            soft = 1 / (1 + np.exp(-(lg[0] + np.log(u) - np.log1p(-u)) / tau))
+            hard = (soft > 0.5).astype(float)
+            plain = (u < 1 / (1 + np.exp(-lg[0]))).astype(float)
+        else:
+            t = (lg - np.log(-np.log(u))) / tau
+            soft = np.exp(t - t.max(axis=-1, keepdims=True))
+            soft /= soft.sum(axis=-1, keepdims=True)
+            hard = np.eye(len(lg))[np.argmax(t, axis=-1)]
+            plain = hard
+        for spec, want in ((Relaxed(tau), soft), (StraightThroughGumbel(tau), hard), (StraightThrough(), plain)):
+            z, logq = spec.sample(d, B, p, _draw(NoiseSource(B, 3, 0, n)), shape)
+            assert logq is None
+            np.testing.assert_allclose(B.to_numpy(z), want, rtol=1e-9, atol=1e-12, err_msg=f"{name} {spec}")
