@@ -32,9 +32,9 @@ from .analysis import parameters
 from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names, row_sums
 from .baselines import BaselineState, single_sample
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
-from .lower import Lowering
 from .noise import BLOCK, NoiseSource, check_seed
 from .parser import parse
+from .program import Frame, lower
 from .planner import DEFAULT_BUDGET, Plan, plan
 from .validation import as_real_array, check_batch_axes_fit, check_count, check_mapping, check_options, check_wrt
 
@@ -249,13 +249,13 @@ def estimate(
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
     baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
+    program = lower(p)
     for start, count in chunking.chunks(n, size):
-        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
-                            memo=memo, first_order=True, baselines=baselines)
+        noise = NoiseSource(B, seed, start, count)
 
-        def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
-            lowering.params = {**fixed, **dict(zip(names, leaves))}
-            s = lowering.array(lowering.evaluate(p.root, {}))
+        def objective(leaves: list[Any], noise: NoiseSource = noise) -> tuple[Any, Any]:
+            s = program.run(Frame(B, {**fixed, **dict(zip(names, leaves))}, noise, known=values, memo=memo,
+                                  first_order=True, baselines=baselines, batch_axes=batch_axes))
             shape = B.shape(s)
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
