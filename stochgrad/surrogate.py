@@ -17,6 +17,10 @@ from costs averaged over the enumerations that follow its node, so no
 baseline depends on its own sample.  A nested expectation is estimated with
 one inner sample per outer sample, which is unbiased wherever it enters the
 outer cost linearly.
+
+:func:`build_expect` makes this the step of a program (:mod:`stochgrad.program`): the nodes' and
+terms' steps are built once; a run reads the frame (noise, multiplicity, baseline state, options).
+An expectation without score terms or enumeration is built as the plain sum of its terms.
 """
 
 from __future__ import annotations
