@@ -29,12 +29,13 @@ import numpy as np
 from . import ir
 from . import chunking, diagnostics
 from .analysis import parameters
-from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names, row_sums
+from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names
 from .baselines import BaselineState, single_sample
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
-from .lower import Lowering
 from .noise import BLOCK, NoiseSource, check_seed
+from .moments import Moments as _Moments, accumulate as _accumulate
 from .parser import parse
+from .program import Frame, lower
 from .planner import DEFAULT_BUDGET, Plan, plan
 from .validation import as_real_array, check_batch_axes_fit, check_count, check_mapping, check_options, check_wrt
 
@@ -42,8 +43,6 @@ from .validation import as_real_array, check_batch_axes_fit, check_count, check_
 #: measured on a 2-core CPU, a run in chunks of this size takes 0.36-0.55x the time of one
 #: vectorized pass over 1e7-3e7 entries (benchmarks/bench_chunking.py)
 CHUNK_ENTRIES = 1 << 18
-_SMALL = 1 << 15  # arrays up to this many entries are summed in numpy: quicker than a framework's dispatch
-_CANCELLATION = 1e-6  # below this ratio of M2 to the sum of squares, moments are summed about the mean
 
 
 def as_expression(expr: Any) -> ir.Expr:
@@ -52,38 +51,6 @@ def as_expression(expr: Any) -> ir.Expr:
     if isinstance(expr, ir.Expr):
         return expr
     raise TypeError(f"expected DSL text or an expression, got {type(expr).__name__}")
-
-
-@dataclass
-class _Moments:
-    """Running count, mean and sum of squared deviations (elementwise), and the largest
-    deviations for the tail index (see :mod:`stochgrad.diagnostics`)."""
-
-    n: int = 0
-    mean: np.ndarray | float = 0.0
-    m2: np.ndarray | float = 0.0
-    tail: diagnostics.Tail = field(default_factory=diagnostics.Tail)
-
-    def finite(self) -> bool:
-        if np.ndim(self.mean) == 0 and np.ndim(self.m2) == 0:  # one entry: no array ufuncs
-            return math.isfinite(self.mean) and math.isfinite(self.m2)
-        return bool(np.isfinite(self.mean).all() and np.isfinite(self.m2).all())
-
-    def update(self, count: int, mean: np.ndarray, m2: np.ndarray) -> None:
-        if self.n == 0:
-            self.n, self.mean, self.m2 = count, mean, m2
-            return
-        total = self.n + count
-        delta = mean - self.mean
-        finite = np.isfinite(delta)  # else an infinite mean stays infinite (the sum's semantics), not inf - inf
-        self.mean = np.where(finite, self.mean + delta * (count / total), self.mean + mean)
-        self.m2 = self.m2 + m2 + np.where(finite, delta * delta * (self.n * count / total), np.nan)
-        self.n = total
-
-    def stderr(self) -> np.ndarray | float:
-        if self.n < 2:
-            return np.full_like(np.asarray(self.mean, dtype=float), np.nan)
-        return np.sqrt(self.m2 / (self.n - 1) / self.n)
 
 
 @dataclass(frozen=True)
@@ -249,13 +216,13 @@ def estimate(
     memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
     baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
+    program = lower(p)
     for start, count in chunking.chunks(n, size):
-        lowering = Lowering(B, {}, NoiseSource(B, seed, start, count), known=values, batch_axes=batch_axes,
-                            memo=memo, first_order=True, baselines=baselines)
+        noise = NoiseSource(B, seed, start, count)
 
-        def objective(leaves: list[Any], lowering: Lowering = lowering) -> tuple[Any, Any]:
-            lowering.params = {**fixed, **dict(zip(names, leaves))}
-            s = lowering.array(lowering.evaluate(p.root, {}))
+        def objective(leaves: list[Any], noise: NoiseSource = noise) -> tuple[Any, Any]:
+            s = program.run(Frame(B, {**fixed, **dict(zip(names, leaves))}, noise, known=values, memo=memo,
+                                  first_order=True, baselines=baselines, batch_axes=batch_axes))
             shape = B.shape(s)
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
@@ -336,58 +303,6 @@ def plan_for_values(e: ir.Expr, estimators: Mapping[str, Any] | None, *, policy:
     seed = secrets.randbits(63) if seed is None else check_seed(seed, "plan: seed")
     return plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=budget, batch_axes=batch_axes,
                         n=None if n is None else int(n))
-
-
-def _accumulate(B: Backend, items: list[tuple[_Moments, Any, float]], count: int, tails: bool = False) -> None:
-    """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
-    values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
-
-    Large arrays are summed by the backend where they live (float64 sums of ``x`` and ``x * x``,
-    one pass each); small ones are gathered into one numpy matrix and summed together, since
-    there the fixed cost per operation dominates.  ``M2 = sum x^2 - (sum x)^2 / count`` is exact
-    enough unless the spread is tiny next to the mean (``M2 < 1e-6 sum x^2``: then about
-    ``log10(sum x^2 / M2)`` digits would cancel), and only then are deviations from the mean summed
-    instead (a second pass, in numpy).  With ``tails``, each entry's largest deviations are kept
-    too (:class:`stochgrad.diagnostics.Tail`)."""
-    small: list[tuple[_Moments, float, tuple[int, ...], np.ndarray]] = []
-    observed: list[tuple[diagnostics.Tail, np.ndarray]] = []  # tails fed together (diagnostics.observe_all)
-    for m, x, scale in items:
-        shape = B.shape(x)
-        if shape[0] == 1:  # the same for every sample: mean is the value, no spread
-            m.update(count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]))
-        elif math.prod(shape) <= _SMALL:
-            small.append((m, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
-        else:
-            s1, s2 = B.sample_sums(x)
-            mean, m2 = _mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
-            m.update(count, scale * mean, scale * scale * m2)
-            if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
-                head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
-                observed.append((m.tail, B.to_numpy(head).reshape(B.shape(head)[0], -1).T))
-    if small:
-        rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
-        mean, m2 = _mean_m2(*row_sums(rows), lambda: rows.T, count)
-        at = 0
-        for m, scale, shape, r in small:
-            part = slice(at, at + r.shape[0])
-            m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
-            if tails:
-                observed.append((m.tail, rows[part]))
-            at += r.shape[0]
-    diagnostics.observe_all(observed)
-
-
-def _mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sum of squared deviations from a chunk's sums (see :func:`_accumulate`);
-    ``values()`` gives the chunk's values (sample axis first), needed only when the sums cancel."""
-    mean = s1 / count
-    m2 = s2 - s1 * mean
-    if (m2 < _CANCELLATION * s2).any():
-        d = values() - mean
-        ds = d.sum(axis=0)
-        m2 = np.einsum("i...,i...->...", d, d) - ds * ds / count
-        mean = np.where(np.isfinite(mean), mean + ds / count, mean)  # an infinite mean stays as it is
-    return mean, np.maximum(m2, 0.0)
 
 
 def _out(x: Any, scalar: bool) -> float | np.ndarray:

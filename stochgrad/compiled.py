@@ -35,10 +35,10 @@ from .backend import Backend, get_backend, option_names
 from .baselines import BaselineState, single_sample
 from .errors import NonFiniteWarning, ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
-from .lower import Lowering
 from .sampleaxis import with_sample_axis
 from .noise import NoiseSource, check_seed
 from .planner import DEFAULT_BUDGET, Plan, plan
+from .program import Frame, lower
 from .validation import check_batch_axes_fit, check_count, check_flag, check_options
 
 
@@ -111,9 +111,9 @@ class Objective:
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.seed, 0, self.n, blocked=False, call=call)
-        lowering = Lowering(B, with_sample_axis(B, native), noise, batch_axes=self.batch_axes, memo=self._memo,
-                            checks=self.validate, baselines=self.baseline_state)
-        out = self._finish(lowering, lowering.evaluate(p.root, {}))
+        frame = Frame(B, with_sample_axis(B, native), noise, batch_axes=self.batch_axes, memo=self._memo,
+                      checks=self.validate, baselines=self.baseline_state)
+        out = self._finish(frame, lower(p).run(frame))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
             self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
                                             finish=self._finish, validate=self.validate)
@@ -151,9 +151,9 @@ class Objective:
             warnings.warn(f"{self.expr}: non-finite gradients: {shown}", NonFiniteWarning, stacklevel=2)
         return counts
 
-    def _finish(self, lowering: Lowering, surrogate: Any) -> Any:
+    def _finish(self, frame: Frame, surrogate: Any) -> Any:
         """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
-        s = lowering.array(surrogate)
+        s = frame.array(surrogate)
         shape = self.B.shape(s)
         return self.B.sum(s, tuple(range(len(shape)))) / shape[0]
 

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import ir
-from .lower import Lowering
-from .noise import NoiseSource
+from .noise import Noise, NoiseSource
+from .program import Frame, lower
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -254,26 +254,24 @@ def describe(report: Mapping[str, int], sizes: Mapping[str, int], n: int) -> str
     return text
 
 
-def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource,
+def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noise,
                      **options: Any) -> str | None:
-    """Evaluate ``root`` forward (a :class:`~stochgrad.lower.Lowering` with ``options``) and name the
-    first subexpression, in evaluation order, whose value has a NaN or infinity, else None."""
+    """Run ``root``'s program forward, traced (:mod:`stochgrad.program.compile`; a frame with
+    ``options``), and name the first subexpression, in evaluation order, whose value has a NaN or
+    infinity, else None."""
     found: list[str] = []
 
-    class Tracer(Lowering):
-        def evaluate(self, e: ir.Expr, env: Mapping[str, Any]) -> Any:
-            out = super().evaluate(e, env)
-            if not found:
-                a = np.asarray(out, dtype=float) if isinstance(out, float) else B.to_numpy(self.array(out))
-                bad = ~np.isfinite(a)
-                if bad.any():
-                    found.append(f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
-                                 if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
-            return out
+    def trace(e: ir.Expr, out: Any, fr: Frame) -> None:
+        if not found:
+            a = np.asarray(out, dtype=float) if isinstance(out, float) else B.to_numpy(fr.array(out))
+            bad = ~np.isfinite(a)
+            if bad.any():
+                found.append(f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
+                             if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
 
     with np.errstate(all="ignore"):
         try:
-            Tracer(B, params, noise, memo={}, first_order=True, **options).evaluate(root, {})
+            lower(root, trace).run(Frame(B, params, noise, memo={}, first_order=True, **options))
         except Exception:  # a diagnostic: never the cause of a failure  # noqa: BLE001
             return None
     return found[0] if found else None
@@ -297,7 +295,7 @@ def describe_tails(heavy: Mapping[str, float]) -> str:
             " (2 or less: infinite variance) the standard error cannot be trusted")
 
 
-def locate_call(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: NoiseSource, batch_axes: int) -> str | None:
+def locate_call(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noise, batch_axes: int) -> str | None:
     """For a compiled objective's call: re-run it forward on ``params`` (native arrays with a sample
     axis, their gradients stopped) and the same ``noise``, and name the first subexpression whose
     value has a NaN or infinity (``"`log(z)` is -inf in 3 of 64 entries"``), else None.  Called

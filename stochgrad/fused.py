@@ -1,7 +1,7 @@
-"""Fused objectives: ``sg.compile(..., fuse=True)`` runs the lowering inside the backend's compiler.
+"""Fused objectives: ``sg.compile(..., fuse=True)`` runs the plan's program inside the backend's compiler.
 
-The lowering is plain Python over native arrays, so a tracing compiler (torch.compile) can turn
-one call into a single graph of fused kernels, with no per-call tree walk.  What it cannot trace is
+The program (:mod:`stochgrad.program`) is plain Python over native arrays, so a tracing compiler
+(torch.compile) can turn its ``run`` into a single graph of fused kernels.  What it cannot trace is
 kept outside the compiled function:
 
 * **noise**: every draw of one call is recorded on the objective's first (eager) call for a set of
@@ -23,12 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import ir
 from .errors import PlanError
-from .lower import Lowering
-from .sampleaxis import with_sample_axis
 from .noise import NoiseSource
-from .planner import LogRatio, Plan
+from .planner import Plan
+from .program import Frame, check_given, lower
+from .sampleaxis import with_sample_axis
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -62,6 +61,18 @@ class ReplayNoise:
         return self._arrays[self._next - 1]
 
 
+class _NoNoise:
+    """The noise of a frame that only checks parameters: it draws nothing."""
+
+    count = 0
+
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        raise PlanError("a parameter check drew noise")
+
+
+_NO_NOISE = _NoNoise()
+
+
 class FusedCall:
     """The compiled function for one plan (one set of parameter shapes) of an objective."""
 
@@ -73,13 +84,14 @@ class FusedCall:
         check_fusable(p)
         self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
         self.finish = finish
-        self.direct = _direct_distributions(p.root) if validate else []
+        self.program = lower(p)
+        self.direct = self.program.checks if validate else []
         self.fn = B.fuse(self._body)
 
     def _body(self, params: dict[str, Any], noise: list[Any], count: int) -> Any:
-        low = Lowering(self.B, params, ReplayNoise(noise, count), batch_axes=self.batch_axes,  # type: ignore[arg-type]
-                       memo=self.memo, checks=False)
-        return self.finish(low, low.evaluate(self.plan.root, {}))
+        frame = Frame(self.B, params, ReplayNoise(noise, count), batch_axes=self.batch_axes, memo=self.memo,
+                      checks=False)
+        return self.finish(frame, self.program.run(frame))
 
     def __call__(self, native: Mapping[str, Any], source: NoiseSource) -> Any:
         self.check(native)
@@ -90,9 +102,7 @@ class FusedCall:
     def check(self, native: Mapping[str, Any]) -> None:
         """Check, eagerly, every distribution whose parameters are constants or given parameters
         (constants were checked on the first call and stay in the memo)."""
-        low = Lowering(self.B, {}, None, memo=self.memo)  # type: ignore[arg-type]
-        for context, d in self.direct:
-            low.check(d, {k: native[v.id] for k, v in d.params if isinstance(v, ir.Name)}, {}, where=(context, d))
+        check_given(Frame(self.B, {}, _NO_NOISE, memo=self.memo), self.direct, native)
 
 
 def check_fusable(p: Plan) -> None:
@@ -101,26 +111,3 @@ def check_fusable(p: Plan) -> None:
         if node.spec.stateful:
             raise PlanError(f"fuse=True cannot carry the running state of {node.var}'s estimator ({node.spec.describe()})"
                             " across calls inside a compiled function; use the leave-one-out baseline or fuse=False")
-
-
-def _direct_distributions(root: ir.Expr) -> list[tuple[Any, ir.Dist]]:
-    """``(where, distribution)`` for the random nodes, KL and log-ratio terms in ``root`` whose
-    distribution's parameters are all numbers or free names (the objective's parameters)."""
-    out: dict[tuple[Any, ir.Dist], None] = {}
-    bound: set[str] = set()
-
-    def direct(d: ir.Dist) -> bool:
-        return all(isinstance(v, ir.Num) or (isinstance(v, ir.Name) and v.id not in bound) for _, v in d.params)
-
-    def visit(e: ir.Expr) -> None:
-        for node in getattr(e, "nodes", ()):  # an expectation's random nodes, in order
-            if direct(node.dist):
-                out[(node.var, node.dist)] = None
-            bound.add(node.var)
-        if isinstance(e, (ir.KL, LogRatio)):
-            out.update({(e, d): None for d in (e.p, e.q) if direct(d)})
-        for c in e.children():
-            visit(c)
-
-    visit(root)
-    return list(out)

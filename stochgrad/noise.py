@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -134,6 +134,18 @@ def fill(kind: str, streams: Sequence[NumpyStream], counts: Sequence[int], out: 
 
 
 _LOCAL = threading.local()
+
+
+class Noise(Protocol):
+    """What a program draws its noise from: :class:`NoiseSource`, and the recording and replaying
+    sources of fused objectives (:mod:`stochgrad.fused`).  ``count`` is the number of samples;
+    ``draw(uid, stream, kind, shape, *params, branch=)`` gives ``(count, *shape)`` draws of stream
+    ``stream`` of node ``uid`` (``params``: sample axis of size 1 or ``count``)."""
+
+    count: int
+
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        ...
 
 
 class NoiseSource:

@@ -1,6 +1,6 @@
 """Arrays with a leading *sample axis*, and the arithmetic that keeps it aligned.
 
-Every array in a lowering has a leading sample axis followed by its logical shape; Python floats
+Every array in a program run has a leading sample axis followed by its logical shape; Python floats
 stand for constants.  The sample axis has size 1 (the value does not vary) or ``mult * count``:
 ``count`` samples, copied ``mult`` times by exact enumeration (block k holds copy k).  Binary
 operations align logical shapes from the right, as numpy broadcasting does, by inserting unit axes
@@ -29,7 +29,7 @@ def with_sample_axis(B: Backend, arrays: Mapping[str, Array]) -> dict[str, Array
 
 
 class SampleAxis:
-    """Shape helpers of a lowering: ``B`` is the backend, ``memo`` a cache of constant arrays."""
+    """Shape helpers of an evaluation frame (:mod:`stochgrad.program.frame`): ``B`` is the backend, ``memo`` a cache of constant arrays."""
 
     B: Backend
     memo: dict[Any, Any]

@@ -17,11 +17,15 @@ from costs averaged over the enumerations that follow its node, so no
 baseline depends on its own sample.  A nested expectation is estimated with
 one inner sample per outer sample, which is unbiased wherever it enters the
 outer cost linearly.
+
+:func:`build_expect` makes this the step of a program (:mod:`stochgrad.program`): the nodes' and
+terms' steps are built once; a run reads the frame (noise, multiplicity, baseline state, options).
+An expectation without score terms or enumeration is built as the plain sum of its terms.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import ir
@@ -32,12 +36,50 @@ from .sampleaxis import add, mul, sub, sum_aligned
 from .userfn import check_operands
 
 if TYPE_CHECKING:
-    from .lower import Lowering
+    from .program.frame import Frame
 
 Array = Any
+Step = Callable[["Frame", dict[str, Array]], Any]
 
 
-def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
+def build_expect(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
+    """The step of a planned expectation, given one step per random node (drawing, or enumerating
+    in place, see :mod:`stochgrad.program.nodes`) and one per cost term (in the nodes' scope)."""
+    enumerates = [node.spec.enumerates for node in e.nodes]
+    if not any(enumerates) and not any(e.boxes):  # pathwise only: the surrogate is the sum of the terms
+        return _plain(e, nodes, terms)
+
+    def step(fr: Frame, env: dict[str, Array]) -> Array:
+        return expect(fr, e, env, nodes, terms, enumerates)
+
+    return step
+
+
+def _plain(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
+    """The step of an expectation with no score terms and no enumeration: ``S = sum_t term_t``
+    (what :func:`expect` computes then, with fewer operations)."""
+    variables = [(node.var, step) for node, step in zip(e.nodes, nodes)]
+    signed = [(sign == 1.0, t) for (sign, _), t in zip(e.terms, terms)]
+
+    def plain(fr: Frame, env: dict[str, Array]) -> Array:
+        scope = dict(env)
+        for var, node in variables:
+            scope[var] = node(fr, scope)[0]
+        total: Array | float = 0.0
+        for plus, t in signed:
+            value = fr.array(t(fr, scope))
+            try:
+                total = add(fr, total, value if plus else -value)
+            except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
+                check_operands(fr.B, [total, value], e)
+                raise
+        return fr.array(total)
+
+    return plain
+
+
+def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step], terms: list[Step],
+           enumerates: list[bool]) -> Array:
     """The per-sample surrogate of a planned expectation (see the module docstring), folded back
     to the multiplicity of ``env``."""
     B = low.B
@@ -47,17 +89,17 @@ def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
     level: list[int] = []  # multiplicity at which each node was sampled
     weights: list[tuple[int, Array]] = []  # (node index, K q(k)) of each enumerated node
     for j, node in enumerate(e.nodes):
-        if node.spec.enumerates:
-            scope[node.var], w = low.enumerate(node, scope)
+        if enumerates[j]:
+            scope[node.var], w = nodes[j](low, scope)
             weights.append((j, w))
             logq.append(None)
         else:
-            scope[node.var], lq = low.sample(node, scope)
+            scope[node.var], lq = nodes[j](low, scope)
             logq.append(lq)
         level.append(low.mult)
     final = low.mult
     up = {j: final // level[j] for j in range(len(e.nodes))}
-    values = [low.array(low.evaluate(t, scope)) for _, t in e.terms]
+    values = [low.array(t(low, scope)) for t in terms]
     values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
 
     def weight(select: Any, at: int) -> Array | float:
@@ -79,12 +121,12 @@ def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
             continue
         cost = low.fold(mul(low, weight(lambda i: i > j, final), sum_aligned(low, terms)), up[j])
         state = low.baselines.node(node) if node.spec.stateful else None
-        base = node.spec.control_variate(low.B, cost, low.noise.count, low._loo_block, state)
+        base = node.spec.control_variate(low.B, cost, low.noise.count, low.loo_block, state)
         if base is not None:
             bases[j] = base
     W = weight(lambda j: True, final)
     total: Array | float = 0.0
-    first = low.first_order  # boxes are then score terms S = L - stop(L) (see Lowering.__init__)
+    first = low.first_order  # boxes are then score terms S = L - stop(L) (see Frame)
     box_of = score_term if first else magic_box
     boxes: dict[tuple[int, ...], Array] = {}  # boxes at the final multiplicity, by score nodes
     for value, box, (_, text) in zip(values, e.boxes, e.terms):
@@ -109,7 +151,7 @@ def expect(low: Lowering, e: PlannedExpect, env: Mapping[str, Array]) -> Array:
     return low.array(low.fold(total, final // outer_mult))
 
 
-def _scored(low: Lowering, value: Array, box: Array, base: Array | None) -> Array:
+def _scored(low: Frame, value: Array, box: Array, base: Array | None) -> Array:
     """A cost term times its box, with a baseline folded in: ``[]L (v - b) + b`` (DiCE), or in
     first-order form, where ``box`` is ``S = L - stop(L)``, ``v + stop(v - b) S``."""
     if low.first_order:
@@ -119,7 +161,7 @@ def _scored(low: Lowering, value: Array, box: Array, base: Array | None) -> Arra
     return add(low, mul(low, box, sub(low, value, base)), base)
 
 
-def _check_plate(low: Lowering, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
+def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
     """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
     cost per example): a term summed over the examples would pair every example's score with
     the whole batch's cost, and be counted once per example."""

@@ -1,0 +1,326 @@
+"""Plan -> program: a planned expression compiled once into steps over an evaluation frame.
+
+:func:`build` turns ``Plan.root`` into a :class:`Program` whose single entry point, ``run(frame)``,
+evaluates the per-sample surrogate with no tree walk and no dispatch on node types: every
+subexpression is resolved when the program is built into a *step*, a closure ``step(frame, env)``
+over its children's steps.  Resolved at build time:
+
+* **arithmetic** (``+ - * / **``, comparisons, negation) of any depth becomes a flat *tape*: its
+  other operands (leaves) first, left to right, then each operator bottom-up over numbered slots, so
+  a 10,000-term sum runs without recursion; ``x ** 2`` is ``x * x`` (cheaper, both ways);
+* **constants** are folded with IEEE semantics (:mod:`stochgrad.ieee`): a constant operation or a
+  primitive of a constant is a Python float in the program, made into an array once per ``memo``;
+* **names**: a bound variable reads the scope, a parameter reads the frame (copied to the current
+  enumeration multiplicity once per frame); which is which is known from the scopes;
+* **functions**: the primitive or user function each call runs;
+* **distribution parameters**: each distribution's check (:class:`~.checks.DistCheck`), with its
+  numbers and given parameters marked, and the cheapest form of all-constant parameters;
+* **random nodes** and **expectations**: :mod:`.nodes` and :func:`stochgrad.surrogate.build_expect`.
+
+What depends on values stays in the frame (:mod:`.frame`): the enumeration multiplicity (a joint
+support's size follows the parameters' shapes), the noise, the baseline state.  With ``trace`` the
+program calls ``trace(expression, value, frame)`` after each subexpression, in evaluation order,
+and folds nothing (:mod:`stochgrad.diagnostics` names the first non-finite subexpression this way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import ir
+from ..distributions import lookup
+from ..errors import StochgradError
+from ..functions import COMPARISON_PRIMITIVES, FUNCTIONS
+from ..ieee import binop as ieee_binop
+from ..ieee import call as ieee_call
+from ..kl import kl_value
+from ..planned import LogRatio, PlannedExpect
+from ..surrogate import build_expect
+from ..userfn import call_user_function, check_operands
+from ..zeromass import log_ratio
+from .checks import DistCheck
+from .frame import Frame
+from .nodes import enumerate_step, sample_step
+
+Array = Any
+Step = Callable[[Frame, dict[str, Array]], Any]
+Trace = Callable[[ir.Expr, Any, Frame], None]
+_ARITH = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "**": lambda a, b: a**b,
+}
+
+
+class Program:
+    """A planned expression's steps; ``run(frame)`` gives the per-sample surrogate (an array).
+    ``checks`` lists the distributions whose parameters are numbers or given parameters only."""
+
+    def __init__(self, root: ir.Expr, trace: Trace | None = None) -> None:
+        builder = _Builder(trace)
+        self.root = root
+        self._step = builder.step(root, frozenset())
+        self.checks: list[DistCheck] = builder.direct
+
+    def run(self, fr: Frame) -> Array:
+        return fr.array(self._step(fr, {}))
+
+
+class _Builder:
+    def __init__(self, trace: Trace | None) -> None:
+        self.trace, self.fold = trace, trace is None
+        self.direct: list[DistCheck] = []
+        self._seen_direct: set[tuple[Any, ir.Dist]] = set()
+
+    # -- entry points --------------------------------------------------------------
+    def compile(self, e: ir.Expr, bound: frozenset[str]) -> Step | float:
+        """A step for ``e``, or (folding) the float it always is."""
+        if type(e) in (ir.BinOp, ir.Neg):
+            out = self._tape(e, bound)
+        elif type(e) is ir.Num:
+            out = e.value if self.fold else _const(e.value)
+        else:
+            out = _COMPILERS[type(e)](self, e, bound)
+        if self.trace is None or isinstance(out, float) or type(e) in (ir.BinOp, ir.Neg):
+            return out  # a tape traces its own operators
+        return _traced(out, e, self.trace)
+
+    def step(self, e: ir.Expr, bound: frozenset[str]) -> Step:
+        out = self.compile(e, bound)
+        return _const(out) if isinstance(out, float) else out
+
+    def check(self, d: ir.Dist, context: str | ir.Expr, bound: frozenset[str]) -> DistCheck:
+        c = DistCheck(d, context, bound)
+        if all(kind != 2 for kind in c.kinds) and (context, d) not in self._seen_direct:
+            self._seen_direct.add((context, d))
+            self.direct.append(c)
+        return c
+
+    # -- arithmetic: a tape over slots ------------------------------------------------
+    def _tape(self, e: ir.Expr, bound: frozenset[str]) -> Step | float:
+        slots: dict[int, int] = {}
+        values: list[Any] = []  # per slot: a float, a leaf step, or None (an operator's result)
+        leaves: list[tuple[int, Step]] = []
+        ops: list[tuple[int, Callable[..., Any], int, int, ir.Expr]] = []
+        stack: list[tuple[ir.Expr, bool]] = [(e, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in slots:
+                continue
+            if ready:
+                kids = [slots[id(c)] for c in _operands(node)]
+                slot = len(values)
+                fn = _operator(node)
+                if self.fold and all(isinstance(values[k], float) for k in kids):
+                    values.append(fn(None, *[values[k] for k in kids]) if len(kids) == 2 else fn(None, values[kids[0]], None))
+                else:
+                    values.append(None)
+                    ops.append((slot, fn, kids[0], kids[1] if len(kids) == 2 else -1, node))
+                slots[id(node)] = slot
+            elif type(node) in (ir.BinOp, ir.Neg):
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(_operands(node)))
+            else:
+                out = self.compile(node, bound)
+                slots[id(node)] = len(values)
+                values.append(out)
+                if not isinstance(out, float):
+                    leaves.append((len(values) - 1, out))
+        root = slots[id(e)]
+        if isinstance(values[root], float) and not ops:
+            return values[root]
+        init = [v if isinstance(v, float) else None for v in values]
+        trace = self.trace
+        if len(ops) == 1 and trace is None:  # one operator: no slots at run time
+            (_, fn, a, b, _node) = ops[0]
+            return _one_op(fn, values[a], None if b < 0 else values[b])
+
+        def tape(fr: Frame, env: dict[str, Array]) -> Array | float:
+            v = init.copy()
+            for slot, leaf in leaves:
+                v[slot] = leaf(fr, env)
+            for slot, fn, a, b, node in ops:
+                v[slot] = fn(fr, v[a], v[b] if b >= 0 else None)
+                if trace is not None:
+                    trace(node, v[slot], fr)
+            return v[root]
+
+        return tape
+
+    # -- other expressions -----------------------------------------------------------
+    def _name(self, e: ir.Name, bound: frozenset[str]) -> Step:
+        name = e.id
+        if name in bound:
+            return lambda fr, env: env[name]
+        return lambda fr, env: fr.param(name)
+
+    def _call(self, e: ir.Call, bound: frozenset[str]) -> Step | float:
+        if e.impl is not None:  # a user function: native arrays in, native array out (checked)
+            args, name, impl = [self.step(a, bound) for a in e.args], e.fn, e.impl.fn
+            return lambda fr, env: fr.array(call_user_function(fr.B, name, impl, [fr.array(s(fr, env)) for s in args]))
+        fn = FUNCTIONS[e.fn]
+        x = self.compile(e.args[0], bound)
+        prim = fn.primitive
+        if prim is not None:
+            if isinstance(x, float):
+                out = ieee_call(prim, x)
+                if out is not None:
+                    return out
+            xs = _const(x) if isinstance(x, float) else x
+
+            def primitive(fr: Frame, env: dict[str, Array]) -> Array:
+                v = xs(fr, env)
+                if isinstance(v, float):  # a constant (a traced program folds nothing): IEEE semantics
+                    out = ieee_call(prim, v)
+                    if out is not None:
+                        return out
+                return fr.B.fn[prim](fr.array(v))
+
+            return primitive
+        xs = _const(x) if isinstance(x, float) else x
+        if e.fn == "argmax":
+            def argmax(fr: Frame, env: dict[str, Array]) -> Array:
+                v = fr.array(xs(fr, env))
+                B = fr.B
+                shape = B.shape(v)
+                if len(shape) < 2:
+                    raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`")
+                key = ("arange", shape[-1])
+                if key not in fr.memo:
+                    fr.memo[key] = B.asarray(np.arange(shape[-1], dtype=float))
+                return B.sum(B.one_hot_argmax(v) * fr.memo[key], (len(shape) - 1,))
+
+            return argmax
+        axis = {k: int(v.value) for k, v in e.kwargs if isinstance(v, ir.Num)}.get("axis")
+        mean = e.fn != "sum"
+
+        def reduce(fr: Frame, env: dict[str, Array]) -> Array:
+            total, count = fr.reduce_logical(fr.array(xs(fr, env)), axis)
+            return total / count if mean else total
+
+        return reduce
+
+    def _dists(self, dists: list[ir.Dist], where: ir.Expr, bound: frozenset[str]) -> Callable[..., list[dict[str, Array]]]:
+        """A step giving several distributions' parameters, aligned together and checked."""
+        parts = []
+        for d in dists:
+            form = (lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[union-attr, attr-defined]
+                    if all(type(v) is ir.Num for _, v in d.params) else None)
+            if form:
+                parts.append((list(form), [_const(float(x)) if isinstance(x, (int, float)) else _value(x)
+                                           for x in form.values()]))
+            else:
+                parts.append(([k for k, _ in d.params], [self.step(v, bound) for _, v in d.params]))
+        checks = [self.check(d, where, bound) for d in dists]
+
+        def params(fr: Frame, env: dict[str, Array]) -> list[dict[str, Array]]:
+            values = fr.align(*(fr.array(s(fr, env)) for _, steps in parts for s in steps))
+            out, i = [], 0
+            for (names, _), check in zip(parts, checks):
+                p = {k: values[i + j] for j, k in enumerate(names)}
+                check(fr, p)
+                out.append(p)
+                i += len(names)
+            return out
+
+        return params
+
+    def _kl(self, e: ir.KL, bound: frozenset[str]) -> Step:
+        params = self._dists([e.p, e.q], e, bound)
+
+        def kl(fr: Frame, env: dict[str, Array]) -> Array:
+            p, q = params(fr, env)
+            return fr.array(kl_value(fr.B, e, p, q))  # the closed form, or +inf (see kl.verdict)
+
+        return kl
+
+    def _log_ratio(self, e: LogRatio, bound: frozenset[str]) -> Step:
+        params, x = self._dists([e.p, e.q], e, bound), e.x.id
+
+        def ratio(fr: Frame, env: dict[str, Array]) -> Array:
+            p, q = params(fr, env)
+            return log_ratio(fr.B, e.p, p, e.q, q, env[x])  # +inf exactly where q has no mass
+
+        return ratio
+
+    def _expect(self, e: PlannedExpect, bound: frozenset[str]) -> Step:
+        nodes = []
+        for node in e.nodes:
+            steps = [self.step(v, bound) for _, v in node.dist.params]
+            check = self.check(node.dist, node.var, bound)
+            nodes.append((enumerate_step if node.spec.enumerates else sample_step)(node, steps, check))
+            bound = bound | {node.var}
+        terms = [self.step(t, bound) for _, t in e.terms]
+        return build_expect(e, nodes, terms)
+
+
+_COMPILERS: dict[type, Callable[..., Any]] = {
+    ir.Name: _Builder._name, ir.Call: _Builder._call, ir.KL: _Builder._kl, LogRatio: _Builder._log_ratio,
+    PlannedExpect: _Builder._expect,
+}
+_TWO = ir.Num(2.0)
+
+
+def _operands(e: ir.Expr) -> list[ir.Expr]:
+    if type(e) is ir.Neg:
+        return [e.operand]  # type: ignore[attr-defined]
+    if e.op == "**" and type(e.right) is ir.Num and e.right.value == 2.0:  # type: ignore[attr-defined]
+        return [e.left]  # type: ignore[attr-defined]
+    return [e.left, e.right]  # type: ignore[attr-defined]
+
+
+def _operator(e: ir.Expr) -> Callable[..., Any]:
+    """``fn(frame, a, b)`` for one arithmetic node (``b`` unused for a unary one); with ``frame=None``
+    on two floats (folding at build time) it gives the IEEE result."""
+    if type(e) is ir.Neg:
+        return lambda fr, x, _: -x
+    op = e.op  # type: ignore[attr-defined]
+    if op == "**" and len(_operands(e)) == 1:  # x * x: cheaper than pow, forward and backward
+        return lambda fr, x, _: ieee_binop("*", x, x) if isinstance(x, float) else x * x
+    arith, comparison = _ARITH.get(op), COMPARISON_PRIMITIVES.get(op)
+
+    def binop(fr: Frame | None, a: Array | float, b: Array | float) -> Array | float:
+        if isinstance(a, float) and isinstance(b, float):  # two constants: IEEE arithmetic
+            return ieee_binop(op, a, b)
+        a, b = fr.align(a, b)  # type: ignore[union-attr]
+        try:
+            if comparison is not None:
+                return fr.B.fn[comparison](fr.array(a), fr.array(b))  # type: ignore[union-attr]
+            return arith(a, b)  # type: ignore[misc]
+        except (ValueError, RuntimeError):  # shapes only a user function's output made known: name the operation
+            check_operands(fr.B, [a, b], e)  # type: ignore[union-attr]
+            raise
+
+    return binop
+
+
+def _one_op(fn: Callable[..., Any], a: Step | float, b: Step | float | None) -> Step:
+    if b is None:
+        return lambda fr, env: fn(fr, a(fr, env), None)  # type: ignore[operator]
+    if isinstance(a, float):
+        return lambda fr, env: fn(fr, a, b(fr, env))  # type: ignore[operator]
+    if isinstance(b, float):
+        return lambda fr, env: fn(fr, a(fr, env), b)
+    return lambda fr, env: fn(fr, a(fr, env), b(fr, env))
+
+
+def _const(x: float) -> Step:
+    return lambda fr, env: x
+
+
+def _value(x: Any) -> Step:
+    return lambda fr, env: fr.B.asarray(np.asarray(x, dtype=float)[None]) if np.ndim(x) else float(x)
+
+
+def _traced(step: Step, e: ir.Expr, trace: Trace) -> Step:
+    def traced(fr: Frame, env: dict[str, Array]) -> Any:
+        out = step(fr, env)
+        trace(e, out, fr)
+        return out
+
+    return traced
