@@ -167,6 +167,9 @@ class AutogradBackend(Backend):
     def reshape(self, x: Any, shape: Sequence[int]) -> Any:
         return anp.reshape(x, tuple(shape))
 
+    def mean(self, x: Any) -> Any:
+        return anp.mean(x)
+
     def sum(self, x: Any, axes: tuple[int, ...]) -> Any:
         return anp.sum(x, axis=axes) if axes else x
 

@@ -152,6 +152,8 @@ class TorchBackend(Backend):
         tensor, or one of another floating dtype or device, is refused by name.  Numbers, lists and
         numpy arrays become constants, and anything else is refused by name
         (:func:`stochgrad.validation.as_real_array`)."""
+        if type(value) is torch.Tensor and value.dtype is self.dtype and self._on_device(value):
+            return value  # the common case, decided in three attribute reads
         if not isinstance(value, torch.Tensor):
             return self.asarray(as_real_array(name, value))
         if value.dtype == torch.bool or value.is_complex():
@@ -185,6 +187,9 @@ class TorchBackend(Backend):
 
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean()
 
     def _fused(self, x: torch.Tensor) -> bool:
         """Whether torch's fused (log-)softmax kernels beat the composed ``x - logsumexp(x)``: always

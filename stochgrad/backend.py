@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import numbers
 import os
 from abc import ABC, abstractmethod
@@ -98,6 +99,12 @@ class Backend(ABC):
     @abstractmethod
     def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
         """Sum over ``axes`` (non-negative), dropping them."""
+
+    def mean(self, x: Array) -> Array:
+        """The mean of all entries (a scalar): one operation where the framework has it, which a
+        compiled objective's reverse pass then crosses once rather than a sum and a division."""
+        shape = self.shape(x)
+        return self.sum(x, tuple(range(len(shape)))) / max(1, math.prod(shape))
 
     @abstractmethod
     def log_softmax(self, x: Array, axis: int) -> Array:

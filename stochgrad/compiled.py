@@ -59,6 +59,7 @@ class Objective:
         self.n = n
         self.B = get_backend(backend, **backend_options)
         self.parameters = parameters(self.expr)
+        self._names = frozenset(self.parameters)
         self._options = dict(estimators=estimators, policy=policy, budget=enumerate_budget,
                              capabilities=self.B.capabilities)
         self.seed = secrets.randbits(62) if seed is None else check_seed(seed, "compile: seed")
@@ -95,11 +96,12 @@ class Objective:
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
-        if len(params) != len(self.parameters) or any(k not in params for k in self.parameters):
+        if params.keys() != self._names:
             self._bad_names(params)
         B = self.B
-        native = {k: B.parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made constants
-        shapes = tuple(B.shape(native[k]) for k in self.parameters)
+        parameter, shape = B.parameter, B.shape
+        native = {k: parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made constants
+        shapes = tuple([shape(native[k]) for k in self.parameters])
         p = self._plans.get(shapes)
         if p is None:
             p = self.plan(**dict(zip(self.parameters, shapes)))
@@ -155,6 +157,8 @@ class Objective:
         """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
         s = frame.array(surrogate)
         shape = self.B.shape(s)
+        if len(shape) == 1:  # one entry per sample: their mean, one operation
+            return self.B.mean(s)
         return self.B.sum(s, tuple(range(len(shape)))) / shape[0]
 
 

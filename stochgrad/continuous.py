@@ -283,8 +283,8 @@ def check_precision(d: Distribution, values: Mapping[str, Any], dtype: Any, wher
         return
     loc, scale = values["loc"], values["scale"]
     name, eps = _epsilon(dtype)
-    if np.ndim(loc) == 0 and np.ndim(scale) == 0:  # the common case: two numbers, no arrays
-        loc, scale = float(loc), float(scale)
+    if (type(loc) is not float or type(scale) is not float) and np.ndim(loc) == 0 and np.ndim(scale) == 0:
+        loc, scale = float(loc), float(scale)  # the common case: two numbers, no arrays
     if type(loc) is float and type(scale) is float:
         if not scale < eps * abs(loc):
             return

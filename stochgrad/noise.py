@@ -125,7 +125,7 @@ def fill(kind: str, streams: Sequence[NumpyStream], counts: Sequence[int], out: 
     float64): the first ``counts[0]`` rows from ``streams[0]``, and so on; returns ``out``."""
     start = 0
     for stream, count in zip(streams, counts):
-        part, gen = out[start:start + count], stream.generator()
+        part, gen = (out if count == len(out) else out[start:start + count]), stream.generator()
         gen.standard_normal(dtype=out.dtype, out=part) if kind == "normal" else gen.random(dtype=out.dtype, out=part)
         start += count
     if kind == "uniform":  # see NumpyStream: only 0 moves
