@@ -15,12 +15,14 @@ Problems (float64, CPU, torch):
 
 Interleaved rounds, median of per-round ratios.
 
-    python benchmarks/bench_chunking.py [--rounds 7] [--threads 2]
+    python benchmarks/bench_chunking.py [--rounds 7] [--threads 2] [--load]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,9 +55,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--load", action="store_true",
+                    help="the loaded condition: a busy process (a Python spin loop) runs beside the benchmark")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.load else None
+    try:
+        run(args.rounds)
+    finally:
+        if busy is not None:
+            busy.kill()
+
+
+def run(rounds: int) -> None:
+    print(f"load {os.getloadavg()[0]:.2f}, torch {torch.__version__}, threads={torch.get_num_threads()}")
     rows = [
         ("10-category Gumbel-softmax", gumbel, hand_gumbel, 1_000_000, 10),
         ("10-category Gumbel-softmax", gumbel, hand_gumbel, 3_000_000, 10),
@@ -67,7 +80,7 @@ def main() -> None:
         est = ours(min(n, 1 << 16), 0)
         chunk = est.chunk_size if n <= 1 << 16 else auto_chunk(est.plan, {k: np.asarray(v) for k, v in (
             {"l": GUMBEL_PARAMS["l"]} if width > 1 else NORMAL_PARAMS).items()})
-        a, b, ratio = compare(name, ours, theirs, n, args.rounds)
+        a, b, ratio = compare(name, ours, theirs, n, rounds)
         print(f"{name:<34}{n:>11,}{n * width:>9.0e}{chunk:>9,}{a:>10.3f}s{b:>10.3f}s{ratio:>7.2f}x")
 
 

@@ -107,8 +107,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = ap.parse_args()
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import os
+
+    print(f"load {os.getloadavg()[0]:.2f}, torch {torch.__version__}, threads={torch.get_num_threads()}")
     print(f"{'problem':<30}{'n':>9}{'compile':>11}{'estimate':>11}{'hand':>11}{'same work':>11}{'compile/hand':>14}"
           f"{'estimate/hand':>15}{'estimate/same':>15}")
     for name, (text, est, native, numeric, hand, same_work) in PROBLEMS.items():

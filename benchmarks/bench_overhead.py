@@ -165,8 +165,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = ap.parse_args()
+    import os
+
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"load {os.getloadavg()[0]:.2f}")
 
     print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, numpy {np.__version__}")
     print(f"{'comparison':<48}{'n':>9}{'stochgrad':>12}{'hand':>12}{'ratio':>8}")

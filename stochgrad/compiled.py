@@ -159,7 +159,8 @@ class Objective:
         shape = self.B.shape(s)
         if len(shape) == 1:  # one entry per sample: their mean, one operation
             return self.B.mean(s)
-        return self.B.sum(s, tuple(range(len(shape)))) / shape[0]
+        total = self.B.sum(s, tuple(range(len(shape))))
+        return total if shape[0] == 1 else total / shape[0]
 
 
 def compile(  # noqa: A001  (the public name the issue asks for)

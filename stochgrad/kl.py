@@ -46,9 +46,23 @@ Array = Any
 P = Mapping[str, Array]
 
 
+def _log(B: Backend, x: Array | float) -> Array | float:
+    return math.log(x) if isinstance(x, float) else B.fn["log"](x)
+
+
 def _normal(B: Backend, p: P, q: P) -> Array:
-    log, (m1, s1), (m2, s2) = B.fn["log"], (p["loc"], p["scale"]), (q["loc"], q["scale"])
-    return log(s2) - log(s1) + (s1 * s1 + (m1 - m2) ** 2) / (2.0 * s2 * s2) - 0.5
+    """``log(s2 / s1) + (s1^2 + (m1 - m2)^2) / (2 s2^2) - 1/2``; a parameter may be a float (a
+    constant, e.g. the prior ``Normal(0, 1)``), and operations on constants alone are done once, in
+    Python, with the same IEEE results as on arrays."""
+    (m1, s1), (m2, s2) = (p["loc"], p["scale"]), (q["loc"], q["scale"])
+    a, b = _log(B, s2), _log(B, s1)
+    head = -b if isinstance(a, float) and a == 0.0 and not isinstance(b, float) else a - b
+    d = m1 if isinstance(m2, float) and m2 == 0.0 and not isinstance(m1, float) else m1 - m2
+    return head + (s1 * s1 + d * d) / (2.0 * s2 * s2) - 0.5
+
+
+#: closed forms that take constant parameters as Python floats (the others get arrays)
+FLOAT_PARAMETERS = frozenset({("Normal", "Normal"), ("LogNormal", "LogNormal")})
 
 
 def _exponential(B: Backend, p: P, q: P) -> Array:
@@ -129,13 +143,20 @@ def verdict(e: ir.KL, p_shape: tuple[int, ...] | None = None, q_shape: tuple[int
         raise PlanError(f"{e}: {exc}", span=getattr(e, "span", None)) from None
 
 
-def kl_value(B: Backend, e: ir.KL, p: P, q: P) -> Array:
+def kl_value(B: Backend, e: ir.KL, p: P, q: P, verdicts: dict[Any, str] | None = None) -> Array:
     """``KL(p || q)`` of aligned native parameters: the closed form, or ``+inf`` (of the batch
     shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
-    here too (the plan may not have known the shapes)."""
-    shape = (lambda x: B.shape(x)[1:])
+    here too (the plan may not have known the shapes); ``verdicts`` keeps the verdict by the two
+    logical shapes (a program's step passes its own, so a call decides nothing it decided before)."""
+    shape = (lambda x: () if isinstance(x, float) else B.shape(x)[1:])
     pv, qv = next(iter(p.values())), next(iter(q.values()))
-    if verdict(e, shape(pv), shape(qv)) == "finite":
+    shapes = (shape(pv), shape(qv))
+    known = None if verdicts is None else verdicts.get(shapes)
+    if known is None:
+        known = verdict(e, *shapes)
+        if verdicts is not None:
+            verdicts[shapes] = known
+    if known == "finite":
         return KL_FORMULAS[(e.p.name, e.q.name)](B, p, q)
     zero: Array = 0.0
     for v in (*p.values(), *q.values()):  # the batch shape: every parameter broadcast together

@@ -69,6 +69,8 @@ class DistCheck:
             return e.value  # type: ignore[attr-defined]
         if kind == _FREE and e.id in fr.known:  # type: ignore[attr-defined]
             return fr.known[e.id]  # type: ignore[attr-defined]
+        if isinstance(value, float):  # computed, and folded to a constant
+            return value
         B = fr.B
         return B.item(value) if B.shape(value) in ((), (1,)) else B.to_numpy(value)
 

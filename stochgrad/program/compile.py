@@ -36,7 +36,7 @@ from ..errors import StochgradError
 from ..functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from ..ieee import binop as ieee_binop
 from ..ieee import call as ieee_call
-from ..kl import kl_value
+from ..kl import FLOAT_PARAMETERS, kl_value
 from ..planned import LogRatio, PlannedExpect
 from ..surrogate import build_expect
 from ..userfn import call_user_function, check_operands
@@ -219,7 +219,7 @@ class _Builder:
         checks = [self.check(d, where, bound) for d in dists]
 
         def params(fr: Frame, env: dict[str, Array]) -> list[dict[str, Array]]:
-            values = fr.align(*(fr.array(s(fr, env)) for _, steps in parts for s in steps))
+            values = fr.align(*(s(fr, env) for _, steps in parts for s in steps))  # constants stay floats
             out, i = [], 0
             for (names, _), check in zip(parts, checks):
                 p = {k: values[i + j] for j, k in enumerate(names)}
@@ -232,10 +232,15 @@ class _Builder:
 
     def _kl(self, e: ir.KL, bound: frozenset[str]) -> Step:
         params = self._dists([e.p, e.q], e, bound)
+        verdicts: dict[Any, str] = {}  # by the logical shapes: decided once per program and shapes
+
+        floats = (e.p.name, e.q.name) in FLOAT_PARAMETERS
 
         def kl(fr: Frame, env: dict[str, Array]) -> Array:
             p, q = params(fr, env)
-            return fr.array(kl_value(fr.B, e, p, q))  # the closed form, or +inf (see kl.verdict)
+            if not floats:
+                p, q = _arrays(fr, p), _arrays(fr, q)
+            return fr.array(kl_value(fr.B, e, p, q, verdicts))  # the closed form, or +inf (see kl.verdict)
 
         return kl
 
@@ -243,7 +248,7 @@ class _Builder:
         params, x = self._dists([e.p, e.q], e, bound), e.x.id
 
         def ratio(fr: Frame, env: dict[str, Array]) -> Array:
-            p, q = params(fr, env)
+            p, q = (_arrays(fr, d) for d in params(fr, env))
             return log_ratio(fr.B, e.p, p, e.q, q, env[x])  # +inf exactly where q has no mass
 
         return ratio
@@ -307,6 +312,11 @@ def _one_op(fn: Callable[..., Any], a: Step | float, b: Step | float | None) -> 
     if isinstance(b, float):
         return lambda fr, env: fn(fr, a(fr, env), b)
     return lambda fr, env: fn(fr, a(fr, env), b(fr, env))
+
+
+def _arrays(fr: Frame, p: dict[str, Array | float]) -> dict[str, Array]:
+    """Distribution parameters with the constants made arrays (for formulas written for arrays)."""
+    return {k: fr.array(v) for k, v in p.items()}
 
 
 def _const(x: float) -> Step:
