@@ -72,43 +72,66 @@ class Moments:
         return out
 
 
+#: one result's part of a chunk: its moments ``(count, mean, M2)``, already scaled, and the rows
+#: (one per entry, samples along the row) its tail diagnostic observes, or None
+Part = tuple[int, Any, Any, "np.ndarray | None"]
+
+
 def accumulate(B: Backend, items: list[tuple[Moments, Any, float]], count: int, tails: bool = False) -> None:
     """Fold a chunk of per-sample values into running moments: for each ``(m, x, scale)``, the
-    values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.
+    values ``scale * x`` (``x`` with a sample axis of size 1 or ``count``) go into ``m``.  The same
+    as :func:`merge` of :func:`summarize` (which ``estimate`` splits when chunks run in parallel)."""
+    merge([m for m, _, _ in items], summarize(B, [(x, scale) for _, x, scale in items], count, tails))
+
+
+def merge(moments: list[Moments], parts: list[Part]) -> None:
+    """Fold one chunk's :func:`summarize` into the running moments (chunks in sample order, so
+    that a run's numbers do not depend on how its chunks were scheduled)."""
+    observed: list[tuple[diagnostics.Tail, np.ndarray]] = []  # tails fed together (diagnostics.observe_all)
+    for m, (count, mean, m2, rows) in zip(moments, parts):
+        m.update(count, mean, m2)
+        if rows is not None:
+            observed.append((m.tail, rows))
+    diagnostics.observe_all(observed)
+
+
+def summarize(B: Backend, items: list[tuple[Any, float]], count: int, tails: bool = False) -> list[Part]:
+    """One chunk's moments of ``scale * x`` for each ``(x, scale)``, as numpy values (nothing is
+    updated: safe to run beside other chunks).
 
     Large arrays are summed by the backend where they live (float64 sums of ``x`` and ``x * x``,
     one pass each); small ones are gathered into one numpy matrix and summed together, since
     there the fixed cost per operation dominates.  ``M2 = sum x^2 - (sum x)^2 / count`` is exact
     enough unless the spread is tiny next to the mean (``M2 < 1e-6 sum x^2``: then about
     ``log10(sum x^2 / M2)`` digits would cancel), and only then are deviations from the mean summed
-    instead (a second pass, in numpy).  With ``tails``, each entry's largest deviations are kept
-    too (:class:`stochgrad.diagnostics.Tail`)."""
-    small: list[tuple[Moments, float, tuple[int, ...], np.ndarray]] = []
-    observed: list[tuple[diagnostics.Tail, np.ndarray]] = []  # tails fed together (diagnostics.observe_all)
-    for m, x, scale in items:
+    instead (a second pass, in numpy).  With ``tails``, the rows each entry's tail diagnostic
+    observes are kept too (:class:`stochgrad.diagnostics.Tail`)."""
+    out: list[Part | None] = [None] * len(items)
+    small: list[tuple[int, float, tuple[int, ...], np.ndarray]] = []
+    for i, (x, scale) in enumerate(items):
         shape = B.shape(x)
         if shape[0] == 1:  # the same for every sample: mean is the value, no spread
-            m.update(count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]))
+            out[i] = (count, scale * B.to_numpy(x)[0], np.zeros(shape[1:]), None)
         elif math.prod(shape) <= _SMALL:
-            small.append((m, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
+            small.append((i, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
         else:
             s1, s2 = B.sample_sums(x)
             mean, m2 = mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
-            m.update(count, scale * mean, scale * scale * m2)
+            rows = None
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
                 head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
-                observed.append((m.tail, B.to_numpy(head).reshape(B.shape(head)[0], -1).T))
+                rows = B.to_numpy(head).reshape(B.shape(head)[0], -1).T
+            out[i] = (count, scale * mean, scale * scale * m2, rows)
     if small:
         rows = np.concatenate([r for *_, r in small], axis=0)  # contiguous rows: a copy
         mean, m2 = mean_m2(*row_sums(rows), lambda: rows.T, count)
         at = 0
-        for m, scale, shape, r in small:
+        for i, scale, shape, r in small:
             part = slice(at, at + r.shape[0])
-            m.update(count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape))
-            if tails:
-                observed.append((m.tail, rows[part]))
+            out[i] = (count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape),
+                      rows[part] if tails else None)
             at += r.shape[0]
-    diagnostics.observe_all(observed)
+    return out  # type: ignore[return-value]
 
 
 def mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
