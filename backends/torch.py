@@ -10,9 +10,10 @@ second one raises the node's refusal, see :mod:`stochgrad.gammas`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,9 +114,14 @@ class TorchBackend(Backend):
     name = "torch"
     capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
 
-    def __init__(self, device: Any = None, dtype: Any = None) -> None:
+    def __init__(self, device: Any = None, dtype: Any = None, chunk_workers: int | None = None) -> None:
         self.device = _device(device)
         self.dtype = _dtype(dtype)
+        if chunk_workers is not None and (isinstance(chunk_workers, bool) or not isinstance(chunk_workers, int)
+                                          or chunk_workers < 1):
+            raise ValidationError(f"torch backend option chunk_workers={chunk_workers!r}: give an integer >= 1"
+                                  " (chunks of an estimate run at once), or None for one per torch thread")
+        self._chunk_workers = chunk_workers
         self._on_device = _on(self.device)
         eps = torch.finfo(self.dtype).eps
         self._lo, self._hi = eps / 2, 1 - eps / 2
@@ -187,6 +193,23 @@ class TorchBackend(Backend):
 
     def sum(self, x: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
         return torch.sum(x, dim=axes) if axes else x
+
+    def chunk_workers(self) -> int:
+        """On the CPU, as many chunks at once as torch has intra-op threads (the backend option
+        ``chunk_workers`` overrides it; see :mod:`stochgrad.parallel`); one elsewhere (a GPU runs
+        one stream of kernels)."""
+        if self._chunk_workers is not None:
+            return self._chunk_workers
+        return torch.get_num_threads() if self.device.type == "cpu" else 1
+
+    @contextlib.contextmanager
+    def one_thread_each(self) -> Iterator[None]:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean()

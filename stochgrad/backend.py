@@ -15,6 +15,7 @@ size 1 or n followed by the value's logical shape.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import math
@@ -99,6 +100,17 @@ class Backend(ABC):
     @abstractmethod
     def sum(self, x: Array, axes: tuple[int, ...]) -> Array:
         """Sum over ``axes`` (non-negative), dropping them."""
+
+    def chunk_workers(self) -> int:
+        """How many chunks of an ``estimate`` this backend can compute at once on threads of this
+        process (see :mod:`stochgrad.parallel`): more than 1 only where the framework releases the
+        GIL inside its kernels.  The default, 1, runs them one after another."""
+        return 1
+
+    def one_thread_each(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which each thread computing chunks computes on one thread of its own
+        (the framework's intra-op parallelism off); the default changes nothing."""
+        return contextlib.nullcontext()
 
     def mean(self, x: Array) -> Array:
         """The mean of all entries (a scalar): one operation where the framework has it, which a
