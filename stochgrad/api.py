@@ -16,6 +16,7 @@ bounded by ``memory_limit`` (:mod:`stochgrad.chunking`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -27,13 +28,14 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from . import chunking, diagnostics
+from . import chunking, diagnostics, parallel
 from .analysis import parameters
 from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names
 from .baselines import BaselineState, single_sample
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
 from .noise import BLOCK, NoiseSource, check_seed
-from .moments import Moments as _Moments, accumulate as _accumulate
+from .moments import Moments as _Moments, Part, merge, summarize
+from .moments import accumulate as _accumulate  # noqa: F401  (kept importable from here)
 from .parser import parse
 from .program import Frame, lower
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -209,7 +211,8 @@ def estimate(
     names = _check_wrt(wrt, values)
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
-    size = chunking.fit(n, size, p, values, names, chunking.check_memory_limit(memory_limit))
+    limit = chunking.check_memory_limit(memory_limit)
+    size = chunking.fit(n, size, p, values, names, limit)
 
     fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
@@ -217,10 +220,11 @@ def estimate(
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
     baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
     program = lower(p)
-    for start, count in chunking.chunks(n, size):
+
+    def chunk(start: int, count: int) -> list[Part]:
         noise = NoiseSource(B, seed, start, count)
 
-        def objective(leaves: list[Any], noise: NoiseSource = noise) -> tuple[Any, Any]:
+        def objective(leaves: list[Any]) -> tuple[Any, Any]:
             s = program.run(Frame(B, {**fixed, **dict(zip(names, leaves))}, noise, known=values, memo=memo,
                                   first_order=True, baselines=baselines, batch_axes=batch_axes))
             shape = B.shape(s)
@@ -229,12 +233,19 @@ def estimate(
         leaves = [B.leaf(values[k], count) for k in names]
         with np.errstate(all="ignore"):  # non-finite values are reported below, by name
             per_sample, grads = B.value_and_grad(objective, leaves)
-            _accumulate(B, [(value_m, per_sample, 1.0)] + [(grad_m[k], g, count) for k, g in zip(names, grads)], count,
-                        tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
-        if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
-            first_bad = (start, count)
-        if progress is not None:
-            progress(start + count, n)
+            return summarize(B, [(per_sample, 1.0)] + [(g, count) for g in grads], count,
+                             tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
+
+    spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)
+    at_once = parallel.workers(B, p, len(spans), size * chunking.footprint(p, values, names), limit)
+    # several chunks: each on one thread, however many run at once, so the numbers do not depend on it
+    with B.one_thread_each() if len(spans) > 1 else contextlib.nullcontext():
+        for (start, count), parts in zip(spans, parallel.ordered(chunk, spans, at_once)):
+            merge([value_m, *(grad_m[k] for k in names)], parts)
+            if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
+                first_bad = (start, count)
+            if progress is not None:
+                progress(start + count, n)
     scalar = {k: values[k].ndim == 0 for k in names}
     r = Estimate(
         value=_out(value_m.mean, True),

@@ -234,7 +234,7 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
     if name is None:
         name = os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND
     try:
-        key = (name, tuple(sorted(options.items())))
+        key = (name, tuple(sorted((k, type(v), v) for k, v in options.items())))  # True is not 1
         hash(key)
     except TypeError:
         return _make_backend(name, options)
@@ -243,7 +243,7 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
     return _INSTANCES[key]
 
 
-_INSTANCES: dict[tuple[str, tuple[tuple[str, Any], ...]], Backend] = {}
+_INSTANCES: dict[tuple[str, tuple[tuple[str, type, Any], ...]], Backend] = {}
 
 
 def option_names(name: str | Backend | None = None) -> tuple[str, ...] | None:

@@ -15,7 +15,9 @@ and 0.48 s as two chunks at a time on one thread each (``benchmarks/bench_chunki
 Threads here only help where the framework releases the GIL inside its kernels (torch does); a
 backend says how many chunks it can run at once (:meth:`stochgrad.backend.Backend.chunk_workers`).
 
-Chunks run one after another when a run carries state from chunk to chunk (moving-average
+A run of several chunks computes each chunk on one thread, whether they run one at a time or
+several at once, so its numbers do not depend on the number of workers (the framework's reductions
+round differently on different thread counts).  Chunks run one after another when a run carries state from chunk to chunk (moving-average
 baselines, :attr:`EstimatorSpec.stateful`), when there is one chunk, or when ``memory_limit`` does
 not hold two chunks at once.
 """
