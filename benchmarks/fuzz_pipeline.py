@@ -68,7 +68,7 @@ def run_one(text: str, params: dict, override: str | None, n: int, backend: str,
                 nodes = sg.plan(e).nodes
                 if nodes:
                     estimators = {nodes[len(nodes) // 2].var: override}
-            r = sg.estimate(e, params, n=n, backend=backend, seed=0, estimators=estimators, **options)
+            r = sg.estimate(e, params, n=n, backend=backend, seed=0, estimators=estimators, backend_options=options)
         reported = any(type(w.message).__name__ == "NonFiniteWarning" for w in caught)
         if _nonfinite(r):
             return ("nonfinite reported" if reported else "silent nonfinite"), ""

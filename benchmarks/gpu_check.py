@@ -37,7 +37,7 @@ def check(name: str, ok: bool, detail: str) -> bool:
 def correctness(device: str) -> bool:
     good = True
     for dtype in ("float64", "float32"):
-        opts = dict(backend="torch", device=device, dtype=dtype, seed=0)
+        opts = dict(backend="torch", backend_options={"device": device, "dtype": dtype}, seed=0)
         r = sg.estimate(PATHWISE, {"mu": 1.0, "sigma": 2.0}, n=1_000_000, **opts)
         good &= check(f"pathwise {dtype}", abs(r.grad["mu"] - 2) < 6 * r.stderr["mu"], f"{r.grad['mu']:.5f} ± {r.stderr['mu']:.1e}")
         r = sg.estimate("E[z > 0, z ~ Normal(mu, 1)]", {"mu": 0.3}, n=1_000_000, **opts)
@@ -45,13 +45,13 @@ def correctness(device: str) -> bool:
         good &= check(f"score {dtype}", abs(r.grad["mu"] - exact) < 6 * r.stderr["mu"], f"{r.grad['mu']:.5f} vs {exact:.5f}")
         r = sg.estimate(GUMBEL, {"w": np.arange(10.0), "l": np.zeros(10)}, n=1000, **opts)
         good &= check(f"enumerate {dtype}", abs(r.value - 4.5) < 1e-4, f"{r.value}")
-    f = sg.compile("E[z**3, z ~ Normal(mu, 1)]", backend="torch", device=device, n=1_000_000, seed=1)
+    f = sg.compile("E[z**3, z ~ Normal(mu, 1)]", backend="torch", backend_options={"device": device}, n=1_000_000, seed=1)
     mu = torch.tensor(0.7, dtype=torch.float64, device=device, requires_grad=True)
     (g,) = torch.autograd.grad(f(mu=mu), mu, create_graph=True)
     (h,) = torch.autograd.grad(g, mu)
     good &= check("compiled second derivative", abs(h.item() - 4.2) < 0.1 and h.device.type == mu.device.type,
                   f"{h.item():.4f}")
-    fused, eager = (sg.compile(GUMBEL, backend="torch", device=device, n=100_000, seed=3, fuse=fuse,
+    fused, eager = (sg.compile(GUMBEL, backend="torch", backend_options={"device": device}, n=100_000, seed=3, fuse=fuse,
                                estimators={"y": "relaxed:temperature=0.5"}) for fuse in (True, False))
     w = torch.arange(10.0, dtype=torch.float64, device=device)
     for call in range(3):  # the first fused call runs eagerly; the later ones are compiled
@@ -102,7 +102,8 @@ def timings(device: str, sizes: list[int]) -> None:
                     return (y @ w).mean()
                 numeric, opts = {"l": np.zeros(10), "w": np.arange(10.0)}, {"estimators": {"y": "relaxed:temperature=0.5"}}
             hand_compiled = torch.compile(hand, dynamic=False)
-            eager, fused = (sg.compile(text, backend="torch", n=n, fuse=fuse, dtype="float32", device=device, **opts)
+            eager, fused = (sg.compile(text, backend="torch", n=n, fuse=fuse,
+                                       backend_options={"dtype": "float32", "device": device}, **opts)
                             for fuse in (False, True))
 
             def grad_of(fn: Callable[..., torch.Tensor]) -> Callable[[], object]:
@@ -117,8 +118,8 @@ def timings(device: str, sizes: list[int]) -> None:
                 "hand torch.compile": timed(grad_of(hand_compiled), device),
                 "sg.compile": timed(grad_of(eager), device),
                 "sg.compile fuse": timed(grad_of(fused), device),
-                "sg.estimate": timed(lambda: sg.estimate(text, numeric, n=n, backend="torch", device=device,
-                                                         dtype="float32", wrt=[next(iter(numeric))], **opts), device, 3),
+                "sg.estimate": timed(lambda: sg.estimate(text, numeric, n=n, backend="torch",
+                                                         backend_options={"dtype": "float32", "device": device}, wrt=[next(iter(numeric))], **opts), device, 3),
             }
             cells = ", ".join(f"{k} {v:.2f} ms" for k, v in row.items())
             print(f"{name} n={n:.0e}: {cells}; fused speed-up over hand eager {row['hand eager'] / row['sg.compile fuse']:.2f}x")

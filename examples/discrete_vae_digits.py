@@ -53,8 +53,8 @@ def elbo_objective(dec: ref.Decoder, estimator: str, n: int, seed: int) -> sg.Ob
     image's score term pairs with its own log-likelihood and baseline, as in the reference."""
     loglik = sg.UserFunction(lambda x, z: ref.bernoulli_loglik(x, dec(z)), name="loglik")
     expr = sg.parse(ELBO, functions={"loglik": loglik})
-    return sg.compile(expr, backend="torch", n=n, seed=seed, estimators={"z": estimator}, dtype=ref.DTYPE,
-                      batch_axes=1)
+    return sg.compile(expr, backend="torch", n=n, seed=seed, estimators={"z": estimator},
+                      backend_options={"dtype": ref.DTYPE}, batch_axes=1)
 
 
 def stochgrad_trainer(name: str, steps: int, seed: int, train: torch.Tensor

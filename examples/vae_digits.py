@@ -69,7 +69,7 @@ def bar(done: int, total: int, width: int = 30) -> str:
 
 def evaluate(model: VAE, elbo, x: torch.Tensor, n: int = 16, seed: int = 12345) -> float:
     """Test -ELBO in nats per image; a fresh objective with a fixed seed draws the same noise each time."""
-    f = sg.compile(elbo, backend="torch", n=n, seed=seed, dtype="float32")
+    f = sg.compile(elbo, backend="torch", n=n, seed=seed, backend_options={"dtype": "float32"})
     with torch.no_grad():
         mu, sigma = model.encode(x)
         return -f(x=x, mu=mu, sigma=sigma).item() / x.shape[0]
@@ -114,7 +114,7 @@ def main() -> None:
     train, test = load(seed=0)
     model = VAE(latent=args.latent)
     elbo = sg.parse(ELBO, functions={"loglik": sg.UserFunction(model.loglik, name="loglik")})
-    objective = sg.compile(elbo, backend="torch", n=1, seed=args.seed, dtype="float32")
+    objective = sg.compile(elbo, backend="torch", n=1, seed=args.seed, backend_options={"dtype": "float32"})
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     order = torch.Generator().manual_seed(args.seed)
     tty = sys.stdout.isatty()

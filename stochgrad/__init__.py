@@ -6,14 +6,15 @@
     print(r.plan)                    # which estimator each random node got, and why
 
 Pipeline: :func:`parse` (text -> immutable IR) -> :func:`plan` (an estimator per
-random node, with reasons) -> lowering on a backend (autograd or torch).
+random node, with reasons: a :class:`Plan` that runs, ``plan.estimate(params, n=...)``,
+``plan.objective(n=...)``) -> a program run on a backend (autograd or torch).
 """
 
 from . import continuous as _continuous  # noqa: F401  (registers the distributions)
 from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
 from .analysis import parameters
-from .api import Estimate, estimate
+from .api import Estimate, Plan, estimate, plan
 from .compare import Comparison, compare
 from .compiled import Objective, compile  # noqa: A004
 from .backend import Backend, available_backends, get_backend, register_backend
@@ -28,7 +29,6 @@ from .estimators import ESTIMATORS, EstimatorSpec, applicable, register_estimato
 from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
 from .parser import parse
-from .planner import Plan, plan
 
 __version__ = "0.1.0"
 

@@ -1,110 +1,53 @@
-"""Public entry points: :func:`estimate` and the :class:`Estimate` it returns.
+"""Public entry points: :func:`plan`, the runnable :class:`Plan` it returns, and :func:`estimate`.
 
-``estimate`` plans the expression (cached), then runs the surrogate in chunks of
-samples.  Each chunk gives every parameter one copy per sample (a leaf of shape
-``(count, *shape)``), so one reverse pass yields each sample's own gradient
-contribution ``g_i``; the estimate is their mean and the standard error is
-``sd(g_i) / sqrt(n)``, accumulated across chunks with Chan et al.'s (1979)
-pairwise update from each chunk's sums of ``g_i`` and ``g_i**2``.  The same is done for the value.
+The plan is the centre of the API.  ``sg.plan(expr, shapes_or_params)`` picks an estimator per
+random node for parameters of given shapes (or values) on a given backend and returns a
+:class:`Plan` that can be printed, compared and run: :meth:`Plan.estimate` (Monte Carlo estimates
+with standard errors, by :func:`stochgrad.run.run_estimate`) and :meth:`Plan.objective` (a native
+objective for training loops, :class:`stochgrad.compiled.Objective`).  ``policy="min_variance"``
+runs its pilots here, when the plan is made (it needs values), never when the plan runs.
 
-Nothing non-finite passes silently: a NaN or infinity in a result is counted in
-:attr:`Estimate.nonfinite` and named in a :class:`~stochgrad.errors.NonFiniteWarning`, and a
-tail index of the per-sample contributions (:mod:`stochgrad.diagnostics`) flags standard errors
-that heavy tails make meaningless.  Chunks are sized from the per-sample memory footprint and
-bounded by ``memory_limit`` (:mod:`stochgrad.chunking`).
+:func:`estimate` is ``plan`` then ``Plan.estimate`` (the same checks, the same seed), so the plan
+shown for some parameters is the plan run for them.  Backend options are an explicit
+``backend_options`` mapping (or a configured backend object from :func:`stochgrad.get_backend`);
+an unknown keyword is a ``TypeError`` (:func:`stochgrad.validation.resolve_backend`).
+
+The layers below know nothing of this module: the planner (:mod:`stochgrad.planner`) makes the
+static plan, :mod:`stochgrad.variance` the pilots' plan, :mod:`stochgrad.run` runs a plan.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, cast
 
 import numpy as np
 
-from . import ir
-from . import chunking, diagnostics, parallel
+from . import ir, planned
 from .analysis import parameters
-from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names
-from .baselines import BaselineState, single_sample
-from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
-from .noise import BLOCK, NoiseSource, check_seed
-from .moments import Moments as _Moments, Part, merge, summarize
-from .moments import accumulate as _accumulate  # noqa: F401  (kept importable from here)
-from .parser import parse
-from .program import Frame, lower
-from .planner import DEFAULT_BUDGET, Plan, plan
-from .validation import as_real_array, check_batch_axes_fit, check_count, check_mapping, check_options, check_wrt
-
-#: entries per array that an automatic chunk aims at: arrays of a few MB stay in cache, and
-#: measured on a 2-core CPU, a run in chunks of this size takes 0.36-0.55x the time of one
-#: vectorized pass over 1e7-3e7 entries (benchmarks/bench_chunking.py)
-CHUNK_ENTRIES = 1 << 18
-
-
-def as_expression(expr: Any) -> ir.Expr:
-    if isinstance(expr, str):
-        return parse(expr)
-    if isinstance(expr, ir.Expr):
-        return expr
-    raise TypeError(f"expected DSL text or an expression, got {type(expr).__name__}")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Monte Carlo estimate of an expectation and of its gradient, with standard errors.
-
-    ``grad[name]`` is the gradient of ``value`` (summed over its entries, if it is
-    an array) with respect to parameter ``name``; ``stderr[name]`` has its shape.
-    """
-
-    value: float | np.ndarray
-    value_stderr: float | np.ndarray
-    grad: dict[str, float | np.ndarray]
-    stderr: dict[str, float | np.ndarray]
-    plan: Plan
-    n: int
-    backend: str
-    seed: int
-    chunk_size: int = field(default=0)
-    #: entries that are NaN or infinite, by result: ``{"value": 1, "grad['mu']": 1, ...}`` (empty:
-    #: all finite); at n = 1 the standard errors are undefined, so NaN, and listed here
-    nonfinite: dict[str, int] = field(default_factory=dict)
-    #: Hill's tail index of the per-sample contributions, by result (shaped like it), where assessed
-    #: (n >= diagnostics.TAIL_MIN_N); below diagnostics.HEAVY_TAIL_INDEX the standard error is not to be trusted
-    tail_index: dict[str, float | np.ndarray] = field(default_factory=dict)
-    #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
-    heavy_tails: dict[str, float] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        def se(x: Any) -> str:
-            return "undefined (n = 1)" if self.n == 1 else _fmt(x)
-
-        lines = [f"value = {_fmt(self.value)} \u00b1 {se(self.value_stderr)}"]
-        for k in self.grad:
-            lines.append(f"d/d{k} = {_fmt(self.grad[k])} \u00b1 {se(self.stderr[k])}")
-        return "\n".join(lines)
-
-    def problems(self) -> list[str]:
-        """Sentences on what in this estimate is non-finite or untrustworthy (empty: nothing)."""
-        out = []
-        if self.nonfinite:
-            sizes = {"value": np.size(self.value), "value_stderr": np.size(self.value_stderr)}
-            sizes |= {f"grad[{k!r}]": np.size(v) for k, v in self.grad.items()}
-            sizes |= {f"stderr[{k!r}]": np.size(v) for k, v in self.stderr.items()}
-            out.append(diagnostics.describe(self.nonfinite, sizes, self.n))
-        if self.heavy_tails:
-            out.append(diagnostics.describe_tails(self.heavy_tails))
-        return out
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.6g}" if np.ndim(x) == 0 else np.array2string(np.asarray(x), precision=6)
+from .backend import Backend, get_backend
+from .baselines import single_sample
+from .compiled import Objective
+from .errors import BackendError, BiasWarning, ValidationError, did_you_mean
+from .estimators import EstimatorSpec
+from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
+from .moments import accumulate as _accumulate  # noqa: F401
+from .noise import check_seed
+from .parser import as_expression
+from .planner import DEFAULT_BUDGET
+from .planner import plan as static_plan
+from .run import CHUNK_ENTRIES, Estimate, auto_chunk, run_estimate  # noqa: F401  (CHUNK_ENTRIES, auto_chunk: re-exported)
+from .validation import (
+    as_real_array,
+    check_batch_axes_fit,
+    check_count,
+    check_mapping,
+    resolve_backend,
+)
+from .variance import min_variance_plan
 
 
 def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
@@ -130,25 +73,183 @@ def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
-    """Samples per chunk when the caller gives no ``chunk_size``: about :data:`CHUNK_ENTRIES`
-    entries per array, counting each sample's widest random value or parameter (the per-sample
-    gradients have a parameter's shape) times the copies exact enumeration makes of every value
-    (the product of the enumerated nodes' joint states), in whole noise blocks."""
-    widths = [v.size for v in values.values()]
-    widths += [math.prod(node.shape) for node in p.nodes if isinstance(node.shape, tuple)]
-    return max(BLOCK, CHUNK_ENTRIES // (max(widths, default=1) * chunking.copies(p)[0]) // BLOCK * BLOCK)
+@dataclass(frozen=True)
+class Plan(planned.Plan):
+    """A plan for parameters of given shapes on a given backend: print it (an estimator per random
+    node, with reasons), compare it (``==``), run it (:meth:`estimate`, :meth:`objective`).
+
+    ``shapes`` are the parameter shapes it was made for (``None``: all scalar, the default of
+    ``sg.plan(expr)``); a run on parameters of other shapes is refused with a
+    :class:`~stochgrad.errors.ValidationError` (make the plan for them: the supports, enumeration
+    and plate depend on the shapes).  ``backend`` runs it (``None`` only when the default backend
+    could not be loaded at planning time: it is looked up, and its error raised, when the plan runs).
+    ``batch_axes`` and ``policy`` are those it was planned with."""
+
+    backend: Backend | None = field(default=None, compare=False, repr=False)
+    batch_axes: int = 0
+    policy: str = "unbiased"
+
+    def estimate(self, params: Mapping[str, Any] | None = None, *, n: int, seed: int | None = None,
+                 chunk_size: int | None = None, wrt: Iterable[str] | None = None,
+                 progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None) -> Estimate:
+        """Run this plan on ``params`` (values of the planned shapes); the keywords are
+        :func:`stochgrad.estimate`'s (``seed=None``: a fresh seed, reported as :attr:`Estimate.seed`).
+        Nothing is planned here, min_variance pilots included: same plan, params and seed give the
+        numbers ``sg.estimate`` gives for the inputs the plan was made from."""
+        n = check_count("n", n, 1, "the number of samples")
+        if chunk_size is not None:
+            chunk_size = check_count("chunk_size", chunk_size, 1)
+        values = _check_params(self.parameters, params)
+        self.check_shapes({k: v.shape for k, v in values.items()})
+        seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
+        return self._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress,
+                         memory_limit=memory_limit)
+
+    def objective(self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True) -> Objective:
+        """A native objective that runs this plan (see :func:`stochgrad.compile`, whose objective it
+        equals for the same seed), for parameters of this plan's shapes only."""
+        return Objective(self.expr, n=n, backend=self._backend(), seed=seed, batch_axes=self.batch_axes, fuse=fuse,
+                         validate=validate, planned=self)
+
+    def _backend(self) -> Backend:
+        return get_backend(None) if self.backend is None else self.backend
+
+    def _run(self, values: dict[str, np.ndarray], *, n: int, seed: int, chunk_size: int | None,
+             wrt: Iterable[str] | None, progress: Callable[[int, int], None] | None,
+             memory_limit: int | None) -> Estimate:
+        """Run on checked values and arguments: what :meth:`estimate` and :func:`estimate` share."""
+        for node in self.nodes:  # a biased choice the user did not ask for must not pass silently
+            if node.biased and not node.reason.startswith("requested") and self.policy != "low_variance":
+                warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=3)
+        p = single_sample(self) if n == 1 else self  # leave-one-out has no other sample: say, and run, no baseline
+        return run_estimate(p, values, self._backend(), n=n, seed=seed, chunk_size=chunk_size, wrt=wrt,
+                            progress=progress, memory_limit=memory_limit, batch_axes=self.batch_axes)
 
 
-def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> list[str]:
-    names = check_wrt(wrt)
-    if names is None:
-        return list(values)
-    for k in names:
-        if k not in values:
-            raise ValidationError(f"wrt names {k!r}{did_you_mean(k, values)}, which is not a parameter of the"
-                                  f" expression; its parameters are: {', '.join(values) or 'none'}")
-    return names
+def plan(
+    expr: Any,
+    shapes_or_params: Mapping[str, Any] | None = None,
+    *,
+    backend: str | Backend | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    estimators: Mapping[str, Any] | None = None,
+    policy: str = "unbiased",
+    enumerate_budget: int = DEFAULT_BUDGET,
+    batch_axes: int = 0,
+    seed: int | None = None,
+    n: int | None = None,
+    shapes: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> Plan:
+    """Plan an expression (text or IR) for a backend: an estimator per random node, with reasons.
+
+    ``shapes_or_params`` maps parameter names to shapes (tuples: ``{"q": (3,)}``) or to values
+    (numbers, arrays: ``{"q": np.ones(3) / 3}``); ``None`` means all scalar.  With values the result
+    is the plan :func:`estimate` runs for them (same seed, same min_variance pilots); ``shapes=`` and
+    ``params=`` say the same by keyword.  ``estimators`` overrides per variable; ``policy`` is
+    ``"unbiased"``, ``"low_variance"`` or ``"min_variance"`` (pilot runs now, on the plan's backend,
+    from a seed hashed from ``seed``: needs values); ``enumerate_budget`` caps the joint states
+    summed exactly; ``batch_axes`` as in :func:`stochgrad.compile`; ``n=1`` gives the single-sample
+    plan (no leave-one-out baseline).  ``backend`` (a name or a configured object) with
+    ``backend_options`` supplies the capabilities planned for and runs the plan.
+
+    Deprecated forms, which still work with a ``DeprecationWarning``: estimators as the second
+    argument (``sg.plan(text, {"z": "score"})``), ``budget=`` for ``enumerate_budget=``, and bare
+    backend options (``dtype="float32"``).  Any other keyword is a ``TypeError``."""
+    if "budget" in extra:
+        warnings.warn("plan(budget=...) is deprecated; write enumerate_budget=...", DeprecationWarning, stacklevel=2)
+        enumerate_budget = extra.pop("budget")
+    if backend is None and not backend_options and not extra:
+        try:  # planning needs no framework: without one, the plan takes the planner's capabilities
+            B: Backend | None = get_backend(None)
+        except BackendError:
+            B = None
+    else:
+        B = resolve_backend("plan", backend, backend_options, extra, _PLAN_KEYWORDS)
+    if _is_estimators(shapes_or_params):
+        if estimators is not None:
+            raise TypeError("plan() got estimators both as its second argument and as estimators=")
+        warnings.warn("sg.plan(expr, {var: estimator}) is deprecated; write sg.plan(expr, estimators={...})",
+                      DeprecationWarning, stacklevel=2)
+        estimators, shapes_or_params = shapes_or_params, None
+    if shapes_or_params is not None:
+        if shapes is not None or params is not None:
+            raise TypeError("plan() got shapes_or_params and shapes= or params=; give one of them")
+        shapes, params = _split(shapes_or_params)
+    e = as_expression(expr)
+    values = None if params is None else _check_params(parameters(e), params)
+    return _plan(e, B, values, shapes, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
+                 batch_axes=batch_axes, seed=seed, n=n)
+
+
+def _is_estimators(given: Any) -> bool:
+    """The old positional form ``sg.plan(text, {"z": "score"})``: every value an estimator."""
+    return (isinstance(given, Mapping) and bool(given)
+            and all(isinstance(v, (str, EstimatorSpec)) for v in given.values()))
+
+
+def _split(given: Any) -> tuple[dict[str, tuple[int, ...]] | None, dict[str, Any] | None]:
+    """``shapes_or_params`` as shapes (every value a tuple of integers: ``()``, ``(3,)``) or as
+    values (numbers and arrays; an int is a value, not a shape)."""
+    given = check_mapping(given, "shapes_or_params")
+    tuples = [isinstance(v, tuple) for v in given.values()]
+    if given and all(tuples):
+        for k, s in given.items():
+            if any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0 for x in s):
+                raise ValidationError(f"shapes_or_params: the shape of {k!r} must be a tuple of integers >= 0,"
+                                      f" got {s!r}")
+        return {k: tuple(int(x) for x in s) for k, s in given.items()}, None
+    if any(tuples):
+        raise ValidationError("shapes_or_params mixes shapes (tuples) and values (numbers, arrays); give all shapes"
+                              " or all values")
+    return None, dict(given)
+
+
+def _plan(e: ir.Expr, B: Backend | None, values: dict[str, np.ndarray] | None, shapes: Mapping[str, Any] | None, *,
+          estimators: Mapping[str, Any] | None, policy: str, enumerate_budget: int, batch_axes: int,
+          seed: int | None, n: int | None) -> Plan:
+    """The plan for checked values (or shapes, or neither: all scalar) on backend ``B``."""
+    if n is not None:
+        n = check_count("n", n, 1, "the number of samples")
+    batch_axes = check_count("batch_axes", batch_axes, 0)
+    if seed is not None:
+        seed = check_seed(seed, "plan: seed")
+    if values is not None:
+        given = {k: v.shape for k, v in values.items()}
+        if shapes is not None and {k: tuple(s) for k, s in shapes.items()} != given:
+            raise ValidationError(f"shapes {dict(shapes)} disagree with the shapes of params; give one or the other")
+        shapes = given
+    caps = None if B is None else B.capabilities
+    if policy == "min_variance" and values is not None:  # pilots pick, per node, the cheapest unbiased estimator
+        B = get_backend(None) if B is None else B
+        base = min_variance_plan(e, values, estimators, B=B, seed=secrets.randbits(63) if seed is None else seed,
+                                 enumerate_budget=enumerate_budget, batch_axes=batch_axes)
+    else:  # values matter only through their shapes; the planner refuses min_variance without values
+        base = static_plan(e, estimators, policy=policy, shapes=shapes, enumerate_budget=enumerate_budget,
+                           capabilities=caps)
+    check_batch_axes_fit(batch_axes, base.nodes)
+    out = _runnable(base, B, batch_axes, policy)
+    return cast(Plan, single_sample(out)) if n == 1 else out  # single_sample replaces fields: the class stays
+
+
+def _runnable(base: planned.Plan, B: Backend | None, batch_axes: int, policy: str) -> Plan:
+    """The planner's plan with what running it needs.  Kept, so that equal inputs give the same
+    object, as the planner's cached plans do (``base`` is one object per planning input)."""
+    key = (id(base), id(B), batch_axes, policy)
+    kept = _RUNNABLE.get(key)
+    if kept is not None and kept[0] is base and kept[1] is B:
+        return kept[2]
+    out = Plan(**{f.name: getattr(base, f.name) for f in fields(planned.Plan)}, backend=B, batch_axes=batch_axes,
+               policy=policy)
+    if len(_RUNNABLE) >= _KEEP:
+        _RUNNABLE.pop(next(iter(_RUNNABLE)))
+    _RUNNABLE[key] = (base, B, out)
+    return out
+
+
+_RUNNABLE: dict[tuple[int, int, int, str], tuple[planned.Plan, Backend | None, Plan]] = {}
+_KEEP = 256
 
 
 def estimate(
@@ -157,6 +258,7 @@ def estimate(
     *,
     n: int,
     backend: str | Backend | None = None,
+    backend_options: Mapping[str, Any] | None = None,
     seed: int | None = None,
     estimators: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
@@ -166,7 +268,7 @@ def estimate(
     batch_axes: int = 0,
     wrt: Iterable[str] | None = None,
     memory_limit: int | None = None,
-    **backend_options: Any,
+    **extra: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
 
@@ -176,7 +278,7 @@ def estimate(
     averages included: each call starts them afresh); ``estimators`` overrides the planner per
     variable (``{"z": "score"}``, ``{"y": "relaxed:temperature=0.1"}``); ``policy`` is
     ``"unbiased"``, ``"low_variance"`` or ``"min_variance"`` (pilot runs, from a seed hashed from
-    ``seed``; ``sg.plan(..., params=..., seed=...)`` shows the same plan); ``enumerate_budget``
+    ``seed``; ``sg.plan(expr, params, seed=...)`` shows the same plan); ``enumerate_budget``
     caps the joint states summed exactly; ``progress(done, n)`` is called after each chunk; ``batch_axes`` declares leading
     axes of independent examples (see :func:`stochgrad.compile`); ``chunk_size`` bounds how many samples are
     held in memory at once (rounded down to a multiple of
@@ -190,133 +292,29 @@ def estimate(
     the results, or a standard error undefined (n = 1) or made meaningless by heavy tails, is
     reported in :attr:`Estimate.nonfinite` / :attr:`Estimate.heavy_tails` and by a
     :class:`~stochgrad.errors.NonFiniteWarning` / :class:`~stochgrad.errors.HeavyTailWarning`.
-    Other keywords (``device``, ``dtype`` for torch) configure the backend.
+    ``backend_options`` configure the backend (``{"device": "cuda", "dtype": "float32"}`` for torch),
+    or ``backend`` is a configured backend object; a bare backend option (``dtype="float32"``) still
+    works but is deprecated, and any other unknown keyword is a ``TypeError`` with a did-you-mean.
+
+    This is ``sg.plan(expr, params, ...)`` then :meth:`Plan.estimate`: the plan run is the plan
+    that ``sg.plan`` shows for these inputs (``r.plan``).
     """
-    check_options("estimate", backend_options, option_names(backend) if backend_options else (), _backend_name(backend),
-                  _KEYWORDS)
+    B = resolve_backend("estimate", backend, backend_options, extra, _KEYWORDS)
     n = check_count("n", n, 1, "the number of samples")
-    batch_axes = check_count("batch_axes", batch_axes, 0)
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size, 1)
-    B = get_backend(backend, **backend_options)
     e = as_expression(expr)
     values = _check_params(parameters(e), params)
     seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
-    p = plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=enumerate_budget,
-                     batch_axes=batch_axes, n=n)
-    check_batch_axes_fit(batch_axes, p.nodes)
-    for node in p.nodes:  # a biased choice the user did not ask for must not pass silently
-        if node.biased and not node.reason.startswith("requested") and policy != "low_variance":
-            warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=2)
-    names = _check_wrt(wrt, values)
-    size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
-    size = n if n <= size else max(BLOCK, size - size % BLOCK)
-    limit = chunking.check_memory_limit(memory_limit)
-    size = chunking.fit(n, size, p, values, names, limit)
-
-    fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
-    value_m, grad_m = _Moments(), {k: _Moments() for k in names}
-    memo: dict[Any, Any] = {}  # constants made and checked once per run, not once per chunk
-    first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
-    baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
-    program = lower(p)
-
-    def chunk(start: int, count: int) -> list[Part]:
-        noise = NoiseSource(B, seed, start, count)
-
-        def objective(leaves: list[Any]) -> tuple[Any, Any]:
-            s = program.run(Frame(B, {**fixed, **dict(zip(names, leaves))}, noise, known=values, memo=memo,
-                                  first_order=True, baselines=baselines, batch_axes=batch_axes))
-            shape = B.shape(s)
-            return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
-
-        leaves = [B.leaf(values[k], count) for k in names]
-        with np.errstate(all="ignore"):  # non-finite values are reported below, by name
-            per_sample, grads = B.value_and_grad(objective, leaves)
-            return summarize(B, [(per_sample, 1.0)] + [(g, count) for g in grads], count,
-                             tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
-
-    spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)
-    at_once = parallel.workers(B, p, len(spans), size * chunking.footprint(p, values, names), limit)
-    # several chunks: each on one thread, however many run at once, so the numbers do not depend on it
-    with B.one_thread_each() if len(spans) > 1 else contextlib.nullcontext():
-        for (start, count), parts in zip(spans, parallel.ordered(chunk, spans, at_once)):
-            merge([value_m, *(grad_m[k] for k in names)], parts)
-            if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
-                first_bad = (start, count)
-            if progress is not None:
-                progress(start + count, n)
-    scalar = {k: values[k].ndim == 0 for k in names}
-    r = Estimate(
-        value=_out(value_m.mean, True),
-        value_stderr=_out(value_m.stderr(), True),
-        grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
-        stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
-        plan=p, n=n, backend=B.name, seed=seed, chunk_size=size,
-        **diagnostics.report(value_m, grad_m, scalar, n, _out),
-    )
-    _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
-                                                                            batch_axes))
-    return r
+    p = _plan(e, B, values, None, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
+              batch_axes=batch_axes, seed=seed, n=None)
+    return p._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit)
 
 
-#: estimate's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
-_KEYWORDS = ("n", "backend", "seed", "estimators", "chunk_size", "policy", "enumerate_budget", "progress",
-             "batch_axes", "wrt", "memory_limit")
+#: each entry point's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
+_KEYWORDS = ("n", "backend", "backend_options", "seed", "estimators", "chunk_size", "policy", "enumerate_budget",
+             "progress", "batch_axes", "wrt", "memory_limit")
+_PLAN_KEYWORDS = ("shapes_or_params", "backend", "backend_options", "estimators", "policy", "enumerate_budget",
+                  "batch_axes", "seed", "n", "shapes", "params")
 
-
-def _backend_name(backend: Any) -> str:
-    """The backend's name, for messages (``backend=None`` is the default one)."""
-    if isinstance(backend, Backend):
-        return f"a backend instance ({backend.name})"
-    return str(backend or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
-
-
-def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
-    """A NonFiniteWarning and a HeavyTailWarning, each naming the expression and the entries."""
-    problems = r.problems()
-    if r.nonfinite:
-        located = where()
-        warnings.warn(f"{e}: {problems[0]}" + (f"; first seen in {located}" if located else ""), NonFiniteWarning,
-                      stacklevel=3)
-    if r.heavy_tails:
-        warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=3)
-
-
-def plan_for_run(e: ir.Expr, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *,
-                 policy: str, B: Backend, seed: int, budget: int, batch_axes: int = 0, n: int | None = None) -> Plan:
-    """The plan ``estimate`` runs (and ``sg.plan(..., params=...)`` shows) for checked parameter
-    values: under ``policy="min_variance"`` the pilots' choice (see :mod:`stochgrad.variance`),
-    with ``n=1`` leave-one-out baselines replaced by none (see :mod:`stochgrad.baselines`)."""
-    shapes = {k: v.shape for k, v in values.items()}
-    if policy == "min_variance":  # pilot runs pick, per node, the unbiased estimator cheapest for a given error
-        from .variance import min_variance_plan
-
-        p = min_variance_plan(e, values, estimators, B=B, seed=seed, budget=budget, batch_axes=batch_axes)
-    else:
-        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=B.capabilities)
-    return single_sample(p) if n == 1 else p  # leave-one-out has no other sample: say, and run, no baseline
-
-
-def plan_for_values(e: ir.Expr, estimators: Mapping[str, Any] | None, *, policy: str, shapes: Mapping[str, Any] | None,
-                    budget: int, capabilities: frozenset[str] | None, params: Mapping[str, Any] | None,
-                    seed: int | None, backend: str | Backend | None, n: int | None, batch_axes: int) -> Plan:
-    """``sg.plan`` given parameter values or a sample count: the plan :func:`estimate` runs for them."""
-    if n is not None:
-        n = check_count("n", n, 1, "the number of samples")
-    if params is None:
-        p = plan(e, estimators, policy=policy, shapes=shapes, budget=budget, capabilities=capabilities)
-        return single_sample(p) if n == 1 else p
-    values = _check_params(parameters(e), params)
-    if shapes is not None and {k: tuple(s) for k, s in shapes.items()} != {k: v.shape for k, v in values.items()}:
-        raise ValidationError(f"shapes {dict(shapes)} disagree with the shapes of params; give one or the other")
-    B = get_backend(backend)
-    seed = secrets.randbits(63) if seed is None else check_seed(seed, "plan: seed")
-    return plan_for_run(e, values, estimators, policy=policy, B=B, seed=seed, budget=budget, batch_axes=batch_axes,
-                        n=None if n is None else int(n))
-
-
-def _out(x: Any, scalar: bool) -> float | np.ndarray:
-    a = np.asarray(x, dtype=float)
-    return float(a) if scalar and a.ndim == 0 else a
 

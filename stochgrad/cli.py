@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from .api import estimate
-from .backend import available_backends, get_backend
+from .api import estimate, plan
+from .backend import available_backends
 from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
 from .estimators import ESTIMATORS
-from .planner import POLICIES, plan
+from .planner import POLICIES
+from .run import json_safe, jsonable
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -108,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE")
     p_cmp.add_argument("-n", "--samples", type=int, default=10_000)
     p_cmp.add_argument("--backend", "-b", default=None, choices=available_backends())
-    p_cmp.add_argument("--seed", type=int, default=0)
+    p_cmp.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_cmp.add_argument("--temperature", type=float, action="append", default=None,
                        help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)")
     p_cmp.add_argument("--json", action="store_true", help="print the table as JSON")
@@ -149,23 +150,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
 
 
-def _jsonable(x: Any) -> Any:
-    return _finite(np.asarray(x).tolist())
-
-
-def _finite(x: Any) -> Any:
-    """``x`` (nested lists, dicts, numbers) with NaN and infinities as None: JSON has no NaN."""
-    if isinstance(x, float):
-        return x if np.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 def _json(obj: Any) -> str:
-    return json.dumps(_finite(obj), indent=2, allow_nan=False)
+    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
 
 
 @contextmanager
@@ -198,7 +184,8 @@ def _compare(args: argparse.Namespace) -> int:
         notes: list[str] = []
         with _reported(notes):
             c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                        temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats, **_options(args))
+                        temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats,
+                        backend_options=_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
@@ -212,7 +199,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print(_json(c.to_json()))
     else:
-        print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={args.seed})")
+        print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={c.seed})")
         print(c.table())
         if args.plot:
             print(f"plot written to {args.plot}")
@@ -259,21 +246,21 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         params = {k: _value(k, v) for k, v in args.at}
         if args.command == "plan":  # the plan `estimate` runs for these inputs, on this backend
-            B = get_backend(args.backend, **_options(args))
             if args.policy == "min_variance":  # the same pilots: they need every value
-                print(plan(args.expression, overrides, policy=args.policy, params=params, seed=args.seed, backend=B,
-                           n=args.samples))
+                print(plan(args.expression, params, estimators=overrides, policy=args.policy, seed=args.seed,
+                           backend=args.backend, backend_options=_options(args), n=args.samples))
             else:  # values matter only through their shapes
                 shapes = {k: np.shape(v) for k, v in params.items()} if params else None
-                print(plan(args.expression, overrides, policy=args.policy, shapes=shapes, n=args.samples,
-                           capabilities=B.capabilities))
+                print(plan(args.expression, shapes, estimators=overrides, policy=args.policy, n=args.samples,
+                           backend=args.backend, backend_options=_options(args)))
             return 0
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         notes: list[str] = []
         with _reported(notes):
             r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
                          estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
-                         progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt, **_options(args))
+                         progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt,
+                         backend_options=_options(args))
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
@@ -283,20 +270,10 @@ def _main(argv: Sequence[str] | None) -> int:
         notes.append("standard error undefined at n = 1 (it needs at least two samples)")
     _say(notes)
     if args.json:
-        print(_json({
-            "expression": args.expression, "n": r.n, "backend": r.backend, "seed": r.seed,
-            "value": _jsonable(r.value), "value_stderr": _jsonable(r.value_stderr),
-            "grad": {k: _jsonable(v) for k, v in r.grad.items()},
-            "stderr": {k: _jsonable(v) for k, v in r.stderr.items()},
-            "plan": [{"var": nd.var, "estimator": nd.estimator, "reason": nd.reason, "biased": nd.biased}
-                     for nd in r.plan.nodes],
-            "exact": None if closed is None else {
-                "formula": closed.formula, "value": _jsonable(closed.value),
-                "grad": {k: _jsonable(v) for k, v in closed.grad.items()},
-            },
-            "nonfinite": r.nonfinite, "heavy_tails": r.heavy_tails,
-            "tail_index": {k: _jsonable(v) for k, v in r.tail_index.items()}, "warnings": notes,
-        }))
+        print(_json({**r.to_json(), "expression": args.expression, "exact": None if closed is None else {
+            "formula": closed.formula, "value": jsonable(closed.value),
+            "grad": {k: jsonable(v) for k, v in closed.grad.items()},
+        }, "warnings": notes}))
         return 0
     print(f"{args.expression}   (n={r.n}, backend={r.backend}, seed={r.seed})")
     print(r)

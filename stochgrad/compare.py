@@ -19,6 +19,7 @@ prediction ``sqrt(bias^2 + variance / n)`` from the single long run.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from .api import as_expression, estimate
-from .backend import get_backend
+from .api import estimate
+from .backend import Backend
 from .distributions import joint_states, lookup
 from .errors import ValidationError
 from .estimators import EstimatorSpec, applicable
 from .noise import REPLICATE, check_seed, derive_seed
-from .planner import Plan, plan
+from .parser import as_expression
+from .planner import DEFAULT_BUDGET, Plan, plan
+from .validation import resolve_backend
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Comparison:
     exact: dict[str, Any] | None
     exact_source: str | None
     rows: tuple[Row, ...]
+    seed: int | None = None  # the seed every estimator ran with (compare(seed=None) draws one)
 
     def table(self) -> str:
         names = sorted(self.rows[0].grad) if self.rows else []
@@ -90,7 +94,7 @@ class Comparison:
         def js(x: Any) -> Any:
             return None if x is None else {k: np.asarray(v).tolist() for k, v in x.items()}
 
-        return {"n": self.n, "backend": self.backend, "exact": js(self.exact), "exact_source": self.exact_source,
+        return {"n": self.n, "backend": self.backend, "seed": self.seed, "exact": js(self.exact), "exact_source": self.exact_source,
                 "rows": [{"var": r.var, "estimator": r.estimator, "unbiased": r.unbiased, "grad": js(r.grad),
                           "stderr": js(r.stderr), "variance_per_sample": js(r.variance), "bias": js(r.bias),
                           "seconds_per_sample": r.seconds_per_sample,
@@ -126,51 +130,67 @@ def compare(
     params: Mapping[str, Any],
     *,
     n: int = 10_000,
-    backend: Any = None,
-    seed: int = 0,
+    backend: str | Backend | None = None,
+    backend_options: Mapping[str, Any] | None = None,
+    seed: int | None = None,
     temperatures: Sequence[float] = (0.1, 0.5, 1.0),
     repeats: int = 0,
     repeat_sizes: Sequence[int] = (10, 100, 1000),
-    **options: Any,
+    chunk_size: int | None = None,
+    enumerate_budget: int = DEFAULT_BUDGET,
+    batch_axes: int = 0,
+    memory_limit: int | None = None,
+    **extra: Any,
 ) -> Comparison:
     """Run every applicable estimator for every random node; see the module docstring.
 
     ``repeats`` runs of each estimator at each size in ``repeat_sizes`` (default none) give the
-    measured distributions and errors that :func:`plot` draws."""
+    measured distributions and errors that :func:`plot` draws.  ``seed=None`` (as in
+    :func:`stochgrad.estimate`) draws a fresh seed, reported as :attr:`Comparison.seed`;
+    ``backend`` and ``backend_options`` are :func:`stochgrad.estimate`'s, and so are ``chunk_size``,
+    ``enumerate_budget``, ``batch_axes`` and ``memory_limit``, passed to every run.  A bare backend
+    option (``dtype="float32"``) is deprecated; any other unknown keyword is a ``TypeError``."""
+    B = resolve_backend("compare", backend, backend_options, extra, _KEYWORDS)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0 or repeats == 1:
         raise ValidationError(f"repeats must be 0 (none) or an integer >= 2, got {repeats!r}")
     sizes = tuple(repeat_sizes)
     if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in sizes):
         raise ValidationError(f"repeat_sizes must be integers >= 1, got {list(sizes)!r}")
-    seed = check_seed(seed, "compare: seed")
+    seed = secrets.randbits(63) if seed is None else check_seed(seed, "compare: seed")
     e = as_expression(expr)
     shapes = {k: np.shape(v) for k, v in params.items()}
     base = plan(e, shapes=shapes)
-    exact, source = _exact(e, params, base, backend, seed, **options)
+    options: dict[str, Any] = {"backend": B, "chunk_size": chunk_size, "enumerate_budget": enumerate_budget,
+                               "batch_axes": batch_axes, "memory_limit": memory_limit}
+    exact, source = _exact(e, params, base, seed, options)
     rows = []
     for node in base.nodes:
         for spec in candidates(base, node.var, temperatures):
-            estimate(e, params, n=min(n, 64), backend=backend, seed=seed, estimators={node.var: spec}, **options)
+            estimate(e, params, n=min(n, 64), seed=seed, estimators={node.var: spec}, **options)
             t0 = time.perf_counter()
-            r = estimate(e, params, n=n, backend=backend, seed=seed, estimators={node.var: spec}, **options)
+            r = estimate(e, params, n=n, seed=seed, estimators={node.var: spec}, **options)
             seconds = (time.perf_counter() - t0) / n
             variance = {k: np.asarray(r.stderr[k]) ** 2 * n for k in r.grad}
             bias = None if exact is None else {k: np.asarray(r.grad[k]) - exact[k] for k in r.grad}
             runs = {}
             for i, m in enumerate(sizes if repeats else ()):  # independent seeds for every run
-                found = [estimate(e, params, n=int(m), backend=backend, seed=derive_seed(seed, REPLICATE, i, j),
+                found = [estimate(e, params, n=int(m), seed=derive_seed(seed, REPLICATE, i, j),
                                   estimators={node.var: spec}, **options).grad for j in range(repeats)]
                 runs[int(m)] = {k: np.array([g[k] for g in found], dtype=float) for k in r.grad}
             rows.append(Row(node.var, spec.describe(), not r.plan.node(node.var).biased, dict(r.grad),
                             dict(r.stderr), variance, bias, seconds, runs))
-    name = get_backend(backend, **{k: v for k, v in options.items() if k in ("device", "dtype")}).name
-    return Comparison(e, n, name, exact, source, tuple(rows))
+    return Comparison(e, n, B.name, exact, source, tuple(rows), seed)
 
 
-def _exact(e: Any, params: Mapping[str, Any], base: Plan, backend: Any, seed: int,
-           **options: Any) -> tuple[dict[str, Any] | None, str | None]:
+#: compare's own keywords, for the did-you-mean of a misspelt one
+_KEYWORDS = ("n", "backend", "backend_options", "seed", "temperatures", "repeats", "repeat_sizes", "chunk_size",
+             "enumerate_budget", "batch_axes", "memory_limit")
+
+
+def _exact(e: Any, params: Mapping[str, Any], base: Plan, seed: int,
+           options: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     if base.nodes and all(n.spec.enumerates for n in base.nodes):
-        r = estimate(e, params, n=2, backend=backend, seed=seed, **options)
+        r = estimate(e, params, n=2, seed=seed, **options)
         return dict(r.grad), "enumeration"
     try:
         from .testing.oracle import exact

@@ -30,16 +30,16 @@ from typing import Any
 
 from . import diagnostics
 from .analysis import parameters
-from .api import _backend_name, as_expression
-from .backend import Backend, get_backend, option_names
+from .backend import Backend
 from .baselines import BaselineState, single_sample
 from .errors import NonFiniteWarning, ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
-from .sampleaxis import with_sample_axis
 from .noise import NoiseSource, check_seed
+from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
 from .program import Frame, lower
-from .validation import check_batch_axes_fit, check_count, check_flag, check_options
+from .sampleaxis import with_sample_axis
+from .validation import check_batch_axes_fit, check_count, check_flag, resolve_backend
 
 
 class Objective:
@@ -49,20 +49,23 @@ class Objective:
     this objective's own :class:`stochgrad.baselines.BaselineState` (moving averages by variable:
     ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``)."""
 
-    def __init__(self, expr: Any, *, n: int, backend: str | Backend | None, estimators: Mapping[str, Any] | None,
-                 policy: str, seed: int | None, enumerate_budget: int, batch_axes: int = 0, fuse: bool = False,
-                 validate: bool = True, **backend_options: Any) -> None:
-        check_options("compile", backend_options, option_names(backend) if backend_options else (),
-                      _backend_name(backend), _KEYWORDS)
+    def __init__(self, expr: Any, *, n: int, backend: Backend, estimators: Mapping[str, Any] | None = None,
+                 policy: str = "unbiased", seed: int | None = None, enumerate_budget: int = DEFAULT_BUDGET,
+                 batch_axes: int = 0, fuse: bool = False, validate: bool = True, planned: Plan | None = None) -> None:
+        """``backend`` is a configured backend (:func:`compile` resolves names and options).  With
+        ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
+        runs that plan, and parameters of other shapes are refused; without, the objective plans once
+        per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``."""
         n = check_count("n", n, 1, "samples per call")
         self.expr = as_expression(expr)
         self.n = n
-        self.B = get_backend(backend, **backend_options)
+        self.B = backend
         self.parameters = parameters(self.expr)
         self._names = frozenset(self.parameters)
-        self._options = dict(estimators=estimators, policy=policy, budget=enumerate_budget,
+        self._options = dict(estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
                              capabilities=self.B.capabilities)
-        self.seed = secrets.randbits(62) if seed is None else check_seed(seed, "compile: seed")
+        self._planned = planned
+        self.seed = secrets.randbits(63) if seed is None else check_seed(seed, "compile: seed")
         self.calls = 0
         self.baseline_state = BaselineState()  # moving averages, carried across this objective's calls
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
@@ -90,7 +93,11 @@ class Objective:
             self._bad_names(shapes)
         key = tuple(tuple(shapes[k]) for k in self.parameters)
         if key not in self._plans:
-            p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
+            if self._planned is not None:  # Plan.objective: its one plan, for its shapes only
+                self._planned.check_shapes(dict(zip(self.parameters, key)))
+                p = self._planned
+            else:
+                p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
             check_batch_axes_fit(self.batch_axes, p.nodes)
             self._plans[key] = single_sample(p) if self.n == 1 else p
         return self._plans[key]
@@ -175,7 +182,8 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     batch_axes: int = 0,
     fuse: bool = False,
     validate: bool = True,
-    **backend_options: Any,
+    backend_options: Mapping[str, Any] | None = None,
+    **extra: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
 
@@ -195,11 +203,18 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     :class:`~stochgrad.NonFiniteWarning` naming the expression and the first non-finite
     subexpression when it is NaN or infinite.  A gradient exists only after the caller's
     ``backward`` / ``grad``, outside the objective, so its finiteness is the caller's to check
-    (``f.check_gradients(mu=mu.grad)`` counts and names non-finite entries)."""
-    return Objective(expr, n=n, backend=backend, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
-                     **backend_options)
+    (``f.check_gradients(mu=mu.grad)`` counts and names non-finite entries).
+
+    ``backend_options`` configure the backend (``{"dtype": "float32"}`` for torch), or ``backend`` is
+    a configured backend object (``sg.get_backend("torch", dtype="float32")``); a bare backend
+    option (``dtype="float32"``) still works but is deprecated, and any other unknown keyword is a
+    ``TypeError``.  The objective plans once per set of parameter shapes;
+    ``sg.plan(expr, shapes).objective(n=...)`` runs one given plan."""
+    B = resolve_backend("compile", backend, backend_options, extra, _KEYWORDS)
+    return Objective(expr, n=n, backend=B, estimators=estimators, policy=policy, seed=seed,
+                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate)
 
 
 #: compile's own keywords, for the did-you-mean of a misspelt one
-_KEYWORDS = ("n", "backend", "estimators", "policy", "seed", "enumerate_budget", "batch_axes", "fuse", "validate")
+_KEYWORDS = ("n", "backend", "backend_options", "estimators", "policy", "seed", "enumerate_budget", "batch_axes",
+             "fuse", "validate")

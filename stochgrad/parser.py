@@ -231,6 +231,17 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
     return _parse(text, user)
 
 
+def as_expression(expr: Any) -> ir.Expr:
+    """``expr`` as an expression: DSL text is parsed (:func:`parse`), an expression passes as it is;
+    anything else is a ``TypeError``.  Every entry point (``plan``, ``estimate``, ``compile``,
+    ``compare``) takes either form through this one function."""
+    if isinstance(expr, str):
+        return parse(expr)
+    if isinstance(expr, ir.Expr):
+        return expr
+    raise TypeError(f"expected DSL text or an expression, got {type(expr).__name__}")
+
+
 @functools.lru_cache(maxsize=512)
 def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
     if not isinstance(text, str):

@@ -1,4 +1,4 @@
-"""The planned IR: what the planner hands to the lowering (:mod:`stochgrad.lower`).
+"""The planned IR: what the planner hands to the lowering (:mod:`stochgrad.program`).
 
 A :class:`Plan` holds the rewritten expression (``root``), in which every expectation
 ``E[f, z_1 ~ D_1, ..., z_m ~ D_m]`` has become a :class:`PlannedExpect`: its random nodes in
@@ -13,9 +13,11 @@ by :mod:`stochgrad.planner`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import ir
+from .errors import ValidationError
 from .estimators import EstimatorSpec
 from .shapes import Shape
 
@@ -74,11 +76,29 @@ class LogRatio(ir.Expr):
 
 @dataclass(frozen=True)
 class Plan:
+    """The planner's product: the rewritten expression (``root``), its random nodes, and the
+    parameter shapes it was planned for (``shapes``, sorted by name; ``None``: all scalar).  The
+    runnable plan of ``sg.plan`` (:class:`stochgrad.api.Plan`) adds the backend that runs it."""
+
     expr: ir.Expr
     root: ir.Expr
     nodes: tuple[NodePlan, ...]
     parameters: tuple[str, ...]
     notes: tuple[str, ...] = ()  # how each KL(p || q) is computed
+    shapes: tuple[tuple[str, Shape], ...] | None = None
+
+    def check_shapes(self, given: Mapping[str, tuple[int, ...]]) -> None:
+        """A :class:`~stochgrad.errors.ValidationError` naming the first parameter whose shape in
+        ``given`` is not the one this plan was made for (the finite supports, the enumeration and
+        the plate all depend on it): make a plan for the new shapes instead."""
+        planned = dict(self.shapes) if self.shapes is not None else {}
+        for k in self.parameters:
+            want, got = tuple(planned.get(k, ())), tuple(given[k])
+            if got != want:
+                made = "" if self.shapes is not None else " (a plan made without shapes is for scalars)"
+                raise ValidationError(
+                    f"parameter {k!r} has shape {got}, but this plan was made for shape {want}{made}; make a plan"
+                    f" for these shapes: sg.plan(expr, {{{k!r}: {got}, ...}}) or pass the values to sg.plan")
 
     def node(self, var: str) -> NodePlan:
         for n in self.nodes:

@@ -8,8 +8,9 @@ through a later node ``w ~ D(f(z))`` is differentiable when ``w`` is pathwise
 (through ``g(eps)``) or score-estimated (through ``log q_w``), so bindings are
 planned from last to first.  Users override per node by variable name.
 
-Planning is pure and cached: the plan is computed once per (expression,
-overrides) and lowered as often as needed.
+Planning is pure and cached: the plan is computed once per (expression, overrides, policy,
+shapes, budget, capabilities) and lowered as often as needed.  This module knows nothing of
+backends or runs: :mod:`stochgrad.api` makes the runnable plan of the public ``sg.plan`` from it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS
 from .kl import verdict as kl_verdict
+from .parser import as_expression
 from .planned import LogRatio, NodePlan, Plan, PlannedExpect  # noqa: F401  (re-exported)
 from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
@@ -273,44 +275,30 @@ def _clip(e: ir.Expr) -> str:
 
 
 def plan(
-    expr: Any,
+    expr: ir.Expr | str,
     estimators: Mapping[str, Any] | None = None,
     *,
     policy: str = "unbiased",
     shapes: Mapping[str, Any] | None = None,
-    budget: int = DEFAULT_BUDGET,
+    enumerate_budget: int = DEFAULT_BUDGET,
     capabilities: frozenset[str] | None = None,
-    params: Mapping[str, Any] | None = None,
-    seed: int | None = None,
-    backend: Any = None,
-    n: int | None = None,
-    batch_axes: int = 0,
 ) -> Plan:
-    """Plan an expression (text or IR).
+    """The static plan of an expression (text or IR): the rules alone, no pilot runs, no backend
+    object (only its ``capabilities``; ``None``: every one the planner asks about).  This is the
+    internal planner; the public :func:`stochgrad.plan` (:mod:`stochgrad.api`) adds parameter
+    values, the backend that runs the plan and ``policy="min_variance"``.
 
-    ``estimators`` overrides per variable name; ``policy`` is ``"unbiased"`` (default),
-    ``"low_variance"`` (may relax discrete nodes whose cost is differentiable in them) or
-    ``"min_variance"`` (pilot runs: needs ``params``); ``shapes`` maps parameter names to shapes
-    (default: all scalar, or those of ``params``), which sizes finite supports; ``budget`` caps the
-    joint states enumerated exactly; ``capabilities`` are the backend's.
-
-    Given ``params`` (values), ``n``, ``seed``, ``backend`` and ``batch_axes`` as for
-    :func:`stochgrad.estimate`, the result is the plan that estimate runs: under min_variance the
-    pilots' choice (same seed, same pilots), with ``n=1`` no leave-one-out baseline.
+    ``estimators`` overrides per variable name; ``policy`` is ``"unbiased"`` (default) or
+    ``"low_variance"`` (may relax discrete nodes whose cost is differentiable in them);
+    ``shapes`` maps parameter names to shapes (default: all scalar), which sizes finite supports;
+    ``enumerate_budget`` caps the joint states enumerated exactly.
     """
-    from .api import as_expression
-
     if policy not in POLICIES:
         raise PlanError(f"unknown policy {policy!r}{did_you_mean(str(policy), POLICIES)}; choose from {', '.join(POLICIES)}")
-    if policy == "min_variance" and params is None:
+    if policy == "min_variance":
         raise PlanError("policy 'min_variance' chooses estimators by pilot runs, which need parameter values: pass"
                         " params={...} to plan (and the seed of the estimate to match), or --at NAME=VALUE")
-    if params is not None or n is not None:
-        from .api import plan_for_values
-
-        return plan_for_values(as_expression(expr), estimators, policy=policy, shapes=shapes, budget=budget,
-                               capabilities=capabilities, params=params, seed=seed, backend=backend, n=n,
-                               batch_axes=batch_axes)
+    budget = enumerate_budget
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise PlanError(f"the enumeration budget must be an integer >= 1, got {budget!r}")
     e = as_expression(expr)
@@ -332,4 +320,4 @@ def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], p
             where = ", ".join(sorted(bound)) or "none"
             raise PlanError(f"estimator override for {var!r}, which is not a random variable{did_you_mean(var, bound)}; random variables: {where}")
     nodes = tuple(sorted(planner.nodes, key=lambda n: n.uid))
-    return Plan(e, root, nodes, parameters(e), tuple(planner.notes))
+    return Plan(e, root, nodes, parameters(e), tuple(planner.notes), shapes)

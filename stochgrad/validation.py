@@ -10,16 +10,23 @@ as Python does for a misspelt keyword.  The rules:
   numbers: integers become floats, but a bool, a string (``"1.5"`` is not read as a number), a
   complex number (its imaginary part would be dropped), ``None`` and object arrays are refused.
   A framework tensor is detached and copied to the host first (``estimate`` makes its own leaves);
-* ``batch_axes`` is at most the logical rank of every random node (a plate axis must exist).
+* ``batch_axes`` is at most the logical rank of every random node (a plate axis must exist);
+* backend options come as one explicit ``backend_options`` mapping, or inside a backend object
+  (:func:`resolve_backend`); any keyword that neither the function nor the backend names is a
+  :class:`KeywordError` with a did-you-mean.  A backend option given as a bare keyword
+  (``dtype="float32"``, the form before ``backend_options``) still works, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names
 from .errors import ValidationError, did_you_mean
 
 
@@ -119,6 +126,44 @@ def check_options(caller: str, options: Mapping[str, Any], accepted: Sequence[st
             listed = ", ".join(accepted) if accepted else "none"
             raise KeywordError(f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options for"
                             f" {backend} are: {listed}")
+
+
+def backend_name(backend: str | Backend | None) -> str:
+    """The backend's name, for messages (``backend=None`` is the default one)."""
+    if isinstance(backend, Backend):
+        return f"a backend instance ({backend.name})"
+    return str(backend or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
+
+
+def resolve_backend(caller: str, backend: str | Backend | None, backend_options: Mapping[str, Any] | None,
+                    extra: Mapping[str, Any], own: Sequence[str]) -> Backend:
+    """The backend ``caller`` runs on: ``backend`` (a name, an instance, or ``None`` for the default)
+    configured by the explicit ``backend_options`` mapping (``{"dtype": "float32"}``).
+
+    ``extra`` holds the keywords ``caller`` did not recognise.  One that the backend accepts
+    (``dtype="float32"`` for torch) still works, with a ``DeprecationWarning``; any other is a
+    :class:`KeywordError` (a ``TypeError``) with a did-you-mean among ``own`` (the caller's
+    keywords) and the backend's options.  Options for a backend instance (already configured) are
+    refused, as are options given twice."""
+    options = dict(check_mapping({} if backend_options is None else backend_options, "backend_options"))
+    if extra:
+        accepted = option_names(backend)
+        for key in extra:
+            if accepted is not None and key not in accepted:
+                hint = did_you_mean(key, [*own, *accepted])
+                listed = ", ".join(accepted) if accepted else "none"
+                raise KeywordError(f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options"
+                                   f" for {backend_name(backend)} are: {listed} (given as backend_options={{...}});"
+                                   f" {caller}'s own keywords are: {', '.join(own)}")
+            if key in options:
+                raise KeywordError(f"{caller}() got backend option {key!r} twice: as a keyword and in backend_options")
+        shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
+        warnings.warn(f"{caller}(): backend options as bare keywords ({shown}) are deprecated; pass"
+                      f" backend_options={dict(extra)!r}", DeprecationWarning, stacklevel=3)
+        options.update(extra)
+    if options:
+        check_options(caller, options, option_names(backend), backend_name(backend), own)
+    return get_backend(backend, **options)
 
 
 def check_batch_axes_fit(batch_axes: int, nodes: Iterable[Any]) -> None:

@@ -27,17 +27,17 @@ import dataclasses
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from .backend import Backend
 from .distributions import joint_states, lookup
 from .estimators import EstimatorSpec, applicable, as_spec
 from .noise import PILOT, derive_seed
 from .planner import Plan, plan
-
-if TYPE_CHECKING:
-    from .backend import Backend
+from .run import Estimate, run_estimate
+from .validation import check_batch_axes_fit
 
 #: a pilot's winner must be this many times cheaper than the static choice to replace it
 MARGIN = 2.0
@@ -97,13 +97,17 @@ _KEEP = 64
 
 
 def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *, B: Backend,
-                      seed: int, budget: int, batch_axes: int = 0) -> Plan:
+                      seed: int, enumerate_budget: int, batch_axes: int = 0) -> Plan:
     """The plan ``policy="min_variance"`` runs for these parameter values (numpy arrays, checked) and
-    seed: pilots on the backend ``B`` with the derived seed, then the static plan with the winners."""
-    from .api import estimate
-
+    seed: pilots on the backend ``B`` with the derived seed, then the static plan with the winners.
+    It runs when the plan is made (``sg.plan`` with values, which ``sg.estimate`` calls), never when
+    a plan runs.  Each pilot plans its candidate overrides statically and runs that plan with
+    :func:`stochgrad.run.run_estimate` (as ``Plan.estimate`` does); nothing here calls
+    :func:`stochgrad.estimate`."""
+    budget = enumerate_budget
     shapes = {k: v.shape for k, v in values.items()}
-    base = plan(e, estimators, shapes=shapes, budget=budget, capabilities=B.capabilities)
+    caps = B.capabilities
+    base = plan(e, estimators, shapes=shapes, enumerate_budget=budget, capabilities=caps)
     user = {k: as_spec(v, k) for k, v in (estimators or {}).items()}
     key = (e, tuple((k, v.shape, v.tobytes()) for k, v in sorted(values.items())), tuple(sorted(user.items())),
            B, seed, budget, batch_axes)
@@ -112,12 +116,13 @@ def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapp
         return _OUTCOMES[key]
     pilot_seed = derive_seed(seed, PILOT)
 
-    def run(overrides: Mapping[str, Any], m: int) -> Any:
-        return estimate(e, values, n=m, backend=B, seed=pilot_seed, estimators=overrides, enumerate_budget=budget,
-                        batch_axes=batch_axes)
+    def run(overrides: Mapping[str, Any], m: int) -> Estimate:
+        candidate = plan(e, overrides, shapes=shapes, enumerate_budget=budget, capabilities=caps)
+        check_batch_axes_fit(batch_axes, candidate.nodes)
+        return run_estimate(candidate, values, B, n=m, seed=pilot_seed, batch_axes=batch_axes)
 
     chosen, reasons = pilot(base, run, user)
-    out = explain(plan(e, chosen, shapes=shapes, budget=budget, capabilities=B.capabilities), reasons)
+    out = explain(plan(e, chosen, shapes=shapes, enumerate_budget=budget, capabilities=caps), reasons)
     _OUTCOMES[key] = out
     if len(_OUTCOMES) > _KEEP:
         _OUTCOMES.popitem(last=False)

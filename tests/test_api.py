@@ -188,7 +188,7 @@ def test_default_backend_from_environment(monkeypatch):
 
 def test_torch_dtype_and_device_options():
     r = sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=20_000, backend="torch", seed=0,
-                    dtype="float32", device="cpu")
+                    backend_options={"dtype": "float32", "device": "cpu"})
     assert abs(r.grad["mu"] - 2.0) < 6 * r.stderr["mu"]
 
 
@@ -201,7 +201,7 @@ def test_torch_device_errors_name_the_device():
         cases.append(("cuda", r"device 'cuda': this torch \(.*\) sees no CUDA device"))
     for device, message in cases:
         with pytest.raises(sg.BackendError, match=message):
-            sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, backend="torch", device=device)
+            sg.estimate(NORMAL_SQ, {"mu": 1.0, "sigma": 1.0}, n=10, backend="torch", backend_options={"device": device})
 
 
 def test_backends_implement_every_primitive():

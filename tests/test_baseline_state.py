@@ -41,11 +41,11 @@ def test_same_seed_estimates_are_identical_with_one_ema_spec(backend, options):
     """Old defect: the second call started from the state the first left in the spec."""
     estimators = {"b": sg.Score(baseline=sg.MovingAverage(0.7))}
     run = [sg.estimate(TEXT, {"p": 0.3}, n=2 * BLOCK + 100, backend=backend, seed=4, estimators=estimators,
-                       chunk_size=BLOCK, **options) for _ in range(2)]
+                       chunk_size=BLOCK, backend_options=options) for _ in range(2)]
     assert run[0].grad == run[1].grad and run[0].value == run[1].value and run[0].stderr == run[1].stderr
     # the baseline does enter (chunks 2 and 3 use it): the result differs from no baseline
     none = sg.estimate(TEXT, {"p": 0.3}, n=2 * BLOCK + 100, backend=backend, seed=4, chunk_size=BLOCK,
-                       estimators={"b": "score:baseline=none"}, **options)
+                       estimators={"b": "score:baseline=none"}, backend_options=options)
     assert none.grad["p"] != run[0].grad["p"] and none.stderr["p"] > 1.2 * run[0].stderr["p"]
 
 
@@ -53,8 +53,8 @@ def test_same_seed_estimates_are_identical_with_one_ema_spec(backend, options):
 def test_objectives_from_one_spec_are_independent(backend, options):
     """Old defect: two objectives compiled from one spec shared (and advanced) one baseline."""
     estimators = {"b": "score:baseline=ema"}
-    f = sg.compile(TEXT, n=16, backend=backend, seed=9, estimators=estimators, **options)
-    g = sg.compile(TEXT, n=16, backend=backend, seed=9, estimators=estimators, **options)
+    f = sg.compile(TEXT, n=16, backend=backend, seed=9, estimators=estimators, backend_options=options)
+    g = sg.compile(TEXT, n=16, backend=backend, seed=9, estimators=estimators, backend_options=options)
     first = [_value_and_grad(f, backend, options) for _ in range(3)]
     second = [_value_and_grad(g, backend, options) for _ in range(3)]
     assert first == second  # g starts fresh, whatever f did
@@ -66,8 +66,8 @@ def test_objectives_from_one_spec_are_independent(backend, options):
 def test_objective_state_advances_as_documented(backend, options):
     decay = 0.6
     f = sg.compile(TEXT, n=16, backend=backend, seed=3, estimators={"b": sg.Score(baseline=sg.MovingAverage(decay))},
-                   **options)
-    plain = sg.compile(TEXT, n=16, backend=backend, seed=3, estimators={"b": "score:baseline=none"}, **options)
+                   backend_options=options)
+    plain = sg.compile(TEXT, n=16, backend=backend, seed=3, estimators={"b": "score:baseline=none"}, backend_options=options)
     assert len(f.baseline_state) == 0
     expected = None
     for t in range(4):
@@ -99,7 +99,7 @@ def test_state_of_another_shape_is_an_error_not_a_broadcast():
 @pytest.mark.parametrize("backend, options", CONFIGS)
 def test_ema_baseline_gradient_is_unbiased_in_estimate(backend, options):
     r = sg.estimate(TEXT, {"p": 0.3}, n=6 * BLOCK, backend=backend, seed=21, chunk_size=BLOCK,
-                    estimators={"b": "score:baseline=ema"}, **options)
+                    estimators={"b": "score:baseline=ema"}, backend_options=options)
     assert_estimate(r, grad={"p": EXACT})
 
 
@@ -107,12 +107,12 @@ def test_ema_baseline_gradient_is_unbiased_in_estimate(backend, options):
 def test_ema_baseline_gradient_is_unbiased_across_objective_calls(backend, options):
     """Calls of n = 8 with the baseline from earlier calls: the mean gradient over calls is
     the exact one, within 5 standard errors of that mean (calls are independent given the state)."""
-    f = sg.compile(TEXT, n=8, backend=backend, seed=13, estimators={"b": "score:baseline=ema"}, **options)
+    f = sg.compile(TEXT, n=8, backend=backend, seed=13, estimators={"b": "score:baseline=ema"}, backend_options=options)
     grads = np.array([_value_and_grad(f, backend, options)[1] for _ in range(600)])
     se = grads.std(ddof=1) / math.sqrt(len(grads))
     assert abs(grads.mean() - EXACT) < 5 * se
     # and the baseline matters: with the constant 3 in the cost, no baseline is far noisier
-    g = sg.compile(TEXT, n=8, backend=backend, seed=13, estimators={"b": "score:baseline=none"}, **options)
+    g = sg.compile(TEXT, n=8, backend=backend, seed=13, estimators={"b": "score:baseline=none"}, backend_options=options)
     plain = np.array([_value_and_grad(g, backend, options)[1] for _ in range(100)])
     assert plain.std() > 5 * grads[100:].std()
 

@@ -77,7 +77,7 @@ def test_device_and_dtype_reach_the_backend(capsys):
         assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "--backend", "torch", "--device", "cuda"]) == 2
         assert "device 'cuda': this torch" in capsys.readouterr().err
     assert main(["compare", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", "1000", "--device", "cpu"]) == 2
-    assert ("estimate() got an unexpected keyword argument 'device'; backend options for autograd are: dtype"
+    assert ("compare() got an unexpected keyword argument 'device'; backend options for autograd are: dtype"
             in capsys.readouterr().err)
 
 

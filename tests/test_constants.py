@@ -124,7 +124,7 @@ def test_the_issues_constant_cases(backend, text, expected):
 def test_constants_in_float32():
     """In float32 (torch) a constant computed in float64 is rounded once; 1/0 is still inf, with a warning."""
     pytest.importorskip("torch")
-    r, caught = _estimate("E[mu + 1 / 3, z ~ Normal(mu, 1)]", "torch", dtype="float32")
+    r, caught = _estimate("E[mu + 1 / 3, z ~ Normal(mu, 1)]", "torch", backend_options={"dtype": "float32"})
     assert r.value == pytest.approx(0.5 + 1 / 3, rel=1e-6) and not caught
-    r, caught = _estimate("E[mu + 1 / 0, z ~ Normal(mu, 1)]", "torch", dtype="float32")
+    r, caught = _estimate("E[mu + 1 / 0, z ~ Normal(mu, 1)]", "torch", backend_options={"dtype": "float32"})
     assert r.value == np.inf and caught and "`1 / 0` is +inf" in str(caught[0].message)

@@ -45,7 +45,7 @@ def _poly_text(c, var="y"):
 @settings(max_examples=15)
 @given(p=boundary_or_inside, c=costs)
 def test_bernoulli_enumeration_is_the_polynomial(backend, options, p, c):
-    r = sg.estimate(f"E[{_poly_text(c)}, y ~ Bernoulli(p)]", {"p": p}, n=4, backend=backend, seed=0, **options)
+    r = sg.estimate(f"E[{_poly_text(c)}, y ~ Bernoulli(p)]", {"p": p}, n=4, backend=backend, seed=0, backend_options=options)
     assert r.plan.node("y").estimator == "enumerate"
     f0, f1 = _poly(c, 0.0), _poly(c, 1.0)
     assert r.value == pytest.approx((1 - p) * f0 + p * f1, **_tol(options))
@@ -58,7 +58,7 @@ def test_bernoulli_enumeration_is_the_polynomial(backend, options, p, c):
 @given(logit=st.floats(-30, 30), c=costs)
 def test_bernoulli_logits_enumeration(backend, options, logit, c):
     r = sg.estimate(f"E[{_poly_text(c)}, y ~ Bernoulli(logits=l)]", {"l": logit}, n=4, backend=backend, seed=0,
-                    **options)
+                    backend_options=options)
     p = 1 / (1 + math.exp(-logit))
     f0, f1 = _poly(c, 0.0), _poly(c, 1.0)
     assert r.value == pytest.approx((1 - p) * f0 + p * f1, **_tol(options))
@@ -80,7 +80,7 @@ def simplex_with_zeros(draw, k_min=2, k_max=5):
 def test_categorical_enumeration_is_the_polynomial(backend, options, p, data):
     c = np.array(data.draw(st.lists(st.floats(-3, 3), min_size=len(p), max_size=len(p))))
     r = sg.estimate("E[sum(y * c), y ~ Categorical(probs=p)]", {"p": p, "c": c}, n=4, backend=backend, seed=0,
-                    wrt=["p"], **options)
+                    wrt=["p"], backend_options=options)
     assert r.plan.node("y").estimator == "enumerate"
     s = p.sum()  # probs are normalized over the last axis: q = p / sum(p)
     assert r.value == pytest.approx(float(p @ c / s), **_tol(options))
@@ -89,7 +89,7 @@ def test_categorical_enumeration_is_the_polynomial(backend, options, p, data):
     logits = np.log(np.maximum(p, 1e-3))
     q = np.exp(logits) / np.exp(logits).sum()
     r = sg.estimate("E[sum(y * c), y ~ Categorical(logits=l)]", {"l": logits, "c": c}, n=4, backend=backend,
-                    seed=0, wrt=["l"], **options)
+                    seed=0, wrt=["l"], backend_options=options)
     np.testing.assert_allclose(r.grad["l"], q * (c - q @ c), rtol=_tol(options)["rel"], atol=10 * _tol(options)["abs"])
 
 
@@ -97,7 +97,7 @@ def test_categorical_enumeration_is_the_polynomial(backend, options, p, data):
 @settings(max_examples=15)
 @given(n=st.integers(0, 7), p=boundary_or_inside, c=costs)
 def test_binomial_enumeration_is_the_polynomial(backend, options, n, p, c):
-    r = sg.estimate(f"E[{_poly_text(c)}, y ~ Binomial({n}, p)]", {"p": p}, n=4, backend=backend, seed=0, **options)
+    r = sg.estimate(f"E[{_poly_text(c)}, y ~ Binomial({n}, p)]", {"p": p}, n=4, backend=backend, seed=0, backend_options=options)
     assert r.plan.node("y").estimator == "enumerate"
     k = np.arange(n + 1)
     f = _poly(c, k.astype(float))
@@ -146,7 +146,7 @@ def test_every_estimator_is_finite_at_the_boundary(backend, options, text, param
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", sg.BiasWarning)
-            r = sg.estimate(text, params, n=256, backend=backend, seed=0, estimators={"y": est}, wrt=wrt, **options)
+            r = sg.estimate(text, params, n=256, backend=backend, seed=0, estimators={"y": est}, wrt=wrt, backend_options=options)
         assert np.isfinite(r.value), (est, r.value)
         for k in wrt:
             assert np.all(np.isfinite(r.grad[k])) and np.all(np.isfinite(r.stderr[k])), (est, k, r.grad, r.stderr)

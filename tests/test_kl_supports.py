@@ -106,7 +106,7 @@ def test_categorical_kl_matches_scipy_entropy(backend, options, data, k, m):
     p = np.stack([data.draw(simplex_with_zeros(k)) for _ in range(m)])
     q = np.stack([data.draw(simplex_with_zeros(k)) for _ in range(m)])
     r = sg.estimate("KL(Categorical(probs=p) || Categorical(probs=q))", {"p": p, "q": q}, n=2, backend=backend,
-                    seed=0, **options)
+                    seed=0, backend_options=options)
     _check(r.value, [stats.entropy(a, b) for a, b in zip(_as_given(p, options), _as_given(q, options))], options)
     finite = np.all(np.isfinite(np.atleast_1d(r.value)))
     assert not finite or all(np.all(np.isfinite(g)) for g in r.grad.values())
@@ -114,7 +114,7 @@ def test_categorical_kl_matches_scipy_entropy(backend, options, data, k, m):
     logits = np.log(np.maximum(p, 0.05))
     pl = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     r = sg.estimate("KL(Categorical(logits=l) || Categorical(probs=q))", {"l": logits, "q": q}, n=2,
-                    backend=backend, seed=0, **options)
+                    backend=backend, seed=0, backend_options=options)
     _check(r.value, [stats.entropy(a, b) for a, b in zip(pl, _as_given(q, options))], options)
 
 
@@ -126,7 +126,7 @@ def test_bernoulli_kl_matches_scipy_entropy(backend, options, p, data):
     q = data.draw(st.lists(unit, min_size=len(p),
                            max_size=len(p)))
     p, q = np.array(p), np.array(q)
-    r = sg.estimate("KL(Bernoulli(p) || Bernoulli(q))", {"p": p, "q": q}, n=2, backend=backend, seed=0, **options)
+    r = sg.estimate("KL(Bernoulli(p) || Bernoulli(q))", {"p": p, "q": q}, n=2, backend=backend, seed=0, backend_options=options)
     pg, qg = _as_given(p, options), _as_given(q, options)
     _check(r.value, [stats.entropy([a, 1 - a], [b, 1 - b]) for a, b in zip(pg, qg)], options)
 

@@ -20,7 +20,7 @@ DTYPES = ["float32", "float64"]
 
 
 def _kl(text, params, backend, dtype="float64", n=4000, seed=0):
-    return sg.estimate(text, params, n=n, seed=seed, backend=backend, dtype=dtype)
+    return sg.estimate(text, params, n=n, seed=seed, backend=backend, backend_options={"dtype": dtype})
 
 
 def _no_nan_gradient(r, wrt=None):

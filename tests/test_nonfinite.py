@@ -41,7 +41,7 @@ def test_nan_from_the_users_body_is_reported_with_its_term(backend, dtype):
     if backend == "autograd" and dtype == "float32":
         pytest.skip("autograd computes in float64")
     options = {"dtype": dtype} if backend == "torch" else {}
-    r, caught, _ = run("E[log(z) + mu, z ~ Normal(mu, 1)]", {"mu": 0.0}, n=200, seed=1, backend=backend, **options)
+    r, caught, _ = run("E[log(z) + mu, z ~ Normal(mu, 1)]", {"mu": 0.0}, n=200, seed=1, backend=backend, backend_options=options)
     assert np.isnan(r.value)
     assert r.nonfinite["value"] == 1 and "value_stderr" in r.nonfinite
     (text,) = messages(caught, sg.NonFiniteWarning)
@@ -68,7 +68,7 @@ def test_array_results_count_their_non_finite_entries(backend):
 def test_float32_overflow_is_reported_where_float64_is_finite():
     pytest.importorskip("torch")
     text, params = "E[exp(100 * z), z ~ Normal(mu, 1)]", {"mu": 0.0}
-    r32, caught32, _ = run(text, params, n=1000, seed=0, backend="torch", dtype="float32")
+    r32, caught32, _ = run(text, params, n=1000, seed=0, backend="torch", backend_options={"dtype": "float32"})
     r64, caught64, _ = run(text, params, n=1000, seed=0, backend="torch")
     assert r32.value == np.inf and messages(caught32, sg.NonFiniteWarning)
     assert np.isfinite(r64.value) and not messages(caught64, sg.NonFiniteWarning)

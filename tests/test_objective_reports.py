@@ -33,7 +33,7 @@ def _call(f, backend, dtype, **values):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_nan_objective_warns_naming_the_subexpression(backend, dtype):
-    f = sg.compile("E[log(z), z ~ Normal(mu, 1)]", backend=backend, n=64, seed=0, dtype=dtype)
+    f = sg.compile("E[log(z), z ~ Normal(mu, 1)]", backend=backend, n=64, seed=0, backend_options={"dtype": dtype})
     with pytest.warns(sg.NonFiniteWarning) as record:
         out = _call(f, backend, dtype, mu=0.0)  # about half of the samples are negative: log is NaN
     assert math.isnan(float(out))
@@ -44,7 +44,7 @@ def test_nan_objective_warns_naming_the_subexpression(backend, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_infinite_objective_warns(backend, dtype):
-    f = sg.compile("E[exp(z), z ~ Normal(mu, 1)]", backend=backend, n=16, seed=0, dtype=dtype)
+    f = sg.compile("E[exp(z), z ~ Normal(mu, 1)]", backend=backend, n=16, seed=0, backend_options={"dtype": dtype})
     with pytest.warns(sg.NonFiniteWarning, match=r"the objective's value is inf .*`exp\(z\)` is \+inf"):
         out = _call(f, backend, dtype, mu=1000.0)
     assert float(out) == math.inf
@@ -95,7 +95,7 @@ MODELS = [
        backend=st.sampled_from(["autograd", "torch"]), dtype=st.sampled_from(DTYPES))
 def test_finite_objectives_never_warn(model, mu, sigma, backend, dtype):
     text, estimators = model
-    f = sg.compile(text, backend=backend, n=8, seed=3, dtype=dtype, estimators=estimators)
+    f = sg.compile(text, backend=backend, n=8, seed=3, backend_options={"dtype": dtype}, estimators=estimators)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = _call(f, backend, dtype, mu=mu, sigma=sigma)

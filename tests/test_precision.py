@@ -114,7 +114,7 @@ def test_score_gradient_at_a_scale_of_a_few_ulps_of_loc(family, backend, dtype, 
     if family == "Weibull":
         c = 1.0 / (ulps * float(np.spacing(np.array(1.0, dtype=dtype))))
         r = sg.estimate("E[c0 * log(z), z ~ Weibull(lam, c)]", {"lam": 1.0, "c": c, "c0": c}, n=n,
-                        backend=backend, dtype=dtype, seed=17, estimators={"z": "score"})
+                        backend=backend, backend_options={"dtype": dtype}, seed=17, estimators={"z": "score"})
         exact = {"lam": c, "c": float(np.euler_gamma) / c}
     else:
         locs, mean, (lo, hi) = LOCATION_SCALE[family]
@@ -122,7 +122,7 @@ def test_score_gradient_at_a_scale_of_a_few_ulps_of_loc(family, backend, dtype, 
         scale = (lo + (hi - lo) * k) * float(np.spacing(np.array(loc, dtype=dtype)))
         x = "log(z)" if family == "LogNormal" else "z"
         r = sg.estimate(f"E[({x} - c) / w, z ~ {family}(m, s)]", {"m": loc, "s": scale, "c": loc, "w": scale},
-                        n=n, backend=backend, dtype=dtype, seed=17, estimators={"z": "score"})
+                        n=n, backend=backend, backend_options={"dtype": dtype}, seed=17, estimators={"z": "score"})
         exact = {"m": 1.0 / scale, "s": mean / scale}
     for name, want in exact.items():
         assert_within_stderr(r.grad[name], want, r.stderr[name], alpha=1e-7, comparisons=2, name=f"{family} d/d{name}")
@@ -132,5 +132,5 @@ def test_float32_normal_at_a_scale_of_one_ulp(backend):
     """The issue's case at a scale the float32 sample still resolves: E[z**2] at mu = 1, s = 1e-7
     (d/dmu = 2 mu, d/ds = 2 s by hand); the old score was 15 standard errors off in d/dmu."""
     r = sg.estimate("E[z**2, z ~ Normal(mu, s)]", {"mu": 1.0, "s": 1e-7}, n=100_000, backend=backend,
-                    dtype="float32", seed=0, estimators={"z": "score"})
+                    backend_options={"dtype": "float32"}, seed=0, estimators={"z": "score"})
     assert_within_stderr([r.grad["mu"], r.grad["s"]], [2.0, 2e-7], [r.stderr["mu"], r.stderr["s"]], alpha=1e-7)

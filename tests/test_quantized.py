@@ -26,7 +26,7 @@ CASES = [("torch", "float32"), ("torch", "float64"), ("autograd", "float32"), ("
 
 def _estimate(family, loc, scale, backend, dtype, n=64, estimators=None):
     return sg.estimate(f"E[z, z ~ {family}(mu, s)]", {"mu": loc, "s": scale}, n=n, seed=0, backend=backend,
-                       dtype=dtype, estimators=estimators)
+                       backend_options={"dtype": dtype}, estimators=estimators)
 
 
 @pytest.mark.parametrize("backend,dtype", CASES)
@@ -44,14 +44,14 @@ def test_scale_below_an_ulp_of_loc_warns(family, backend, dtype):
 def test_arrays_name_the_entries():
     with pytest.warns(sg.PrecisionWarning, match=r"in 1 of 3 entries, e\.g\. scale=1e-09, loc=2\.0"):
         sg.estimate("E[sum(z), z ~ Normal(mu, s)]", {"mu": [1.0, 2.0, 3.0], "s": [1e-2, 1e-9, 1e-2]}, n=8, seed=0,
-                    backend="autograd", dtype="float32")
+                    backend="autograd", backend_options={"dtype": "float32"})
 
 
 def test_a_computed_scale_and_a_compiled_objective_warn():
-    f = sg.compile("E[z**2, z ~ Normal(mu, exp(s))]", backend="torch", n=16, dtype="float32", seed=0)
+    f = sg.compile("E[z**2, z ~ Normal(mu, exp(s))]", backend="torch", n=16, backend_options={"dtype": "float32"}, seed=0)
     with pytest.warns(sg.PrecisionWarning, match=r"z ~ Normal\(mu, exp\(s\)\).*float32"):
         f(mu=torch.tensor(1.0), s=torch.tensor(-20.0))
-    quiet = sg.compile("E[z**2, z ~ Normal(mu, exp(s))]", backend="torch", n=16, dtype="float32", seed=0,
+    quiet = sg.compile("E[z**2, z ~ Normal(mu, exp(s))]", backend="torch", n=16, backend_options={"dtype": "float32"}, seed=0,
                        validate=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", sg.PrecisionWarning)
@@ -61,14 +61,14 @@ def test_a_computed_scale_and_a_compiled_objective_warn():
 def test_why_score_function_estimates_are_untrustworthy_and_pathwise_ones_are_not():
     text, params = "E[z**2, z ~ Normal(mu, s)]", {"mu": 1.0, "s": 1e-8}
     with pytest.warns(sg.PrecisionWarning):
-        score = sg.estimate(text, params, n=10_000, seed=1, backend="torch", dtype="float32", estimators={"z": "score"})
+        score = sg.estimate(text, params, n=10_000, seed=1, backend="torch", backend_options={"dtype": "float32"}, estimators={"z": "score"})
     assert abs(score.grad["mu"] - 2.0) > 6 * score.stderr["mu"]  # the truth is 2 mu = 2
     with pytest.warns(sg.PrecisionWarning):
-        path = sg.estimate(text, params, n=10_000, seed=1, backend="torch", dtype="float32")
+        path = sg.estimate(text, params, n=10_000, seed=1, backend="torch", backend_options={"dtype": "float32"})
     assert_within_stderr(path.grad["mu"], 2.0, path.stderr["mu"], atol=1e-6, name="pathwise d/dmu")
     with warnings.catch_warnings():  # float64 holds the scale: no warning, and the score function is right
         warnings.simplefilter("error", sg.PrecisionWarning)
-        sg.estimate(text, params, n=8, seed=1, backend="torch", dtype="float64", estimators={"z": "score"})
+        sg.estimate(text, params, n=8, seed=1, backend="torch", backend_options={"dtype": "float64"}, estimators={"z": "score"})
 
 
 def test_kl_terms_and_closed_forms_do_not_warn():
@@ -76,7 +76,7 @@ def test_kl_terms_and_closed_forms_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error", sg.PrecisionWarning)
         r = sg.estimate("KL(Normal(mu, s) || Normal(0, 1))", {"mu": 1.0, "s": 1e-9}, n=4, seed=0,
-                        backend="torch", dtype="float32")
+                        backend="torch", backend_options={"dtype": "float32"})
     assert math.isfinite(r.value)
 
 

@@ -77,7 +77,7 @@ def test_deterministic_chain_evaluates_in_order(case):
     exact = fold([VALUES[x] for x in operands], ops)  # Python floats, the same left-to-right order
     params = {x: VALUES[x] for x in operands}
     for backend, opts in (("autograd", {}), ("torch", {"dtype": "float32"})):
-        r = sg.estimate(chain_text(operands, ops), params, n=2, seed=0, backend=backend, **opts)
+        r = sg.estimate(chain_text(operands, ops), params, n=2, seed=0, backend=backend, backend_options=opts)
         tol = 1e-3 if opts else 1e-12  # float32: cancellation in a - b can cost digits
         assert r.value == pytest.approx(exact, rel=tol, abs=tol)
 
@@ -113,7 +113,7 @@ def test_long_product_estimates(backend, k, dtype):
     mu, z = sg.symbols("mu z")
     body = functools.reduce(operator.mul, [z] * k)
     opts = {"dtype": dtype} if backend == "torch" else {}
-    r = sg.estimate(sg.E(body, z=sg.Normal(mu, s)), {"mu": 1.0}, n=256, seed=2, backend=backend, **opts)
+    r = sg.estimate(sg.E(body, z=sg.Normal(mu, s)), {"mu": 1.0}, n=256, seed=2, backend=backend, backend_options=opts)
     assert_estimate(r, value=_normal_moment(k, 1.0, s), grad={"mu": k * _normal_moment(k - 1, 1.0, s)})
 
 

@@ -25,7 +25,7 @@ def _param(backend, options, x=0.0):
 
 
 def _calls(seed, backend, options, k, n=32):
-    f = sg.compile(VALUE, n=n, backend=backend, seed=seed, **options)
+    f = sg.compile(VALUE, n=n, backend=backend, seed=seed, backend_options=options)
     values = [f(mu=_param(backend, options)) for _ in range(k)]
     return [float(v.detach()) if backend == "torch" else float(v) for v in values]
 
@@ -48,7 +48,7 @@ def test_neighbouring_seeds_share_no_calls_noise(backend, options, seed):
 def test_big_seeds_are_folded_in_full(backend, options, seed):
     """Old defect: seeds were reduced mod 2**64, so s and 2**64 + s gave the same numbers."""
     def run(s):
-        r = sg.estimate(VALUE, {"mu": 0.5}, n=200, backend=backend, seed=s, **options)
+        r = sg.estimate(VALUE, {"mu": 0.5}, n=200, backend=backend, seed=s, backend_options=options)
         return r.value, r.grad["mu"], r.seed
 
     same = run(seed)

@@ -98,7 +98,7 @@ def test_float32_module_under_float64_says_dtype_float32():
                     backend="torch", seed=0)
     # with dtype="float32" throughout it runs: E[(w z + b)^2] = (w mu + b)^2 + w^2, d/dmu = 2 w (w mu + b)
     w, b = layer.weight.item(), layer.bias.item()
-    r = sg.estimate(e, {"mu": 0.5}, n=20_000, backend="torch", seed=1, dtype="float32")
+    r = sg.estimate(e, {"mu": 0.5}, n=20_000, backend="torch", seed=1, backend_options={"dtype": "float32"})
     assert_estimate(r, value=(w * 0.5 + b) ** 2 + w**2, grad={"mu": 2 * w * (w * 0.5 + b)})
 
 
@@ -110,7 +110,7 @@ def test_right_outputs_pass_and_give_the_closed_form(backend, dtype):
     else:
         f, g = (lambda z: anp.square(z)), (lambda m: 3.0 * m)
     e = sg.parse("E[f(z) + g(mu), z ~ Normal(mu, 1)]", functions={"f": f, "g": g})
-    r = sg.estimate(e, {"mu": 0.4}, n=20_000, backend=backend, seed=2, dtype=dtype)
+    r = sg.estimate(e, {"mu": 0.4}, n=20_000, backend=backend, seed=2, backend_options={"dtype": dtype})
     assert_estimate(r, value=0.16 + 1 + 1.2, grad={"mu": 0.8 + 3.0})
 
 

@@ -85,7 +85,7 @@ def test_a_misspelt_keyword_is_a_type_error_with_did_you_mean(caller):
 @pytest.mark.parametrize("dtype", ["int64", "foo", 3, "complex128", "float16x"])
 def test_dtype_option_must_name_a_float_type(backend, dtype):
     with pytest.raises(sg.ValidationError, match=rf"{backend} backend option dtype={re.escape(repr(dtype))}: the dtype must be"):
-        sg.estimate(TEXT, {"mu": 0.5}, n=10, seed=0, backend=backend, dtype=dtype)
+        sg.estimate(TEXT, {"mu": 0.5}, n=10, seed=0, backend=backend, backend_options={"dtype": dtype})
 
 
 # -- parameter values ----------------------------------------------------------------------------------------
@@ -159,8 +159,8 @@ def test_compiled_torch_converts_numbers_to_constants(dtype, given):
              "float": None}[given]
     if given in ("int", "float"):
         base, value = base[:1].reshape(()), (1 if given == "int" else 1.0)
-    f = sg.compile(TEXT, n=50, seed=3, backend="torch", dtype=dtype)
-    g = sg.compile(TEXT, n=50, seed=3, backend="torch", dtype=dtype)
+    f = sg.compile(TEXT, n=50, seed=3, backend="torch", backend_options={"dtype": dtype})
+    g = sg.compile(TEXT, n=50, seed=3, backend="torch", backend_options={"dtype": dtype})
     out = f(mu=value)
     assert out.dtype == getattr(torch, dtype) and not out.requires_grad
     assert torch.equal(out, g(mu=base))
