@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendError, did_you_mean
-
-Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
+from .types import Array
 
 #: elementwise primitives a backend must supply in :attr:`Backend.fn`
 PRIMITIVES = frozenset(
