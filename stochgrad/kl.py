@@ -38,11 +38,11 @@ from . import ir
 from .distributions import lookup, static_params
 from .errors import PlanError
 from .supports import kl_verdict
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 
 
@@ -133,7 +133,9 @@ def kl_value(B: Backend, e: ir.KL, p: P, q: P) -> Array:
     """``KL(p || q)`` of aligned native parameters: the closed form, or ``+inf`` (of the batch
     shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
     here too (the plan may not have known the shapes)."""
-    shape = (lambda x: B.shape(x)[1:])
+    def shape(x: Array) -> tuple[int, ...]:
+        return B.shape(x)[1:]
+
     pv, qv = next(iter(p.values())), next(iter(q.values()))
     if verdict(e, shape(pv), shape(qv)) == "finite":
         return KL_FORMULAS[(e.p.name, e.q.name)](B, p, q)

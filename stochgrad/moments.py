@@ -14,6 +14,7 @@ from deviations about the mean (see :func:`accumulate`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ def accumulate(B: Backend, items: list[tuple[Moments, Any, float]], count: int, 
             small.append((m, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
         else:
             s1, s2 = B.sample_sums(x)
-            mean, m2 = mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
+            mean, m2 = mean_m2(s1, s2, functools.partial(B.to_numpy, x), count)
             m.update(count, scale * mean, scale * scale * m2)
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
                 head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
