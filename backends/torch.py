@@ -63,7 +63,7 @@ def _dtype(dtype: Any) -> torch.dtype:
     if out not in _FLOATS.values():
         raise ValidationError(f"torch backend option dtype={dtype!r}: the dtype must be a floating torch dtype or"
                               f" its name ({', '.join(repr(k) for k in _FLOATS)}); default 'float64'")
-    return out
+    return out  # type: ignore[return-value]  # checked against _FLOATS above
 
 
 def _on(device: torch.device) -> Callable[[torch.Tensor], bool]:
@@ -262,7 +262,7 @@ class TorchBackend(Backend):
     def implicit_gamma(self, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
         return _ImplicitGamma.apply(alpha.expand(z.shape), z, refusal)
 
-    def noise_blocks(self, kind: str, generators: Sequence[torch.Generator], counts: Sequence[int],
+    def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int],
                      shape: tuple[int, ...]) -> torch.Tensor:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)

@@ -28,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BackendError, did_you_mean
-
-Array = Any  # a backend-native array (numpy/autograd ndarray, torch.Tensor)
+from .types import Array
 
 #: elementwise primitives a backend must supply in :attr:`Backend.fn`
 PRIMITIVES = frozenset(
@@ -41,7 +40,47 @@ PRIMITIVES = frozenset(
 
 
 class Backend(ABC):
-    """A framework adapter.  Subclasses fill :attr:`fn` and the methods below."""
+    """A framework adapter: the whole of what the core asks of an array framework.
+
+    **Native arrays** (:data:`stochgrad.types.Array`: a ``torch.Tensor``, a numpy/autograd array).
+    The core computes with them directly, relying only on
+
+    * the operators ``+ - * / **`` and unary ``-``, between two native arrays or a native array and a
+      Python float on either side, with numpy's broadcasting rules, giving a native array that
+      :meth:`value_and_grad` differentiates;
+    * basic indexing with integers and slices (``x[:k]``, ``x[:, j]``), as numpy does it.
+
+    Everything else goes through the backend: elementwise functions by name in :attr:`fn`
+    (comparisons give 0.0/1.0, never booleans), shapes from :meth:`shape`, reductions from
+    :meth:`sum`, copies out from :meth:`to_numpy`.
+
+    **The sample axis.**  Every array the core passes a backend or gets back from one has a leading
+    sample axis, of size n (one row per sample) or 1 (the same for every sample, broadcast against
+    n), followed by the value's logical shape.  :meth:`leaf` adds it, :meth:`concat` joins along it,
+    :meth:`sample_sums` reduces it; :meth:`shape`, :meth:`reshape` and :meth:`sum` see all axes, it
+    included.
+
+    **Gradients.**  :meth:`stop_gradient` is the same value treated as a constant.  The estimators are
+    surrogates built from arithmetic and ``stop_gradient`` alone (see the module docstring), so a
+    backend needs its own reverse-mode autodiff (:meth:`value_and_grad`) and no custom backward rules
+    (:meth:`implicit_gamma` aside).
+
+    **Noise.**  :meth:`generator` makes a generator from a 63-bit seed that :mod:`stochgrad.noise`
+    derives from (seed, call, node, block); the core never looks inside it and only hands it back to
+    :meth:`noise` and :meth:`noise_blocks`.  Draws must depend on the generator alone, so that a
+    chunked run sees the noise of the unchunked one; backends drawing with numpy use
+    :class:`stochgrad.noise.NumpyStream` so that every such backend sees the same numbers for a seed.
+
+    **Required**: :attr:`name`, :attr:`fn` (every name of :data:`PRIMITIVES`) and the abstract
+    methods (:meth:`asarray`, :meth:`leaf`, :meth:`to_numpy`, :meth:`stop_gradient`, :meth:`shape`,
+    :meth:`reshape`, :meth:`sum`, :meth:`log_softmax`, :meth:`one_hot_argmax`, :meth:`generator`,
+    :meth:`noise`, :meth:`concat`, :meth:`value_and_grad`).  **Defaulted** (override for speed or
+    stricter checks): :meth:`native_problem`, :meth:`parameter`, :meth:`item`, :meth:`softmax`,
+    :meth:`noise_blocks`, :meth:`sample_sums`.  **Optional**: :meth:`implicit_gamma` (with the
+    ``"implicit_reparam"`` capability) and :meth:`fuse` raise :class:`BackendError` unless
+    implemented; an attribute ``dtype`` (a dtype or its name; float64 without one) sets the float
+    type the precision checks, clips and messages assume.
+    """
 
     name: str = ""
     #: optional abilities the planner may rely on: "implicit_reparam" means :meth:`implicit_gamma`

@@ -53,11 +53,11 @@ from .distributions import (
     register_distribution,
 )
 from .errors import PrecisionWarning
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 _LOG_TINY, _LOG_HUGE = float(np.log(np.finfo(float).tiny)), float(np.log(np.finfo(float).max)) - 1e-9
@@ -80,7 +80,7 @@ def held_standard(B: Backend, t0: Array, loc: Array, scale: Array) -> Array:
 class _LocScale(ABC):
     """``z = loc + scale * t0`` with ``t0`` a standard draw made from base noise of kind :attr:`noise`."""
 
-    params = (Param("loc", real, "location"), Param("scale", positive, "scale"))
+    params: tuple[Param, ...] = (Param("loc", real, "location"), Param("scale", positive, "scale"))
     noise = "uniform"
 
     @abstractmethod
@@ -186,7 +186,7 @@ class Uniform(InverseCDF):
     doc = "Uniform(low, high) with low < high"
     fixed_support = False
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         low, high = np.broadcast_arrays(values["low"], values["high"])
         bad = ~(low < high)
         if np.any(bad):

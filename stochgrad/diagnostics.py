@@ -99,7 +99,8 @@ def indices(tails: list[Tail]) -> list[np.ndarray | None]:
     if not live:
         return [None] * len(tails)
     count = live[0].count
-    kept = np.concatenate([t.top for t in live]) if len(live) > 1 else live[0].top
+    tops = [t.top for t in live if t.top is not None]  # all of them (live is filtered): narrowed for the checker
+    kept = np.concatenate(tops) if len(tops) > 1 else tops[0]
     k = min(count // TAIL_FRACTION, kept.shape[1] - 1)
     largest = np.partition(kept, kept.shape[1] - k - 1, axis=1)[:, -k - 1:]  # the k + 1 largest
     top = -np.sort(-largest, axis=1)
@@ -107,8 +108,8 @@ def indices(tails: list[Tail]) -> list[np.ndarray | None]:
     distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
     alpha[distinct < (k + 1) / 2] = np.inf
     alpha[~np.isfinite(top).all(axis=1)] = np.nan
-    ends = np.cumsum([t.top.shape[0] for t in live])
-    out = {id(t): alpha[end - t.top.shape[0]:end] for t, end in zip(live, ends)}
+    ends = np.cumsum([top.shape[0] for top in tops])
+    out = {id(t): alpha[end - top.shape[0]:end] for t, top, end in zip(live, tops, ends)}
     return [out.get(id(t)) for t in tails]
 
 
@@ -230,7 +231,7 @@ def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], 
             continue
         shape = np.shape(m.mean)
         tails[name] = out(alpha.reshape(shape), name == "value" or scalar[name[6:-2]])
-        heavy |= {label(name, shape, i): float(alpha[i])
+        heavy |= {label(name, shape, int(i)): float(alpha[i])
                   for i in np.flatnonzero(alpha < HEAVY_TAIL_INDEX)}
     return {"nonfinite": nonfinite(fields), "tail_index": tails, "heavy_tails": heavy}
 

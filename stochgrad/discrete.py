@@ -34,11 +34,11 @@ import numpy as np
 
 from .distributions import Constraint, Distribution, Param, Relaxable, Relaxation, real, register_distribution
 from .supports import BINARY, COUNTS, ONE_HOT, Support
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 #: smallest positive normal number by float type; an unknown type gets float16's, the largest
 _TINIES = {name: float(np.finfo(name).tiny) for name in ("float64", "float32", "float16")}
@@ -177,7 +177,7 @@ class Categorical(_Discrete, Relaxable):
     def support(self, static: Mapping[str, float | None]) -> Support:
         return ONE_HOT  # of as many categories as the last axis has (the caller knows the shape)
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         for name, v in values.items():
             if np.ndim(v) and np.shape(v)[-1] == 0:
                 return f"parameter {name!r} has an empty last axis (shape {np.shape(v)}): a Categorical needs at least one category"
@@ -252,7 +252,7 @@ class Binomial(_Discrete):
         n = self._count(static)
         return Support("integer", 0.0, None if n is None else float(n))
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         n = np.asarray(values["total_count"])
         if np.any(n > MAX_COUNT):
             return (f"parameter 'total_count' must be at most 2**53 = {MAX_COUNT:.0f} (the largest count a float holds"
@@ -273,7 +273,7 @@ class Geometric(_Discrete):
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         return "parameter 'probs' must be > 0" if np.any(np.asarray(values["probs"]) <= 0) else None
 
     def support(self, static: Mapping[str, float | None]) -> Support:

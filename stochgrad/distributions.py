@@ -27,11 +27,11 @@ from . import ir
 from .errors import PlanError, StochgradError, did_you_mean
 from .supports import BUILTIN as BUILTIN_SUPPORTS
 from .supports import Support
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 Draw = Callable[[str, tuple[int, ...]], Array]  # draw(kind, logical shape) -> (count, *shape) noise
 
 
@@ -135,21 +135,22 @@ class Distribution(ABC):
         formulas use most cheaply; the lowering converts them once rather than on every call."""
         return dict(values)
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         """A constraint that couples parameters; return a message when violated."""
         return None
 
-    def validate(self, values: Mapping[str, np.ndarray], where: str | Callable[[], str],
+    def validate(self, values: Mapping[str, np.ndarray | float], where: str | Callable[[], str],
                  sources: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None) -> None:
         """Raise a :class:`StochgradError` naming the parameter, constraint and offending value.
 
         ``where`` names the place; ``sources`` maps parameter names to the DSL text that gave them.
         Either may be a function giving it, called only to write an error."""
         for spec in self.params:
-            v = values.get(spec.name)
+            v: Any = values.get(spec.name)  # an array, or a Python float tested without numpy
             if v is None:
                 continue
             test = spec.constraint.scalar if type(v) is float else None
+            ok: bool | np.ndarray
             if test is not None:
                 ok = test(v)
             else:
@@ -235,6 +236,7 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
             raise StochgradError(f"{name} has no parameter {key!r}{did_you_mean(key, known)}; it takes {dist.signature()}")
         if keys.count(key) > 1:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
+    form: tuple[str, ...] | None
     if args:
         form = forms[0]
     else:
@@ -273,8 +275,9 @@ def joint_support(d: Distribution, node: ir.Dist, shape: tuple[int, ...]) -> np.
         return None
     split = len(shape) - d.event_rank
     elem = d.element_support(shape[split:], static_params(node))
+    assert elem is not None, f"{d.name}: a finite support_size needs an element_support"
     m = int(np.prod(shape[:split], dtype=np.int64))
-    index = np.indices((len(elem),) * m).reshape(m, -1).T if m else np.zeros((1, 0), dtype=int)
+    index = np.indices([len(elem)] * m).reshape(m, -1).T if m else np.zeros((1, 0), dtype=int)
     return elem[index].reshape((len(index),) + tuple(shape))
 
 

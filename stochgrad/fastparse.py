@@ -40,12 +40,13 @@ class _Fail(Exception):
 
 def tokenize(text: str) -> list[tuple[str, str, int, int]]:
     """(kind, text, start, end) per token, kind one of NUMBER, NAME, E, KL, OP, END."""
-    out, pos, match = [], 0, _TOKEN.match
+    out: list[tuple[str, str, int, int]] = []
+    pos, match = 0, _TOKEN.match
     while True:
         m = match(text, pos)
         if m is None:
             raise _Fail
-        kind = m.lastgroup
+        kind: str = m.lastgroup  # type: ignore[assignment]  # every alternative of _TOKEN is a named group
         start, end = m.span(kind)
         value = m.group(kind)
         if kind == "NAME" and value in _KEYWORDS:
@@ -145,7 +146,7 @@ class _Parser:
             return ir.Num(number, span=(start, end)), 1, start, end
         if kind == "NAME":
             if self.toks[self.i + 1][1] == "(" and self.toks[self.i + 1][0] == "OP":
-                return self.call(lambda *a: make_call(*a, user=self.user))
+                return self.call(lambda name, args, kwargs: make_call(name, args, kwargs, user=self.user))
             self.i += 1
             return ir.Name(value, span=(start, end)), 1, start, end
         if kind == "E":

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .distributions import Distribution, Param, positive, register_distribution
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
 
@@ -90,7 +90,7 @@ class Dirichlet(_Implicit):
     event_rank = 1
     doc = "Dirichlet(concentration): points of the simplex over the last axis"
 
-    def extra_check(self, values: Mapping[str, np.ndarray]) -> str | None:
+    def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         return None if np.ndim(values["concentration"]) else "parameter 'concentration' needs a last axis of categories"
 
     def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:

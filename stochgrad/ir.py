@@ -27,12 +27,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({"E", "KL"})
 
-Span = Union[tuple[int, int], None]
+Span = tuple[int, int] | None
 
 #: precedence of each printed form: higher binds tighter
 PREC = {"<": 1, "<=": 1, ">": 1, ">=": 1, "+": 2, "-": 2, "*": 3, "/": 3, "neg": 4, "**": 5}
@@ -48,8 +48,15 @@ _STRUCTURAL: set[type] = set()  # the node classes with structural equality (see
 def _structural(cls: type) -> type:
     """Give a node class structural equality and a cached hash, both without recursion."""
     _STRUCTURAL.add(cls)
-    cls.__eq__ = lambda self, other: _eq(self, other)  # type: ignore[assignment]
-    cls.__hash__ = lambda self: _hash(self)  # type: ignore[assignment]
+
+    def __eq__(self: Expr, other: object) -> bool:  # _eq and _hash are defined below the node classes
+        return _eq(self, other)
+
+    def __hash__(self: Expr) -> int:
+        return _hash(self)
+
+    cls.__eq__ = __eq__  # type: ignore[assignment]
+    cls.__hash__ = __hash__  # type: ignore[assignment]
     return cls
 
 

@@ -38,11 +38,11 @@ from . import ir
 from .distributions import lookup, static_params
 from .errors import PlanError
 from .supports import kl_verdict
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 
 
@@ -148,7 +148,9 @@ def kl_value(B: Backend, e: ir.KL, p: P, q: P, verdicts: dict[Any, str] | None =
     shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
     here too (the plan may not have known the shapes); ``verdicts`` keeps the verdict by the two
     logical shapes (a program's step passes its own, so a call decides nothing it decided before)."""
-    shape = (lambda x: () if isinstance(x, float) else B.shape(x)[1:])
+    def shape(x: Array | float) -> tuple[int, ...]:
+        return () if isinstance(x, float) else B.shape(x)[1:]
+
     pv, qv = next(iter(p.values())), next(iter(q.values()))
     shapes = (shape(pv), shape(qv))
     known = None if verdicts is None else verdicts.get(shapes)

@@ -14,6 +14,7 @@ from deviations about the mean (see :func:`accumulate`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ def summarize(B: Backend, items: list[tuple[Any, float]], count: int, tails: boo
             small.append((i, scale, shape[1:], B.to_numpy(x).reshape(shape[0], -1).T))  # one row per entry
         else:
             s1, s2 = B.sample_sums(x)
-            mean, m2 = mean_m2(s1, s2, lambda x=x: B.to_numpy(x), count)
+            mean, m2 = mean_m2(s1, s2, functools.partial(B.to_numpy, x), count)
             rows = None
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
                 head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at

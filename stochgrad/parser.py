@@ -136,13 +136,13 @@ class _ToIR:
         return list(items)
 
     def kwarg(self, meta: Any, key: Token, value: ir.Expr) -> _Kwarg:
-        return _Kwarg(str(key), value, key.start_pos)
+        return _Kwarg(str(key), value, key.start_pos)  # type: ignore[arg-type]  # propagate_positions: every token has one
 
     def __init__(self, user: Mapping[str, UserFunction]) -> None:
         self.user = user
 
     def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
-        return _build(lambda *a: make_call(*a, user=self.user), meta, name, items)
+        return _build(lambda name, args, kwargs: make_call(name, args, kwargs, user=self.user), meta, name, items)
 
     def dist(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Dist:
         return _build(make_dist, meta, name, items)
@@ -164,7 +164,7 @@ def _build(make: Any, meta: Any, name: Token, items: list[Any] | None) -> Any:
     try:
         node = make(str(name), args, kwargs)
     except StochgradError as exc:
-        raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None
+        raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None  # type: ignore[arg-type]
     return dataclasses.replace(node, span=_span(meta))
 
 
@@ -172,7 +172,7 @@ def _check_name(tok: Token) -> None:
     try:
         ir.check_name(str(tok))
     except ValueError as exc:
-        raise StochgradError(str(exc), (tok.start_pos, tok.end_pos)) from None
+        raise StochgradError(str(exc), (tok.start_pos, tok.end_pos)) from None  # type: ignore[arg-type]
 
 
 #: operators that chain: the left operand of ``a + b`` may be ``x - y`` at the same level
@@ -183,8 +183,8 @@ def _continues(parent: Tree, child: Tree) -> bool:
     """``child`` is the left operand of ``parent`` in one flat chain (``a - b + c``)."""
     if parent.data != "binop" or child.data != "binop":
         return False
-    group = _CHAINS.get(parent.children[1].type)
-    return group is not None and group == _CHAINS.get(child.children[1].type) and parent.children[0] is child
+    group = _CHAINS.get(parent.children[1].type)  # type: ignore[union-attr]  # a binop's operator is a Token
+    return group is not None and group == _CHAINS.get(child.children[1].type) and parent.children[0] is child  # type: ignore[union-attr]
 
 
 def _check_depth(tree: Tree, text: str) -> None:
@@ -200,7 +200,7 @@ def _check_depth(tree: Tree, text: str) -> None:
 
 def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
     if isinstance(exc, UnexpectedCharacters):
-        return ParseError(f"unexpected character {text[exc.pos_in_stream]!r}", text, exc.pos_in_stream)
+        return ParseError(f"unexpected character {text[exc.pos_in_stream]!r}", text, exc.pos_in_stream)  # type: ignore[index]
     if isinstance(exc, UnexpectedToken):
         expected = _describe(set(exc.accepts or exc.expected))
         tok = exc.token

@@ -29,7 +29,7 @@ from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_s
 from .kl import KL_FORMULAS
 from .kl import verdict as kl_verdict
 from .parser import as_expression
-from .planned import LogRatio, NodePlan, Plan, PlannedExpect  # noqa: F401  (re-exported)
+from .planned import LogRatio, NodePlan, Plan, PlannedExpect
 from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
 
@@ -203,7 +203,7 @@ class _Planner:
                 w = self.broken.get(node.uid) or through.get(node.uid)
                 if w is not None:
                     nondiff = f"through {w}, whose cost is not differentiable"
-            final[i] = self.decide(b, dist, node, nondiff)
+            final[i] = self.decide(b, dist, node, nondiff)  # type: ignore[arg-type]  # a planned Dist is a Dist
             frame.nodes[i] = final[i]
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
@@ -266,7 +266,7 @@ def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
         return dataclasses.replace(node, left=kids[0], right=kids[1])
     if isinstance(node, ir.Call):
         return dataclasses.replace(node, args=tuple(kids[:len(node.args)]))
-    return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined]
+    return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined, type-var]
 
 
 def _clip(e: ir.Expr) -> str:

@@ -20,7 +20,7 @@ from .errors import StochgradError
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
+from .types import Array
 
 
 def with_sample_axis(B: Backend, arrays: Mapping[str, Array]) -> dict[str, Array]:

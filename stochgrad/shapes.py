@@ -16,8 +16,7 @@ import numpy as np
 
 from . import ir
 from .errors import StochgradError
-
-Shape = tuple[int, ...]
+from .types import Shape
 
 
 class UnknownShape(Exception):

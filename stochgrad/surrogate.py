@@ -38,7 +38,7 @@ from .userfn import check_operands
 if TYPE_CHECKING:
     from .program.frame import Frame
 
-Array = Any
+from .types import Array
 Step = Callable[["Frame", dict[str, Array]], Any]
 
 
@@ -119,7 +119,7 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
         terms = scored.get(j, [])
         if logq[j] is None or not terms or not node.spec.scores:
             continue
-        cost = low.fold(mul(low, weight(lambda i: i > j, final), sum_aligned(low, terms)), up[j])
+        cost = low.fold(mul(low, weight(lambda i, j=j: i > j, final), sum_aligned(low, terms)), up[j])
         state = low.baselines.node(node) if node.spec.stateful else None
         base = node.spec.control_variate(low.B, cost, low.noise.count, low.loo_block, state)
         if base is not None:
@@ -145,7 +145,7 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
             raise
     for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
         own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
-        term = mul(low, weight(lambda i: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
+        term = mul(low, weight(lambda i, j=j: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
         total = add(low, total, low.tile(term, up[j]))
     low.mult = outer_mult
     return low.array(low.fold(total, final // outer_mult))

@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import StochgradError
 from .shapes import broadcast
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
-
-Array = Any
 
 
 def call_user_function(B: Backend, name: str, fn: Any, args: Sequence[Array]) -> Array | float:

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any
 from . import ir
 from .distributions import lookup, static_params
 from .kl import _infinite_where
+from .types import Array
 
 if TYPE_CHECKING:
     from .backend import Backend
 
-Array = Any
 P = Mapping[str, Array]
 
 #: an interval end set by a parameter that the support does not name (``ends``), by distribution
@@ -77,7 +77,10 @@ def _inside_point(B: Backend, interval: tuple[Any, Any]) -> Array:
     low, high = (v if v is None or isinstance(v, float) else B.stop_gradient(v) for v in interval)
     if low is not None and high is not None:
         return (low + high) * 0.5
-    return low + 1.0 if low is not None else high - 1.0
+    if low is not None:
+        return low + 1.0
+    assert high is not None, "an interval with no finite end has no inside point"
+    return high - 1.0
 
 
 def _zero_points(B: Backend, name: str, p: P, x: Array) -> Array | None:

@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from ..errors import PlanError
+from ..types import Array
 
 if TYPE_CHECKING:
     from ..backend import Backend
     from ..distributions import Distribution, Draw
-
-Array = Any
 
 
 class Site(NamedTuple):

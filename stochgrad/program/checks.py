@@ -15,7 +15,6 @@ whether its samples would all round to its location (:func:`stochgrad.continuous
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from ..continuous import check_precision
 from ..distributions import lookup
 from .frame import Frame
 
-Array = Any
+from ..types import Array
 _NUM, _FREE, _COMPUTED = 0, 1, 2
 
 

@@ -45,7 +45,7 @@ from .checks import DistCheck
 from .frame import Frame
 from .nodes import enumerate_step, sample_step
 
-Array = Any
+from ..types import Array
 Step = Callable[[Frame, dict[str, Array]], Any]
 Trace = Callable[[ir.Expr, Any, Frame], None]
 _ARITH = {
@@ -209,7 +209,7 @@ class _Builder:
         """A step giving several distributions' parameters, aligned together and checked."""
         parts = []
         for d in dists:
-            form = (lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[union-attr, attr-defined]
+            form = (lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[attr-defined]
                     if all(type(v) is ir.Num for _, v in d.params) else None)
             if form:
                 parts.append((list(form), [_const(float(x)) if isinstance(x, (int, float)) else _value(x)
@@ -273,7 +273,7 @@ _TWO = ir.Num(2.0)
 
 def _operands(e: ir.Expr) -> list[ir.Expr]:
     if type(e) is ir.Neg:
-        return [e.operand]  # type: ignore[attr-defined]
+        return [e.operand]
     if e.op == "**" and type(e.right) is ir.Num and e.right.value == 2.0:  # type: ignore[attr-defined]
         return [e.left]  # type: ignore[attr-defined]
     return [e.left, e.right]  # type: ignore[attr-defined]

@@ -24,7 +24,7 @@ from ..sampleaxis import SampleAxis
 if TYPE_CHECKING:
     from ..backend import Backend
 
-Array = Any
+from ..types import Array
 
 
 class Frame(SampleAxis):

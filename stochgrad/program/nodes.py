@@ -24,7 +24,7 @@ from ..shapes import broadcast
 from .checks import DistCheck
 from .frame import Frame
 
-Array = Any
+from ..types import Array
 Step = Callable[[Frame, dict[str, Array]], Any]
 NodeStep = Callable[[Frame, dict[str, Array]], tuple[Array, Array | None]]
 _HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a sample at the edge of range

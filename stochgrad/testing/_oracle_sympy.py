@@ -34,7 +34,7 @@ class _Unsupported(Exception):
 
 def _sympy() -> Any:
     import sympy  # optional dependency: imported on first use
-    import sympy.stats  # noqa: F401
+    import sympy.stats  # loads the submodule: sympy.stats is used through the returned module
 
     return sympy
 

@@ -141,7 +141,7 @@ def check_pathwise(
             up, down = ({**params, k: float(params[k]) + s} for s in (h, -h))
             fd = (estimate(text, up, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value
                   - estimate(text, down, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value) / (2 * h)
-            if not abs(fd - a.grad[k]) <= rtol * (abs(a.grad[k]) + a.stderr[k]) + 1e-9:
+            if not abs(fd - a.grad[k]) <= rtol * (np.abs(a.grad[k]) + a.stderr[k]) + 1e-9:
                 raise AssertionError(f"{text}: d/d{k}: pathwise gradient {a.grad[k]:.6g} but finite differences of"
                                      f" the same-noise expectation give {fd:.6g}")
     total = sum(max(1, np.size(c[1])) for c in checks)

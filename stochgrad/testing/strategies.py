@@ -302,9 +302,10 @@ def params_for_expression(
                 for key, value in given.items():
                     if isinstance(value, ir.Name) and value.id in names:
                         direct.setdefault(value.id, spec[key].constraint)
-                if b.dist.name == "Uniform" and all(isinstance(given[k], ir.Name) and given[k].id in names  # type: ignore[union-attr]
-                                                    for k in ("low", "high")):
-                    uniform_pairs.append((given["low"].id, given["high"].id))  # type: ignore[union-attr]
+                if b.dist.name == "Uniform":
+                    low, high = given["low"], given["high"]
+                    if isinstance(low, ir.Name) and low.id in names and isinstance(high, ir.Name) and high.id in names:
+                        uniform_pairs.append((low.id, high.id))
     strategies = {n: _values(direct.get(n, distributions.real), min_scale, max_magnitude) for n in names}
     base = st.fixed_dictionaries(strategies)
 
