@@ -6,7 +6,7 @@ reverse pass and an Adam update.  stochgrad's objective is the example's one exp
 
     E[loglik(x, z), z ~ Normal(mu, sigma)] - sum(KL(Normal(mu, sigma) || Normal(0, 1)), axis=-1)
 
-compiled once (``sg.compile(..., n=1, dtype="float32")``); the hand-written step draws ``eps`` with
+compiled once (``sg.compile(..., n=1, backend_options={"dtype": "float32"})``); the hand-written step draws ``eps`` with
 ``torch.randn``, forms ``z = mu + sigma * eps`` and the closed-form KL ``0.5 * (mu^2 + sigma^2 - 1) -
 log sigma`` (Kingma & Welling 2014, appendix B): the same work.  Two models start from the same weights;
 rounds are interleaved in one process and the figure is the median over rounds of the per-round ratio
@@ -59,7 +59,8 @@ def data(batch: int) -> torch.Tensor:
 
 def stochgrad_step(model: VAE, x: torch.Tensor) -> object:
     elbo = sg.parse(ELBO, functions={"loglik": sg.UserFunction(model.loglik, name="loglik")})
-    objective = sg.compile(elbo, backend="torch", n=1, seed=0, dtype="float32", validate=VALIDATE[0])
+    objective = sg.compile(elbo, backend="torch", n=1, seed=0, backend_options={"dtype": "float32"},
+                           validate=VALIDATE[0])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
