@@ -21,33 +21,19 @@ import argparse
 import copy
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import stochgrad as sg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from vae_digits import ELBO, VAE  # the example's model and objective, the ones measured
+
 VALIDATE = [True]
-ELBO = "E[loglik(x, z), z ~ Normal(mu, sigma)] - sum(KL(Normal(mu, sigma) || Normal(0, 1)), axis=-1)"
-
-
-class VAE(torch.nn.Module):
-    def __init__(self, pixels: int = 64, hidden: int = 256, latent: int = 8) -> None:
-        super().__init__()
-        self.encoder = torch.nn.Sequential(torch.nn.Linear(pixels, hidden), torch.nn.ReLU(),
-                                           torch.nn.Linear(hidden, 2 * latent))
-        self.decoder = torch.nn.Sequential(torch.nn.Linear(latent, hidden), torch.nn.ReLU(),
-                                           torch.nn.Linear(hidden, pixels))
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_sigma = self.encoder(x).chunk(2, dim=-1)
-        return mu, log_sigma.exp()
-
-    def loglik(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits = self.decoder(z)
-        return -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, x.expand_as(logits), reduction="none").sum(-1)
 
 
 def data(batch: int) -> torch.Tensor:
