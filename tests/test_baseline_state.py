@@ -127,4 +127,4 @@ def test_spec_is_configuration_only():
             sg.MovingAverage(bad)
     with pytest.raises(sg.PlanError, match="a MovingAverage holds no state"):
         sg.MovingAverage().reset()
-    assert "moving-average baseline, decay 0.9" in str(sg.plan(TEXT, {"b": b}))
+    assert "moving-average baseline, decay 0.9" in str(sg.plan(TEXT, estimators={"b": b}))

@@ -298,17 +298,17 @@ def test_low_variance_policy_relaxes_when_enumeration_is_too_large():
 
 def test_discrete_override_errors():
     with pytest.raises(sg.PlanError, match=r"x ~ Poisson\(r\): enumerate requested, but Poisson has no finite support"):
-        sg.plan("E[x, x ~ Poisson(r)]", {"x": "enumerate"})
+        sg.plan("E[x, x ~ Poisson(r)]", estimators={"x": "enumerate"})
     with pytest.raises(sg.PlanError, match=r"z ~ Normal\(0, 1\): relaxed applies to Bernoulli and Categorical nodes, not Normal"):
-        sg.plan("E[z, z ~ Normal(0, 1)]", {"z": "relaxed"})
+        sg.plan("E[z, z ~ Normal(0, 1)]", estimators={"z": "relaxed"})
     with pytest.raises(sg.PlanError, match=r"temperature must be a finite number > 0, got 0"):
         sg.Relaxed(temperature=0)
     with pytest.raises(sg.PlanError, match=r"temperature must be a finite number > 0, got -1.0"):
-        sg.plan("E[y, y ~ Bernoulli(p)]", {"y": "straight_through_gumbel:temperature=-1"})
+        sg.plan("E[y, y ~ Bernoulli(p)]", estimators={"y": "straight_through_gumbel:temperature=-1"})
     with pytest.raises(sg.PlanError, match=r"moving-average decay must be in \[0, 1\), got 1.5"):
         sg.MovingAverage(decay=1.5)
     with pytest.raises(sg.PlanError, match=r"estimator 'relaxed' has no option 'temprature' \(did you mean 'temperature'\?\)"):
-        sg.plan("E[y, y ~ Bernoulli(p)]", {"y": "relaxed:temprature=2"})
+        sg.plan("E[y, y ~ Bernoulli(p)]", estimators={"y": "relaxed:temprature=2"})
 
 
 def test_parameterization_errors():

@@ -186,7 +186,7 @@ def test_unrepresentable_total_count_is_refused_by_name(backend, n, capsys):
     with pytest.raises(sg.StochgradError, match=r"total_count.*at most 2\*\*53"):
         sg.estimate(f"E[y, y ~ Binomial({n}, 0.5)]", n=10, backend=backend, seed=0)
     with pytest.raises(sg.PlanError, match="enumerate requested"):
-        sg.plan(f"E[y, y ~ Binomial({n}, 0.5)]", {"y": "enumerate"})
+        sg.plan(f"E[y, y ~ Binomial({n}, 0.5)]", estimators={"y": "enumerate"})
     assert main(["estimate", f"E[y, y ~ Binomial({n}, 0.5)]", "-n", "10", "--backend", backend]) != 0
     err = capsys.readouterr().err
     assert "total_count" in err and "Traceback" not in err

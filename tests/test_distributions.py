@@ -292,7 +292,7 @@ def test_kumaraswamy_score_function_is_finite_for_small_b(backend: str) -> None:
 
 
 def test_uniform_score_function_is_flagged_biased() -> None:
-    for plan in (sg.plan("E[z > 0.5, z ~ Uniform(low, high)]"), sg.plan("E[z, z ~ Uniform(low, high)]", {"z": "score"})):
+    for plan in (sg.plan("E[z > 0.5, z ~ Uniform(low, high)]"), sg.plan("E[z, z ~ Uniform(low, high)]", estimators={"z": "score"})):
         node = plan.node("z")
         assert node.estimator == "score" and node.biased
         assert "Uniform's support depends on its parameters" in node.reason

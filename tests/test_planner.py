@@ -38,7 +38,7 @@ def test_path_through_a_score_node_is_differentiable():
 
 
 def test_forced_pathwise_through_comparison_is_flagged_biased_and_propagates():
-    p = sg.plan("E[x > 0, z ~ Normal(mu, 1), x ~ Normal(z, 1)]", {"x": "pathwise"})
+    p = sg.plan("E[x > 0, z ~ Normal(mu, 1), x ~ Normal(z, 1)]", estimators={"x": "pathwise"})
     x, z = p.node("x"), p.node("z")
     assert x.biased and x.reason.startswith("requested; cost not differentiable in x")
     assert "[biased]" in str(x)
@@ -46,22 +46,22 @@ def test_forced_pathwise_through_comparison_is_flagged_biased_and_propagates():
 
 
 def test_overrides():
-    p = sg.plan("E[z**2, z ~ Normal(mu, 1)]", {"z": "score"})
+    p = sg.plan("E[z**2, z ~ Normal(mu, 1)]", estimators={"z": "score"})
     assert p.node("z").estimator == "score" and p.node("z").reason == "requested"
-    p = sg.plan("E[z**2, z ~ Normal(mu, 1)]", {"z": sg.Score(baseline=None)})
+    p = sg.plan("E[z**2, z ~ Normal(mu, 1)]", estimators={"z": sg.Score(baseline=None)})
     assert str(p.node("z")).startswith("z ~ Normal(mu, 1): score (no baseline)")
 
 
 def test_override_errors():
     with pytest.raises(sg.PlanError, match=r"unknown estimator 'scor' for 'z' \(did you mean 'score'\?\); choose from pathwise, score"):
-        sg.plan("E[z, z ~ Normal(0, 1)]", {"z": "scor"})
+        sg.plan("E[z, z ~ Normal(0, 1)]", estimators={"z": "scor"})
     with pytest.raises(sg.PlanError, match=r"override for 'zz', which is not a random variable \(did you mean 'z'\?\); random variables: z"):
-        sg.plan("E[z, z ~ Normal(0, 1)]", {"zz": "score"})
+        sg.plan("E[z, z ~ Normal(0, 1)]", estimators={"zz": "score"})
     with pytest.raises(sg.PlanError, match=r"unknown baseline 'lo' \(did you mean 'loo'\?\)"):
         sg.Score(baseline="lo")
 
 
-def test_pathwise_override_needs_a_sampler():
+def test_pathwise_override_needs_a_sampler(monkeypatch):
     class NoSampler(sg.Distribution):
         name = "NoSamplerDist"
         params = (sg.Param("loc"),)
@@ -70,10 +70,10 @@ def test_pathwise_override_needs_a_sampler():
         def log_prob(self, B, p, x):
             return -0.5 * (x - p["loc"]) ** 2
 
-    sg.register_distribution(NoSampler())
+    monkeypatch.setitem(sg.DISTRIBUTIONS, "NoSamplerDist", NoSampler())  # registered for this test only
     assert sg.plan("E[z, z ~ NoSamplerDist(m)]").node("z").reason == "NoSamplerDist has no pathwise sampler"
     with pytest.raises(sg.PlanError, match=r"z ~ NoSamplerDist\(m\): pathwise estimator requested, but NoSamplerDist has no pathwise sampler; use 'score'"):
-        sg.plan("E[z, z ~ NoSamplerDist(m)]", {"z": "pathwise"})
+        sg.plan("E[z, z ~ NoSamplerDist(m)]", estimators={"z": "pathwise"})
 
 
 def test_rules_are_a_table():
@@ -94,7 +94,7 @@ def test_deterministic_expression():
 
 
 def test_terms_multiply_only_their_own_score_nodes():
-    p = sg.plan("E[z**2 - x**2 + 3, z ~ Normal(mu, 1), x ~ Normal(nu, 1)]", {"z": "score", "x": "score"})
+    p = sg.plan("E[z**2 - x**2 + 3, z ~ Normal(mu, 1), x ~ Normal(nu, 1)]", estimators={"z": "score", "x": "score"})
     root = p.root
     assert isinstance(root, PlannedExpect)
     assert [sign for sign, _ in root.terms] == [1.0, -1.0, 1.0]
@@ -104,4 +104,4 @@ def test_terms_multiply_only_their_own_score_nodes():
 def test_plans_are_cached_and_accept_text_or_ir():
     e = sg.parse("E[z, z ~ Normal(mu, 1)]")
     assert sg.plan(e) is sg.plan("E[z, z ~ Normal(mu, 1)]")
-    assert sg.plan(e, {"z": "score"}) is sg.plan(e, {"z": sg.Score()})
+    assert sg.plan(e, estimators={"z": "score"}) is sg.plan(e, estimators={"z": sg.Score()})
