@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -75,6 +76,9 @@ def _on(device: torch.device) -> Callable[[torch.Tensor], bool]:
         return (lambda x: x.is_cuda) if device.index is None else (lambda x: x.is_cuda and x.get_device() == device.index)
     return lambda x: x.device.type == device.type and (device.index is None or x.device.index == device.index)
 
+
+_ONE_THREAD_LOCK = threading.Lock()
+_ONE_THREAD = [0, 1]  # runs inside TorchBackend.one_thread_each, and the thread count before the first
 
 _FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
 
@@ -204,12 +208,21 @@ class TorchBackend(Backend):
 
     @contextlib.contextmanager
     def one_thread_each(self) -> Iterator[None]:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        """torch's thread count is one setting for the whole process: runs that overlap (estimates on
+        several threads, or nested in a user function) share one saved count, restored by the last
+        to leave, so none of them leaves torch on one thread."""
+        with _ONE_THREAD_LOCK:
+            if _ONE_THREAD[0] == 0:
+                _ONE_THREAD[1] = torch.get_num_threads()
+                torch.set_num_threads(1)
+            _ONE_THREAD[0] += 1
         try:
             yield
         finally:
-            torch.set_num_threads(threads)
+            with _ONE_THREAD_LOCK:
+                _ONE_THREAD[0] -= 1
+                if _ONE_THREAD[0] == 0:
+                    torch.set_num_threads(_ONE_THREAD[1])
 
     def mean(self, x: torch.Tensor) -> torch.Tensor:
         return x.mean()

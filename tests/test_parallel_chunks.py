@@ -118,3 +118,29 @@ def test_ordered_keeps_order_and_cancels_after_a_failure():
     with pytest.raises(ValueError, match="item 1"):
         list(parallel.ordered(fn, items, 2))
     assert len(started) <= 5  # the window: later items were never started
+
+
+def test_overlapping_runs_restore_torch_threads():
+    """Estimates on several threads at once (each switching torch to one thread for its chunks) leave
+    torch's process-wide thread count as it was, and each gives its sequential numbers."""
+    import threading
+
+    threads = torch.get_num_threads()
+    expected = _run(PROBLEMS[0], 1, 3 * BLOCK, BLOCK, 11)
+    results, errors = [], []
+
+    def work():
+        try:
+            results.append(_run(PROBLEMS[0], 2, 3 * BLOCK, BLOCK, 11))
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors and len(results) == 3
+    for r in results:
+        _same(expected, r)
+    assert torch.get_num_threads() == threads
