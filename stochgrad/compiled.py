@@ -30,7 +30,7 @@ from typing import Any
 
 from . import diagnostics
 from .analysis import parameters
-from .backend import Backend
+from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
 from .errors import NonFiniteWarning, ValidationError, did_you_mean
 from .fused import FusedCall, RecordingNoise, check_fusable
@@ -49,17 +49,18 @@ class Objective:
     this objective's own :class:`stochgrad.baselines.BaselineState` (moving averages by variable:
     ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``)."""
 
-    def __init__(self, expr: Any, *, n: int, backend: Backend, estimators: Mapping[str, Any] | None = None,
+    def __init__(self, expr: Any, *, n: int, backend: Backend | str | None, estimators: Mapping[str, Any] | None = None,
                  policy: str = "unbiased", seed: int | None = None, enumerate_budget: int = DEFAULT_BUDGET,
                  batch_axes: int = 0, fuse: bool = False, validate: bool = True, planned: Plan | None = None) -> None:
-        """``backend`` is a configured backend (:func:`compile` resolves names and options).  With
+        """``backend`` is a configured backend (:func:`compile` resolves names and options; a name
+        or ``None`` here means that backend with its default options).  With
         ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
         runs that plan, and parameters of other shapes are refused; without, the objective plans once
         per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``."""
         n = check_count("n", n, 1, "samples per call")
         self.expr = as_expression(expr)
         self.n = n
-        self.B = backend
+        self.B = backend if isinstance(backend, Backend) else get_backend(backend)
         self.parameters = parameters(self.expr)
         self._names = frozenset(self.parameters)
         self._options = dict(estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
