@@ -36,13 +36,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def workers(B: Backend, p: Plan, chunks: int, chunk_bytes: int, limit: int) -> int:
+def workers(B: Backend, p: Plan, chunks: int, chunk_bytes: Callable[[], int], limit: int) -> int:
     """How many chunks to run at once: the backend's :meth:`~stochgrad.backend.Backend.chunk_workers`,
-    at most the number of chunks and as many as ``limit`` bytes hold (``chunk_bytes`` each); 1 when a
-    node's estimator carries state from one chunk to the next."""
+    at most the number of chunks and as many as ``limit`` bytes hold (``chunk_bytes()`` each, asked
+    only when it matters); 1 when a node's estimator carries state from one chunk to the next."""
     if chunks < 2 or any(node.spec.stateful for node in p.nodes):
         return 1
-    return max(1, min(B.chunk_workers(), chunks, limit // max(1, chunk_bytes)))
+    at_most = min(B.chunk_workers(), chunks)
+    return 1 if at_most < 2 else max(1, min(at_most, limit // max(1, chunk_bytes())))
 
 
 def ordered(fn: Callable[[int, int], T], items: Iterable[tuple[int, int]], count: int) -> Iterator[T]:

@@ -196,7 +196,7 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
                              tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
 
     spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)
-    at_once = parallel.workers(B, p, len(spans), size * chunking.footprint(p, values, names), limit)
+    at_once = parallel.workers(B, p, len(spans), lambda: size * chunking.footprint(p, values, names), limit)
     # several chunks: each on one thread, however many run at once, so the numbers do not depend on it
     with B.one_thread_each() if len(spans) > 1 else contextlib.nullcontext():
         for (start, count), parts in zip(spans, parallel.ordered(chunk, spans, at_once)):

@@ -56,13 +56,13 @@ def test_parallel_chunks_equal_sequential(problem, chunks, extra, workers, seed)
 def test_workers_follow_chunks_state_and_memory():
     B = sg.get_backend("torch", chunk_workers=4)
     p = sg.plan("E[z**2, z ~ Normal(mu, 1)]")
-    assert parallel.workers(B, p, 1, 10, 100) == 1  # one chunk
-    assert parallel.workers(B, p, 3, 10, 100) == 3  # no more than the chunks
-    assert parallel.workers(B, p, 8, 10, 100) == 4  # no more than the backend's
-    assert parallel.workers(B, p, 8, 40, 100) == 2  # as many as memory_limit holds
+    assert parallel.workers(B, p, 1, lambda: 10, 100) == 1  # one chunk
+    assert parallel.workers(B, p, 3, lambda: 10, 100) == 3  # no more than the chunks
+    assert parallel.workers(B, p, 8, lambda: 10, 100) == 4  # no more than the backend's
+    assert parallel.workers(B, p, 8, lambda: 40, 100) == 2  # as many as memory_limit holds
     stateful = sg.plan("E[(b - 0.4)**2, b ~ Bernoulli(probs=p)]", estimators={"b": sg.Score(baseline=sg.MovingAverage(0.9))})
-    assert parallel.workers(B, stateful, 8, 10, 100) == 1  # a moving average runs from chunk to chunk
-    assert parallel.workers(sg.get_backend("autograd"), p, 8, 10, 100) == 1  # numpy tracing holds the GIL
+    assert parallel.workers(B, stateful, 8, lambda: 10, 100) == 1  # a moving average runs from chunk to chunk
+    assert parallel.workers(sg.get_backend("autograd"), p, 8, lambda: 10, 100) == 1  # numpy tracing holds the GIL
 
 
 def test_moving_average_runs_sequentially_with_the_same_numbers():
