@@ -10,7 +10,10 @@ from stochgrad.testing import assert_estimate
 
 def test_score_function_wins_for_a_fast_oscillating_cost(backend):
     # E[cos(k z)] = cos(k mu) exp(-k^2 / 2): d/dmu = -k sin(k mu) exp(-k^2 / 2)
-    k, mu = 3.0, 0.3
+    # k = 5: the pathwise variance (about k^2 / 2) is about 25x the score function's, so the pilots'
+    # cost ratio (about 8x, measured) clears the 2x margin whatever the machine's timing noise; at
+    # k = 3 it was about 3x, and a slow timing flipped the choice
+    k, mu = 5.0, 0.3
     r = sg.estimate("E[cos(k * z), z ~ Normal(mu, 1)]", {"k": k, "mu": mu}, n=40_000, backend=backend, seed=0,
                     policy="min_variance")
     node = r.plan.node("z")
