@@ -83,6 +83,20 @@ class Distribution(ABC):
     def forms(self) -> tuple[tuple[str, ...], ...]:
         return self.parameterizations or (tuple(p.name for p in self.params),)
 
+    def value_shape(self, shapes: Mapping[str, tuple[int, ...]], where: ir.Expr | None = None) -> tuple[int, ...]:
+        """The logical shape of one sample given the logical shapes of the parameters (by name, the
+        given parameterization's).  This default is numpy broadcasting of them all (the batch shape,
+        then any event axes the parameters carry: Categorical's, Dirichlet's last axis).  A
+        distribution whose parameters have different event ranks (a MultivariateNormal's ``loc``
+        and ``scale_tril``) or whose value has a shape of its own overrides it; a mismatch is a
+        :class:`StochgradError` naming ``where``."""
+        from .shapes import broadcast
+
+        values = list(shapes.values())
+        if len(set(values)) == 1:
+            return values[0]
+        return broadcast(sorted(values), where if where is not None else ir.Name(self.name))
+
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
         """The finite support of one batch element, shape ``(k, *event)``; None if infinite or unknown.
 

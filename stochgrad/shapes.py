@@ -83,7 +83,11 @@ def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
     """The shape of ``e`` from its children's shapes (a call: of its first argument)."""
     if isinstance(e, ir.Neg):
         return shapes[0]
-    if isinstance(e, (ir.BinOp, ir.Dist)):
+    if isinstance(e, ir.Dist):
+        from .distributions import lookup
+
+        return lookup(e.name).value_shape(dict(zip((k for k, _ in e.params), shapes)), e)
+    if isinstance(e, ir.BinOp):
         return broadcast(shapes, e)
     if isinstance(e, ir.Call):
         shape = shapes[0]

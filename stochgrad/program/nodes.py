@@ -20,7 +20,6 @@ import numpy as np
 from ..distributions import joint_prob, joint_support, lookup
 from ..errors import StochgradError
 from ..planned import NodePlan
-from ..shapes import broadcast
 from .checks import DistCheck
 from .frame import Frame
 
@@ -33,13 +32,13 @@ _HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a samp
 def parameters_step(node: NodePlan, steps: list[Step], check: DistCheck) -> Callable[..., tuple[dict[str, Array], tuple[int, ...]]]:
     """A step giving the node's parameters (aligned, checked) and the logical shape of one sample."""
     names = [k for k, _ in node.dist.params]
+    law = lookup(node.dist.name)
 
     def parameters(fr: Frame, env: dict[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
         values = fr.align(*(fr.array(s(fr, env)) for s in steps))
         p = dict(zip(names, values))
         check(fr, p)
-        shapes = {fr.B.shape(v)[1:] for v in values}
-        return p, (shapes.pop() if len(shapes) == 1 else broadcast(sorted(shapes), node.dist))
+        return p, law.value_shape({k: fr.B.shape(v)[1:] for k, v in p.items()}, node.dist)
 
     return parameters
 
