@@ -95,7 +95,7 @@ class Distribution(ABC):
         values = list(shapes.values())
         if len(set(values)) == 1:
             return values[0]
-        return broadcast(sorted(values), where if where is not None else ir.Name(self.name))
+        return broadcast(values, where if where is not None else ir.Name(self.name))
 
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
         """The finite support of one batch element, shape ``(k, *event)``; None if infinite or unknown.
