@@ -23,7 +23,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.core import VJPNode, add_outgrads, toposort
 from autograd.extend import defvjp, primitive, vspace
-from autograd.scipy.special import digamma, gammaln, logsumexp
+from autograd.scipy.special import digamma, erf, gammaln, logsumexp
 from autograd.tracer import getval, isbox, new_box, trace_stack
 from scipy import special
 
@@ -52,6 +52,10 @@ def _softplus(x: Any) -> Any:
 
 def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda a, b: anp.where(op(getval(a), getval(b)), 1.0, 0.0)
+
+
+def _where(c: Any, a: Any, b: Any) -> Any:
+    return anp.where(getval(c) != 0, a, b)  # numeric condition: nonzero (NaN included) is true; no derivative in it
 
 
 @primitive
@@ -116,6 +120,8 @@ class AutogradBackend(Backend):
             "sign": anp.sign, "lt": _compare(np.less), "le": _compare(np.less_equal),
             "gt": _compare(np.greater), "ge": _compare(np.greater_equal), "clip": anp.clip,
             "lgamma": gammaln, "digamma": digamma,
+            # the function table's (stochgrad.functions)
+            "erf": erf, "maximum": anp.maximum, "minimum": anp.minimum, "where": _where, "permute": anp.transpose,
         }
 
     def asarray(self, value: np.ndarray) -> Any:

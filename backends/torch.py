@@ -35,6 +35,10 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return lambda a, b: op(a, b).to(a.dtype)
 
 
+def _where(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.where(c != 0, a, b)  # numeric condition: nonzero (NaN included) is true
+
+
 def _device(device: Any) -> torch.device:
     """``device`` as a ``torch.device`` this torch can use, or a :class:`BackendError` saying why not
     (rather than an assertion from deep inside torch on the first array)."""
@@ -138,6 +142,9 @@ class TorchBackend(Backend):
             "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
             "round": torch.round, "sign": torch.sign, "lgamma": torch.lgamma, "digamma": torch.digamma, "lt": _compare(torch.lt), "le": _compare(torch.le),
             "gt": _compare(torch.gt), "ge": _compare(torch.ge), "clip": torch.clamp,
+            # the function table's (stochgrad.functions)
+            "erf": torch.special.erf, "maximum": torch.maximum, "minimum": torch.minimum, "where": _where,
+            "permute": torch.permute,
         }
 
     def asarray(self, value: np.ndarray) -> torch.Tensor:

@@ -5,8 +5,9 @@
   Binding a name twice, shadowing an enclosing binding or using a variable in
   a binding before it is bound are errors (otherwise the name would silently
   become a parameter).
-* Differentiability: a use of ``z`` under a comparison or a non-differentiable
-  function breaks the pathwise derivative (it is 0 almost everywhere while the
+* Differentiability: a use of ``z`` under a comparison, a non-differentiable
+  function, or an argument a function is not differentiable in (the condition of
+  ``where``; the flags are the function table's) breaks the pathwise derivative (it is 0 almost everywhere while the
   expectation still depends on ``z``; e.g. d/dmu E[z > 0] is the normal
   density).  :func:`nondiff_uses` finds the first such use of every name and
   says where.
@@ -110,7 +111,7 @@ def names_in(e: ir.Expr) -> Iterator[str]:
 
 
 def breaks_derivative(node: ir.Expr) -> bool:
-    """True for a node whose output has zero derivative almost everywhere."""
+    """True for a node whose output has zero derivative almost everywhere (in every input)."""
     if isinstance(node, ir.BinOp):
         return node.op in ir.COMPARISONS
     if isinstance(node, ir.Call):
@@ -118,21 +119,38 @@ def breaks_derivative(node: ir.Expr) -> bool:
     return False
 
 
+def _blocked_args(node: ir.Expr) -> tuple[bool, ...]:
+    """Per argument of a built-in call, whether the function is not differentiable in it (the row's
+    flags: ``where`` in its condition); empty for other nodes."""
+    if isinstance(node, ir.Call) and node.impl is None:
+        return tuple(not d for d in FUNCTIONS[node.fn].differentiable_in)
+    return ()
+
+
 def nondiff_uses(e: ir.Expr) -> dict[str, str]:
-    """For each name used inside a non-differentiable operation in ``e``, the first such
-    operation (pre-order), described: one pass, tracking the outermost breaking ancestor."""
+    """For each name used inside a non-differentiable operation in ``e`` -- a comparison, a function
+    not differentiable at all, or an argument a function is not differentiable in (the condition of
+    ``where``) -- the first such operation (pre-order), described: one pass, tracking the outermost
+    breaking ancestor."""
     out: dict[str, str] = {}
-    stack: list[tuple[ir.Expr, ir.Expr | None]] = [(e, None)]
+    stack: list[tuple[ir.Expr, str | None]] = [(e, None)]
     while stack:
         node, breaking = stack.pop()
         if isinstance(node, ir.Name):
             if breaking is not None and node.id not in out:
-                kind = "comparison" if isinstance(breaking, ir.BinOp) else "non-differentiable function"
-                out[node.id] = f"{kind} `{breaking}`"
+                out[node.id] = breaking
             continue
         if breaking is None and breaks_derivative(node):
-            breaking = node
-        stack.extend((c, breaking) for c in reversed(node.children()))
+            kind = "comparison" if isinstance(node, ir.BinOp) else "non-differentiable function"
+            breaking = f"{kind} `{node}`"
+        kids = node.children()
+        blocked = _blocked_args(node) if breaking is None else ()
+        if any(blocked):
+            fn = FUNCTIONS[node.fn]  # type: ignore[attr-defined]
+            stack.extend((c, f"{fn.name}() is not differentiable in its {fn.params[i]}: `{node}`"
+                          if i < len(blocked) and blocked[i] else None) for i, c in reversed(list(enumerate(kids))))
+        else:
+            stack.extend((c, breaking) for c in reversed(kids))
     return out
 
 

@@ -35,6 +35,9 @@ PRIMITIVES = frozenset(
     {
         "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
         "sigmoid", "softplus", "floor", "round", "sign", "lt", "le", "gt", "ge", "clip", "lgamma", "digamma",
+        # the function table's (stochgrad.functions): erf(x); maximum(a, b), minimum(a, b) (differentiable in
+        # both); where(c, a, b) (a where c != 0, else b; no derivative in c); permute(x, axes) (numpy's transpose)
+        "erf", "maximum", "minimum", "where", "permute",
     }
 )
 
@@ -87,7 +90,7 @@ class Backend(ABC):
     #: makes ``noise("gamma", ...)`` differentiable in its concentration (Figurnov et al. 2018)
     capabilities: frozenset[str] = frozenset()
     #: elementwise primitives by name (see :data:`PRIMITIVES`); comparisons return 0.0/1.0;
-    #: ``clip(x, lo, hi)`` takes float bounds
+    #: ``clip(x, lo, hi)`` takes float bounds; ``permute(x, axes)`` takes a tuple of ints
     fn: Mapping[str, Callable[..., Array]]
 
     # -- arrays -----------------------------------------------------------

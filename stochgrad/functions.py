@@ -1,13 +1,30 @@
-"""The table of functions the DSL knows.
+"""The table of functions the DSL knows: one row per function, everything about it in the row.
 
-Each entry names the backend primitive that computes it and whether it is
-differentiable.  A function marked non-differentiable (``floor``, ``sign``,
-comparisons) has derivative zero almost everywhere, so a pathwise estimator
-through it would silently report 0: the planner reads this flag and picks the
-score function instead (Mohamed et al. 2020, section 5).
+A :class:`Function` row carries
 
-Adding a function is one row here plus one entry in each backend's primitive
-table (:data:`stochgrad.backend.PRIMITIVES` lists what a backend must supply).
+* its **arity** and the names of its arguments (``where(condition, a, b)``, ``clip(x, lo, hi)``);
+* its **derivative story**, one flag per argument: a function is differentiable in an argument or
+  has derivative zero almost everywhere in it (``floor``, ``sign``, ``argmax``, the condition of
+  ``where``).  A pathwise estimator through such an argument would silently report 0, so the
+  planner reads these flags (:func:`stochgrad.analysis.nondiff_uses`) and picks the score function
+  for a variable that reaches one (Mohamed et al. 2020, section 5).  ``where(z > 0, z, 0)`` is
+  pathwise-broken in ``z`` (the condition), ``where(c, z, 0)`` with ``c`` free of ``z`` is not;
+* its **options** (keyword integer literals: ``axis``);
+* its **shape rule** and its **implementation** (:mod:`stochgrad.fnimpl`, where the maths is), used
+  by the shape pass (:mod:`stochgrad.shapes`) and the compiler (:mod:`stochgrad.program.compile`)
+  without any case on the function's name;
+* ``primitive``: for a one-argument elementwise function, the backend primitive computing it.
+
+Constants fold with IEEE semantics where :func:`stochgrad.ieee.call` has a scalar form of the
+function (by name); others are computed by the backend.
+
+Reductions (``sum mean max min prod logsumexp logmeanexp``) reduce over every non-sample axis, or over
+``axis=k``; ``softmax``/``log_softmax`` work along the last axis, or ``axis=k``; ``transpose`` reverses
+the axes (a matrix's two swapped).
+
+Adding a function is one row here (with its rule and implementation in :mod:`stochgrad.fnimpl`), plus
+an entry in each backend's primitive table for a new primitive (:data:`stochgrad.backend.PRIMITIVES`
+lists what a backend must supply).
 """
 
 from __future__ import annotations
@@ -16,22 +33,43 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import ir
+from . import fnimpl, ir
 from .errors import StochgradError, did_you_mean
 
 
 @dataclass(frozen=True)
 class Function:
     name: str
-    arity: int
-    differentiable: bool
+    params: tuple[str, ...]  # argument names (the arity is their number)
+    differentiable_in: tuple[bool, ...]  # per argument: is the function differentiable in it
     doc: str
-    primitive: str | None = None  # elementwise backend primitive; None for reductions
+    shape: fnimpl.ShapeRule
+    impl: fnimpl.Impl
+    primitive: str | None = None  # a one-argument elementwise function's backend primitive
     options: tuple[str, ...] = ()  # keyword options (integer literals)
+
+    @property
+    def arity(self) -> int:
+        return len(self.params)
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether the output is differentiable in some argument (a user function's flag has this meaning)."""
+        return any(self.differentiable_in)
 
 
 def _elementwise(name: str, doc: str, differentiable: bool = True) -> Function:
-    return Function(name, 1, differentiable, doc, primitive=name)
+    return Function(name, ("x",), (differentiable,), doc, fnimpl.elementwise, fnimpl.unary(name), primitive=name)
+
+
+def _reduction(name: str, doc: str, impl: fnimpl.Impl) -> Function:
+    return Function(name, ("x",), (True,), f"{doc} over all non-sample axes, or over axis=k", fnimpl.reduction,
+                    impl, options=("axis",))
+
+
+def _along(name: str, doc: str, impl: fnimpl.Impl) -> Function:
+    return Function(name, ("x",), (True,), f"{doc} along the last axis, or along axis=k", fnimpl.along_axis, impl,
+                    options=("axis",))
 
 
 FUNCTIONS: dict[str, Function] = {
@@ -49,12 +87,36 @@ FUNCTIONS: dict[str, Function] = {
         _elementwise("tanh", "hyperbolic tangent"),
         _elementwise("sigmoid", "1 / (1 + exp(-x))"),
         _elementwise("softplus", "log(1 + exp(x)), computed stably"),
+        _elementwise("lgamma", "log|Gamma(x)|"),
+        _elementwise("digamma", "d/dx log Gamma(x)"),
+        _elementwise("erf", "the error function, 2/sqrt(pi) * integral of exp(-t**2) from 0 to x"),
+        Function("logsigmoid", ("x",), (True,), "log(sigmoid(x)) = -softplus(-x), computed stably",
+                 fnimpl.elementwise, fnimpl.logsigmoid),
         _elementwise("floor", "largest integer <= x (not differentiable)", differentiable=False),
         _elementwise("round", "nearest integer, halves to even (not differentiable)", differentiable=False),
         _elementwise("sign", "-1, 0 or 1 (not differentiable)", differentiable=False),
-        Function("argmax", 1, False, "index of the largest entry along the last axis (not differentiable)"),
-        Function("sum", 1, True, "sum over all non-sample axes, or over axis=k", options=("axis",)),
-        Function("mean", 1, True, "mean over all non-sample axes, or over axis=k", options=("axis",)),
+        Function("maximum", ("a", "b"), (True, True), "the larger of a and b, elementwise (broadcast)",
+                 fnimpl.elementwise, fnimpl.nary("maximum")),
+        Function("minimum", ("a", "b"), (True, True), "the smaller of a and b, elementwise (broadcast)",
+                 fnimpl.elementwise, fnimpl.nary("minimum")),
+        Function("where", ("condition", "a", "b"), (False, True, True),
+                 "a where the condition is nonzero, else b, elementwise (differentiable in a and b, not in the"
+                 " condition)", fnimpl.elementwise, fnimpl.nary("where")),
+        Function("clip", ("x", "lo", "hi"), (True, True, True), "minimum(maximum(x, lo), hi), elementwise",
+                 fnimpl.elementwise, fnimpl.clip),
+        Function("argmax", ("x",), (False,), "index of the largest entry along the last axis (not differentiable)",
+                 fnimpl.drop_last, fnimpl.argmax),
+        _reduction("sum", "sum", fnimpl.total(mean=False)),
+        _reduction("mean", "mean", fnimpl.total(mean=True)),
+        _reduction("max", "largest entry (its gradient goes to that entry)", fnimpl.tree_reduction("maximum")),
+        _reduction("min", "smallest entry (its gradient goes to that entry)", fnimpl.tree_reduction("minimum")),
+        _reduction("prod", "product", fnimpl.tree_reduction("prod")),
+        _reduction("logsumexp", "log(sum(exp(x))), computed stably", fnimpl.logsumexp),
+        _reduction("logmeanexp", "log(mean(exp(x))), computed stably", fnimpl.logmeanexp),
+        _along("softmax", "exp(x) / sum(exp(x))", fnimpl.softmax),
+        _along("log_softmax", "x - logsumexp(x)", fnimpl.log_softmax),
+        Function("transpose", ("x",), (True,), "the axes reversed (a matrix transposed; a vector or scalar unchanged)",
+                 fnimpl.reversed_axes, fnimpl.transpose),
     ]
 }
 

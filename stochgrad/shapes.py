@@ -1,6 +1,7 @@
 """Static shape inference: the logical shape of every expression, given parameter shapes.
 
-Shapes follow numpy broadcasting; ``sum``/``mean`` drop one axis or all; a random
+Shapes follow numpy broadcasting; a function call follows its row's rule in
+:data:`stochgrad.functions.FUNCTIONS` (reductions drop one axis or all); a random
 variable has the broadcast shape of its distribution's parameters (batch shape,
 then event shape for Categorical and Dirichlet).  The planner uses this to size
 finite supports before anything is sampled, and mismatches are reported against
@@ -57,7 +58,7 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
             elif isinstance(node, ir.Call) and node.impl is not None:
                 raise UnknownShape(node.fn)
             else:
-                kids = node.args[:1] if isinstance(node, ir.Call) else node.children()
+                kids = node.args if isinstance(node, ir.Call) else node.children()  # a call's options are no values
                 stack.append((_COMBINE, node, len(kids)))
                 stack.extend((_VISIT, c) for c in reversed(kids))
         elif kind is _COMBINE:
@@ -80,7 +81,7 @@ _VISIT, _COMBINE, _BIND, _RESTORE = "visit", "combine", "bind", "restore"
 
 
 def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
-    """The shape of ``e`` from its children's shapes (a call: of its first argument)."""
+    """The shape of ``e`` from its children's shapes (a call: of its arguments)."""
     if isinstance(e, ir.Neg):
         return shapes[0]
     if isinstance(e, ir.Dist):
@@ -89,22 +90,10 @@ def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
         return lookup(e.name).value_shape(dict(zip((k for k, _ in e.params), shapes)), e)
     if isinstance(e, ir.BinOp):
         return broadcast(shapes, e)
-    if isinstance(e, ir.Call):
-        shape = shapes[0]
-        if e.fn == "argmax":
-            if not shape:
-                raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`", e.span)
-            return shape[:-1]
-        if e.fn not in ("sum", "mean"):
-            return shape
-        axis = dict(e.kwargs).get("axis")
-        if axis is None:
-            return ()
-        k = int(axis.value)  # type: ignore[attr-defined]
-        if not -len(shape) <= k < len(shape):
-            raise StochgradError(f"axis {k} is out of range for a value with {len(shape)} axes (shape {shape}) in `{e}`",
-                                 e.span)
-        return shape[: k % len(shape)] + shape[k % len(shape) + 1:]
+    if isinstance(e, ir.Call):  # the function's own rule, from the table (fnimpl)
+        from .functions import FUNCTIONS
+
+        return FUNCTIONS[e.fn].shape(e, shapes)
     if isinstance(e, ir.KL):
         from .distributions import lookup
 

@@ -12,7 +12,8 @@ over its children's steps.  Resolved at build time:
   primitive of a constant is a Python float in the program, made into an array once per ``memo``;
 * **names**: a bound variable reads the scope, a parameter reads the frame (copied to the current
   enumeration multiplicity once per frame); which is which is known from the scopes;
-* **functions**: the primitive or user function each call runs;
+* **functions**: the implementation of each call's row in the function table (:mod:`stochgrad.fnimpl`),
+  or the user function it runs;
 * **distribution parameters**: each distribution's check (:class:`~.checks.DistCheck`), with its
   numbers and given parameters marked, and the cheapest form of all-constant parameters;
 * **random nodes** and **expectations**: :mod:`.nodes` and :func:`stochgrad.surrogate.build_expect`.
@@ -30,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import ir
+from .. import fnimpl, ir
 from ..distributions import lookup
-from ..errors import StochgradError
 from ..functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from ..ieee import binop as ieee_binop
 from ..ieee import call as ieee_call
@@ -163,47 +163,37 @@ class _Builder:
         if e.impl is not None:  # a user function: native arrays in, native array out (checked)
             args, name, impl = [self.step(a, bound) for a in e.args], e.fn, e.impl.fn
             return lambda fr, env: fr.array(call_user_function(fr.B, name, impl, [fr.array(s(fr, env)) for s in args]))
-        fn = FUNCTIONS[e.fn]
-        x = self.compile(e.args[0], bound)
-        prim = fn.primitive
-        if prim is not None:
-            if isinstance(x, float):
-                out = ieee_call(prim, x)
-                if out is not None:
-                    return out
-            xs = _const(x) if isinstance(x, float) else x
+        # a built-in: its row's implementation (fnimpl), constants folded where ieee has a scalar form
+        impl, name = FUNCTIONS[e.fn].impl, e.fn
+        axis = fnimpl.option(e, "axis")
+        xs = [self.compile(a, bound) for a in e.args]
+        if self.fold and all(isinstance(x, float) for x in xs):
+            out = ieee_call(name, *xs)  # type: ignore[arg-type]  # all floats
+            if out is not None:
+                return out
+        steps = [_const(x) if isinstance(x, float) else x for x in xs]
+        if len(steps) == 1:
+            (x1,) = steps
 
-            def primitive(fr: Frame, env: dict[str, Array]) -> Array:
-                v = xs(fr, env)
+            def call1(fr: Frame, env: dict[str, Array]) -> Array | float:
+                v = x1(fr, env)
                 if isinstance(v, float):  # a constant (a traced program folds nothing): IEEE semantics
-                    out = ieee_call(prim, v)
+                    out = ieee_call(name, v)
                     if out is not None:
                         return out
-                return fr.B.fn[prim](fr.array(v))
+                return impl(fr, [v], axis, e)
 
-            return primitive
-        xs = _const(x) if isinstance(x, float) else x
-        if e.fn == "argmax":
-            def argmax(fr: Frame, env: dict[str, Array]) -> Array:
-                v = fr.array(xs(fr, env))
-                B = fr.B
-                shape = B.shape(v)
-                if len(shape) < 2:
-                    raise StochgradError(f"argmax needs a value with a last axis, got a scalar in `{e}`")
-                key = ("arange", shape[-1])
-                if key not in fr.memo:
-                    fr.memo[key] = B.asarray(np.arange(shape[-1], dtype=float))
-                return B.sum(B.one_hot_argmax(v) * fr.memo[key], (len(shape) - 1,))
+            return call1
 
-            return argmax
-        axis = {k: int(v.value) for k, v in e.kwargs if isinstance(v, ir.Num)}.get("axis")
-        mean = e.fn != "sum"
+        def call(fr: Frame, env: dict[str, Array]) -> Array | float:
+            vs = [s(fr, env) for s in steps]
+            if all(isinstance(v, float) for v in vs):
+                out = ieee_call(name, *vs)
+                if out is not None:
+                    return out
+            return impl(fr, vs, axis, e)
 
-        def reduce(fr: Frame, env: dict[str, Array]) -> Array:
-            total, count = fr.reduce_logical(fr.array(xs(fr, env)), axis)
-            return total / count if mean else total
-
-        return reduce
+        return call
 
     def _dists(self, dists: list[ir.Dist], where: ir.Expr, bound: frozenset[str]) -> Callable[..., list[dict[str, Array]]]:
         """A step giving several distributions' parameters, aligned together and checked."""
