@@ -55,7 +55,10 @@ def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def _where(c: Any, a: Any, b: Any) -> Any:
-    return anp.where(getval(c) != 0, a, b)  # numeric condition: nonzero (NaN included) is true; no derivative in it
+    """``a`` where ``c != 0`` (NaN included), else ``b``; no derivative in ``c``.  ``a`` and ``b`` are broadcast
+    first: autograd's ``where`` does not sum a broadcast operand's gradient back to its shape."""
+    shape = np.broadcast_shapes(anp.shape(c), anp.shape(a), anp.shape(b))
+    return anp.where(getval(c) != 0, anp.broadcast_to(a, shape), anp.broadcast_to(b, shape))
 
 
 @primitive
