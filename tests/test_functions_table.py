@@ -336,3 +336,41 @@ def test_folded_constants_equal_the_backend_values(backend):
         folded, _ = value(f"{name}({', '.join(repr(a) for a in args)})", {}, backend)
         computed, _ = value(f"{name}({', '.join(names)})", dict(zip(names, args)), backend)
         np.testing.assert_allclose(folded, computed, rtol=1e-15, err_msg=f"{name}{args}")
+
+
+# -- second derivatives (the implementations are made of differentiable primitives) --------------------
+HESSIANS = {  # hand-derived: logsumexp's is diag(s) - s s^T; prod's (i != j) the product of the other entries
+    "logsumexp(x)": (np.array([0.3, -1.2, 2.0, 0.7]),
+                     lambda x: np.diag(special.softmax(x)) - np.outer(special.softmax(x), special.softmax(x))),
+    "prod(x)": (np.array([2.0, 0.0, 3.0, 5.0]),
+                lambda x: np.array([[0.0 if i == j else np.prod(np.delete(x, [i, j])) for j in range(4)]
+                                    for i in range(4)])),
+    "sum(where(x > 0, x ** 3, 0)) + max(x)": (np.array([0.3, -1.2, 2.0, 0.7]), lambda x: np.diag(6 * x * (x > 0))),
+    "sum(maximum(x, 0) * minimum(x, 1))": (np.array([0.3, -1.2, 2.0, 0.7]),
+                                           lambda x: np.diag(2.0 * ((x > 0) & (x < 1)))),
+}
+
+
+@pytest.mark.parametrize("text", sorted(HESSIANS))
+def test_second_derivatives_on_both_backends(text):
+    import autograd
+    import torch
+
+    x, hessian = HESSIANS[text]
+    ft = sg.compile(text, backend="torch", n=2, seed=0)
+    fa = sg.compile(text, backend="autograd", n=2, seed=0)
+    ht = torch.autograd.functional.hessian(lambda t: ft(x=t), torch.tensor(x)).numpy()
+    ha = autograd.hessian(lambda a: fa(x=a))(x)
+    np.testing.assert_allclose(ht, hessian(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(ha, hessian(x), rtol=1e-12, atol=1e-14)
+
+
+def test_embedded_form_builds_the_text_form():
+    from stochgrad.embed import function, symbols
+
+    z, c, x = symbols("z c x")
+    where, maximum, logsumexp = function("where"), function("maximum"), function("logsumexp")
+    assert where(c > 0, maximum(z, 0), -z) == sg.parse("where(c > 0, maximum(z, 0), -z)")
+    assert logsumexp(x, axis=-1) == sg.parse("logsumexp(x, axis=-1)")
+    with pytest.raises(sg.StochgradError, match=r"where\(\) takes 3 arguments, got 1"):
+        where(z)
