@@ -213,6 +213,21 @@ def test_expected_maximum_is_pathwise(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_expected_max_of_two_normals_is_clarks_formula(backend):
+    # Clark (1961): for independent Z_i ~ Normal(mu_i, 1), theta = sqrt(2), d = mu_1 - mu_2,
+    # E[max(Z_1, Z_2)] = mu_1 Phi(d/theta) + mu_2 Phi(-d/theta) + theta phi(d/theta), d/dmu_1 = Phi(d/theta)
+    mu = np.array([0.5, -0.2])
+    text = "E[max(z), z ~ Normal(mu, 1)]"
+    assert "pathwise" in str(sg.plan(text, shapes={"mu": (2,)}))
+    est = sg.estimate(text, {"mu": mu}, n=40_000, backend=backend, seed=4)
+    t, d = math.sqrt(2.0), mu[0] - mu[1]
+    exact = mu[0] * norm.cdf(d / t) + mu[1] * norm.cdf(-d / t) + t * norm.pdf(d / t)
+    assert abs(est.value - exact) < 5 * est.value_stderr
+    grad = np.array([norm.cdf(d / t), norm.cdf(-d / t)])
+    assert np.all(np.abs(est.grad["mu"] - grad) < 5 * est.stderr["mu"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_where_condition_breaks_the_path_and_the_planner_picks_score(backend):
     mu = -0.3
     for text in ("E[where(z > 0, 1, 0), z ~ Normal(mu, 1)]", "E[where(floor(z) + 1, 0, 1), z ~ Normal(mu, 1)]"):
