@@ -80,7 +80,7 @@ class MatMul(ir.Expr):
     left: ir.Expr
     right: ir.Expr
     span: ir.Span = ir._span()
-    prec = ir.PREC["*"]  # binds like * and /, left-associative (Python's rule)
+    prec = 3  # ir.PREC["*"]: binds like * and /, left-associative (Python's rule)
 
     def children(self) -> tuple[ir.Expr, ...]:
         return (self.left, self.right)
@@ -175,6 +175,24 @@ def index_parameters(e: ir.Expr) -> tuple[str, ...]:
         if isinstance(node, Index) and node.gather is not None:
             seen.setdefault(node.gather.id)
     return tuple(seen)
+
+
+def as_index_array(name: str, value: Any) -> np.ndarray:
+    """An index parameter's value as an int64 numpy array, or a ValidationError naming it: integers
+    only (numpy's rule for an index: a float array, even of whole numbers, or a bool one is refused)."""
+    from .errors import ValidationError
+    from .validation import host_value
+
+    raw = host_value(value)
+    try:
+        array = np.asarray(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"index parameter {name!r} must be an integer array: {exc}") from None
+    if array.dtype.kind not in "iu":
+        got = "bools" if array.dtype.kind == "b" else f"dtype {array.dtype}"
+        raise ValidationError(f"parameter {name!r} is an index (it gathers, as in theta[{name}]), so it must hold"
+                              f" integers, got {got}")
+    return array.astype(np.int64, copy=False)
 
 
 # -- shapes ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Static shape inference: the logical shape of every expression, given parameter shapes.
 
-Shapes follow numpy broadcasting; ``sum``/``mean`` drop one axis or all; a random
+Shapes follow numpy broadcasting (``a @ b`` numpy's matmul, ``x[...]`` its indexing: :mod:`stochgrad.arraynodes`); ``sum``/``mean`` drop one axis or all; a random
 variable has the broadcast shape of its distribution's parameters (batch shape,
 then event shape for Categorical and Dirichlet).  The planner uses this to size
 finite supports before anything is sampled, and mismatches are reported against
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from . import arraynodes, ir
 from .errors import StochgradError
 from .types import Shape
 
@@ -105,6 +105,10 @@ def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
             raise StochgradError(f"axis {k} is out of range for a value with {len(shape)} axes (shape {shape}) in `{e}`",
                                  e.span)
         return shape[: k % len(shape)] + shape[k % len(shape) + 1:]
+    if isinstance(e, arraynodes.MatMul):
+        return arraynodes.matmul_shape(shapes[0], shapes[1], e)
+    if isinstance(e, arraynodes.Index):  # children: the value, then the gather index if any
+        return arraynodes.index_shape(shapes[0], e, shapes[1] if len(shapes) > 1 else ())
     if isinstance(e, ir.KL):
         from .distributions import lookup
 
