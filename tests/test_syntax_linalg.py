@@ -380,3 +380,27 @@ def test_compiled_objective_gathers(backend):
         f(theta=theta, school=np.array([6]))
     with pytest.raises(sg.ValidationError, match="must hold integers"):
         f(theta=theta, school=np.array([0.5]))
+
+
+def test_fast_path_is_exact_at_the_depth_limit():
+    for k in range(parser.MAX_DEPTH - 4, parser.MAX_DEPTH + 1):
+        for text in ("x" + "[0]" * k, "x" + "[1:]" * k, "x" + "[:]" * k, "x" + "[...]" * k):
+            fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
+            try:
+                parser.parse_with_lark(text)
+                accepted = True
+            except sg.ParseError:
+                accepted = False
+            assert (fast is not None) == accepted, text
+
+
+def test_gather_under_enumeration_and_diagnostics(backend):
+    theta, school = np.arange(8.0) / 10, np.array([0, 1, 1, 7])
+    r = _run("E[sum(theta[school]) * z, z ~ Bernoulli(p)]", {"theta": theta, "school": school, "p": 0.3}, backend)
+    assert "enumerate" in str(r.plan).lower()  # exact: no sampling error
+    assert r.value == pytest.approx(0.3 * theta[school].sum()) and r.grad["p"] == pytest.approx(theta[school].sum())
+    np.testing.assert_allclose(r.grad["theta"], 0.3 * np.bincount(school, minlength=8))
+    with pytest.warns(sg.NonFiniteWarning, match=r"`log\(x\[0:2\]\)` is NaN in 1 of 2 entries"):
+        _run("sum(log(x[0:2]))", {"x": np.array([1.0, -1.0, 2.0])}, backend)
+    with pytest.raises(sg.ValidationError, match="fuse=True cannot gather with the index parameter 'school'"):
+        sg.compile("sum(theta[school])", n=1, backend=backend, fuse=True)
