@@ -8,7 +8,8 @@ Nodes: :class:`Num`, :class:`Name` (a parameter, or a variable bound by an
 enclosing expectation), :class:`Neg`, :class:`BinOp` (arithmetic and
 comparisons), :class:`Call` (a function from the table in
 :mod:`stochgrad.functions`), :class:`Dist` (a distribution with its parameters
-in canonical order) and :class:`Expect` (``E[body, v ~ Dist, ...]``).  Source
+in canonical order) and :class:`Expect` (``E[body, v ~ Dist, ...]``); ``a @ b`` and
+``x[...]`` are :mod:`stochgrad.arraynodes`' (which gives :class:`Expr` its ``@`` and ``[]``).  Source
 spans ride along for error messages but take no part in equality.
 
 Operator overloading on :class:`Expr` is the embedded Python form of the DSL
