@@ -163,6 +163,9 @@ def test_fast_path_agrees_at_the_depth_limit():
 def test_pi_is_the_constant():
     assert sg.parse("pi") == ir.Num(math.pi) and sg.parse("2 * pi * r") == 2 * ir.Num(math.pi) * ir.Name("r")
     assert sg.parse("2 * pi * r").span == (0, 10) and sg.parse("pi").span == (0, 2)
+    assert _same_as_lark("2 * pi * r", must_be_fast=True) == sg.parse("2 * pi * r")
+    spelled = f"E[z * {math.pi!r}, z ~ Normal({math.pi!r}, 1)]"
+    assert _same_as_lark("E[z * pi, z ~ Normal(pi, 1)]", must_be_fast=True) == sg.parse(spelled)
     assert sg.analysis.parameters(sg.parse("pi * r ** 2")) == ("r",)
     r = sg.estimate("sin(pi / 6) * x", {"x": 3.0}, n=2, seed=0)
     assert r.value == pytest.approx(1.5) and r.grad["x"] == pytest.approx(0.5)
@@ -404,3 +407,12 @@ def test_gather_under_enumeration_and_diagnostics(backend):
         _run("sum(log(x[0:2]))", {"x": np.array([1.0, -1.0, 2.0])}, backend)
     with pytest.raises(sg.ValidationError, match="fuse=True cannot gather with the index parameter 'school'"):
         sg.compile("sum(theta[school])", n=1, backend=backend, fuse=True)
+
+
+def test_backend_take_is_numpys_take(backend):
+    B = sg.get_backend(backend)
+    x = RNG.normal(size=(2, 5, 3))
+    index = np.array([[4, 0], [0, 2], [-0, 1]])
+    for axis in (1, 2):
+        idx = index % x.shape[axis]
+        np.testing.assert_array_equal(B.to_numpy(B.take(B.asarray(x), idx, axis)), np.take(x, idx, axis=axis))
