@@ -187,6 +187,11 @@ class TorchBackend(Backend):
         v = torch.as_tensor(value, dtype=self.dtype, device=self.device)  # from numpy: in no graph, so no detach
         return v.expand((count,) + tuple(v.shape)).requires_grad_(True)
 
+    def take(self, x: torch.Tensor, index: np.ndarray, axis: int) -> torch.Tensor:
+        flat = torch.as_tensor(np.ascontiguousarray(index).reshape(-1), dtype=torch.long, device=x.device)
+        shape = tuple(x.shape)
+        return torch.index_select(x, axis, flat).reshape(shape[:axis] + index.shape + shape[axis + 1:])
+
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().to("cpu", torch.float64).numpy()
 

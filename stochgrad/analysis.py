@@ -4,7 +4,8 @@
   bindings and in nested expectations.  Every other name is a *parameter*.
   Binding a name twice, shadowing an enclosing binding or using a variable in
   a binding before it is bound are errors (otherwise the name would silently
-  become a parameter).
+  become a parameter), and so is a random variable used as an index (``theta[z]``:
+  an index is an integer array parameter, and nothing is differentiable in it).
 * Differentiability: a use of ``z`` under a comparison, a non-differentiable
   function, or an argument a function is not differentiable in (the condition of
   ``where``; the flags are the function table's) breaks the pathwise derivative (it is 0 almost everywhere while the
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from . import ir
+from .arraynodes import Index
 from .errors import StochgradError
 from .functions import FUNCTIONS
 
@@ -43,6 +45,9 @@ def check_scopes(expr: ir.Expr) -> None:
         elif isinstance(item, ir.Name):
             if status.get(item.id) == "pending":
                 raise StochgradError(f"{item.id!r} is used before it is bound (bind it earlier in the E[...])", item.span)
+        elif isinstance(item, Index) and item.gather is not None and status.get(item.gather.id) == "bound":
+            raise StochgradError(f"`{item}` indexes with the random variable {item.gather.id!r}: an index is data (an"
+                                 " integer array parameter), and indexing is not differentiable in it", item.span)
         elif isinstance(item, ir.Expect):
             outer = {b.var: status.get(b.var) for b in item.bindings}
             first: dict[str, int] = {}

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import ir, planned
 from .analysis import parameters
+from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .compiled import Objective
@@ -50,13 +51,16 @@ from .validation import (
 from .variance import min_variance_plan
 
 
-def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
-    """The parameters as float64 arrays, each checked by :func:`stochgrad.validation.as_real_array`.
+def _check_params(names: tuple[str, ...], params: Any, index: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The parameters as float64 arrays, each checked by :func:`stochgrad.validation.as_real_array`
+    (the ``index`` ones, which gather as in ``theta[school]``, as int64 arrays: :func:`as_index_array`).
     Their shapes need not broadcast together: each random node and each operation checks its own
     operands (the planner's shape pass, :mod:`stochgrad.shapes`)."""
     params = check_mapping(params)
     needed = set(names)
     for name in params:
+        if name == "pi" and name not in needed:
+            raise ValidationError("'pi' is the constant 3.14159... in the DSL, not a parameter: rename the parameter")
         if name not in needed:
             raise ValidationError(
                 f"unknown parameter {name!r}{did_you_mean(name, needed)}; the expression's parameters are: "
@@ -66,6 +70,9 @@ def _check_params(names: tuple[str, ...], params: Any) -> dict[str, np.ndarray]:
     for name in names:
         if name not in params:
             raise ValidationError(f"parameter {name!r} is missing; the expression needs: {', '.join(names)}")
+        if name in index:
+            out[name] = as_index_array(name, params[name])
+            continue
         value = as_real_array(name, params[name])
         if not np.isfinite(value).all():
             raise ValidationError(f"parameter {name!r} must be finite, got {value!r}")
@@ -99,7 +106,7 @@ class Plan(planned.Plan):
         n = check_count("n", n, 1, "the number of samples")
         if chunk_size is not None:
             chunk_size = check_count("chunk_size", chunk_size, 1)
-        values = _check_params(self.parameters, params)
+        values = _check_params(self.parameters, params, index_parameters(self.expr))
         self.check_shapes({k: v.shape for k, v in values.items()})
         seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
         return self._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress,
@@ -178,7 +185,7 @@ def plan(
             raise TypeError("plan() got shapes_or_params and shapes= or params=; give one of them")
         shapes, params = _split(shapes_or_params)
     e = as_expression(expr)
-    values = None if params is None else _check_params(parameters(e), params)
+    values = None if params is None else _check_params(parameters(e), params, index_parameters(e))
     return _plan(e, B, values, shapes, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
                  batch_axes=batch_axes, seed=seed, n=n)
 
@@ -304,7 +311,7 @@ def estimate(
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size, 1)
     e = as_expression(expr)
-    values = _check_params(parameters(e), params)
+    values = _check_params(parameters(e), params, index_parameters(e))
     seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
     p = _plan(e, B, values, None, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
               batch_axes=batch_axes, seed=seed, n=None)

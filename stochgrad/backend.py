@@ -51,7 +51,9 @@ class Backend(ABC):
     * the operators ``+ - * / **`` and unary ``-``, between two native arrays or a native array and a
       Python float on either side, with numpy's broadcasting rules, giving a native array that
       :meth:`value_and_grad` differentiates;
-    * basic indexing with integers and slices (``x[:k]``, ``x[:, j]``), as numpy does it.
+    * basic indexing with integers and slices of positive step (``x[:k]``, ``x[:, j]``), as numpy does it;
+    * ``a @ b`` of two native arrays of the same rank (at least 3), numpy's ``matmul`` with its batch
+      axes broadcast (``a @ b`` in the DSL, :mod:`stochgrad.program.arraysteps`).
 
     Everything else goes through the backend: elementwise functions by name in :attr:`fn`
     (comparisons give 0.0/1.0, never booleans), shapes from :meth:`shape`, reductions from
@@ -172,6 +174,13 @@ class Backend(ABC):
     @abstractmethod
     def one_hot_argmax(self, x: Array) -> Array:
         """1.0 at the largest entry along the last axis, 0.0 elsewhere (no gradient)."""
+
+    def take(self, x: Array, index: np.ndarray, axis: int) -> Array:
+        """``x`` gathered along ``axis`` (the sample axis is axis 0) at ``index``, a numpy array of
+        non-negative integers of any shape: numpy's ``take``, of shape ``x.shape[:axis] + index.shape
+        + x.shape[axis + 1:]``, whose gradient adds up over repeated entries (``theta[school]`` in the
+        DSL).  This default indexes natively, ``x[:, ..., index]``, as numpy and autograd do."""
+        return x[(slice(None),) * axis + (index,)]
 
     # -- noise --------------------------------------------------------------
     @abstractmethod

@@ -30,6 +30,7 @@ from typing import Any
 
 from . import diagnostics
 from .analysis import parameters
+from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
 from .errors import NonFiniteWarning, ValidationError, did_you_mean
@@ -74,6 +75,10 @@ class Objective:
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
         self.validate = check_flag("validate", validate)
         check_flag("fuse", fuse)
+        self._index = index_parameters(self.expr)  # gather indices (theta[school]): read on the host, each call
+        if fuse and self._index:
+            raise ValidationError(f"fuse=True cannot gather with the index parameter {self._index[0]!r}, which is read"
+                                  " on the host at every call; use fuse=False")
         if fuse:
             self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
@@ -108,7 +113,9 @@ class Objective:
             self._bad_names(params)
         B = self.B
         parameter, shape = B.parameter, B.shape
-        native = {k: parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made constants
+        known = {k: as_index_array(k, params[k]) for k in self._index}  # gather indices: integers, on the host
+        native = {k: B.asarray(known[k]) if k in known else parameter(k, v)  # native arrays checked, numbers made
+                  for k, v in params.items()}  # constants
         shapes = tuple([shape(native[k]) for k in self.parameters])
         p = self._plans.get(shapes)
         if p is None:
@@ -121,7 +128,7 @@ class Objective:
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.seed, 0, self.n, blocked=False, call=call)
-        frame = Frame(B, with_sample_axis(B, native), noise, batch_axes=self.batch_axes, memo=self._memo,
+        frame = Frame(B, with_sample_axis(B, native), noise, known=known, batch_axes=self.batch_axes, memo=self._memo,
                       checks=self.validate, baselines=self.baseline_state)
         out = self._finish(frame, lower(p).run(frame))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse

@@ -16,11 +16,12 @@ are the lark path's, and this path only decides how fast valid text parses.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import ir
+from . import arraynodes, ir
 from .distributions import make_dist
 from .errors import StochgradError
 from .functions import UserFunction, make_call
@@ -28,10 +29,10 @@ from .functions import UserFunction, make_call
 _TOKEN = re.compile(r"""(?:[ \t\f\r\n]+|\#[^\n]*)*(?:
     (?P<NUMBER>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<OP>\*\*|<=|>=|\|\||[-+*/<>()\[\],~=])
+  | (?P<OP>\*\*|<=|>=|\|\||\.\.\.|[-+*/@:<>()\[\],~=])
   | (?P<END>\Z))""", re.X)
 _KEYWORDS = {"E", "KL"}
-_PREC = {"+": 2, "-": 2, "*": 3, "/": 3}
+_PREC = {"+": 2, "-": 2, "*": 3, "/": 3, "@": 3}
 
 
 class _Fail(Exception):
@@ -96,7 +97,8 @@ class _Parser:
         return left
 
     def binop(self, op: str, left: Any, right: Any, height: int) -> tuple[ir.Expr, int, int, int]:
-        node = ir.BinOp(op, left[0], right[0], span=(left[2], right[3]))
+        span = (left[2], right[3])
+        node = arraynodes.MatMul(left[0], right[0], span=span) if op == "@" else ir.BinOp(op, left[0], right[0], span=span)
         return node, height, left[2], right[3]
 
     def chain(self, prec: int) -> tuple[ir.Expr, int, int, int]:
@@ -137,6 +139,67 @@ class _Parser:
         return base
 
     def atom(self) -> tuple[ir.Expr, int, int, int]:
+        out = self.primary()
+        while self.peek()[0] == "OP" and self.peek()[1] == "[":  # x[...][...]: postfix, left to right
+            out = self.index(out)
+        return out
+
+    def index(self, value: tuple[ir.Expr, int, int, int]) -> tuple[ir.Expr, int, int, int]:
+        """``value[items]``: lark's trees index(value, subscripts(integer | name | slice(integer...)))."""
+        self.take("[")
+        items: list[Any] = []
+        top = 0  # height of the subscripts' children
+        while True:
+            item, height = self.subscript()
+            items.append(item)
+            top = max(top, height)
+            if self.peek()[1] == "," and self.peek()[0] == "OP":
+                self.i += 1
+                continue
+            break
+        close = self.take("]")
+        node = arraynodes.Index(value[0], tuple(items), span=(value[2], close[3]))
+        return node, self.check(1 + max(value[1], 1 + top)), value[2], close[3]
+
+    def integer(self) -> int | None:
+        """``-3``, ``0``: an integer literal, or None (no integer here)."""
+        kind, value, _, _ = self.peek()
+        negative = kind == "OP" and value == "-"
+        if negative:
+            kind, value, _, _ = self.toks[self.i + 1]
+        if kind != "NUMBER":
+            if negative:
+                raise _Fail
+            return None
+        if not value.isdigit():
+            raise _Fail
+        self.i += 2 if negative else 1
+        return -int(value) if negative else int(value)
+
+    def subscript(self) -> tuple[Any, int]:
+        """One item and the height of its tree (0: a token)."""
+        kind, value, start, end = self.peek()
+        if kind == "NAME":
+            self.i += 1
+            if value == "pi":
+                raise _Fail
+            return ir.Name(value, span=(start, end)), 1
+        if kind == "OP" and value == "...":
+            self.i += 1
+            return Ellipsis, 0
+        first = self.integer()
+        if not (self.peek()[0] == "OP" and self.peek()[1] == ":"):
+            if first is None:
+                raise _Fail
+            return first, 1
+        bounds: list[int | None] = [first]
+        while self.peek()[0] == "OP" and self.peek()[1] == ":" and len(bounds) < 3:
+            self.i += 1
+            bounds.append(self.integer())
+        height = 2 if any(b is not None for b in bounds) else 1
+        return arraynodes.Slice(*bounds), height
+
+    def primary(self) -> tuple[ir.Expr, int, int, int]:
         kind, value, start, end = tok = self.peek()
         if kind == "NUMBER":
             self.i += 1
@@ -148,6 +211,8 @@ class _Parser:
             if self.toks[self.i + 1][1] == "(" and self.toks[self.i + 1][0] == "OP":
                 return self.call(lambda name, args, kwargs: make_call(name, args, kwargs, user=self.user))
             self.i += 1
+            if value == "pi":  # the constant, as the lark path makes it
+                return ir.Num(math.pi, span=(start, end)), 1, start, end
             return ir.Name(value, span=(start, end)), 1, start, end
         if kind == "E":
             return self.expect()

@@ -8,7 +8,8 @@ Nodes: :class:`Num`, :class:`Name` (a parameter, or a variable bound by an
 enclosing expectation), :class:`Neg`, :class:`BinOp` (arithmetic and
 comparisons), :class:`Call` (a function from the table in
 :mod:`stochgrad.functions`), :class:`Dist` (a distribution with its parameters
-in canonical order) and :class:`Expect` (``E[body, v ~ Dist, ...]``).  Source
+in canonical order) and :class:`Expect` (``E[body, v ~ Dist, ...]``); ``a @ b`` and
+``x[...]`` are :mod:`stochgrad.arraynodes`' (which gives :class:`Expr` its ``@`` and ``[]``).  Source
 spans ride along for error messages but take no part in equality.
 
 Operator overloading on :class:`Expr` is the embedded Python form of the DSL
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-RESERVED = frozenset({"E", "KL"})
+RESERVED = frozenset({"E", "KL", "pi"})
 
 Span = tuple[int, int] | None
 
@@ -309,7 +310,7 @@ def _key(node: Expr) -> tuple[Any, ...]:
         return (node.name, tuple(k for k, _ in node.params), node.positional)  # type: ignore[attr-defined]
     if t is Expect:
         return tuple(b.var for b in node.bindings)  # type: ignore[attr-defined]
-    return ()  # Neg, KL: their children say it all
+    return getattr(node, "static_key", ())  # Neg, KL: their children say it all (arraynodes: its own key)
 
 
 def _hash(self: Expr) -> int:
@@ -362,7 +363,7 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise StochgradError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
     if name in RESERVED:
-        raise StochgradError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence)")
+        raise StochgradError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence, pi is 3.14159...)")
 
 
 def negate(e: Expr) -> Expr:

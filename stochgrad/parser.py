@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from . import ir
+from . import arraynodes, ir
 from .analysis import check_scopes
 from .distributions import make_dist
 from .errors import ParseError, StochgradError
@@ -116,9 +117,42 @@ class _ToIR:
             raise StochgradError(f"number {str(tok)[:20]}{'...' if len(tok) > 20 else ''} is too large", _span(meta))
         return ir.Num(value, span=_span(meta))
 
-    def name(self, meta: Any, tok: Token) -> ir.Name:
+    def name(self, meta: Any, tok: Token) -> ir.Name | ir.Num:
+        if tok == "pi":  # a constant, never a parameter
+            return ir.Num(math.pi, span=_span(meta))
         _check_name(tok)
         return ir.Name(str(tok), span=_span(meta))
+
+    # -- a @ b and x[...] (stochgrad.arraynodes) --
+    def matmul(self, meta: Any, left: ir.Expr, _op: Token, right: ir.Expr) -> arraynodes.MatMul:
+        return arraynodes.MatMul(left, right, span=_span(meta))
+
+    def integer(self, meta: Any, *toks: Token) -> int:
+        digits = toks[-1]
+        if not digits.isdigit():
+            raise StochgradError(f"index {digits} is not an integer", (digits.start_pos, digits.end_pos))  # type: ignore[arg-type]
+        return -int(digits) if len(toks) == 2 else int(digits)
+
+    def slice(self, meta: Any, *parts: Any) -> arraynodes.Slice:
+        bounds: list[int | None] = [None]
+        for p in parts:
+            if isinstance(p, Token) and p.type == "COLON":
+                bounds.append(None)
+            else:
+                bounds[-1] = p
+        try:
+            return arraynodes.Slice(*bounds)
+        except StochgradError as exc:
+            raise StochgradError(str(exc), _span(meta)) from None
+
+    def subscripts(self, meta: Any, *items: Any) -> list[Any]:
+        return [Ellipsis if isinstance(i, Token) else i for i in items]
+
+    def index(self, meta: Any, value: ir.Expr, items: list[Any]) -> arraynodes.Index:
+        try:
+            return arraynodes.Index(value, tuple(items), span=_span(meta))
+        except StochgradError as exc:
+            raise StochgradError(str(exc), _span(meta)) from None
 
     def neg(self, meta: Any, _minus: Token, x: ir.Expr) -> ir.Expr:
         out = ir.negate(x)
@@ -176,12 +210,13 @@ def _check_name(tok: Token) -> None:
 
 
 #: operators that chain: the left operand of ``a + b`` may be ``x - y`` at the same level
-_CHAINS = {"PLUS": "+", "MINUS": "+", "STAR": "*", "SLASH": "*"}
+_CHAINS = {"PLUS": "+", "MINUS": "+", "STAR": "*", "SLASH": "*", "AT": "*"}
+_CHAIN_RULES = ("binop", "matmul")
 
 
 def _continues(parent: Tree, child: Tree) -> bool:
     """``child`` is the left operand of ``parent`` in one flat chain (``a - b + c``)."""
-    if parent.data != "binop" or child.data != "binop":
+    if parent.data not in _CHAIN_RULES or child.data not in _CHAIN_RULES:
         return False
     group = _CHAINS.get(parent.children[1].type)  # type: ignore[union-attr]  # a binop's operator is a Token
     return group is not None and group == _CHAINS.get(child.children[1].type) and parent.children[0] is child  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import ir
 from .analysis import additive_terms, nondiff_uses, parameters
+from .arraynodes import Index, MatMul
 from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
@@ -145,7 +146,7 @@ class _Planner:
                 values.append(self.plan_expect(node, scope))
             elif isinstance(node, ir.KL):
                 values.append(self.plan_kl(node, scope))
-            elif not isinstance(node, (ir.Neg, ir.BinOp, ir.Call, ir.Dist)):
+            elif not isinstance(node, (ir.Neg, ir.BinOp, ir.Call, ir.Dist, MatMul, Index)):
                 values.append(node)  # a name, a number, or a node planned already (a KL's log-ratio)
             elif not ready:
                 stack.append((node, True))
@@ -260,6 +261,8 @@ def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
     """``node`` with new children (the same node when none changed)."""
     if all(a is b for a, b in zip(kids, node.children())):
         return node
+    if isinstance(node, (MatMul, Index)):
+        return node.rebuild(kids)
     if isinstance(node, ir.Neg):
         return ir.Neg(kids[0], span=node.span)
     if isinstance(node, ir.BinOp):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import ir
+from .arraynodes import Index, MatMul
 from .ir import PREC, BinOp, Call, Dist, Expect, Expr, KL, Name, Neg, Num
 
 
@@ -58,6 +59,13 @@ def _pieces(node: Expr) -> list[Any]:
                 + _joined([[f"{b.var} ~ ", b.dist] for b in node.bindings]) + ["]"])  # type: ignore[attr-defined]
     if t is KL:
         return ["KL(", node.p, " || ", node.q, ")"]  # type: ignore[attr-defined]
+    if t is MatMul:  # binds like * and /, left-associative
+        left, right, p = node.left, node.right, PREC["*"]  # type: ignore[attr-defined]
+        return _wrapped(left, left.prec < p) + [" @ "] + _wrapped(right, right.prec <= p)
+    if t is Index:  # postfix: binds tighter than every operator
+        value = node.value  # type: ignore[attr-defined]
+        items = [i if isinstance(i, Expr) else node.item_text(i) for i in node.items]  # type: ignore[attr-defined]
+        return _wrapped(value, value.prec < ir.ATOM) + ["["] + _joined(items) + ["]"]
     return [str(node)]  # a leaf (Num, Name) or an internal node with its own printer
 
 

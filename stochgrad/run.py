@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import chunking, diagnostics, ir, parallel
+from .arraynodes import index_parameters
 from .backend import Backend
 from .baselines import BaselineState
 from .errors import HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
@@ -148,11 +149,14 @@ def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
     return max(BLOCK, CHUNK_ENTRIES // (max(widths, default=1) * chunking.copies(p)[0]) // BLOCK * BLOCK)
 
 
-def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray]) -> list[str]:
+def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray], index: tuple[str, ...] = ()) -> list[str]:
     names = check_wrt(wrt)
     if names is None:
-        return list(values)
+        return [k for k in values if k not in index]  # an index parameter (theta[school]) is data: no gradient
     for k in names:
+        if k in index:
+            raise ValidationError(f"wrt names {k!r}, an index parameter (it gathers, as in theta[{k}]): it has no"
+                                  " gradient")
         if k not in values:
             raise ValidationError(f"wrt names {k!r}{did_you_mean(k, values)}, which is not a parameter of the"
                                   f" expression; its parameters are: {', '.join(values) or 'none'}")
@@ -167,7 +171,7 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
     samples of the noise of ``seed`` on backend ``B``; the keywords are :func:`stochgrad.estimate`'s,
     ``n``, ``seed`` and ``chunk_size`` already checked (``wrt`` is checked here)."""
     e = p.expr
-    names = _check_wrt(wrt, values)
+    names = _check_wrt(wrt, values, index_parameters(e))
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
     limit = chunking.check_memory_limit(memory_limit)

@@ -1,6 +1,7 @@
 """Static shape inference: the logical shape of every expression, given parameter shapes.
 
-Shapes follow numpy broadcasting; a function call follows its row's rule in
+Shapes follow numpy broadcasting (``a @ b`` numpy's matmul, ``x[...]`` its indexing: :mod:`stochgrad.arraynodes`);
+a function call follows its row's rule in
 :data:`stochgrad.functions.FUNCTIONS` (reductions drop one axis or all); a random
 variable has the broadcast shape of its distribution's parameters (batch shape,
 then event shape for Categorical and Dirichlet).  The planner uses this to size
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from . import arraynodes, ir
 from .errors import StochgradError
 from .types import Shape
 
@@ -94,6 +95,10 @@ def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
         from .functions import FUNCTIONS
 
         return FUNCTIONS[e.fn].shape(e, shapes)
+    if isinstance(e, arraynodes.MatMul):
+        return arraynodes.matmul_shape(shapes[0], shapes[1], e)
+    if isinstance(e, arraynodes.Index):  # children: the value, then the gather index if any
+        return arraynodes.index_shape(shapes[0], e, shapes[1] if len(shapes) > 1 else ())
     if isinstance(e, ir.KL):
         from .distributions import lookup
 

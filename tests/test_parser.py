@@ -196,7 +196,7 @@ def test_comments_and_newlines_are_allowed():
 
 def test_multi_line_text_reports_the_right_line():
     parse_error("x +\n  y *\n  ) ", "unexpected ')'; expected '(' or '+' or '-' or 'E' or 'KL' or a name or a number", 3, 3)
-    parse_error("x\n+\n@", "unexpected character '@'", 3, 1)
+    parse_error("x\n+\n$", "unexpected character '$'", 3, 1)  # (@ is matmul now)
     parse_error("1 +\n2 *\n  exq(3)", "unknown function 'exq' (did you mean 'exp'?)", 3, 3, width=3)
     parse_error(
         "E[x,\n  x ~ Normal(z, 1),\n  z ~ Normal(0, 1)]",
@@ -441,7 +441,7 @@ def test_parse_takes_only_text():
         ("mu.__class__", "unexpected character '.'", 3, 1),
         ("E[z, z ~ __import__(os)]", "unknown distribution '__import__'", 10, 10),
         ("open('/etc/passwd')", "unexpected character \"'\"", 6, 1),
-        ("lambda: 1", "unexpected character ':'", 7, 1),
+        ("lambda: 1", "unexpected ':'; expected", 7, 1),
         ("x if y else z", "unexpected 'if'; expected", 3, 2),
         ("[x for x in y]", "unexpected '['; expected", 1, 1),
     ],

@@ -263,7 +263,8 @@ def test_fast_path_builds_what_lark_builds(text):
 
 
 SOUP = ["E", "[", "]", "(", ")", ",", "~", "+", "-", "*", "/", "**", "<", ">=", "=", "||", "KL", "mu", "z", "x",
-        "1", "0.5", "1e-3", "1e999", "Normal", "Bernoulli", "logits", "exp", "sum", "axis", "#", "\n", " ", "((", "))"]
+        "1", "0.5", "1e-3", "1e999", "Normal", "Bernoulli", "logits", "exp", "sum", "axis", "#", "\n", " ", "((", "))",
+        "@", ":", "...", "pi", "[0]", "[-1]", "[k]", "[:, 1:]"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -284,6 +285,8 @@ def test_fast_path_never_accepts_what_lark_refuses(tokens, data):
     "(1+" * parser.MAX_DEPTH + "1" + ")" * parser.MAX_DEPTH, "-" * parser.MAX_DEPTH + "x", "-" * 199 + "x",
     "x" + "**x" * 198, "x" + "**x" * 200, "exp(" * 99 + "x" + ")" * 99, "exp(" * 100 + "x" + ")" * 100,
     "f(a=1, 2)", "f(a,)", "Normal(0, 1)", "E[x, E ~ Normal(0, 1)]", "1e999", "x ~ y", "a < b < c",
+    "a @ b * (c @ d)", "x[0][1:, ::-1]", "(a @ b)[..., k]", "x[1.5]", "x[--1]", "x[1:2:3:4]", "x[pi]", "pi ~ y",
+    "x" + "[0]" * (parser.MAX_DEPTH - 2), "x" + "[0]" * (parser.MAX_DEPTH - 1), "x" + "[1:]" * (parser.MAX_DEPTH - 2),
 ])
 def test_fast_path_edges(text):
     _same_as_lark(text)

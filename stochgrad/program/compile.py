@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import fnimpl, ir
+from ..arraynodes import Index, MatMul
 from ..distributions import lookup
 from ..functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from ..ieee import binop as ieee_binop
@@ -41,6 +42,7 @@ from ..planned import LogRatio, PlannedExpect
 from ..surrogate import build_expect
 from ..userfn import call_user_function, check_operands
 from ..zeromass import log_ratio
+from .arraysteps import index_step, matmul_step
 from .checks import DistCheck
 from .frame import Frame
 from .nodes import enumerate_step, sample_step
@@ -256,7 +258,7 @@ class _Builder:
 
 _COMPILERS: dict[type, Callable[..., Any]] = {
     ir.Name: _Builder._name, ir.Call: _Builder._call, ir.KL: _Builder._kl, LogRatio: _Builder._log_ratio,
-    PlannedExpect: _Builder._expect,
+    PlannedExpect: _Builder._expect, MatMul: matmul_step, Index: index_step,
 }
 _TWO = ir.Num(2.0)
 
