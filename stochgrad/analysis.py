@@ -127,8 +127,12 @@ def nondiff_uses(e: ir.Expr) -> dict[str, str]:
         node, breaking = stack.pop()
         if isinstance(node, ir.Name):
             if breaking is not None and node.id not in out:
-                kind = "comparison" if isinstance(breaking, ir.BinOp) else "non-differentiable function"
+                kind = "comparison" if isinstance(breaking, ir.BinOp) else getattr(breaking, "breaks_as", "non-differentiable function")
                 out[node.id] = f"{kind} `{breaking}`"
+            continue
+        split = getattr(node, "breaking_children", None)  # log_prob: a discrete law's x only (stochgrad.densities)
+        if breaking is None and split is not None:
+            stack.extend((c, node if breaks else None) for c, breaks in reversed(split()))
             continue
         if breaking is None and breaks_derivative(node):
             breaking = node

@@ -309,7 +309,7 @@ def _key(node: Expr) -> tuple[Any, ...]:
         return (node.name, tuple(k for k, _ in node.params), node.positional)  # type: ignore[attr-defined]
     if t is Expect:
         return tuple(b.var for b in node.bindings)  # type: ignore[attr-defined]
-    return ()  # Neg, KL: their children say it all
+    return getattr(node, "extra_key", ())  # Neg, KL: their children say it all (others may add a key)
 
 
 def _hash(self: Expr) -> int:

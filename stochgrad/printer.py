@@ -58,6 +58,9 @@ def _pieces(node: Expr) -> list[Any]:
                 + _joined([[f"{b.var} ~ ", b.dist] for b in node.bindings]) + ["]"])  # type: ignore[attr-defined]
     if t is KL:
         return ["KL(", node.p, " || ", node.q, ")"]  # type: ignore[attr-defined]
+    pieces = getattr(node, "pieces", None)  # a node of another module (stochgrad.densities)
+    if pieces is not None:
+        return pieces()  # type: ignore[no-any-return]
     return [str(node)]  # a leaf (Num, Name) or an internal node with its own printer
 
 
