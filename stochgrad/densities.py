@@ -288,8 +288,15 @@ def log_prob_value(B: Backend, dist: ir.Dist, p: dict[str, Array], x: Array) -> 
 
 def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:
     """The closed-form entropy of ``dist`` (the planner checked that its law has one)."""
-    out = lookup(dist.name).entropy(B, p)
+    law = lookup(dist.name)
+    out = law.entropy(B, p)
     if out is None:
         raise StochgradError(f"entropy({dist}): {dist.name} gives no closed form for these parameters")
-    return out
+    zero: Array = 0.0
+    for v in p.values():  # the batch shape: every parameter broadcast together (as kl.kl_value does)
+        zero = zero + 0.0 * B.stop_gradient(v)
+    if law.event_rank:
+        rank = len(B.shape(zero))
+        zero = B.sum(zero, tuple(range(rank - law.event_rank, rank)))
+    return out + zero
 

@@ -186,13 +186,13 @@ def _mark_distributions(node: Tree) -> None:
     reads ``Normal(0, 1)`` there as a call, renamed here to the ``dist`` rule before it is built."""
     if node.data not in ("call", "dist") or len(node.children) < 2:
         return
-    at = _DIST_ARGUMENT.get((node.data, str(node.children[0])))  # type: ignore[arg-type]
+    at = _DIST_ARGUMENT.get((node.data, str(node.children[0])))
     args = node.children[1]
     if at is None or not isinstance(args, Tree) or at >= len(args.children):
         return
     arg = args.children[at]
     if isinstance(arg, Tree) and arg.data == "call":
-        arg.data = "dist"  # type: ignore[assignment]
+        arg.data = "dist"
 
 
 def _check_name(tok: Token) -> None:

@@ -178,7 +178,7 @@ class _Planner:
         """``entropy(D)``: the closed form, or ``E[-log_prob(D, h), h ~ D]`` planned like any expectation."""
         if id(e) not in self.kl_bindings:
             self.notes.append(f"{e}: closed form")
-            return dataclasses.replace(e, dist=self.plan(e.dist, scope))
+            return dataclasses.replace(e, dist=self.plan(e.dist, scope))  # type: ignore[arg-type]  # a planned Dist is a Dist
         b = self.kl_bindings[id(e)]
         self.notes.append(f"{e}: Monte Carlo, E[-log p(x)] with {b.var} ~ {e.dist} (plan above)")
         return self.plan_expect(ir.Expect(ir.Neg(LogProb(e.dist, ir.Name(b.var))), (b,)), scope)

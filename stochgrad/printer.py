@@ -60,7 +60,7 @@ def _pieces(node: Expr) -> list[Any]:
         return ["KL(", node.p, " || ", node.q, ")"]  # type: ignore[attr-defined]
     pieces = getattr(node, "pieces", None)  # a node of another module (stochgrad.densities)
     if pieces is not None:
-        return pieces()  # type: ignore[no-any-return]
+        return pieces()
     return [str(node)]  # a leaf (Num, Name) or an internal node with its own printer
 
 

@@ -83,7 +83,7 @@ def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
     """The shape of ``e`` from its children's shapes (a call: of its first argument)."""
     own = getattr(e, "shape_rule", None)  # log_prob, entropy, iid (stochgrad.densities)
     if own is not None:
-        return own(shapes)  # type: ignore[no-any-return]
+        return own(shapes)
     if isinstance(e, ir.Neg):
         return shapes[0]
     if isinstance(e, ir.Dist):
