@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import stochgrad as sg
@@ -91,6 +93,27 @@ def test_pathwise_per_copy(backend):
     assert_estimate(r, value=4 * (0.25 + 2.25), grad={"mu": 4 * 2 * 0.5, "s": 4 * 2 * 1.5})
     r = sg.estimate("E[sum(z), z ~ iid(3, Gamma(a, b))]", {"a": 2.0, "b": 0.5}, n=20_000, backend=backend, seed=1)
     assert_estimate(r, value=3 * 4.0, grad={"a": 3 / 0.5, "b": -3 * 2.0 / 0.25})
+
+
+@settings(max_examples=8, deadline=None)
+@given(k=st.integers(1, 6), p=st.floats(0.05, 0.95), mu=st.floats(-2, 2))
+def test_linear_costs_over_any_number_of_copies(k, p, mu):
+    for backend in ("autograd", "torch"):
+        # enumerated: 2^k joint states, exact; pathwise: each sample's gradient of sum(z) is k exactly
+        r = sg.estimate(f"E[sum(z), z ~ iid({k}, Bernoulli(p))]", {"p": p}, n=4, backend=backend, seed=0)
+        assert r.value == pytest.approx(k * p, rel=1e-12) and r.grad["p"] == pytest.approx(k, rel=1e-12)
+        assert f"exact sum over {2**k} states" in r.plan.node("z").reason
+        r = sg.estimate(f"E[sum(z), z ~ iid({k}, Normal(mu, 2))]", {"mu": mu}, n=4_000, backend=backend, seed=0)
+        assert r.grad["mu"] == pytest.approx(k, rel=1e-12)
+        assert_estimate(r, value=k * mu)
+
+
+def test_iid_after_an_enumerated_node(backend):
+    # E[y sum(z)] = q 3 mu: z is drawn once per enumerated state of y, independently
+    r = sg.estimate("E[sum(z) * y, y ~ Bernoulli(q), z ~ iid(3, Normal(mu, 1))]", {"q": 0.4, "mu": 0.7}, n=20_000,
+                    backend=backend, seed=0)
+    assert r.plan.node("y").estimator == "enumerate" and r.plan.node("z").estimator == "pathwise"
+    assert_estimate(r, value=0.4 * 2.1, grad={"q": 2.1, "mu": 1.2})
 
 
 def test_copies_are_independent_and_identically_distributed(backend):
