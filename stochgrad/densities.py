@@ -33,9 +33,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import ir
-from .distributions import Distribution, lookup
+from . import ir, zeromass
+from .distributions import Distribution, lookup, static_params
 from .errors import StochgradError
+from .kl import _infinite_where
 from .types import Array
 
 if TYPE_CHECKING:
@@ -223,67 +224,53 @@ def iid(count: int, dist: ir.Dist) -> Iid:
 # -- evaluation ------------------------------------------------------------------------------------
 
 def _outside_support(B: Backend, dist: ir.Dist, p: dict[str, Array], x: Array) -> tuple[Array | None, Array | None]:
-    """``(outside, inside)``: a gradient-free 0/1 indicator of the samples outside ``dist``'s
-    support (None: none can be), and a point inside it to evaluate the formula at there."""
-    from . import zeromass
-
-    law, fn, stop = lookup(dist.name), B.fn, B.stop_gradient
-    xs = stop(x)
-    parts: list[Array] = []
-    inside: Array | None = None
-    interval = zeromass._interval(dist, p)
-    if interval is not None:
-        parts.append(zeromass._outside(B, interval, xs))
-        inside = zeromass._inside_point(B, interval)
-    support = law.support(_static(dist))
+    """``(outside, inside)``: a gradient-free 0/1 indicator of the values (events) outside ``dist``'s
+    support (None: none can be), and a point inside it to evaluate the formula at there (None: the
+    formula is finite everywhere)."""
+    law, fn = lookup(dist.name), B.fn
+    xs = B.stop_gradient(x)
+    support = law.support(static_params(dist))
     space = None if support is None else support.space
-    if law.discrete or space == "one-hot":  # integers only
-        parts.append(fn["gt"](fn["abs"](xs - fn["round"](xs)), 0.0))
-    if space in ("one-hot", "simplex"):  # each coordinate in [0, 1], summing to 1
-        last = len(B.shape(xs)) - 1
-        bad = fn["lt"](xs, 0.0) + fn["gt"](xs, 1.0) + (parts.pop() if space == "one-hot" else 0.0)
-        total = B.sum(xs, (last,))
-        off = fn["gt"](fn["abs"](total - 1.0), 1e-6 if space == "simplex" else 0.0)
-        parts.append(B.sum(bad, (last,)) + off)
-        if space == "simplex":
-            inside = 0.0 * xs + 1.0 / B.shape(xs)[-1]
-    if not parts:
+    off: list[Array] = []  # elementwise indicators of a value off the support
+    inside: Array | None = None
+    interval = zeromass._interval(dist, p)  # a scalar law's [low, high] (the parameters' or fixed)
+    if interval is not None:
+        off.append(zeromass._outside(B, interval, xs))
+        inside = zeromass._inside_point(B, interval)
+    if space in ("one-hot", "simplex"):  # coordinates in [0, 1]
+        off.append(fn["lt"](xs, 0.0) + fn["gt"](xs, 1.0))
+    if law.discrete:  # integers only
+        off.append(fn["gt"](fn["abs"](xs - fn["round"](xs)), 0.0))
+    if not off:
         return None, None
-    out = parts[0]
-    for q in parts[1:]:
+    out = off[0]
+    for q in off[1:]:
         out = out + q
-    return stop(fn["clip"](out, 0.0, 1.0)), inside
-
-
-def _static(dist: ir.Dist) -> dict[str, float | None]:
-    from .distributions import static_params
-
-    return static_params(dist)
+    if space in ("one-hot", "simplex"):  # one indicator per event, whose coordinates sum to 1
+        last = (len(B.shape(xs)) - 1,)
+        total = B.sum(xs, last)
+        out = B.sum(out, last) + fn["gt"](fn["abs"](total - 1.0), 1e-6 if space == "simplex" else 0.0)
+        if space == "simplex":  # the centre of the simplex: the density's logs are finite there
+            inside = 0.0 * xs + 1.0 / B.shape(xs)[-1]
+    return B.stop_gradient(fn["clip"](out, 0.0, 1.0)), inside
 
 
 def log_prob_value(B: Backend, dist: ir.Dist, p: dict[str, Array], x: Array) -> Array:
     """``log p(x)`` for aligned native parameters ``p`` and values ``x``: ``-inf`` exactly where
     ``x`` is outside the support or a point of zero mass (see the module docstring)."""
-    from . import zeromass
-
     law = lookup(dist.name)
     outside, inside = _outside_support(B, dist, p, x)
     x_in = x
-    if outside is not None and inside is not None:
-        if law.event_rank:  # one indicator per event: spread it over the event axis
-            mask = B.reshape(outside, B.shape(outside) + (1,))
-        else:
-            mask = outside
+    if outside is not None and inside is not None:  # evaluate at a point inside: no NaN, no derivative there
+        mask = B.reshape(outside, B.shape(outside) + (1,)) if law.event_rank else outside
         x_in = x + mask * (inside - x)
     out = law.log_prob(B, p, x_in)
-    zero = zeromass._zero_points(B, dist.name, p, x_in)
+    zero = zeromass._zero_points(B, dist.name, p, x_in)  # a probability of exactly 0 (Bernoulli(0) at 1)
     if zero is not None:
-        outside = B.stop_gradient(B.fn["clip"](zero, 0.0, 1.0) + (0.0 if outside is None else outside))
+        outside = zero if outside is None else zero + outside
     if outside is None:
         return out
-    from .kl import _infinite_where
-
-    return out - _infinite_where(B, B.fn["clip"](outside, 0.0, 1.0))
+    return out - _infinite_where(B, B.stop_gradient(B.fn["clip"](outside, 0.0, 1.0)))
 
 
 def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:

@@ -251,6 +251,9 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
     ``parse("E[loglik(x, z), z ~ Normal(mu, 1)]", functions={"loglik": fn})``."""
     if not functions:
         return _parse(text, ())
+    taken = sorted(DENSITY_CALLS.union({"iid"}).intersection(functions))
+    if taken:  # log_prob(D, x), entropy(D), iid(K, D): stochgrad.densities
+        raise ParseError(f"user function {taken[0]!r} would hide the built-in {taken[0]}(...); choose another name")
     try:
         user = tuple((name, as_user_function(name, fn)) for name, fn in functions.items())
     except StochgradError as exc:

@@ -343,3 +343,9 @@ def test_fast_path_never_accepts_what_lark_refuses(tokens, which, data):
         if fast is not None:
             slow = parser.parse_with_lark(text)
             assert fast == slow and _spans(fast) == _spans(slow), text
+
+
+def test_a_user_function_cannot_hide_log_prob_entropy_or_iid():
+    for name in ("log_prob", "entropy", "iid"):
+        with pytest.raises(sg.ParseError, match=f"user function '{name}' would hide the built-in"):
+            sg.parse("f(x)", functions={name: lambda x: x})
