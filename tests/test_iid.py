@@ -195,3 +195,13 @@ def test_compiled_objective_with_iid_and_log_prob(backend):
         value, grad = float(f(m=0.2, s=0.9, x=1.0)), float(autograd.grad(lambda m: f(m=m, s=0.9, x=1.0))(0.2))
     assert abs(value - r.value) < 6 * r.value_stderr * math.sqrt(2)
     assert abs(grad - r.grad["m"]) < 6 * r.stderr["m"] * math.sqrt(2)
+
+
+def test_score_over_iid_categorical_copies(backend):
+    # E[sum_k w . z_k] = K softmax(l) . w; d/dl = K q (w - q . w)
+    l, w = np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])
+    q = np.exp(l) / np.exp(l).sum()
+    r = sg.estimate("E[sum(z * w), z ~ iid(4, Categorical(logits=l))]", {"l": l, "w": w}, n=40_000, backend=backend,
+                    seed=0, estimators={"z": "score"})
+    assert r.plan.node("z").shape == (4, 3)
+    assert_estimate(r, value=4 * q @ w, grad={"l": 4 * q * (w - q @ w), "w": 4 * q})
