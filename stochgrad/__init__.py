@@ -20,6 +20,7 @@ from .compiled import Objective, compile  # noqa: A004
 from .backend import Backend, available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import KL, E, dist_constructor, function, symbols
+from .embed import entropy, iid, log_prob
 from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
 from .errors import HeavyTailWarning, MemoryLimitError, NonFiniteWarning, PrecisionWarning
 from .estimators import (
@@ -69,4 +70,5 @@ __all__ = [
     "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
+__all__ += ["log_prob", "entropy", "iid"]  # models: stochgrad.densities
 __all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator

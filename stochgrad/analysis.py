@@ -145,6 +145,11 @@ def nondiff_uses(e: ir.Expr) -> dict[str, str]:
             if breaking is not None and node.id not in out:
                 out[node.id] = breaking
             continue
+        split = getattr(node, "breaking_children", None)  # log_prob: a discrete law's x only (stochgrad.densities)
+        if breaking is None and split is not None:
+            why = f"{getattr(node, 'breaks_as', 'non-differentiable function')} `{node}`"
+            stack.extend((c, why if breaks else None) for c, breaks in reversed(split()))
+            continue
         if breaking is None and breaks_derivative(node):
             kind = "comparison" if isinstance(node, ir.BinOp) else "non-differentiable function"
             breaking = f"{kind} `{node}`"

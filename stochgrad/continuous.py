@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 P = Mapping[str, Array]
 _TINY, _EPS = float(np.finfo(float).tiny), float(np.finfo(float).eps) / 2
+EULER = 0.5772156649015329  # the Euler-Mascheroni constant, in the entropies below
 _LOG_TINY, _LOG_HUGE = float(np.log(np.finfo(float).tiny)), float(np.log(np.finfo(float).max)) - 1e-9
 
 
@@ -121,6 +122,9 @@ class Normal(_LocScale, Distribution):
     def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return _normal_log_prob(B, t, scale)
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        return B.fn["log"](p["scale"]) + (0.5 + HALF_LOG_2PI)  # log(2 pi e sigma^2) / 2
+
 
 class LogNormal(Distribution):
     name = "LogNormal"
@@ -140,6 +144,9 @@ class LogNormal(Distribution):
         t = held_standard(B, eps, p["loc"], p["scale"])
         return z, _normal_log_prob(B, t, p["scale"]) - B.fn["log"](z)
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        return p["loc"] + B.fn["log"](p["scale"]) + (0.5 + HALF_LOG_2PI)  # the Normal's, plus E[log z] = loc
+
 
 class Exponential(InverseCDF):
     name = "Exponential"
@@ -151,6 +158,9 @@ class Exponential(InverseCDF):
 
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return B.fn["log"](p["rate"]) - p["rate"] * x
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        return 1.0 - B.fn["log"](p["rate"])
 
 
 class Weibull(InverseCDF):
@@ -172,6 +182,10 @@ class Weibull(InverseCDF):
         z = stop(_exp_in_range(B, log(lam) + w / k))  # icdf
         # log z - log lam at fixed z, exactly: w / stop(k) + (log stop(lam) - log lam), valued w / k
         return z, self._log_density(B, p, w / stop(k) + (log(stop(lam)) - log(lam)))
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        k = p["concentration"]  # gamma (1 - 1/k) + log(lambda / k) + 1
+        return EULER * (1.0 - 1.0 / k) + B.fn["log"](p["scale"] / k) + 1.0
 
     @staticmethod
     def _log_density(B: Backend, p: P, t: Array) -> Array:
@@ -199,6 +213,9 @@ class Uniform(InverseCDF):
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return 0.0 * x - B.fn["log"](p["high"] - p["low"])
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        return B.fn["log"](p["high"] - p["low"])
+
 
 class Laplace(_LocScale, InverseCDF):
     name = "Laplace"
@@ -211,6 +228,9 @@ class Laplace(_LocScale, InverseCDF):
     def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -B.fn["log"](2.0 * scale) - B.fn["abs"](t)
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        return 1.0 + B.fn["log"](2.0 * p["scale"])
+
 
 class Gumbel(_LocScale, InverseCDF):
     name = "Gumbel"
@@ -221,6 +241,9 @@ class Gumbel(_LocScale, InverseCDF):
 
     def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -B.fn["log"](scale) - t - B.fn["exp"](-t)
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        return B.fn["log"](p["scale"]) + (EULER + 1.0)
 
 
 class Logistic(_LocScale, InverseCDF):
@@ -233,6 +256,9 @@ class Logistic(_LocScale, InverseCDF):
     def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -t - B.fn["log"](scale) - 2.0 * B.fn["softplus"](-t)
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        return B.fn["log"](p["scale"]) + 2.0
+
 
 class Cauchy(_LocScale, InverseCDF):
     name = "Cauchy"
@@ -243,6 +269,9 @@ class Cauchy(_LocScale, InverseCDF):
 
     def standard_log_prob(self, B: Backend, t: Array, scale: Array) -> Array:
         return -math.log(math.pi) - B.fn["log"](scale) - B.fn["log1p"](t * t)
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        return B.fn["log"](p["scale"]) + math.log(4.0 * math.pi)
 
 
 class Kumaraswamy(InverseCDF):
@@ -262,6 +291,12 @@ class Kumaraswamy(InverseCDF):
         log_x = log(x)
         # log(1 - x**a) as log(-expm1(a log x)): finite even where x**a rounds to 1
         return log(a) + log(b) + (a - 1.0) * log_x + (b - 1.0) * log(-B.fn["expm1"](a * log_x))
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        """``(1 - 1/b) + (1 - 1/a) H_b - log(a b)`` with the harmonic number ``H_b = psi(b + 1) + gamma``
+        (Michalowicz, Nichols & Bucholtz 2013, Handbook of Differential Entropy)."""
+        a, b = p["a"], p["b"]
+        return (1.0 - 1.0 / b) + (1.0 - 1.0 / a) * (B.fn["digamma"](b + 1.0) + EULER) - B.fn["log"](a * b)
 
 
 #: machine epsilon by float type; an unknown type gets float16's, the largest

@@ -125,6 +125,12 @@ class Bernoulli(_Discrete, Relaxable):
             return x * B.fn["sigmoid"](p["logits"]) + (1.0 - x) * B.fn["sigmoid"](-p["logits"])
         return x * p["probs"] + (1.0 - x) * (1.0 - p["probs"])
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        if "logits" in p:  # -p log p - (1 - p) log(1 - p) = softplus(l) - sigmoid(l) l
+            return B.fn["softplus"](p["logits"]) - B.fn["sigmoid"](p["logits"]) * p["logits"]
+        q = p["probs"]  # 0 log 0 = 0: the clipped log is finite, times 0
+        return -(q * _log(B, q) + (1.0 - q) * _log(B, 1.0 - q))
+
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
         return np.array([0.0, 1.0])
 
@@ -167,6 +173,10 @@ class Categorical(_Discrete, Relaxable):
             return B.sum(x * B.softmax(p["logits"], len(B.shape(p["logits"])) - 1), (last,))
         probs = p["probs"]
         return B.sum(x * probs, (last,)) / B.sum(probs, (len(B.shape(probs)) - 1,))
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        lp = self.log_softmax(B, p)  # -sum_k p_k log p_k (a p_k = 0 term: exp of a clipped log, times it: 0)
+        return -B.sum(B.fn["exp"](lp) * lp, (len(B.shape(lp)) - 1,))
 
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray:
         return np.eye(event[-1])
@@ -272,6 +282,10 @@ class Geometric(_Discrete):
 
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         return x * _log(B, 1.0 - p["probs"]) + _log(B, p["probs"])
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        q = p["probs"]  # (-(1 - q) log(1 - q) - q log q) / q
+        return -((1.0 - q) * _log(B, 1.0 - q) + q * _log(B, q)) / q
 
     def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         return "parameter 'probs' must be > 0" if np.any(np.asarray(values["probs"]) <= 0) else None

@@ -134,6 +134,14 @@ class Distribution(ABC):
     def log_prob(self, B: Backend, p: Mapping[str, Array], x: Array) -> Array:
         """Log density of ``x`` (same shape as ``x``; no reduction over axes)."""
 
+    def entropy(self, B: Backend, p: Mapping[str, Array]) -> Array | None:
+        """The entropy ``H = -E[log p(x)]`` in closed form (differentiable in ``p``, elementwise over
+        the batch shape, event axes reduced), or None when there is none: then ``entropy(D)`` is
+        estimated by Monte Carlo, ``E[-log p(h)], h ~ D`` (:mod:`stochgrad.densities`).  A law that
+        overrides this has a closed form in the plan's eyes; the result may have fewer axes than the
+        batch shape (a formula in ``scale`` alone), the caller broadcasts it."""
+        return None
+
     def sample_and_log_prob(self, B: Backend, p: Mapping[str, Array], draw: Draw,
                             shape: tuple[int, ...]) -> tuple[Array, Array]:
         """A :meth:`sample` ``z`` and ``log_prob(z)`` with ``z`` held fixed (for the score function).

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import ir
+from .densities import entropy, iid, log_prob  # noqa: F401  (sg.log_prob, sg.entropy, sg.iid)
 from .distributions import DISTRIBUTIONS, make_dist
 from .functions import FUNCTIONS, make_call
 

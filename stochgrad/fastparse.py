@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import arraynodes, ir
+from .densities import DENSITY_CALLS, make_density_call, make_iid
 from .distributions import make_dist
 from .errors import StochgradError
 from .functions import UserFunction, make_call
@@ -209,6 +210,8 @@ class _Parser:
             return ir.Num(number, span=(start, end)), 1, start, end
         if kind == "NAME":
             if self.toks[self.i + 1][1] == "(" and self.toks[self.i + 1][0] == "OP":
+                if value in DENSITY_CALLS:  # log_prob(D, x), entropy(D): the first argument is a distribution
+                    return self.call(make_density_call, dist_at=0)
                 return self.call(lambda name, args, kwargs: make_call(name, args, kwargs, user=self.user))
             self.i += 1
             if value == "pi":  # the constant, as the lark path makes it
@@ -231,8 +234,9 @@ class _Parser:
             return node, height, tok[2], close[3]
         raise _Fail
 
-    def call(self, make: Callable[..., Any]) -> tuple[Any, int, int, int]:
-        """``name(args)``: a call, or a distribution (``make`` is the table's constructor)."""
+    def call(self, make: Callable[..., Any], dist_at: int = -1) -> tuple[Any, int, int, int]:
+        """``name(args)``: a call, or a distribution (``make`` is the table's constructor); the
+        positional argument ``dist_at`` is parsed as a distribution (``log_prob``, ``iid``)."""
         kind, name, start, end = self.peek()
         if kind != "NAME":
             raise _Fail
@@ -251,7 +255,7 @@ class _Parser:
                     kwargs.append((tok[1], value[0]))
                     top = max(top, 1 + value[1])
                 else:
-                    value = self.expr()
+                    value = self.call(make_dist) if len(args) == dist_at else self.expr()
                     if kwargs:
                         raise _Fail  # a positional argument after a keyword: the lark path says so
                     args.append(value[0])
@@ -279,7 +283,8 @@ class _Parser:
                 raise _Fail
             self.i += 1
             self.take("~")
-            dist = self.call(make_dist)
+            iid = self.peek()[1] == "iid" and self.peek()[0] == "NAME"
+            dist = self.call(make_iid, dist_at=1) if iid else self.call(make_dist)
             bindings.append(ir.Binding(var, dist[0], span=(vstart, dist[3])))
             top = max(top, self.check(1 + dist[1]))
         if not bindings:

@@ -67,6 +67,10 @@ class Gamma(_Implicit):
         a, rate, log = p["concentration"], p["rate"], B.fn["log"]
         return a * log(rate) + (a - 1.0) * log(x) - rate * x - B.fn["lgamma"](a)
 
+    def entropy(self, B: Backend, p: P) -> Array:
+        a = p["concentration"]  # a - log(rate) + lgamma(a) + (1 - a) psi(a)
+        return a - B.fn["log"](p["rate"]) + B.fn["lgamma"](a) + (1.0 - a) * B.fn["digamma"](a)
+
 
 class Beta(_Implicit):
     name = "Beta"
@@ -82,6 +86,10 @@ class Beta(_Implicit):
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         a, b, lg = p["a"], p["b"], B.fn["lgamma"]
         return (a - 1.0) * B.fn["log"](x) + (b - 1.0) * B.fn["log1p"](-x) + lg(a + b) - lg(a) - lg(b)
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        a, b, lg, psi = p["a"], p["b"], B.fn["lgamma"], B.fn["digamma"]  # log B(a, b) - ... + (a + b - 2) psi(a + b)
+        return lg(a) + lg(b) - lg(a + b) - (a - 1.0) * psi(a) - (b - 1.0) * psi(b) + (a + b - 2.0) * psi(a + b)
 
 
 class Dirichlet(_Implicit):
@@ -102,6 +110,13 @@ class Dirichlet(_Implicit):
         last = len(B.shape(x)) - 1
         terms = B.sum((a - 1.0) * B.fn["log"](x) - lg(a), (last,))
         return terms + lg(B.sum(a, (len(B.shape(a)) - 1,)))
+
+    def entropy(self, B: Backend, p: P) -> Array:
+        """``log B(alpha) + (alpha_0 - K) psi(alpha_0) - sum_j (alpha_j - 1) psi(alpha_j)``."""
+        a, lg, psi = p["concentration"], B.fn["lgamma"], B.fn["digamma"]
+        last = (len(B.shape(a)) - 1,)
+        a0, k = B.sum(a, last), B.shape(a)[-1]
+        return B.sum(lg(a) - (a - 1.0) * psi(a), last) - lg(a0) + (a0 - float(k)) * psi(a0)
 
 
 for _cls in (Gamma, Beta, Dirichlet):

@@ -310,7 +310,7 @@ def _key(node: Expr) -> tuple[Any, ...]:
         return (node.name, tuple(k for k, _ in node.params), node.positional)  # type: ignore[attr-defined]
     if t is Expect:
         return tuple(b.var for b in node.bindings)  # type: ignore[attr-defined]
-    return getattr(node, "static_key", ())  # Neg, KL: their children say it all (arraynodes: its own key)
+    return getattr(node, "static_key", None) or getattr(node, "extra_key", ())  # Neg, KL: their children say it all (arraynodes, densities: their own key)
 
 
 def _hash(self: Expr) -> int:

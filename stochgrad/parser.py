@@ -26,6 +26,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import arraynodes, ir
 from .analysis import check_scopes
+from .densities import DENSITY_CALLS, Iid, make_density_call, make_iid
 from .distributions import make_dist
 from .errors import ParseError, StochgradError
 from .fastparse import fast_parse
@@ -107,6 +108,7 @@ class _ToIR:
                 del values[len(values) - n:]
                 values.append(getattr(self, node.data)(node.meta, *args))
             else:
+                _mark_distributions(node)
                 stack.append((node, True))
                 stack.extend((c, False) for c in reversed(node.children))
         return values[0]
@@ -176,16 +178,21 @@ class _ToIR:
         self.user = user
 
     def call(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Call:
+        if str(name) in DENSITY_CALLS:  # log_prob(D, x), entropy(D) (stochgrad.densities)
+            return _build(make_density_call, meta, name, items)
         return _build(lambda name, args, kwargs: make_call(name, args, kwargs, user=self.user), meta, name, items)
 
     def dist(self, meta: Any, name: Token, items: list[Any] | None = None) -> ir.Dist:
-        return _build(make_dist, meta, name, items)
+        return _build(make_iid if str(name) == "iid" else make_dist, meta, name, items)
 
     def binding(self, meta: Any, var: Token, dist: ir.Dist) -> ir.Binding:
         _check_name(var)
         return ir.Binding(str(var), dist, span=_span(meta))
 
     def kl(self, meta: Any, p: ir.Dist, q: ir.Dist) -> ir.KL:
+        for d in (p, q):
+            if isinstance(d, Iid):
+                raise StochgradError("KL(p || q) takes the laws themselves, not iid(...) copies", d.span)
         return ir.KL(p, q, span=_span(meta))
 
     def expect(self, meta: Any, body: ir.Expr, *bindings: ir.Binding) -> ir.Expect:
@@ -193,13 +200,33 @@ class _ToIR:
 
 
 def _build(make: Any, meta: Any, name: Token, items: list[Any] | None) -> Any:
-    """Validate a call or distribution with the shared table code; errors point at its name."""
+    """Validate a call or distribution with the shared table code; errors point at its name (an
+    error of stochgrad.densities' at the argument it names)."""
     args, kwargs = _split_args(items or [])
     try:
         node = make(str(name), args, kwargs)
     except StochgradError as exc:
-        raise StochgradError(str(exc), span=(name.start_pos, name.end_pos)) from None  # type: ignore[arg-type]
+        own = exc.span if make in (make_density_call, make_iid) else None
+        raise StochgradError(str(exc), span=own or (name.start_pos, name.end_pos)) from None  # type: ignore[arg-type]
     return dataclasses.replace(node, span=_span(meta))
+
+
+#: (rule, name) -> the position of the argument that is a distribution: log_prob(Normal(0, 1), x)
+_DIST_ARGUMENT = {("call", "log_prob"): 0, ("call", "entropy"): 0, ("dist", "iid"): 1}
+
+
+def _mark_distributions(node: Tree) -> None:
+    """Parse the distribution argument of ``log_prob``/``entropy``/``iid`` as a distribution: lark
+    reads ``Normal(0, 1)`` there as a call, renamed here to the ``dist`` rule before it is built."""
+    if node.data not in ("call", "dist") or len(node.children) < 2:
+        return
+    at = _DIST_ARGUMENT.get((node.data, str(node.children[0])))
+    args = node.children[1]
+    if at is None or not isinstance(args, Tree) or at >= len(args.children):
+        return
+    arg = args.children[at]
+    if isinstance(arg, Tree) and arg.data == "call":
+        arg.data = "dist"
 
 
 def _check_name(tok: Token) -> None:
@@ -259,6 +286,9 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
     ``parse("E[loglik(x, z), z ~ Normal(mu, 1)]", functions={"loglik": fn})``."""
     if not functions:
         return _parse(text, ())
+    taken = sorted(DENSITY_CALLS.union({"iid"}).intersection(functions))
+    if taken:  # log_prob(D, x), entropy(D), iid(K, D): stochgrad.densities
+        raise ParseError(f"user function {taken[0]!r} would hide the built-in {taken[0]}(...); choose another name")
     try:
         user = tuple((name, as_user_function(name, fn)) for name, fn in functions.items())
     except StochgradError as exc:

@@ -24,6 +24,7 @@ from typing import Any
 from . import ir
 from .analysis import additive_terms, nondiff_uses, parameters
 from .arraynodes import Index, MatMul
+from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
@@ -113,9 +114,10 @@ class _Planner:
             if isinstance(item, ir.Binding):
                 self.uids[id(item)] = len(self.uids)
                 continue
-            if isinstance(item, tuple):  # a KL node, after its children
+            if isinstance(item, tuple):  # a KL (or Monte Carlo entropy) node, after its children
                 kl = item[0]
-                b = ir.Binding(f"_kl{len(self.kl_bindings)}", kl.p)
+                b = (ir.Binding(f"_entropy{len(self.kl_bindings)}", kl.dist) if isinstance(kl, Entropy)
+                     else ir.Binding(f"_kl{len(self.kl_bindings)}", kl.p))
                 self.kl_bindings[id(kl)] = b
                 self.uids[id(b)] = len(self.uids)
                 continue
@@ -133,6 +135,8 @@ class _Planner:
                 continue
             if isinstance(item, ir.KL) and kl_verdict(item) == "finite" and (item.p.name, item.q.name) not in KL_FORMULAS:
                 stack.append(((item,), depth))
+            if isinstance(item, Entropy) and not item.closed:
+                stack.append(((item,), depth))
             stack.extend((c, depth) for c in reversed(item.children()))
 
     def plan(self, e: ir.Expr, scope: Scope) -> ir.Expr:
@@ -146,7 +150,9 @@ class _Planner:
                 values.append(self.plan_expect(node, scope))
             elif isinstance(node, ir.KL):
                 values.append(self.plan_kl(node, scope))
-            elif not isinstance(node, (ir.Neg, ir.BinOp, ir.Call, ir.Dist, MatMul, Index)):
+            elif isinstance(node, Entropy):
+                values.append(self.plan_entropy(node, scope))
+            elif not isinstance(node, (ir.Neg, ir.BinOp, ir.Call, ir.Dist, LogProb, MatMul, Index)):
                 values.append(node)  # a name, a number, or a node planned already (a KL's log-ratio)
             elif not ready:
                 stack.append((node, True))
@@ -168,6 +174,15 @@ class _Planner:
         b = self.kl_bindings[id(e)]
         self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
         return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
+
+    def plan_entropy(self, e: Entropy, scope: Scope) -> ir.Expr:
+        """``entropy(D)``: the closed form, or ``E[-log_prob(D, h), h ~ D]`` planned like any expectation."""
+        if id(e) not in self.kl_bindings:
+            self.notes.append(f"{e}: closed form")
+            return dataclasses.replace(e, dist=self.plan(e.dist, scope))  # type: ignore[arg-type]  # a planned Dist is a Dist
+        b = self.kl_bindings[id(e)]
+        self.notes.append(f"{e}: Monte Carlo, E[-log p(x)] with {b.var} ~ {e.dist} (plan above)")
+        return self.plan_expect(ir.Expect(ir.Neg(LogProb(e.dist, ir.Name(b.var))), (b,)), scope)
 
     def append(self, nodes: list[NodePlan]) -> None:
         """Record planned nodes; a pathwise node whose own path is broken breaks its ancestors' paths."""
@@ -269,6 +284,8 @@ def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
         return dataclasses.replace(node, left=kids[0], right=kids[1])
     if isinstance(node, ir.Call):
         return dataclasses.replace(node, args=tuple(kids[:len(node.args)]))
+    if isinstance(node, LogProb):
+        return node.rebuild(kids)
     return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined, type-var]
 
 

@@ -66,6 +66,9 @@ def _pieces(node: Expr) -> list[Any]:
         value = node.value  # type: ignore[attr-defined]
         items = [i if isinstance(i, Expr) else node.item_text(i) for i in node.items]  # type: ignore[attr-defined]
         return _wrapped(value, value.prec < ir.ATOM) + ["["] + _joined(items) + ["]"]
+    pieces = getattr(node, "pieces", None)  # a node of another module (stochgrad.densities)
+    if pieces is not None:
+        return pieces()
     return [str(node)]  # a leaf (Num, Name) or an internal node with its own printer
 
 

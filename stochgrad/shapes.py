@@ -83,6 +83,9 @@ _VISIT, _COMBINE, _BIND, _RESTORE = "visit", "combine", "bind", "restore"
 
 def _rule(e: ir.Expr, shapes: list[Shape]) -> Shape:
     """The shape of ``e`` from its children's shapes (a call: of its arguments)."""
+    own = getattr(e, "shape_rule", None)  # log_prob, entropy, iid (stochgrad.densities)
+    if own is not None:
+        return own(shapes)
     if isinstance(e, ir.Neg):
         return shapes[0]
     if isinstance(e, ir.Dist):

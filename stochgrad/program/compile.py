@@ -43,7 +43,9 @@ from ..surrogate import build_expect
 from ..userfn import call_user_function, check_operands
 from ..zeromass import log_ratio
 from .arraysteps import index_step, matmul_step
+from ..densities import Entropy, LogProb
 from .checks import DistCheck
+from .densities import entropy_step, log_prob_step
 from .frame import Frame
 from .nodes import enumerate_step, sample_step
 
@@ -258,7 +260,8 @@ class _Builder:
 
 _COMPILERS: dict[type, Callable[..., Any]] = {
     ir.Name: _Builder._name, ir.Call: _Builder._call, ir.KL: _Builder._kl, LogRatio: _Builder._log_ratio,
-    PlannedExpect: _Builder._expect, MatMul: matmul_step, Index: index_step,
+    PlannedExpect: _Builder._expect, MatMul: matmul_step, Index: index_step, LogProb: log_prob_step,
+    Entropy: entropy_step,
 }
 _TWO = ir.Num(2.0)
 

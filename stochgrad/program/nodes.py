@@ -33,12 +33,17 @@ def parameters_step(node: NodePlan, steps: list[Step], check: DistCheck) -> Call
     """A step giving the node's parameters (aligned, checked) and the logical shape of one sample."""
     names = [k for k, _ in node.dist.params]
     law = lookup(node.dist.name)
+    copies = getattr(node.dist, "count", None)  # iid(K, D): K copies on a new first logical axis
 
     def parameters(fr: Frame, env: dict[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
         values = fr.align(*(fr.array(s(fr, env)) for s in steps))
         p = dict(zip(names, values))
         check(fr, p)
-        return p, law.value_shape({k: fr.B.shape(v)[1:] for k, v in p.items()}, node.dist)
+        shape = law.value_shape({k: fr.B.shape(v)[1:] for k, v in p.items()}, node.dist)
+        if copies is None:
+            return p, shape
+        B = fr.B
+        return {k: B.reshape(v, B.shape(v)[:1] + (1,) + B.shape(v)[1:]) for k, v in p.items()}, (copies,) + shape
 
     return parameters
 
