@@ -4,7 +4,8 @@ Density ``p(z) = exp(k cos(z - loc)) / (2 pi I0(k))`` (``k`` the concentration),
 ``k (cos(z - loc) - 1) - log(2 pi i0e(k))`` with ``i0e(k) = exp(-k) I0(k)`` so that nothing overflows;
 entropy ``log(2 pi I0(k)) - k A(k)``, ``A = I1 / I0 = i1e / i0e`` (Mardia & Jupp, *Directional
 Statistics*, 2000, sec. 3.5.4).  Samples are ``z = loc + theta`` with ``theta`` in ``(-pi, pi)``: not
-wrapped, so ``dz/dloc = 1`` and ``E[z] = loc``; the density is periodic.
+wrapped, so ``dz/dloc = 1`` and ``E[z] = loc``; the density is periodic.  That interval moves with
+``loc``, so the distribution declares a moving support (the score function is flagged biased for it).
 
 **Sampler** (Best & Fisher 1979, *Appl. Statist.* 28, 152-157): propose ``theta`` from a wrapped
 Cauchy, ``cos theta = (1 + r cos(pi u1)) / (r + cos(pi u1))`` with ``r = (1 + rho^2) / (2 rho)``,
@@ -142,6 +143,9 @@ def dtheta_dk(B: Backend, theta: Array, k: Array) -> Array:
 class VonMises(_Implicit):
     name = "VonMises"
     params = (Param("loc", real, "mean direction"), Param("concentration", positive, "concentration kappa"))
+    #: samples lie in (loc - pi, loc + pi), an interval that moves with loc: the score function misses its
+    #: boundary terms for a cost that is not 2 pi-periodic (the plan flags it biased)
+    fixed_support = False
     doc = ("VonMises(loc, concentration): density exp(k cos(z - loc)) / (2 pi I0(k)); samples loc + theta,"
            " theta in (-pi, pi)")
 
