@@ -172,7 +172,8 @@ CASES = [
          ("z", "z**2", "sin(4*z)"),
          ({"a": 2.0, "b": 3.0}, {"a": 0.7, "b": 1.5})),
     # heavytails.py, gammafamily.py, vonmises.py (more in tests/test_new_distributions.py, tests/test_vonmises.py);
-    # df >= 8 (StudentT: the df gradient of E[z**2] has a light enough tail) and concentration > 4 (InverseGamma) keep E[z**2] of finite variance
+    # df >= 8 (StudentT: the df gradient of E[z**2] has a light enough tail) and concentration > 4
+    # (InverseGamma) keep E[z**2] of finite variance
     Case("StudentT(df, loc, scale)",
          st.fixed_dictionaries({"df": st.floats(8.0, 14.0), "loc": st.floats(-2.0, 2.0), "scale": st.floats(0.3, 2.0)}),
          lambda df, loc, scale: ss.t(df, loc=loc, scale=scale),
