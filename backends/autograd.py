@@ -95,6 +95,44 @@ defvjp(_implicit_gamma, lambda ans, alpha, z, refusal: lambda g: _unbroadcast(
 defvjp(_gamma_dz, lambda ans, alpha, z, refusal: _refuse(refusal), lambda ans, alpha, z, refusal: _refuse(refusal))
 
 
+@primitive
+def _i0e(x: Any) -> Any:
+    return special.i0e(x)
+
+
+@primitive
+def _i1e(x: Any) -> Any:
+    return special.i1e(x)
+
+
+def _i1e_slope(ans: Any, x: Any) -> Any:
+    """``i1e'(x) = i0e(x) - i1e(x) (sign(x) + 1/x)``, and 1/2 at 0."""
+    small = anp.abs(x) < 1e-300
+    safe = anp.where(small, 1.0, x)
+    return anp.where(small, 0.5, _i0e(x) - ans * (anp.sign(x) + 1.0 / safe))
+
+
+defvjp(_i0e, lambda ans, x: lambda g: g * (_i1e(x) - anp.sign(x) * ans))
+defvjp(_i1e, lambda ans, x: lambda g: g * _i1e_slope(ans, x))
+
+
+@primitive
+def _implicit(x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
+    """The draws ``z``, with the derivative ``dz_dx`` in ``x`` (see ``Backend.implicit_grad``)."""
+    return z
+
+
+@primitive
+def _refused(x: Any, dz_dx: Any, refusal: str) -> Any:
+    """``dz_dx``, connected to ``x`` so that differentiating it raises ``refusal``."""
+    return dz_dx
+
+
+defvjp(_implicit, lambda ans, x, z, dz_dx, refusal: lambda g: _unbroadcast(
+    g * _refused(anp.broadcast_to(x, anp.shape(ans)), dz_dx, refusal), anp.shape(x)))
+defvjp(_refused, lambda ans, x, dz_dx, refusal: _refuse(refusal))
+
+
 def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
     while anp.ndim(x) > len(shape):
         x = anp.sum(x, axis=0)
@@ -126,6 +164,7 @@ class AutogradBackend(Backend):
             # the function table's (stochgrad.functions)
             "erf": erf, "maximum": anp.maximum, "minimum": anp.minimum, "where": _where, "permute": anp.transpose,
         }
+        self.fn.update({"i0e": _i0e, "i1e": _i1e, "acos": anp.arccos})  # von Mises
 
     def asarray(self, value: np.ndarray) -> Any:
         return np.asarray(value, dtype=self.dtype)
@@ -207,6 +246,9 @@ class AutogradBackend(Backend):
 
     def implicit_gamma(self, alpha: Any, z: Any, refusal: str) -> Any:
         return _implicit_gamma(alpha, z, refusal)
+
+    def implicit_grad(self, x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
+        return _implicit(x, getval(z), getval(dz_dx), refusal)
 
     def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
                      shape: tuple[int, ...]) -> Any:

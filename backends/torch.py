@@ -118,6 +118,35 @@ class _GammaGrad(torch.autograd.Function):
         raise PlanError(ctx.refusal)
 
 
+class _Implicit(torch.autograd.Function):
+    """Identity on draws ``z`` with the given derivative ``dz/dx`` (see ``Backend.implicit_grad``), one
+    derivative deep: a second one reaches :class:`_Refused`'s backward and gets ``refusal``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, z: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
+        ctx.save_for_backward(x, dz_dx)
+        ctx.refusal = refusal
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        x, dz_dx = ctx.saved_tensors
+        return g * _Refused.apply(x, dz_dx, ctx.refusal), None, None, None
+
+
+class _Refused(torch.autograd.Function):
+    """``dz/dx`` as a value connected to ``x``, so that differentiating it raises the node's refusal."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
+        ctx.refusal = refusal
+        return dz_dx.clone()
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, None]:
+        raise PlanError(ctx.refusal)
+
+
 class TorchBackend(Backend):
     name = "torch"
     capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
@@ -146,6 +175,7 @@ class TorchBackend(Backend):
             "erf": torch.special.erf, "maximum": torch.maximum, "minimum": torch.minimum, "where": _where,
             "permute": torch.permute,
         }
+        self.fn.update({"i0e": torch.special.i0e, "i1e": torch.special.i1e, "acos": torch.acos})  # von Mises
 
     def asarray(self, value: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value), dtype=self.dtype, device=self.device)
@@ -286,6 +316,9 @@ class TorchBackend(Backend):
 
     def implicit_gamma(self, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
         return _ImplicitGamma.apply(alpha.expand(z.shape), z, refusal)
+
+    def implicit_grad(self, x: torch.Tensor, z: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
+        return _Implicit.apply(x.expand(z.shape), z.detach(), dz_dx.detach(), refusal)
 
     def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int],
                      shape: tuple[int, ...]) -> torch.Tensor:

@@ -13,6 +13,8 @@ random node, with reasons: a :class:`Plan` that runs, ``plan.estimate(params, n=
 from . import continuous as _continuous  # noqa: F401  (registers the distributions)
 from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
+from . import heavytails as _heavytails, gammafamily as _gammafamily, vonmises as _vonmises  # noqa: F401
+from . import klpairs as _klpairs  # noqa: F401  (their KL closed forms)
 from .analysis import parameters
 from .api import Estimate, Plan, estimate, plan
 from .compare import Comparison, compare
@@ -51,6 +53,8 @@ Geometric = dist_constructor("Geometric")
 Gamma = dist_constructor("Gamma")
 Beta = dist_constructor("Beta")
 Dirichlet = dist_constructor("Dirichlet")
+StudentT, HalfNormal, HalfCauchy, InverseGamma, Chi2, VonMises = (
+    dist_constructor(n) for n in ("StudentT", "HalfNormal", "HalfCauchy", "InverseGamma", "Chi2", "VonMises"))
 
 exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
 abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
@@ -71,4 +75,5 @@ __all__ = [
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
 __all__ += ["log_prob", "entropy", "iid"]  # models: stochgrad.densities
+__all__ += ["StudentT", "HalfNormal", "HalfCauchy", "InverseGamma", "Chi2", "VonMises"]
 __all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator

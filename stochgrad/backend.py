@@ -40,6 +40,9 @@ PRIMITIVES = frozenset(
         "erf", "maximum", "minimum", "where", "permute",
     }
 )
+#: exponentially scaled modified Bessel functions ``i0e(x) = exp(-|x|) I0(x)``, ``i1e`` likewise, and ``acos``
+#: (the von Mises distribution, :mod:`stochgrad.vonmises`)
+PRIMITIVES = PRIMITIVES | {"i0e", "i1e", "acos"}
 
 
 class Backend(ABC):
@@ -202,6 +205,13 @@ class Backend(ABC):
         first order: a second derivative raises ``PlanError(refusal)``.  Backends with the
         ``"implicit_reparam"`` capability implement it."""
         raise BackendError(f"the {self.name} backend has no implicit gamma gradient (capability implicit_reparam)")
+
+    def implicit_grad(self, x: Array, z: Array, dz_dx: Array, refusal: str) -> Array:
+        """``z`` (gradient-free draws, shape of ``z``) made differentiable in ``x`` (broadcast to ``z``) with the
+        elementwise derivative ``dz_dx`` (gradient-free, shape of ``z``): implicit reparameterization for a
+        sampler whose derivative is computed by hand (:mod:`stochgrad.vonmises`), to the first order; a second
+        derivative raises ``PlanError(refusal)``.  Backends with the ``"implicit_reparam"`` capability implement it."""
+        raise BackendError(f"the {self.name} backend has no implicit gradients (capability implicit_reparam)")
 
     def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
         """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block

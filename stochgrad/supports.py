@@ -83,6 +83,9 @@ INTERVAL = Support("real", None, None, ends=("low", "high"))
 BUILTIN = {"Normal": REAL, "Laplace": REAL, "Gumbel": REAL, "Logistic": REAL, "Cauchy": REAL,
            "LogNormal": POSITIVE, "Exponential": POSITIVE, "Weibull": POSITIVE, "Gamma": POSITIVE,
            "Kumaraswamy": UNIT_INTERVAL, "Beta": UNIT_INTERVAL, "Uniform": INTERVAL, "Dirichlet": SIMPLEX}
+#: heavytails.py, gammafamily.py, vonmises.py (a VonMises sample lies within pi of its loc: a parameter)
+BUILTIN.update({"StudentT": REAL, "HalfNormal": POSITIVE, "HalfCauchy": POSITIVE, "InverseGamma": POSITIVE,
+                "Chi2": POSITIVE, "VonMises": Support("real", None, None)})
 
 
 def within(p: Support, q: Support) -> bool | None:

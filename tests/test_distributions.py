@@ -171,6 +171,39 @@ CASES = [
          lambda a, b: ss.beta(a=a, b=b),
          ("z", "z**2", "sin(4*z)"),
          ({"a": 2.0, "b": 3.0}, {"a": 0.7, "b": 1.5})),
+    # heavytails.py, gammafamily.py, vonmises.py (more in tests/test_new_distributions.py, tests/test_vonmises.py);
+    # df >= 8 (StudentT: the df gradient of E[z**2] has a light enough tail) and concentration > 4
+    # (InverseGamma) keep E[z**2] of finite variance
+    Case("StudentT(df, loc, scale)",
+         st.fixed_dictionaries({"df": st.floats(8.0, 14.0), "loc": st.floats(-2.0, 2.0), "scale": st.floats(0.3, 2.0)}),
+         lambda df, loc, scale: ss.t(df, loc=loc, scale=scale),
+         ("z", "z**2", "tanh(z)"),
+         ({"df": 10.0, "loc": 0.5, "scale": 1.0}, {"df": 14.0, "loc": -1.0, "scale": 0.5})),
+    Case("HalfNormal(scale)", st.fixed_dictionaries({"scale": st.floats(0.3, 2.0)}),
+         lambda scale: ss.halfnorm(scale=scale),
+         ("z", "z**2", "sin(z)"),
+         ({"scale": 0.7}, {"scale": 1.5})),
+    Case("HalfCauchy(scale)", st.fixed_dictionaries({"scale": st.floats(0.3, 2.0)}),  # no mean: bounded costs
+         lambda scale: ss.halfcauchy(scale=scale),
+         ("tanh(z)", "sigmoid(z)", "exp(-z**2)"),
+         ({"scale": 0.7}, {"scale": 1.5}),
+         score_cost="tanh(z)"),
+    Case("InverseGamma(concentration, rate)",
+         st.fixed_dictionaries({"concentration": st.floats(4.5, 8.0), "rate": st.floats(0.5, 3.0)}),
+         lambda concentration, rate: ss.invgamma(concentration, scale=rate),
+         ("z", "z**2", "exp(-z)"),
+         ({"concentration": 5.0, "rate": 2.0}, {"concentration": 6.5, "rate": 0.8})),
+    Case("Chi2(df)", st.fixed_dictionaries({"df": st.floats(1.0, 8.0)}),
+         lambda df: ss.chi2(df),
+         ("z", "z**2", "exp(-z)"),
+         ({"df": 1.5}, {"df": 4.0})),
+    # samples in (loc - pi, loc + pi), as scipy's vonmises; that interval moves with loc (no score check)
+    Case("VonMises(loc, concentration)",
+         st.fixed_dictionaries({"loc": st.floats(-2.0, 2.0), "concentration": st.floats(0.2, 30.0)}),
+         lambda loc, concentration: ss.vonmises(concentration, loc=loc),
+         ("z", "z**2", "cos(z)"),
+         ({"loc": 0.5, "concentration": 2.0}, {"loc": -1.0, "concentration": 15.0}),
+         score_valid=False),
 ]
 SCALAR_CONTINUOUS = sorted(n for n, d in sg.DISTRIBUTIONS.items() if not d.discrete and not d.event_rank)
 assert sorted(c.name for c in CASES) == SCALAR_CONTINUOUS, "every scalar continuous distribution needs a case"
