@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -54,6 +54,16 @@ class Param:
     name: str
     constraint: Constraint = real
     doc: str = ""
+    #: trailing axes of the parameter that belong to one event (1 for a MultivariateNormal's ``loc``,
+    #: 2 for its ``scale_tril``); parameters are aligned on the axes before them (their batch axes)
+    event_rank: int = 0
+
+
+def event_ranks(dist: Distribution, names: Sequence[str]) -> tuple[int, ...] | None:
+    """The :attr:`Param.event_rank` of each parameter named, or None when all are 0 (elementwise)."""
+    ranks = {p.name: p.event_rank for p in dist.params}
+    out = tuple(ranks.get(n, 0) for n in names)
+    return out if any(out) else None
 
 
 class Distribution(ABC):
