@@ -13,6 +13,7 @@ random node, with reasons: a :class:`Plan` that runs, ``plan.estimate(params, n=
 from . import continuous as _continuous  # noqa: F401  (registers the distributions)
 from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
+from . import mvn as _mvn  # noqa: F401
 from .analysis import parameters
 from .api import Estimate, Plan, estimate, plan
 from .compare import Comparison, compare
@@ -50,6 +51,7 @@ Geometric = dist_constructor("Geometric")
 Gamma = dist_constructor("Gamma")
 Beta = dist_constructor("Beta")
 Dirichlet = dist_constructor("Dirichlet")
+MultivariateNormal = dist_constructor("MultivariateNormal")
 
 exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
 abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
@@ -66,7 +68,7 @@ __all__ = [
     "NonFiniteWarning", "HeavyTailWarning", "MemoryLimitError", "PrecisionWarning",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
     "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
-    "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+    "Dirichlet", "MultivariateNormal", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
 __all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator

@@ -250,7 +250,8 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
     """Match arguments to one parameterization and build the canonical node.
 
     Positional arguments fill the first parameterization; keywords pick the one they name
-    (``Bernoulli(p)`` or ``Bernoulli(logits=l)``)."""
+    (``Bernoulli(p)`` or ``Bernoulli(logits=l)``), also after positional arguments that begin it
+    (``MultivariateNormal(m, covariance_matrix=S)``)."""
     dist = lookup(name)
     forms = dist.forms()
     known = [p.name for p in dist.params]
@@ -261,8 +262,8 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
         if keys.count(key) > 1:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
     form: tuple[str, ...] | None
-    if args:
-        form = forms[0]
+    if args:  # the first form, or the first whose names after the positional ones hold the keywords
+        form = next((f for f in forms if keys and set(keys) <= set(f[len(args):])), forms[0])
     else:
         form = next((f for f in forms if set(keys) <= set(f)), None)
         if form is None:
