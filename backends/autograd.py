@@ -133,6 +133,25 @@ defvjp(_implicit, lambda ans, x, z, dz_dx, refusal: lambda g: _unbroadcast(
 defvjp(_refused, lambda ans, x, dz_dx, refusal: _refuse(refusal))
 
 
+def _solve_triangular(a: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
+    """``x`` with ``tri(a) @ x = b`` (``tri``: the lower or upper triangle), leading axes broadcast.
+    numpy's batched LU solve of the triangle: scipy's triangular solve loops over the batch in
+    Python (70x slower at 1e5 3x3 systems here)."""
+    return np.linalg.solve(np.tril(a) if lower else np.triu(a), b)
+
+
+def _solve_triangular_vjp_a(ans: Any, a: Any, b: Any, lower: bool) -> Callable[[Any], Any]:
+    def vjp(g: Any) -> Any:  # d a = -(a^-T g) x^T, on a's triangle (the other one is not read)
+        gb = _solve_triangular(anp.swapaxes(a, -1, -2), g, not lower)
+        ga = -anp.matmul(gb, anp.swapaxes(ans, -1, -2))
+        return _unbroadcast(anp.tril(ga) if lower else anp.triu(ga), anp.shape(a))
+    return vjp
+
+
+defvjp(_solve_triangular, _solve_triangular_vjp_a, lambda ans, a, b, lower: lambda g: _unbroadcast(
+    _solve_triangular(anp.swapaxes(a, -1, -2), g, not lower), anp.shape(b)))
+
+
 def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
     while anp.ndim(x) > len(shape):
         x = anp.sum(x, axis=0)
@@ -258,6 +277,12 @@ class AutogradBackend(Backend):
 
     def concat(self, parts: Sequence[Any]) -> Any:
         return anp.concatenate(list(parts), axis=0)
+
+    def cholesky(self, x: Any) -> Any:
+        return anp.linalg.cholesky(x)  # numpy.linalg.LinAlgError where there is no factor
+
+    def solve_triangular(self, a: Any, b: Any, lower: bool = True) -> Any:
+        return _solve_triangular(a, b, lower)
 
     def sample_sums(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
         return numpy_sample_sums(np.asarray(getval(x), dtype=np.float64))  # no copy: the sums only read it

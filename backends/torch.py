@@ -336,6 +336,15 @@ class TorchBackend(Backend):
     def concat(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(parts), dim=0)
 
+    def cholesky(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return torch.linalg.cholesky(x)
+        except torch.linalg.LinAlgError as exc:  # the contract's error, whatever the framework
+            raise np.linalg.LinAlgError(str(exc)) from None
+
+    def solve_triangular(self, a: torch.Tensor, b: torch.Tensor, lower: bool = True) -> torch.Tensor:
+        return torch.linalg.solve_triangular(a, b, upper=not lower)
+
     def sample_sums(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         v = x.detach().reshape(x.shape[0], -1).to(torch.float64)  # float64 sums, also for float32 arrays
         if v.shape[1] == 1:

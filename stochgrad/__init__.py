@@ -15,6 +15,7 @@ from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
 from . import heavytails as _heavytails, gammafamily as _gammafamily, vonmises as _vonmises  # noqa: F401
 from . import klpairs as _klpairs  # noqa: F401  (their KL closed forms)
+from . import mvn as _mvn  # noqa: F401
 from .analysis import parameters
 from .api import Estimate, Plan, estimate, plan
 from .compare import Comparison, compare
@@ -55,6 +56,7 @@ Beta = dist_constructor("Beta")
 Dirichlet = dist_constructor("Dirichlet")
 StudentT, HalfNormal, HalfCauchy, InverseGamma, Chi2, VonMises = (
     dist_constructor(n) for n in ("StudentT", "HalfNormal", "HalfCauchy", "InverseGamma", "Chi2", "VonMises"))
+MultivariateNormal = dist_constructor("MultivariateNormal")
 
 exp, log, log1p, expm1, sqrt = (function(n) for n in ("exp", "log", "log1p", "expm1", "sqrt"))
 abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "tanh"))  # noqa: A001
@@ -71,7 +73,7 @@ __all__ = [
     "NonFiniteWarning", "HeavyTailWarning", "MemoryLimitError", "PrecisionWarning",
     "Normal", "LogNormal", "Exponential", "Weibull", "Uniform", "Laplace", "Gumbel", "Logistic",
     "Cauchy", "Kumaraswamy", "Bernoulli", "Categorical", "Poisson", "Binomial", "Geometric", "Gamma", "Beta",
-    "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
+    "Dirichlet", "MultivariateNormal", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
 __all__ += ["log_prob", "entropy", "iid"]  # models: stochgrad.densities

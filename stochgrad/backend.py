@@ -85,8 +85,8 @@ class Backend(ABC):
     :meth:`noise`, :meth:`concat`, :meth:`value_and_grad`).  **Defaulted** (override for speed or
     stricter checks): :meth:`native_problem`, :meth:`parameter`, :meth:`item`, :meth:`softmax`,
     :meth:`noise_blocks`, :meth:`sample_sums`.  **Optional**: :meth:`implicit_gamma` (with the
-    ``"implicit_reparam"`` capability) and :meth:`fuse` raise :class:`BackendError` unless
-    implemented; an attribute ``dtype`` (a dtype or its name; float64 without one) sets the float
+    ``"implicit_reparam"`` capability), :meth:`cholesky`, :meth:`solve_triangular` and :meth:`fuse`
+    raise :class:`BackendError` unless implemented; an attribute ``dtype`` (a dtype or its name; float64 without one) sets the float
     type the precision checks, clips and messages assume.
     """
 
@@ -239,6 +239,23 @@ class Backend(ABC):
         ``aux`` comes back as it was returned (already gradient-free)."""
 
     # -- optional -----------------------------------------------------------
+    def cholesky(self, x: Array) -> Array:
+        """The lower Cholesky factor ``L`` (``L L^T = x``) of symmetric positive definite matrices
+        over the last two axes, batched over the leading ones (the sample axis included), reading
+        the lower triangle, differentiable with a symmetric gradient.  A matrix with no factor raises
+        ``numpy.linalg.LinAlgError`` (the caller names the parameter).  Optional (a
+        MultivariateNormal's ``covariance_matrix`` needs it)."""
+        raise BackendError(f"the {self.name} backend has no cholesky (a MultivariateNormal's covariance_matrix"
+                           " needs it; give scale_tril instead)")
+
+    def solve_triangular(self, a: Array, b: Array, lower: bool = True) -> Array:
+        """``x`` with ``a @ x = b`` for triangular ``a`` (..., d, d), reading only its ``lower`` (or
+        upper) triangle, and ``b`` (..., d, k); leading axes broadcast (numpy's rules, the sample
+        axis included); differentiable in both.  Optional (a MultivariateNormal's log density and
+        KL need it)."""
+        raise BackendError(f"the {self.name} backend has no solve_triangular (a MultivariateNormal's log density"
+                           " needs it)")
+
     def fuse(self, fn: Callable[..., Array]) -> Callable[..., Array]:
         """``fn`` compiled into fused kernels (for ``sg.compile(..., fuse=True)``); ``fn`` takes
         native arrays (and lists or dicts of them) and is pure given them.  Optional."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -54,6 +54,16 @@ class Param:
     name: str
     constraint: Constraint = real
     doc: str = ""
+    #: trailing axes of the parameter that belong to one event (1 for a MultivariateNormal's ``loc``,
+    #: 2 for its ``scale_tril``); parameters are aligned on the axes before them (their batch axes)
+    event_rank: int = 0
+
+
+def event_ranks(dist: Distribution, names: Sequence[str]) -> tuple[int, ...] | None:
+    """The :attr:`Param.event_rank` of each parameter named, or None when all are 0 (elementwise)."""
+    ranks = {p.name: p.event_rank for p in dist.params}
+    out = tuple(ranks.get(n, 0) for n in names)
+    return out if any(out) else None
 
 
 class Distribution(ABC):
@@ -248,7 +258,8 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
     """Match arguments to one parameterization and build the canonical node.
 
     Positional arguments fill the first parameterization; keywords pick the one they name
-    (``Bernoulli(p)`` or ``Bernoulli(logits=l)``)."""
+    (``Bernoulli(p)`` or ``Bernoulli(logits=l)``), also after positional arguments that begin it
+    (``MultivariateNormal(m, covariance_matrix=S)``)."""
     dist = lookup(name)
     forms = dist.forms()
     known = [p.name for p in dist.params]
@@ -259,8 +270,8 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
         if keys.count(key) > 1:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
     form: tuple[str, ...] | None
-    if args:
-        form = forms[0]
+    if args:  # the first form, or the first whose names after the positional ones hold the keywords
+        form = next((f for f in forms if keys and set(keys) <= set(f[len(args):])), forms[0])
     else:
         form = next((f for f in forms if set(keys) <= set(f)), None)
         if form is None:

@@ -15,6 +15,8 @@ Formulas (standard; e.g. Gil, Alajaji & Linder 2013 for exponential families):
 * Bernoulli, in logits ``a`` (of p) and ``b`` (of q): ``sigmoid(a) (a - b) + softplus(b) - softplus(a)``
   (from ``p (log p - log q) + (1 - p)(log(1 - p) - log(1 - q))`` with ``log sigmoid(a) = a - softplus(a)``)
 * Categorical: ``sum_k p_k (log p_k - log q_k)``
+* MultivariateNormal: ``1/2 (|L2^{-1} L1|_F^2 + |L2^{-1} (m2 - m1)|^2 - d) + log det L2 - log det L1``
+  (:func:`stochgrad.mvn.kl_mvn`; the event axis reduced)
 
 Supports (see :mod:`stochgrad.supports`) decide first, from the distributions alone, at plan
 time: laws on different spaces (``KL(Normal || Bernoulli)``, Categoricals of different lengths)
@@ -37,6 +39,7 @@ import numpy as np
 from . import ir
 from .distributions import lookup, static_params
 from .errors import PlanError
+from .mvn import kl_mvn
 from .supports import kl_verdict
 from .types import Array
 
@@ -123,6 +126,7 @@ KL_FORMULAS: dict[tuple[str, str], Callable[[Any, P, P], Array]] = {
     ("Poisson", "Poisson"): _poisson,
     ("Bernoulli", "Bernoulli"): _bernoulli,
     ("Categorical", "Categorical"): _categorical,
+    ("MultivariateNormal", "MultivariateNormal"): kl_mvn,
 }
 
 

@@ -10,7 +10,7 @@ after the sample axis; reductions act on logical axes only.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,12 +43,24 @@ class SampleAxis:
             out = self.memo[x] = self.B.asarray(np.array([x], dtype=float))
         return out
 
-    def align(self, *xs: Array | float) -> list[Array | float]:
-        """``xs`` lifted to their largest logical rank (each shape is looked at once)."""
+    def align(self, *xs: Array | float, ranks: Sequence[int] | None = None) -> list[Array | float]:
+        """``xs`` lifted to their largest logical rank (each shape is looked at once).  With
+        ``ranks`` (each array's number of trailing event axes) only the batch axes before them are
+        aligned: unit axes go after the sample axis up to the largest batch rank (a vector ``loc``
+        of shape (d,) and a matrix of shape (b, d, d) become (1, d) and (b, d, d))."""
+        if ranks is not None:
+            return self._align_batch(xs, ranks)
         shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
         top = max(len(s) for s in shapes if s is not None) if any(s is not None for s in shapes) else 0
         return [x if s is None or len(s) >= top else self.B.reshape(x, s[:1] + (1,) * (top - len(s)) + s[1:])
                 for x, s in zip(xs, shapes)]
+
+    def _align_batch(self, xs: Sequence[Array | float], ranks: Sequence[int]) -> list[Array | float]:
+        shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
+        batch = [0 if s is None else max(0, len(s) - 1 - r) for s, r in zip(shapes, ranks)]
+        top = max(batch, default=0)
+        return [x if s is None or b >= top else self.B.reshape(x, s[:1] + (1,) * (top - b) + s[1:])
+                for x, s, b in zip(xs, shapes, batch)]
 
     def reduce_logical(self, x: Array, axis: int | None) -> tuple[Array, int]:
         """Sum over all logical axes (``axis=None``) or one; returns (sum, count summed)."""

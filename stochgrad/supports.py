@@ -26,7 +26,8 @@ from .errors import PlanError
 
 #: what one sample is: continuous scalars, integer scalars, one-hot vectors, probability vectors
 SPACES = {"real": "a density on the reals", "integer": "a mass function on the integers",
-          "one-hot": "a mass function on one-hot vectors", "simplex": "a density on the simplex"}
+          "one-hot": "a mass function on one-hot vectors", "simplex": "a density on the simplex",
+          "real-vector": "a density on real vectors"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Support:
         return replace(self, low=self.low if low is None else low, high=self.high if high is None else high)
 
     def __str__(self) -> str:
+        if self.space == "real-vector":
+            return f"real vectors of {'d' if self.categories is None else self.categories} coordinates"
         if self.space in ("one-hot", "simplex"):
             k = "K" if self.categories is None else str(self.categories)
             return f"{'one-hot vectors' if self.space == 'one-hot' else 'the simplex'} of {k} categories"
@@ -75,6 +78,8 @@ BINARY = Support("integer", 0.0, 1.0)
 COUNTS = Support("integer", 0.0)
 ONE_HOT = Support("one-hot", 0.0, 1.0)
 SIMPLEX = Support("simplex", 0.0, 1.0)
+#: vectors of d real coordinates (``categories`` holds d): the MultivariateNormal's
+REAL_VECTOR = Support("real-vector")
 #: Uniform(low, high): an interval of the real line set by its parameters
 INTERVAL = Support("real", None, None, ends=("low", "high"))
 
@@ -82,7 +87,8 @@ INTERVAL = Support("real", None, None, ends=("low", "high"))
 #: support (a user's, not listed here) gets None, and KL checks nothing for it
 BUILTIN = {"Normal": REAL, "Laplace": REAL, "Gumbel": REAL, "Logistic": REAL, "Cauchy": REAL,
            "LogNormal": POSITIVE, "Exponential": POSITIVE, "Weibull": POSITIVE, "Gamma": POSITIVE,
-           "Kumaraswamy": UNIT_INTERVAL, "Beta": UNIT_INTERVAL, "Uniform": INTERVAL, "Dirichlet": SIMPLEX}
+           "Kumaraswamy": UNIT_INTERVAL, "Beta": UNIT_INTERVAL, "Uniform": INTERVAL, "Dirichlet": SIMPLEX,
+           "MultivariateNormal": REAL_VECTOR}
 #: heavytails.py, gammafamily.py, vonmises.py (a VonMises sample lies within pi of its loc: a parameter)
 BUILTIN.update({"StudentT": REAL, "HalfNormal": POSITIVE, "HalfCauchy": POSITIVE, "InverseGamma": POSITIVE,
                 "Chi2": POSITIVE, "VonMises": Support("real", None, None)})

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import fnimpl, ir
 from ..arraynodes import Index, MatMul
-from ..distributions import lookup
+from ..distributions import event_ranks, lookup
 from ..functions import COMPARISON_PRIMITIVES, FUNCTIONS
 from ..ieee import binop as ieee_binop
 from ..ieee import call as ieee_call
@@ -211,9 +211,11 @@ class _Builder:
             else:
                 parts.append(([k for k, _ in d.params], [self.step(v, bound) for _, v in d.params]))
         checks = [self.check(d, where, bound) for d in dists]
+        each = [event_ranks(lookup(d.name), names) or (0,) * len(names) for d, (names, _) in zip(dists, parts)]
+        ranks = None if not any(map(any, each)) else [r for rs in each for r in rs]  # batch axes only
 
         def params(fr: Frame, env: dict[str, Array]) -> list[dict[str, Array]]:
-            values = fr.align(*(s(fr, env) for _, steps in parts for s in steps))  # constants stay floats
+            values = fr.align(*(s(fr, env) for _, steps in parts for s in steps), ranks=ranks)  # constants stay floats
             out, i = [], 0
             for (names, _), check in zip(parts, checks):
                 p = {k: values[i + j] for j, k in enumerate(names)}

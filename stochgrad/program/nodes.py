@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..distributions import joint_prob, joint_support, lookup
+from ..distributions import event_ranks, joint_prob, joint_support, lookup
 from ..errors import StochgradError
 from ..planned import NodePlan
 from .checks import DistCheck
@@ -34,9 +34,10 @@ def parameters_step(node: NodePlan, steps: list[Step], check: DistCheck) -> Call
     names = [k for k, _ in node.dist.params]
     law = lookup(node.dist.name)
     copies = getattr(node.dist, "count", None)  # iid(K, D): K copies on a new first logical axis
+    ranks = event_ranks(law, names)  # None: the parameters broadcast elementwise
 
     def parameters(fr: Frame, env: dict[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
-        values = fr.align(*(fr.array(s(fr, env)) for s in steps))
+        values = fr.align(*(fr.array(s(fr, env)) for s in steps), ranks=ranks)
         p = dict(zip(names, values))
         check(fr, p)
         shape = law.value_shape({k: fr.B.shape(v)[1:] for k, v in p.items()}, node.dist)

@@ -55,6 +55,7 @@ from hypothesis.strategies import SearchStrategy
 from .. import continuous as _continuous  # noqa: F401  (registers the built-in distributions)
 from .. import discrete, distributions, functions, ir
 from .. import gammas as _gammas  # noqa: F401
+from .. import mvn as _mvn  # noqa: F401
 
 __all__ = ["numbers", "expressions", "texts", "params_for", "params_for_expression", "BINARY_OPERATORS", "BOUND_NAMES", "COUPLED"]
 
@@ -241,11 +242,25 @@ def _dirichlet(draw: Callable, min_scale: float, max_magnitude: float) -> dict[s
     return {"concentration": np.array(draw(st.lists(_positives(max(min_scale, 1e-3), 1e3), min_size=k, max_size=k)))}
 
 
+@st.composite
+def _multivariate_normal(draw: Callable, min_scale: float, max_magnitude: float) -> dict[str, np.ndarray]:
+    """A loc of d = 1..4 coordinates and a lower-triangular ``L`` (diagonal in [0.1, 10]), or ``L L^T``."""
+    d = draw(st.integers(1, 4))
+    loc = np.array(draw(st.lists(st.floats(-min(max_magnitude, 1e3), min(max_magnitude, 1e3)), min_size=d, max_size=d)))
+    off = np.array(draw(st.lists(st.floats(-2.0, 2.0), min_size=d * d, max_size=d * d))).reshape(d, d)
+    diag = np.array(draw(st.lists(_positives(0.1, 10.0), min_size=d, max_size=d)))
+    tril = np.tril(off, -1) + np.diag(diag)
+    if draw(st.booleans()):
+        return {"loc": loc, "scale_tril": tril}
+    return {"loc": loc, "covariance_matrix": tril @ tril.T}  # symmetric exactly (the same products)
+
+
 #: distributions whose parameters are coupled or vectors: name -> strategy factory (min_scale, max_magnitude)
 COUPLED: dict[str, Callable[[float, float], SearchStrategy[dict[str, Any]]]] = {
     "Uniform": _uniform,
     "Categorical": _categorical,
     "Dirichlet": _dirichlet,
+    "MultivariateNormal": _multivariate_normal,
 }
 
 
