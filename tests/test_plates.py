@@ -129,11 +129,11 @@ def test_terms_that_mix_rows_stay_joint_and_unbiased(backend, text, cost, why):
 
 @st.composite
 def _expressions(draw, depth=2):
-    """(DSL text, numpy function of z (S, N), w (N,)) of a row-wise expression of z and w."""
+    """(DSL text, numpy function of z (S, N), w (1, N)) of a row-wise expression of z and w."""
     if depth == 0 or draw(st.booleans()):
         atom = draw(st.sampled_from(["z", "w", "1.5", "z * w"]))
-        fns = {"z": lambda z, w: z, "w": lambda z, w: w + 0 * z, "1.5": lambda z, w: 1.5 + 0 * z,
-               "z * w": lambda z, w: z * w}
+        fns = {"z": lambda z, w: z, "w": lambda z, w: w, "1.5": lambda z, w: np.full((1, 1), 1.5),
+               "z * w": lambda z, w: z * w}  # numpy broadcasting of (states, N), (1, N) and (1, 1)
         return atom, fns[atom]
     kind = draw(st.sampled_from(["+", "-", "*", "exp", "sigmoid", "neg"]))
     a, fa = draw(_expressions(depth - 1))
@@ -164,8 +164,7 @@ def test_inferred_plates_are_unbiased_for_random_rowwise_costs(backend_name, n, 
                     wrt=["l"])
     if "z" in text:
         assert f"plate over {n} examples" in str(r.plan.node("z"))
-    scale = 1.0 if reduce == "sum" else 1.0 / n
-    value, grad = _exact(lambda z: scale * fn(z, w).sum(1), l)
+    value, grad = _exact(lambda z: np.broadcast_to(getattr(fn(z, w[None]), reduce)(axis=1), (len(z),)), l)
     assert_estimate(r, value=value, grad={"l": grad})
 
 
