@@ -34,6 +34,7 @@ class NodePlan:
     parents: frozenset[int]  # uids of the variables this node's distribution names (its direct dependencies)
     shape: Shape | None = None  # logical shape of one sample, when parameter shapes are known
     plate: int = 0  # leading axes kept in log q: 1 where the planner inferred a plate (stochgrad.plates)
+    plate_note: str = ""  # how the node's examples are paired with their costs, when it has some (plates)
 
     @property
     def estimator(self) -> str:
@@ -41,7 +42,8 @@ class NodePlan:
 
     def __str__(self) -> str:
         flag = "biased" if self.biased else "unbiased"
-        return f"{self.var} ~ {self.dist}: {self.spec.describe()} \u2014 {self.reason} [{flag}]"
+        note = f"; {self.plate_note}" if self.plate_note else ""
+        return f"{self.var} ~ {self.dist}: {self.spec.describe()} \u2014 {self.reason}{note} [{flag}]"
 
 
 @dataclass(frozen=True, eq=False)

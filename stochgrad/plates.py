@@ -247,6 +247,9 @@ def _term(t: ir.Expr, sizes: list[int], kinds: Any, env: Mapping[str, Shape]) ->
             why = f"the cost term `{_clip(t)}` does not depend on the examples row by row"
             continue
         axis = dict(t.kwargs).get("axis")
+        if axis is not None and int(axis.value) % len(shape) != kind[1]:  # type: ignore[attr-defined]
+            why = f"the cost term `{_clip(t)}` keeps one value per example (it sums over another axis)"
+            continue
         if axis is not None and len(shape) != 1:
             why = f"the cost term `{_clip(t)}` leaves more than one value per example"
             continue
@@ -297,14 +300,14 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
     for j, node in enumerate(nodes):
         n = sizes[j]
         if j in plated:
-            node = replace(node, plate=1, reason=node.reason + f"; plate over {n} examples ({INFERRED})")
+            node = replace(node, plate=1, plate_note=f"plate over {n} examples ({INFERRED})")
         elif n is not None:
             reasons = [why[i] for i, box in enumerate(boxes) if j in box and i in why]
             if not is_row(j, n):
                 reasons.insert(0, kinds(n)[node.var][1][1])
             if reasons:
-                node = replace(node, reason=node.reason + f"; joint over {n} examples ({reasons[0]}; declare"
-                               " batch_axes=1, with one cost per example, if the rows are independent)")
+                node = replace(node, plate_note=f"joint over {n} examples ({reasons[0]}; declare batch_axes=1,"
+                               " with one cost per example, if the rows are independent)")
         out_nodes.append(node)
     new_terms = tuple((s, found[i][1]) if i in found else (s, t) for i, (s, t) in enumerate(terms))
     plates = tuple(PlateTerm(found[i][0], t) if i in found else None for i, (_, t) in enumerate(terms))

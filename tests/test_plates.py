@@ -209,5 +209,10 @@ def test_plan_text():
             " batch_axes=1, with one cost per example, if the rows are independent)") in text
     rows = sg.plan("E[sum(z * R, axis=0), z ~ Categorical(logits=L)]", shapes)  # a vector per example left
     assert "joint over 64 examples (the cost term `sum(z * R, axis=0)` leaves more than one value" in str(rows)
+    each = "E[sum(z * R, axis=-1), z ~ Categorical(logits=L)]"  # one cost per example: a vector-valued expectation
+    assert "joint over 64 examples (the cost term `sum(z * R, axis=-1)` keeps one value per example" in str(
+        sg.plan(each, shapes))
+    declared = str(sg.plan(each, shapes, batch_axes=1))
+    assert "plate declared (batch_axes=1)" in declared and "joint over" not in declared
     scalar = sg.plan("E[z * 2, z ~ Bernoulli(logits=l)]", {"l": ()}, estimators={"z": "score"})
     assert "plate" not in str(scalar) and "joint" not in str(scalar)
