@@ -267,6 +267,13 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
             memo[n] = node_kinds(nodes, n, env)
         return memo[n]
 
+    moving: dict[int, bool] = {}  # n -> whether an enumerated node varies with n examples
+
+    def enumerated_rows(n: int) -> bool:
+        if n not in moving:
+            moving[n] = any(node.spec.enumerates and kinds(n)[node.var][1] != GLOBAL for node in nodes)
+        return moving[n]
+
     sizes = [plate_size(node) if node.spec.scores else None for node in nodes]
     found: dict[int, tuple[int, ir.Expr]] = {}
     why: dict[int, str] = {}
@@ -277,7 +284,7 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
         n, out = _term(t, wanted, kinds, env)
         if n is None:
             why[i] = str(out)
-        elif any(node.spec.enumerates and kinds(n)[node.var][1] != GLOBAL for node in nodes):
+        elif enumerated_rows(n):
             why[i] = "an enumerated node varies with the examples"
         else:
             found[i] = (n, out)
@@ -285,10 +292,14 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
     def is_row(j: int, n: int) -> bool:
         return kinds(n)[nodes[j].var][1][0] == "row"
 
+    scores: dict[int, list[int]] = {}  # node -> the terms it scores
+    for i, box in enumerate(boxes):
+        for j in box:
+            scores.setdefault(j, []).append(i)
     plated: set[int] = set()
     while True:  # a node is plated when all its terms are; a term keeps its plate when all its row nodes are
-        plated = {j for j, n in enumerate(sizes) if n is not None and is_row(j, n)
-                  and all(i in found and found[i][0] == n for i, box in enumerate(boxes) if j in box)}
+        plated = {j for j, n in enumerate(sizes) if n is not None and j in scores and is_row(j, n)
+                  and all(i in found and found[i][0] == n for i in scores[j])}
         drop = [i for i in found if any(is_row(j, found[i][0]) and j not in plated for j in boxes[i])
                 or not any(j in plated for j in boxes[i])]
         if not drop:
@@ -302,7 +313,7 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
         if j in plated:
             node = replace(node, plate=1, plate_note=f"plate over {n} examples ({INFERRED})")
         elif n is not None:
-            reasons = [why[i] for i, box in enumerate(boxes) if j in box and i in why]
+            reasons = [why[i] for i in scores.get(j, ()) if i in why]
             if not is_row(j, n):
                 reasons.insert(0, kinds(n)[node.var][1][1])
             if reasons:
