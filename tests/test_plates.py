@@ -238,3 +238,14 @@ def test_second_derivatives_under_an_inferred_plate():
     diag = h[:, np.arange(3), np.arange(3)]
     exact = w * s * (1 - s) * (1 - 2 * s)
     assert np.all(np.abs(diag.mean(0) - exact) <= 6 * diag.std(0, ddof=1) / np.sqrt(len(h)))
+
+
+def test_examples_on_a_later_axis_of_the_term(backend):
+    """z of shape (4,) times W of shape (3, 4): the examples are axis 1 of the term.  E[mean(z * W)]
+    = mean(s W), d/dl_i = s_i (1 - s_i) sum_m W_mi / 12."""
+    l, W = np.array([0.3, -0.8, 1.2, 0.1]), RNG.normal(size=(3, 4))
+    s = _sigmoid(l)
+    r = sg.estimate("E[mean(z * W), z ~ Bernoulli(logits=l)]", {"l": l, "W": W}, n=20000, backend=backend, seed=8,
+                    estimators={"z": "score"})
+    assert "plate over 4 examples" in str(r.plan)
+    assert_estimate(r, value=(s * W).mean(), grad={"l": s * (1 - s) * W.sum(0) / 12})
