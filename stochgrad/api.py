@@ -21,7 +21,7 @@ from __future__ import annotations
 import secrets
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, cast
 
 import numpy as np
@@ -120,6 +120,13 @@ class Plan(planned.Plan):
 
     def _backend(self) -> Backend:
         return get_backend(None) if self.backend is None else self.backend
+
+    def __str__(self) -> str:
+        if not self.batch_axes:
+            return super().__str__()
+        declared = f"plate declared (batch_axes={self.batch_axes})"  # it replaces what the planner inferred
+        nodes = tuple(replace(n, plate_note=declared) if n.plate_note else n for n in self.nodes)
+        return planned.Plan.__str__(replace(self, nodes=nodes))
 
     def _run(self, values: dict[str, np.ndarray], *, n: int, seed: int, chunk_size: int | None,
              wrt: Iterable[str] | None, progress: Callable[[int, int], None] | None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import ir
 from .errors import ValidationError
@@ -32,6 +33,8 @@ class NodePlan:
     biased: bool
     parents: frozenset[int]  # uids of the variables this node's distribution names (its direct dependencies)
     shape: Shape | None = None  # logical shape of one sample, when parameter shapes are known
+    plate: int = 0  # leading axes kept in log q: 1 where the planner inferred a plate (stochgrad.plates)
+    plate_note: str = ""  # how the node's examples are paired with their costs, when it has some (plates)
 
     @property
     def estimator(self) -> str:
@@ -39,18 +42,22 @@ class NodePlan:
 
     def __str__(self) -> str:
         flag = "biased" if self.biased else "unbiased"
-        return f"{self.var} ~ {self.dist}: {self.spec.describe()} \u2014 {self.reason} [{flag}]"
+        note = f"; {self.plate_note}" if self.plate_note else ""
+        return f"{self.var} ~ {self.dist}: {self.spec.describe()} \u2014 {self.reason}{note} [{flag}]"
 
 
 @dataclass(frozen=True, eq=False)
 class PlannedExpect(ir.Expr):
     """An expectation ready to lower: its nodes, its additive cost terms, and for each term
-    the indices (into ``nodes``) of the score-estimated nodes that the term depends on."""
+    the indices (into ``nodes``) of the score-estimated nodes that the term depends on.  A term
+    with a plate (``plates``) is given as its per-example costs, summed after the pairing."""
 
     source: ir.Expect
     nodes: tuple[NodePlan, ...]
     terms: tuple[tuple[float, ir.Expr], ...]
     boxes: tuple[tuple[int, ...], ...]
+    #: per term, a PlateTerm where the term is planned per example (stochgrad.plates); () for none
+    plates: tuple[Any, ...] = ()
 
     def children(self) -> tuple[ir.Expr, ...]:
         return tuple(t for _, t in self.terms) + tuple(n.dist for n in self.nodes)

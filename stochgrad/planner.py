@@ -32,6 +32,7 @@ from .kl import KL_FORMULAS
 from .kl import verdict as kl_verdict
 from .parser import as_expression
 from .planned import LogRatio, NodePlan, Plan, PlannedExpect
+from .plates import infer_plates
 from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
 
@@ -223,14 +224,18 @@ class _Planner:
             frame.nodes[i] = final[i]
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
-        self.append(final)
         score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)
         terms = tuple(additive_terms(body))
         boxes = tuple(tuple(sorted(frozenset().union(*(ancestors[positions[u]] for u in uses(t, scope) if u in positions))))
                       for _, t in terms)
-        return PlannedExpect(e, tuple(final), terms, boxes)
+        plates: tuple[Any, ...] = ()
+        if self.shapes is not None and any(score):  # per-example score terms where the cost allows (stochgrad.plates)
+            found = infer_plates(tuple(final), terms, boxes, ShapeEnv(self.shapes, scope))
+            final, terms, plates = list(found.nodes), found.terms, found.plates
+        self.append(final)
+        return PlannedExpect(e, tuple(final), terms, boxes, plates)
 
     def decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
         out = self._decide(b, dist, node, nondiff)

@@ -16,7 +16,10 @@ enumeration draw independent noise in each copy, and each baseline is formed
 from costs averaged over the enumerations that follow its node, so no
 baseline depends on its own sample.  A nested expectation is estimated with
 one inner sample per outer sample, which is unbiased wherever it enters the
-outer cost linearly.
+outer cost linearly.  A term with an inferred plate (:mod:`stochgrad.plates`) holds one cost per
+example, ``t_i``: it is paired with its plated nodes' per-example ``log q_i`` (and per-example
+baselines), ``sum_i W [](log q_i + ...) t_i``, and summed over the examples after the pairing; a node
+without a plate pairs with the sum.
 
 :func:`build_expect` makes this the step of a program (:mod:`stochgrad.program`): the nodes' and
 terms' steps are built once; a run reads the frame (noise, multiplicity, baseline state, options).
@@ -99,6 +102,8 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
         level.append(low.mult)
     final = low.mult
     up = {j: final // level[j] for j in range(len(e.nodes))}
+    plates = e.plates or (None,) * len(e.terms)  # a term with a plate holds one cost per example
+    rowwise = {j for j, node in enumerate(e.nodes) if node.plate}  # log q kept per example
     values = [low.array(t(low, scope)) for t in terms]
     values = [v if sign == 1.0 else -v for (sign, _), v in zip(e.terms, values)]
 
@@ -112,9 +117,9 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
 
     bases: dict[int, Array] = {}  # baseline of each score node that has one
     scored: dict[int, list[Array]] = {}  # node index -> the cost terms its score multiplies
-    for v, box in zip(values, e.boxes):
-        for j in box:
-            scored.setdefault(j, []).append(v)
+    for v, box, plate in zip(values, e.boxes, plates):
+        for j in box:  # a node without a plate pairs with the whole sum of a plated term
+            scored.setdefault(j, []).append(v if plate is None or j in rowwise else _examples(low, v))
     for j, node in enumerate(e.nodes):
         terms = scored.get(j, [])
         if logq[j] is None or not terms or not node.spec.scores:
@@ -129,15 +134,20 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
     first = low.first_order  # boxes are then score terms S = L - stop(L) (see Frame)
     box_of = score_term if first else magic_box
     boxes: dict[tuple[int, ...], Array] = {}  # boxes at the final multiplicity, by score nodes
-    for value, box, (_, text) in zip(values, e.boxes, e.terms):
+    for value, box, (_, text), plate in zip(values, e.boxes, e.terms, plates):
+        if plate is not None and not rowwise.intersection(box):
+            value, plate = _examples(low, value), None
         if box:
-            if low.batch_axes:
-                _check_plate(low, value, [logq[j] for j in box], [e.nodes[j].var for j in box], text)
+            if low.batch_axes:  # a term with an inferred plate is a sum over the examples as written
+                _check_plate(low, value, [logq[j] for j in box], [e.nodes[j].var for j in box],
+                             text if plate is None else plate.source, None if plate is None else 0)
             if box not in boxes:
                 boxes[box] = box_of(B, sum_aligned(low, [low.tile(logq[j], up[j]) for j in box]))
             j = box[0]
             folded = not weights and len(box) == 1 and j in bases  # []L v + (1 - []L) b = []L (v - b) + b
             value = _scored(low, value, boxes[box], bases.pop(j) if folded else None)
+        if plate is not None:  # the examples' scored costs, summed
+            value = _examples(low, value)
         try:
             total = add(low, total, mul(low, W, value))
         except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
@@ -146,7 +156,7 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
     for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
         own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
         term = mul(low, weight(lambda i, j=j: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
-        total = add(low, total, low.tile(term, up[j]))
+        total = add(low, total, low.tile(_examples(low, term) if j in rowwise else term, up[j]))
     low.mult = outer_mult
     return low.array(low.fold(total, final // outer_mult))
 
@@ -161,11 +171,12 @@ def _scored(low: Frame, value: Array, box: Array, base: Array | None) -> Array:
     return add(low, mul(low, box, sub(low, value, base)), base)
 
 
-def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr) -> None:
+def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr,
+                 rank: int | None = None) -> None:
     """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
     cost per example): a term summed over the examples would pair every example's score with
-    the whole batch's cost, and be counted once per example."""
-    rank = len(low.B.shape(value)) - 1
+    the whole batch's cost, and be counted once per example.  ``rank``: the term's as written."""
+    rank = len(low.B.shape(value)) - 1 if rank is None else rank
     for lq, var in zip(logqs, variables):
         kept = len(low.B.shape(lq)) - 1  # the batch axes of var's log-probability
         if rank < kept:
@@ -174,3 +185,11 @@ def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[s
                 f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
                 f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
                 f" only, e.g. sum(..., axis=-1)), or use batch_axes=0")
+
+
+def _examples(low: Frame, value: Array | float) -> Array | float:
+    """The sum over the examples (logical axis 0) of a per-example value (an inferred plate)."""
+    if isinstance(value, float) or len(low.B.shape(value)) < 2:
+        return value
+    return low.B.sum(value, (1,))
+

@@ -5,8 +5,9 @@ bound in a closure; at run time a step reads the frame (the noise, the current e
 multiplicity) and the scope.  A node with ``k`` draws uses streams ``0 .. k-1`` of its uid; after an
 enumeration of multiplicity ``m`` each copy ``r`` draws independent noise (``branch=r``), as
 :mod:`stochgrad.noise` documents.  Log q is summed over the logical axes but the leading
-``batch_axes`` (a plate), and clipped to ``+-1e30`` for laws whose log density can be infinite at a
-sample at the edge of float range (the magic box would be NaN).
+``batch_axes`` (a declared plate; without one, the node's inferred plate, :mod:`stochgrad.plates`),
+and clipped to ``+-1e30`` for laws whose log density can be infinite at a sample at the edge of
+float range (the magic box would be NaN).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
     """Draw the node's value; for score nodes also its log q summed over logical axes."""
     parameters = parameters_step(node, steps, check)
     d = lookup(node.dist.name)
-    uid, spec, finite = node.uid, node.spec, d.finite_log_prob
+    uid, spec, finite, plate = node.uid, node.spec, d.finite_log_prob, node.plate  # plate: inferred (planner)
 
     def sample(fr: Frame, env: dict[str, Array]) -> tuple[Array, Array | None]:
         p, shape = parameters(fr, env)
@@ -76,7 +77,7 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
         if logq is None:
             return z, None
         lshape = B.shape(logq)  # sum log q over all axes but the leading batch (plate) axes
-        axes = tuple(range(1 + min(fr.batch_axes, len(lshape) - 1), len(lshape)))
+        axes = tuple(range(1 + min(fr.batch_axes or plate, len(lshape) - 1), len(lshape)))
         logq = B.sum(logq, axes) if axes else logq
         return z, logq if finite else B.fn["clip"](logq, -_HUGE, _HUGE)
 
