@@ -29,6 +29,7 @@ from .estimators import ESTIMATORS, EstimatorSpec, applicable, register_estimato
 from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
 from .parser import parse
+from .userdist import UserDistribution, unregister_distribution
 
 __version__ = "0.1.0"
 
@@ -69,4 +70,5 @@ __all__ = [
     "Dirichlet", "round", "argmax", "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan",
     "tanh", "sigmoid", "softplus", "floor", "sign", "sum", "mean",
 ]
+__all__ += ["UserDistribution", "unregister_distribution"]  # distributions given by a sampler and a log density
 __all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator
