@@ -353,3 +353,17 @@ def test_replacing_a_user_distribution_forgets_old_plans(register):
     assert sg.plan("E[z**2, z ~ MyLocSwap(mu, 1)]").node("z").estimator == "pathwise"
     register(location_scale("torch", name="MyLocSwap", pathwise=False))
     assert sg.plan("E[z**2, z ~ MyLocSwap(mu, 1)]").node("z").estimator == "score"
+
+
+def test_sequence_policy_gradient_example_climbs():
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "examples" / "sequence_policy_gradient.py"
+    out = subprocess.run([sys.executable, str(script), "--steps", "75"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "y ~ Policy(prompt): score (leave-one-out baseline)" in out
+    rewards = [float(x) for x in re.findall(r"mean reward ([\d.]+) / 4", out)]
+    assert len(rewards) == 4 and rewards[0] < 2.0 and rewards[-1] > 3.0  # from about 4/3 (uniform) towards 4
