@@ -367,3 +367,37 @@ def test_sequence_policy_gradient_example_climbs():
     assert "y ~ Policy(prompt): score (leave-one-out baseline)" in out
     rewards = [float(x) for x in re.findall(r"mean reward ([\d.]+) / 4", out)]
     assert len(rewards) == 4 and rewards[0] < 2.0 and rewards[-1] > 3.0  # from about 4/3 (uniform) towards 4
+
+
+def test_user_law_after_an_enumerated_node_and_in_a_kl(backend, register):
+    register(location_scale(backend))
+    # z ~ Bernoulli(p) enumerated (each copy of the samples draws its own noise for y): E[z + y] = 2p
+    r = sg.estimate("E[z + y**2, z ~ Bernoulli(p), y ~ MyLoc(z, s)]", {"p": 0.3, "s": 0.5}, n=N, backend=backend, seed=7)
+    assert r.plan.node("z").estimator == "enumerate" and r.plan.node("y").estimator == "pathwise"
+    # E[y^2 | z] = z^2 + s^2, so E = p + p + s^2; d/dp = 2, d/ds = 2 s
+    assert_estimate(r, value=0.6 + 0.25, grad={"p": 2.0, "s": 1.0})
+    # a Monte Carlo KL through the user's log_prob: KL(N(mu, 1) || N(0, 1)) = mu^2 / 2
+    r = sg.estimate("KL(MyLoc(mu, 1) || Normal(0, 1))", {"mu": 0.5}, n=N, backend=backend, seed=8)
+    assert_estimate(r, value=0.125, grad={"mu": 0.5})
+
+
+def test_compare_and_min_variance_see_a_user_law(register):
+    register(location_scale("torch"))
+    text = "E[z > 0, z ~ MyLoc(mu, 1)]"
+    plan = sg.plan(text, {"mu": 0.3}, policy="min_variance", backend="torch", seed=0)
+    assert plan.node("z").estimator == "score"
+    rows = {row.estimator: row for row in sg.compare(text, {"mu": 0.3}, n=20_000, backend="torch", seed=0).rows}
+    score = rows["score (leave-one-out baseline)"]
+    assert score.unbiased and abs(score.grad["mu"] - norm.pdf(0.3)) < 6 * score.stderr["mu"]
+    assert rows["pathwise"].grad["mu"] == 0.0 and not rows["pathwise"].unbiased  # through a comparison
+
+
+def test_autograd_sampler_outputs_are_checked(register):
+    register(sg.UserDistribution("BadAg", ("p",), sample=lambda p, noise: list(noise("uniform")),
+                                 log_prob=lambda p, x: x * anp.log(p["p"]), discrete=True))
+    with pytest.raises(sg.StochgradError, match=r"BadAg: sample\(\) returned list"):
+        sg.estimate("E[z, z ~ BadAg(p)]", {"p": 0.5}, n=5, backend="autograd", seed=0)
+    register(sg.UserDistribution("BadAg2", ("p",), sample=lambda p, noise: anp.where(noise("uniform") < p["p"], 1.0, 0.0),
+                                 log_prob=lambda p, x: anp.log(x) * p["p"], discrete=True))
+    with pytest.raises(sg.StochgradError, match=r"BadAg2: log_prob\(\) of its own samples -inf"):
+        sg.estimate("E[z, z ~ BadAg2(p)]", {"p": 0.5}, n=50, backend="autograd", seed=0)
