@@ -16,8 +16,11 @@ it.  Exact enumeration is offered only when a finite ``support`` is declared.
 **The contract** (``rows`` below is the size of the leading sample axis):
 
 * ``sample(params, noise) -> z``.  ``params`` maps the parameter names to native arrays with a
-  leading sample axis of size 1 (the same for every sample) or ``rows``, aligned to a common rank as
-  for every distribution (numpy-style unit axes inserted after the sample axis).  All randomness
+  leading sample axis of size 1 (the same for every sample) or ``rows`` (row ``i`` belongs to sample
+  ``i``: ``estimate`` gives each sample its own copy of a parameter, for per-sample gradients).
+  As for every distribution they arrive aligned to a common rank (numpy-style unit axes inserted
+  after the sample axis), unless ``ranks`` declares a parameter's logical rank: then it arrives
+  with exactly that many axes after the sample axis, and ``value_shape`` sees that shape.  All randomness
   must come from ``noise(kind, shape=None)``, which returns native ``"uniform"`` (strictly inside
   (0, 1)) or ``"normal"`` draws of shape ``(rows, *shape)`` from stochgrad's stream (``shape``
   defaults to ``noise.shape``, the logical shape of one sample); each call is a new stream, so
@@ -53,9 +56,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import ir
-from .distributions import Constraint, Distribution, Draw, Param, positive, real
+from .distributions import Constraint, Distribution, Draw, Param
 from .errors import StochgradError, did_you_mean
 from .types import Array
+from .userdist_args import as_params, as_ranks, as_shape
 from .userfn import call_user_function, describe
 
 if TYPE_CHECKING:
@@ -63,7 +67,6 @@ if TYPE_CHECKING:
 
 #: kinds of base noise a user sampler may draw
 NOISE_KINDS = ("uniform", "normal")
-_CONSTRAINTS = {"real": real, "positive": positive}
 
 
 class Noise:
@@ -82,7 +85,7 @@ class Noise:
         if kind not in NOISE_KINDS:
             raise StochgradError(f"distribution {self._name}: sample() asked noise({kind!r}): the kinds are"
                                  f" {', '.join(map(repr, NOISE_KINDS))}{did_you_mean(str(kind), NOISE_KINDS)}")
-        logical = self.shape if shape is None else _as_shape(shape, f"distribution {self._name}: sample(): noise shape")
+        logical = self.shape if shape is None else as_shape(shape, f"distribution {self._name}: sample(): noise shape")
         out = self._draw(kind, logical)
         self.rows = self._B.shape(out)[0]
         return out
@@ -95,8 +98,9 @@ class UserDistribution(Distribution):
     constraint (``"real"``, ``"positive"`` or a :class:`~stochgrad.distributions.Constraint`).
     ``discrete``: integer-valued (never pathwise).  ``pathwise``: ``sample`` is differentiable in the
     parameters (a reparameterization).  ``event_rank``: trailing value axes forming one event (1 for a
-    sequence).  ``fixed_support``: the support does not move with the parameters (else the score
-    function is reported biased).  ``check``: check finiteness of samples and their log densities.
+    sequence).  ``ranks``: the logical rank of some parameters (see the module docstring).
+    ``fixed_support``: the support does not move with the parameters (else the score function is
+    reported biased).  ``check``: check finiteness of samples and their log densities.
     Calling it on expressions builds a distribution node (the embedded form): ``policy(W)``."""
 
     user_defined = True
@@ -105,13 +109,14 @@ class UserDistribution(Distribution):
                  sample: Callable[..., Any], log_prob: Callable[..., Any],
                  value_shape: Callable[[dict[str, tuple[int, ...]]], Sequence[int]] | None = None,
                  discrete: bool = False, pathwise: bool = False, support: Any = None, event_rank: int = 0,
-                 fixed_support: bool = True, check: bool = True, doc: str = "") -> None:
+                 ranks: Mapping[str, int] | None = None, fixed_support: bool = True, check: bool = True,
+                 doc: str = "") -> None:
         try:
             ir.check_name(name)
         except StochgradError as exc:
             raise StochgradError(f"UserDistribution name: {exc}") from None
         self.name = name
-        self.params = _as_params(name, params)
+        self.params = as_params(name, params)
         if not self.params:
             raise StochgradError(f"UserDistribution {name}: give at least one parameter")
         for what, fn in (("sample", sample), ("log_prob", log_prob)):
@@ -132,6 +137,7 @@ class UserDistribution(Distribution):
         if isinstance(event_rank, bool) or not isinstance(event_rank, int) or event_rank < 0:
             raise StochgradError(f"UserDistribution {name}: event_rank must be an integer >= 0, got {event_rank!r}")
         self._sample, self._log_prob, self._value_shape = sample, log_prob, value_shape
+        self._ranks = as_ranks(name, [p.name for p in self.params], ranks)
         self._support = support
         self.discrete, self.reparameterized, self.fixed_support = discrete, pathwise, fixed_support
         self.event_rank, self.check = event_rank, check
@@ -152,6 +158,7 @@ class UserDistribution(Distribution):
     # -- shapes and supports -------------------------------------------------------------------
 
     def value_shape(self, shapes: Mapping[str, tuple[int, ...]], where: ir.Expr | None = None) -> tuple[int, ...]:
+        shapes = {k: self._declared(k, tuple(s)) for k, s in shapes.items()}
         if self._value_shape is None:
             out = super().value_shape(shapes, where)
         else:
@@ -160,7 +167,7 @@ class UserDistribution(Distribution):
             except Exception as exc:
                 raise StochgradError(f"distribution {self.name}: value_shape() raised {type(exc).__name__}: {exc}"
                                      f" (called on parameter shapes {dict(shapes)})") from exc
-            out = _as_shape(given, f"distribution {self.name}: value_shape() (given parameter shapes {dict(shapes)})")
+            out = as_shape(given, f"distribution {self.name}: value_shape() (given parameter shapes {dict(shapes)})")
         if len(out) < self.event_rank:
             raise StochgradError(f"distribution {self.name}: a sample of shape {out} has fewer axes than its"
                                  f" event_rank {self.event_rank}")
@@ -188,6 +195,26 @@ class UserDistribution(Distribution):
         if not np.isfinite(values).all():
             raise StochgradError(f"distribution {self.name}: its support has a non-finite value")
         return values
+
+    def _declared(self, name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A parameter's logical ``shape`` without the unit axes alignment put in front of a declared rank."""
+        rank = self._ranks.get(name)
+        if rank is None or len(shape) == rank:
+            return shape
+        if len(shape) < rank or any(s != 1 for s in shape[:len(shape) - rank]):
+            raise StochgradError(f"distribution {self.name}: parameter {name!r} has shape {shape}, but its declared"
+                                 f" rank is {rank} (ranks={dict(self._ranks)})")
+        return shape[len(shape) - rank:]
+
+    def _params(self, B: Backend, p: Mapping[str, Array]) -> dict[str, Array]:
+        """The parameters as the callables receive them: declared ranks restored."""
+        out = dict(p)
+        for name in self._ranks:
+            shape = B.shape(out[name])
+            logical = self._declared(name, tuple(shape[1:]))
+            if len(logical) != len(shape) - 1:
+                out[name] = B.reshape(out[name], (shape[0], *logical))
+        return out
 
     # -- sampling and densities ----------------------------------------------------------------
 
@@ -217,7 +244,8 @@ class UserDistribution(Distribution):
         def call(*args: Array) -> Any:
             return user(dict(zip(names, args[:-1])), args[-1])
 
-        out = call_user_function(B, f"{self.name}.log_prob", call, [*(p[k] for k in names), x])
+        given = self._params(B, p)
+        out = call_user_function(B, f"{self.name}.log_prob", call, [*(given[k] for k in names), x])
         if isinstance(out, float):
             raise StochgradError(f"distribution {self.name}: log_prob() returned the number {out!r}: it must be an"
                                  " array of the backend, one value per sample, differentiable in the parameters")
@@ -232,7 +260,7 @@ class UserDistribution(Distribution):
         noise = Noise(B, self.name, draw, shape)
         where = f"distribution {self.name}: sample()"
         try:
-            z = self._sample(dict(p), noise)
+            z = self._sample(self._params(B, p), noise)
         except StochgradError:
             raise
         except Exception as exc:
@@ -266,52 +294,6 @@ def _check_finite(B: Backend, x: Array, what: str, why: str) -> None:
     index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
     raise StochgradError(f"{what} {float(values[index])!r} at index {index} (sample {index[0]}) of an array of shape"
                          f" {tuple(shape)}: {why}")
-
-
-def _as_shape(given: Any, where: str) -> tuple[int, ...]:
-    if isinstance(given, (int, np.integer)) and not isinstance(given, bool):
-        given = (given,)
-    try:
-        out = tuple(given)
-    except TypeError:
-        raise StochgradError(f"{where} must be a tuple of integers >= 0, got {describe(given)}") from None
-    if any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in out):
-        raise StochgradError(f"{where} must be a tuple of integers >= 0, got {given!r}")
-    return tuple(int(s) for s in out)
-
-
-def _as_params(name: str, params: Any) -> tuple[Param, ...]:
-    if isinstance(params, str):
-        params = (params,)
-    items = list(params.items()) if isinstance(params, Mapping) else [(p, None) for p in params]
-    out: list[Param] = []
-    for key, constraint in items:
-        if isinstance(key, Param):
-            out.append(key)
-            continue
-        if not isinstance(key, str):
-            raise StochgradError(f"UserDistribution {name}: a parameter is a name or a Param, got {describe(key)}")
-        try:
-            ir.check_name(key)
-        except StochgradError as exc:
-            raise StochgradError(f"UserDistribution {name}: parameter name: {exc}") from None
-        if constraint is None:
-            constraint = real
-        elif isinstance(constraint, str):
-            if constraint not in _CONSTRAINTS:
-                raise StochgradError(f"UserDistribution {name}: parameter {key!r}: unknown constraint {constraint!r}"
-                                     f"{did_you_mean(constraint, _CONSTRAINTS)}; give 'real', 'positive' or a"
-                                     " Constraint")
-            constraint = _CONSTRAINTS[constraint]
-        elif not isinstance(constraint, Constraint):
-            raise StochgradError(f"UserDistribution {name}: parameter {key!r}: a constraint is 'real', 'positive' or"
-                                 f" a Constraint, got {describe(constraint)}")
-        out.append(Param(key, constraint))
-    names = [p.name for p in out]
-    for n in names:
-        if names.count(n) > 1:
-            raise StochgradError(f"UserDistribution {name}: parameter {n!r} given twice")
-    return tuple(out)
 
 
 def before_register(dist: Distribution, old: Distribution | None) -> None:

@@ -401,3 +401,30 @@ def test_autograd_sampler_outputs_are_checked(register):
                                  log_prob=lambda p, x: anp.log(x) * p["p"], discrete=True))
     with pytest.raises(sg.StochgradError, match=r"BadAg2: log_prob\(\) of its own samples -inf"):
         sg.estimate("E[z, z ~ BadAg2(p)]", {"p": 0.5}, n=50, backend="autograd", seed=0)
+
+
+def test_declared_ranks_undo_the_alignment_of_parameters(register):
+    seen = []
+
+    def sample(p, noise):
+        seen.append((tuple(p["W"].shape[1:]), tuple(p["c"].shape[1:])))
+        return p["c"][..., None] + p["W"].transpose(-1, -2) + noise("normal")
+
+    def log_prob(p, x):
+        t = x - p["c"][..., None] - p["W"].transpose(-1, -2)
+        return (-0.5 * t * t).sum(-1) - math.log(2 * math.pi)  # (rows, 3): one per row of c
+
+    # z[i, j] = c[i] + W[j, i] + eps: shape c + (2,); E[sum z] = 2 sum(c) + sum(W), exactly so pathwise
+    register(sg.UserDistribution("Pair", ("W", "c"), sample=sample, log_prob=log_prob, pathwise=True,
+                                 ranks={"W": 2, "c": 1}, value_shape=lambda s: s["c"] + (s["W"][0],)))
+    W, c = np.arange(6.0).reshape(2, 3), np.array([0.5, -1.0, 2.0])
+    r = sg.estimate("E[sum(z), z ~ Pair(W, c)]", {"W": W, "c": c}, n=1000, backend="torch", seed=0)
+    assert set(seen) == {((2, 3), (3,))}  # without ranks, c would arrive as (1, 3)
+    assert r.plan.node("z").shape == (3, 2)
+    np.testing.assert_allclose(r.grad["c"], 2.0, rtol=1e-12)
+    np.testing.assert_allclose(r.grad["W"], 1.0, rtol=1e-12)
+    assert_estimate(r, value=2 * c.sum() + W.sum())
+    with pytest.raises(sg.StochgradError, match=r"Pair: parameter 'c' has shape \(2, 3\), but its declared rank is 1"):
+        sg.plan("E[sum(z), z ~ Pair(W, c)]", {"W": (2, 3), "c": (2, 3)})
+    with pytest.raises(sg.StochgradError, match="ranks names 'd', which is not a parameter"):
+        sg.UserDistribution("Pair2", ("W", "c"), sample=sample, log_prob=log_prob, ranks={"d": 1})
