@@ -4,8 +4,8 @@ problem is a :class:`~stochgrad.errors.StochgradError` naming the distribution a
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 import stochgrad as sg
+from stochgrad.fastparse import fast_parse
 from stochgrad.noise import BLOCK
+from stochgrad.parser import MAX_DEPTH, parse_with_lark
 from stochgrad.testing import assert_estimate
 
 N = 40_000
@@ -184,6 +186,7 @@ def test_parse_print_round_trip_and_embedded_form(register):
     for text in ("E[z**2, z ~ MyLoc(mu, s)]", "E[z, z ~ MyLoc(scale=s, loc=mu)]", "E[z + y, z ~ MyLoc(mu, 1), y ~ MyLoc(z, 2)]"):
         e = sg.parse(text)
         assert sg.parse(str(e)) == e
+        assert fast_parse(text, {}, MAX_DEPTH) == parse_with_lark(text) == e  # both parsers build the same IR
     mu, s, z = sg.symbols("mu s z")
     assert sg.E(z**2, z=law(mu, s)) == sg.parse("E[z**2, z ~ MyLoc(mu, s)]")
     with pytest.raises(sg.StochgradError, match="no parameter 'scal'.*did you mean 'scale'"):
