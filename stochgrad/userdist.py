@@ -216,6 +216,10 @@ class UserDistribution(Distribution):
                 out[name] = B.reshape(out[name], (shape[0], *logical))
         return out
 
+    def support(self, static: Mapping[str, float | None]) -> None:
+        """No declared :class:`~stochgrad.supports.Support` (a KL with a user law is estimated by Monte Carlo)."""
+        return None
+
     # -- sampling and densities ----------------------------------------------------------------
 
     def rsample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:

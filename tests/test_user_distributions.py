@@ -431,3 +431,22 @@ def test_declared_ranks_undo_the_alignment_of_parameters(register):
         sg.plan("E[sum(z), z ~ Pair(W, c)]", {"W": (2, 3), "c": (2, 3)})
     with pytest.raises(sg.StochgradError, match="ranks names 'd', which is not a parameter"):
         sg.UserDistribution("Pair2", ("W", "c"), sample=sample, log_prob=log_prob, ranks={"d": 1})
+
+
+def test_second_derivative_of_a_user_law_by_dice(register):
+    register(bernoulli("torch"))
+    # E = 0.27 + 2.2 s(a), s = sigmoid: d2/da2 = 2.2 s (1 - s) (1 - 2 s)
+    a0 = 0.8
+    s = 1 / (1 + math.exp(-a0))
+    f = sg.compile(f"E[{F}, z ~ MyBern(sigmoid(a))]", backend="torch", n=20_000, seed=0)
+    firsts, seconds = [], []
+    for _ in range(20):  # independent calls: their spread gives the standard error
+        a = torch.tensor(a0, dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(f(a=a), a, create_graph=True)
+        (h,) = torch.autograd.grad(g, a)
+        firsts.append(g.item())
+        seconds.append(h.item())
+    for values, exact in ((firsts, 2.2 * s * (1 - s)), (seconds, 2.2 * s * (1 - s) * (1 - 2 * s))):
+        se = np.std(values, ddof=1) / math.sqrt(len(values))
+        assert abs(np.mean(values) - exact) < 5 * se
+    assert abs(np.mean(seconds)) > 5 * np.std(seconds, ddof=1) / math.sqrt(20)  # a zero second derivative fails
