@@ -33,6 +33,7 @@ from .estimators import ESTIMATORS, EstimatorSpec, applicable, register_estimato
 from .functions import FUNCTIONS, UserFunction
 from .ir import Expr
 from .parser import parse
+from .userdist import UserDistribution, unregister_distribution
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,10 @@ abs, sin, cos, tan, tanh = (function(n) for n in ("abs", "sin", "cos", "tan", "t
 sigmoid, softplus, floor, sign = (function(n) for n in ("sigmoid", "softplus", "floor", "sign"))
 round, argmax = function("round"), function("argmax")  # noqa: A001
 sum, mean = function("sum"), function("mean")  # noqa: A001
+_MORE = ("maximum", "minimum", "where", "clip", "logsumexp", "logmeanexp", "softmax", "log_softmax", "logsigmoid",
+         "lgamma", "digamma", "erf", "max", "min", "prod", "transpose")
+(maximum, minimum, where, clip, logsumexp, logmeanexp, softmax, log_softmax, logsigmoid,  # noqa: A001
+ lgamma, digamma, erf, max, min, prod, transpose) = (function(n) for n in _MORE)
 
 __all__ = [
     "parse", "plan", "estimate", "KL", "compare", "Comparison", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
@@ -78,4 +83,6 @@ __all__ = [
 ]
 __all__ += ["log_prob", "entropy", "iid"]  # models: stochgrad.densities
 __all__ += ["StudentT", "HalfNormal", "HalfCauchy", "InverseGamma", "Chi2", "VonMises"]
+__all__ += ["UserDistribution", "unregister_distribution"]  # distributions given by a sampler and a log density
 __all__ += ["ESTIMATORS", "EstimatorSpec", "applicable", "register_estimator"]  # adding an estimator
+__all__ += list(_MORE)  # the function table's newer rows

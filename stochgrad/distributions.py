@@ -241,8 +241,13 @@ DISTRIBUTIONS: dict[str, Distribution] = {}
 
 
 def register_distribution(dist: Distribution) -> Distribution:
-    """Add a distribution to the DSL (text and embedded forms) under ``dist.name``."""
+    """Add a distribution to the DSL (text and embedded forms) under ``dist.name``.  A
+    :class:`stochgrad.userdist.UserDistribution` may not take a built-in's name (see there)."""
     ir.check_name(dist.name)
+    if getattr(dist, "user_defined", False):
+        from .userdist import before_register
+
+        before_register(dist, DISTRIBUTIONS.get(dist.name))
     DISTRIBUTIONS[dist.name] = dist
     return dist
 

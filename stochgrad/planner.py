@@ -254,7 +254,8 @@ class _Planner:
         lacking = d.needs - self.capabilities
         missing = f"the backend lacks {', '.join(sorted(lacking))} for a pathwise {d.name}" if lacking else ""
         if states is None:
-            support = "infinite support" if d.discrete and node.shape is not None else "support size unknown"
+            infinite = d.discrete and node.shape is not None and not getattr(d, "user_defined", False)
+            support = "infinite support" if infinite else "support size unknown"
         else:
             support = f"{states} joint states exceed the enumeration budget ({self.budget} left)"
         facts = Facts(b.var, b.dist.name, d.reparameterized and not lacking, nondiff, d.discrete,
