@@ -7,10 +7,10 @@ test cases; a constant column adds an intercept, so w has D = 31 entries.
 Model: w ~ Normal(0, 1) entrywise, y_i ~ Bernoulli(sigmoid(x_i . w)).  Variational posterior
 q(w) = Normal(m, s) entrywise, with s = exp(log_s).  The ELBO is one stochgrad expression,
 
-    E[loglik(X, y, w), w ~ Normal(m, s)] - sum(KL(Normal(m, s) || Normal(0, 1)))
+    E[sum(log_prob(Bernoulli(logits=X @ w), y)), w ~ Normal(m, s)] - sum(KL(Normal(m, s) || Normal(0, 1)))
 
-with ``loglik`` a user function in autograd numpy (X arrives as (1, N, D), y as (1, N), w as
-(n, D); it returns the log-likelihood of the whole training set per sample, shape (n,)), the
+in pure DSL (no user function: ``X @ w`` is numpy's matmul over the non-sample axes, (N, D) @ (D,)
+giving the N logits of each sample of w, and ``log_prob`` the Bernoulli log mass), with the
 pathwise estimator for w and the closed-form KL.  ``sg.compile(..., backend="autograd")`` makes it an
 autograd function of m and s; ``autograd.misc.optimizers.adam`` maximizes it.
 
@@ -32,13 +32,7 @@ from sklearn.model_selection import train_test_split
 
 import stochgrad as sg
 
-ELBO = "E[loglik(X, y, w), w ~ Normal(m, s)] - sum(KL(Normal(m, s) || Normal(0, 1)))"
-
-
-def loglik(X, y, w):
-    """sum_i log Bernoulli(y_i | sigmoid(x_i . w)): X (1, N, D), y (1, N), w (n, D) -> (n,)."""
-    logits = anp.sum(X * w[:, None, :], axis=-1)  # (n, N)
-    return anp.sum(y * logits - anp.logaddexp(0.0, logits), axis=-1)
+ELBO = "E[sum(log_prob(Bernoulli(logits=X @ w), y)), w ~ Normal(m, s)] - sum(KL(Normal(m, s) || Normal(0, 1)))"
 
 
 def load(seed: int = 0):
@@ -60,7 +54,7 @@ def main() -> None:
 
     X, y, X_test, y_test = load()
     N, D = X.shape
-    expr = sg.parse(ELBO, functions={"loglik": loglik})
+    expr = sg.parse(ELBO)
     elbo = sg.compile(expr, backend="autograd", n=args.n, seed=args.seed)
     print(f"train {X.shape}, test {X_test.shape}")
     print(elbo.plan(X=X.shape, y=y.shape, m=(D,), s=(D,)))
