@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
 import stochgrad as sg
-from stochgrad import fastparse, ir, parser
+from stochgrad import fastparse, parser
 from stochgrad.testing import assert_estimate
+from _parsecheck import spans
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -299,13 +300,6 @@ def test_bad_density_calls_name_the_problem_and_place(text, message, column):
     assert info.value.column == column
 
 
-def _spans(e):
-    out = []
-    for node in ir.walk(e):
-        out.append((type(node).__name__, node.span))
-        if isinstance(node, ir.Expect):
-            out.extend(("Binding", b.span) for b in node.bindings)
-    return out
 
 
 TEXTS = [
@@ -320,7 +314,7 @@ TEXTS = [
 def test_fast_path_builds_what_lark_builds_and_prints_back(text):
     fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
     slow = parser.parse_with_lark(text)
-    assert fast is not None and fast == slow and _spans(fast) == _spans(slow)
+    assert fast is not None and fast == slow and spans(fast) == spans(slow)
     assert sg.parse(str(slow)) == slow
 
 
@@ -335,14 +329,14 @@ def test_fast_path_never_accepts_what_lark_refuses(tokens, which, data):
         fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
         if fast is not None:
             slow = parser.parse_with_lark(text)
-            assert fast == slow and _spans(fast) == _spans(slow), text
+            assert fast == slow and spans(fast) == spans(slow), text
     base = TEXTS[which]
     i = data.draw(st.integers(0, len(base)))
     for text in (base[:i] + data.draw(st.sampled_from(SOUP)) + base[i:], base[:i] + base[i + 1:]):
         fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
         if fast is not None:
             slow = parser.parse_with_lark(text)
-            assert fast == slow and _spans(fast) == _spans(slow), text
+            assert fast == slow and spans(fast) == spans(slow), text
 
 
 def test_a_user_function_cannot_hide_log_prob_entropy_or_iid():

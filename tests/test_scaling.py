@@ -22,9 +22,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
-from stochgrad import fastparse, ir, parser, planner
+from stochgrad import ir, parser, planner
 from stochgrad.testing import strategies as sgst
 from stochgrad.testing import assert_estimate
+from _parsecheck import same_as_lark
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 VALUES = {"a": 1.5, "b": 0.75, "c": 2.0}
@@ -232,34 +233,16 @@ def test_longest_text_parses():
 # ------------------------------------------------------------------ the fast parsing path
 
 
-def _spans(e):
-    out = []
-    for node in ir.walk(e):
-        out.append((type(node).__name__, node.span))
-        if isinstance(node, ir.Expect):
-            out.extend(("Binding", b.span) for b in node.bindings)
-    return out
 
 
-def _same_as_lark(text, must_be_fast=False):
-    fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
-    try:
-        slow = parser.parse_with_lark(text)
-    except sg.ParseError:
-        slow = None
-    if must_be_fast:
-        assert fast is not None, text
-    if fast is not None:  # the fast path accepts only what lark accepts, and builds the same tree
-        assert slow is not None, text
-        assert fast == slow and _spans(fast) == _spans(slow), text
 
 
 @settings(max_examples=150, deadline=None)
 @given(sgst.texts(variables=("mu", "sigma", "E1", "exp"), max_depth=4))
 def test_fast_path_builds_what_lark_builds(text):
-    _same_as_lark(text, must_be_fast=True)
+    same_as_lark(text, must_be_fast=True)
     spaced = text.replace("(", " ( ").replace(",", " ,\n# comment\n ").replace("**", " ** ")
-    _same_as_lark(spaced, must_be_fast=True)
+    same_as_lark(spaced, must_be_fast=True)
 
 
 SOUP = ["E", "[", "]", "(", ")", ",", "~", "+", "-", "*", "/", "**", "<", ">=", "=", "||", "KL", "mu", "z", "x",
@@ -270,12 +253,12 @@ SOUP = ["E", "[", "]", "(", ")", ",", "~", "+", "-", "*", "/", "**", "<", ">=", 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(SOUP), max_size=25), st.data())
 def test_fast_path_never_accepts_what_lark_refuses(tokens, data):
-    _same_as_lark("".join(tokens))
-    _same_as_lark(" ".join(tokens))
+    same_as_lark("".join(tokens))
+    same_as_lark(" ".join(tokens))
     text = str(data.draw(sgst.expressions(max_depth=3)))
     i = data.draw(st.integers(0, len(text)))
-    _same_as_lark(text[:i] + data.draw(st.sampled_from(SOUP)) + text[i:])  # one token inserted anywhere
-    _same_as_lark(text[:i] + text[i + 1:])  # one character deleted
+    same_as_lark(text[:i] + data.draw(st.sampled_from(SOUP)) + text[i:])  # one token inserted anywhere
+    same_as_lark(text[:i] + text[i + 1:])  # one character deleted
 
 
 @pytest.mark.parametrize("text", [
@@ -289,4 +272,4 @@ def test_fast_path_never_accepts_what_lark_refuses(tokens, data):
     "x" + "[0]" * (parser.MAX_DEPTH - 2), "x" + "[0]" * (parser.MAX_DEPTH - 1), "x" + "[1:]" * (parser.MAX_DEPTH - 2),
 ])
 def test_fast_path_edges(text):
-    _same_as_lark(text)
+    same_as_lark(text)

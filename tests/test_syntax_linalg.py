@@ -22,31 +22,13 @@ import stochgrad as sg
 from stochgrad import fastparse, ir, parser, shapes
 from stochgrad.arraynodes import Index, MatMul, Slice, index_parameters
 from stochgrad.testing import assert_estimate
+from _parsecheck import same_as_lark
 
 RNG = np.random.default_rng(20261203)
 
 
-def _spans(e):
-    out = []
-    for node in ir.walk(e):
-        out.append((type(node).__name__, node.span))
-        if isinstance(node, ir.Expect):
-            out.extend(("Binding", b.span) for b in node.bindings)
-    return out
 
 
-def _same_as_lark(text, must_be_fast=False):
-    fast = fastparse.fast_parse(text, {}, parser.MAX_DEPTH)
-    try:
-        slow = parser.parse_with_lark(text)
-    except sg.ParseError:
-        slow = None
-    if must_be_fast:
-        assert fast is not None, text
-    if fast is not None:
-        assert slow is not None, text
-        assert fast == slow and _spans(fast) == _spans(slow), text
-    return slow
 
 
 # ------------------------------------------------------------------ syntax: round trips, both parsers
@@ -83,9 +65,9 @@ def _exprs():
 def test_print_parse_round_trip_and_fast_path(e):
     text = str(e)
     assert sg.parse(text) == e
-    assert _same_as_lark(text, must_be_fast=True) == e
+    assert same_as_lark(text, must_be_fast=True) == e
     spaced = text.replace("[", " [ ").replace(":", " : ").replace("@", " @\n# comment\n ").replace(",", " , ")
-    assert _same_as_lark(spaced, must_be_fast=True) == e
+    assert same_as_lark(spaced, must_be_fast=True) == e
 
 
 @pytest.mark.parametrize("text, printed", [
@@ -97,7 +79,7 @@ def test_print_parse_round_trip_and_fast_path(e):
     ("exp(x)[0]", "exp(x)[0]"), ("(A @ x)[0]", "(A @ x)[0]"), ("E[z[0], z ~ Normal(m, 1)][1]", "E[z[0], z ~ Normal(m, 1)][1]"),
 ])
 def test_canonical_text(text, printed):
-    e = _same_as_lark(text, must_be_fast=True)
+    e = same_as_lark(text, must_be_fast=True)
     assert str(e) == printed and sg.parse(printed) == e
 
 
@@ -154,8 +136,8 @@ def test_syntax_errors_say_where(text, message, column):
 def test_fast_path_agrees_at_the_depth_limit():
     for k in range(parser.MAX_DEPTH - 4, parser.MAX_DEPTH + 2):
         for text in ("x" + "[0]" * k, "x" + "[1:2]" * k, "x" + "[...]" * k, "x" + "[k]" * k):
-            _same_as_lark(text)
-    assert _same_as_lark("x" + " @ x" * 2000, must_be_fast=True) is not None  # a flat chain is one level
+            same_as_lark(text)
+    assert same_as_lark("x" + " @ x" * 2000, must_be_fast=True) is not None  # a flat chain is one level
 
 
 # ------------------------------------------------------------------ pi
@@ -163,9 +145,9 @@ def test_fast_path_agrees_at_the_depth_limit():
 def test_pi_is_the_constant():
     assert sg.parse("pi") == ir.Num(math.pi) and sg.parse("2 * pi * r") == 2 * ir.Num(math.pi) * ir.Name("r")
     assert sg.parse("2 * pi * r").span == (0, 10) and sg.parse("pi").span == (0, 2)
-    assert _same_as_lark("2 * pi * r", must_be_fast=True) == sg.parse("2 * pi * r")
+    assert same_as_lark("2 * pi * r", must_be_fast=True) == sg.parse("2 * pi * r")
     spelled = f"E[z * {math.pi!r}, z ~ Normal({math.pi!r}, 1)]"
-    assert _same_as_lark("E[z * pi, z ~ Normal(pi, 1)]", must_be_fast=True) == sg.parse(spelled)
+    assert same_as_lark("E[z * pi, z ~ Normal(pi, 1)]", must_be_fast=True) == sg.parse(spelled)
     assert sg.analysis.parameters(sg.parse("pi * r ** 2")) == ("r",)
     r = sg.estimate("sin(pi / 6) * x", {"x": 3.0}, n=2, seed=0)
     assert r.value == pytest.approx(1.5) and r.grad["x"] == pytest.approx(0.5)
