@@ -133,6 +133,7 @@ defvjp(_implicit, lambda ans, x, z, dz_dx, refusal: lambda g: _unbroadcast(
 defvjp(_refused, lambda ans, x, dz_dx, refusal: _refuse(refusal))
 
 
+@primitive
 def _solve_triangular(a: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
     """``x`` with ``tri(a) @ x = b`` (``tri``: the lower or upper triangle), leading axes broadcast.
     numpy's batched LU solve of the triangle: scipy's triangular solve loops over the batch in

@@ -310,7 +310,8 @@ def _key(node: Expr) -> tuple[Any, ...]:
         return (node.name, tuple(k for k, _ in node.params), node.positional)  # type: ignore[attr-defined]
     if t is Expect:
         return tuple(b.var for b in node.bindings)  # type: ignore[attr-defined]
-    return getattr(node, "static_key", None) or getattr(node, "extra_key", ())  # Neg, KL: their children say it all (arraynodes, densities: their own key)
+    key: tuple[Any, ...] = getattr(node, "static_key", ()) or getattr(node, "extra_key", ())
+    return key  # Neg, KL: their children say it all (arraynodes, densities: their own key)
 
 
 def _hash(self: Expr) -> int:
