@@ -105,3 +105,24 @@ def test_short_training_raises_the_exact_elbo():
     assert after > before + 5
     ll = np.mean([brute_loglik(theta["W"], theta["b"], theta["c"], xi)[0] for xi in x])
     assert ll >= after - 1e-9  # log p(x) bounds the ELBO
+
+
+@pytest.mark.parametrize("backend", ["torch", "autograd"])
+def test_minibatch_score_gradient_is_unbiased_and_plated(backend):
+    """The training objective's gradient (score function, LOO baseline, batch_axes=1) averages to the
+    sum of the per-image brute-force ELBO gradients, within 6 standard errors; the planner's own
+    (joint) plan of the summed ELBO is unbiased too but has about twice the standard error at B = 4."""
+    p = params(1)
+    theta = {k: p[k] for k in sbn.NAMES}
+    x = sbn.load()[0][:4]
+    want = {k: sum(brute_elbo(**theta, x=xi)[1][k] for xi in x) for k in sbn.NAMES}
+    est = sg.estimate(sbn.ELBO, {**theta, "x": x}, n=20000, backend=backend, seed=0, batch_axes=1)
+    assert np.shape(est.value) == (4,)
+    np.testing.assert_allclose(est.value, [brute_elbo(**theta, x=xi)[0] for xi in x], rtol=0, atol=0.1)
+    for k in sbn.NAMES:
+        g, se = np.asarray(est.grad[k]), np.asarray(est.stderr[k])
+        zero = se == 0  # a pixel off in every image: V's row has no gradient at all
+        np.testing.assert_array_equal(g[zero], want[k][zero], err_msg=k)
+        assert np.all(np.abs(g - want[k])[~zero] < 6 * se[~zero]), k
+    joint = sg.estimate(sbn.ELBO_SUMMED, {**theta, "x": x}, n=20000, backend=backend, seed=0)
+    assert np.mean(est.stderr["d"]) < 0.7 * np.mean(joint.stderr["d"])
