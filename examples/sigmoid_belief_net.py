@@ -126,6 +126,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="samples of h per example (leave-one-out needs 2+)")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--test", type=int, default=300, help="test images for the exact log-likelihood")
+    ap.add_argument("--report", type=int, default=50, help="print the ELBO every this many steps")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -136,7 +137,7 @@ def main() -> None:
     print("  log p(x):", sg.plan(LOGLIK, {k: one[k] for k in ("W", "b", "c", "x")}, backend="torch"))
     print("  ELBO:    ", sg.plan(ELBO1, one, backend="torch"))
     print("Part 2, minibatches:")
-    theta, _ = train(args.steps, args.batch, args.n, args.lr, args.seed)
+    theta, _ = train(args.steps, args.batch, args.n, args.lr, args.seed, args.report)
     x = test[: args.test]
     before, after = exact_loglik(theta0, x).mean(), exact_loglik(theta, x).mean()
     print(f"exact log p(x) on {len(x)} test images (32 states enumerated): {before:.3f} at the start,"

@@ -126,3 +126,18 @@ def test_minibatch_score_gradient_is_unbiased_and_plated(backend):
         assert np.all(np.abs(g - want[k])[~zero] < 6 * se[~zero]), k
     joint = sg.estimate(sbn.ELBO_SUMMED, {**theta, "x": x}, n=20000, backend=backend, seed=0)
     assert np.mean(est.stderr["d"]) < 0.7 * np.mean(joint.stderr["d"])
+
+
+def test_script_prints_the_plans_and_a_climbing_elbo():
+    import re
+    import subprocess
+
+    script = pathlib.Path(sbn.__file__)
+    out = subprocess.run([sys.executable, str(script), "--steps", "80", "--test", "20", "--report", "20"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.count("enumerate — finite support: exact sum over 32 states") == 2
+    assert "joint over 32 examples" in out and "plate declared (batch_axes=1)" in out
+    elbos = [float(v) for v in re.findall(r"minibatch ELBO +(-?[\d.]+)", out)]
+    assert len(elbos) == 4 and elbos[-1] > elbos[0]
+    start, end = map(float, re.search(r"(-[\d.]+) at the start, (-[\d.]+) after", out).groups())
+    assert end > start + 5
