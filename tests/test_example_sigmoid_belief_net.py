@@ -141,3 +141,5 @@ def test_script_prints_the_plans_and_a_climbing_elbo():
     assert len(elbos) == 4 and elbos[-1] > elbos[0]
     start, end = map(float, re.search(r"(-[\d.]+) at the start, (-[\d.]+) after", out).groups())
     assert end > start + 5
+    elbo = float(re.search(r"exact ELBO of the same images (-[\d.]+)", out).group(1))
+    assert elbo <= end + 1e-3  # the ELBO bounds log p(x) (both printed to 3 decimals)
