@@ -257,7 +257,8 @@ class _Planner:
             infinite = d.discrete and node.shape is not None and not getattr(d, "user_defined", False)
             support = "infinite support" if infinite else "support size unknown"
         else:
-            support = f"{states} joint states exceed the enumeration budget ({self.budget} left)"
+            count = f"{states:,}" if states < 1 << 63 else "more than 2**63"  # joint_states caps the count there
+            support = f"{count} joint states exceed the enumeration budget ({self.budget:,} left)"
         facts = Facts(b.var, b.dist.name, d.reparameterized and not lacking, nondiff, d.discrete,
                       d.relaxable, states, self.budget, self.policy, support, missing)
         requested = self.overrides.get(b.var)
