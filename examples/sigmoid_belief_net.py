@@ -27,8 +27,7 @@ planner's own plate inference (the summed form) and the plan it trains with.  Fo
 (reported, not hidden): plate inference (stochgrad/plates.py) treats ``log_prob(...)`` and ``a @ b``
 as opaque, so a cost through them is planned *joint* over the batch (unbiased, but every example's
 score is paired with the whole batch's cost); the example therefore declares ``batch_axes=1``,
-which the plan line says.  The plan also prints the joint-state count as 9223372036854775808
-(2^63, saturated) where 2^160 is meant.  At the end the exact log-likelihood of test images is
+which the plan line says.  At the end the exact log-likelihood of test images is
 LOGLIK with x a (T, 64) batch (``sum(..., axis=-1)``; the 32 states of h are still enumerated),
 averaged, next to the exact ELBO of the same images (Part 1's ELBO, one image at a time).
 
