@@ -23,7 +23,7 @@ Data: ``sklearn.datasets.load_digits`` binarized at >= 8, the fixed seed-0 split
 epoch, then the test bounds L_1, L_5, L_50 of the trained model with their Monte Carlo standard errors
 (``sg.estimate``, fixed seed), which tighten with K.
 
-    python examples/iwae_digits.py [--epochs 5] [--k 5] [--latent 6] [--hidden 64]
+    python examples/iwae_digits.py [--epochs 30] [--k 5] [--latent 6] [--hidden 64]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_bounds(w: dict[str, torch.Tensor], x: np.ndarray, ks=(1, 5, 50), n: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     ap.add_argument("--k", type=int, default=5, help="importance samples per image in training")
     ap.add_argument("--latent", type=int, default=6)
