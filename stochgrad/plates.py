@@ -186,15 +186,19 @@ def _combine(node: ir.Expr, args: list[Value], n: int) -> Value:
         return shape[:-1], kind
     axis = dict(node.kwargs).get("axis")
     if axis is None:
-        return (), _joint(f"`{_clip(node)}` reduces over the examples")
+        return (), _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
     k, rank = int(axis.value), len(shape)  # type: ignore[attr-defined]
     if not -rank <= k < rank:
         return None, _joint(f"axis {k} is out of range in `{_clip(node)}`")
     k %= rank
     out = shape[:k] + shape[k + 1:]
     if k == kind[1]:
-        return None, _joint(f"`{_clip(node)}` reduces over the examples")
+        return None, _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
     return out, ("row", kind[1] - (k < kind[1]))
+
+
+def _verb(node: ir.Call) -> str:
+    return "sums" if node.fn in ("sum", "mean") else "reduces"
 
 
 def _global_shape(node: ir.Expr, args: list[Value]) -> Value:
