@@ -75,11 +75,14 @@ def model_rule(node: ir.Expr, args: list[Value], n: int, broadcast: Callable[[ir
 
 
 def _log_prob(node: LogProb, args: list[Value], n: int, broadcast: Callable[[ir.Expr, list[Value]], Value]) -> Value:
-    d = lookup(node.dist.name)
+    try:
+        d = lookup(node.dist.name)
+    except (StochgradError, KeyError):
+        return None, _joint(f"the distribution of `{_clip(node)}` is not analyzed for plates")
     ranks = {p.name: p.event_rank for p in d.params}
     names = [k for k, _ in node.dist.params]
     try:
-        v = tuple(d.value_shape(dict(zip(names, (s for s, _ in args[:-1]))), node.dist))  # type: ignore[arg-type]
+        v = tuple(d.value_shape(dict(zip(names, (s for s, _ in args[:-1]))), node.dist))  # type: ignore[misc]
     except (StochgradError, ValueError, TypeError):
         return None, _joint(f"the parameters of `{_clip(node)}` do not broadcast")
     batch = len(v) - (d.event_rank if any(ranks.values()) else 0)

@@ -105,3 +105,22 @@ def test_a_compiled_objective_prints_its_declared_plate():
     text = str(obj.plan(L=(32, 5), W=(5, 3)))
     assert "plate declared (batch_axes=1)" in text and "joint over" not in text
     assert str(sg.plan(_expr("sum(h @ W, axis=-1)"), {"L": L, "W": W}, batch_axes=1)) == text
+
+
+PLANS = [  # (expression, params, plated?)
+    ("E[sum(log_prob(Categorical(logits=c), h)), h ~ Categorical(logits=L)]", {"L": L, "c": C}, True),
+    ("E[sum(M @ transpose(h)), h ~ Bernoulli(logits=L)]", {"L": L, "M": M[:5, :].T}, True),  # a column axis of b
+    ("E[sum(M @ h), h ~ Bernoulli(logits=L)]", {"L": L, "M": M.T}, False),  # contracted in b
+    ("E[sum(h @ transpose(h)), h ~ Bernoulli(logits=L)]", {"L": L}, False),  # rows on both sides
+    ("E[sum(log_prob(Dirichlet(concentration=a), h)), h ~ Bernoulli(logits=l)]",  # examples as an event axis
+     {"l": L[:, 0], "a": np.ones(32)}, False),
+    ("E[sum(maximum(h, sum(h))), h ~ Bernoulli(logits=L)]", {"L": L}, False),  # every argument is analyzed
+    ("E[sum(softmax(h, axis=0)), h ~ Bernoulli(logits=L)]", {"L": L}, False),
+    ("E[sum(softmax(h)), h ~ Bernoulli(logits=L)]", {"L": L}, True),
+]
+
+
+@pytest.mark.parametrize("expr,params,plated", PLANS)
+def test_the_plan_text_says_which_terms_are_per_example(expr, params, plated):
+    text = str(sg.plan(expr, params).node("h"))
+    assert (PLATE in text) == plated and ("joint over 32 examples" in text) == (not plated)
