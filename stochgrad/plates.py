@@ -19,7 +19,8 @@ score still pairs with the whole sum.
 The analysis is static (the IR and :mod:`stochgrad.shapes`): one post-order pass per cost term
 gives each subexpression its shape and *kind* -- global (no dependence on a row node), a row value
 with the examples' axis at a known position (elementwise operations, broadcasting that keeps the
-axis aligned, reductions over other axes, Categorical's event axis), or joint (a sum over the
+axis aligned, reductions over other axes, Categorical's event axis; ``log_prob``, ``@`` and basic
+indexing by the rules of :mod:`stochgrad.platemodels`), or joint (a sum over the
 examples' axis, a user function, a nested expectation or KL of row values, misaligned axes), with
 the reason.  A term ``sum(t)`` / ``mean(t)`` (or ``sum(t, axis=0)`` of a vector) whose ``t`` is a
 row value is planned per example: the term becomes its per-example costs (``t`` summed over its
