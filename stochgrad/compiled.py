@@ -22,6 +22,7 @@ says and runs "no baseline" (see :func:`stochgrad.baselines.single_sample`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import warnings
@@ -105,6 +106,10 @@ class Objective:
             else:
                 p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
             check_batch_axes_fit(self.batch_axes, p.nodes)
+            if self.batch_axes:  # the declared plate replaces what the planner inferred (as api.Plan prints it)
+                note = f"plate declared (batch_axes={self.batch_axes})"
+                p = dataclasses.replace(p, nodes=tuple(dataclasses.replace(n, plate_note=note) if n.plate_note else n
+                                                       for n in p.nodes))
             self._plans[key] = single_sample(p) if self.n == 1 else p
         return self._plans[key]
 

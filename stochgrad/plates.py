@@ -19,7 +19,8 @@ score still pairs with the whole sum.
 The analysis is static (the IR and :mod:`stochgrad.shapes`): one post-order pass per cost term
 gives each subexpression its shape and *kind* -- global (no dependence on a row node), a row value
 with the examples' axis at a known position (elementwise operations, broadcasting that keeps the
-axis aligned, reductions over other axes, Categorical's event axis), or joint (a sum over the
+axis aligned, reductions over other axes, Categorical's event axis; ``log_prob``, ``@`` and basic
+indexing by the rules of :mod:`stochgrad.platemodels`), or joint (a sum over the
 examples' axis, a user function, a nested expectation or KL of row values, misaligned axes), with
 the reason.  A term ``sum(t)`` / ``mean(t)`` (or ``sum(t, axis=0)`` of a vector) whose ``t`` is a
 row value is planned per example: the term becomes its per-example costs (``t`` summed over its
@@ -41,7 +42,12 @@ from . import ir
 from .distributions import lookup
 from .functions import make_call
 from .planned import NodePlan
-from .shapes import Shape, UnknownShape, infer
+from .arraynodes import Index, MatMul
+from .densities import LogProb
+from .errors import StochgradError
+from .functions import FUNCTIONS
+from .platemodels import model_rule
+from .shapes import Shape, UnknownShape, _rule as rule, infer
 
 GLOBAL: tuple[Any, ...] = ("global",)
 Value = tuple[Shape | None, tuple[Any, ...]]  # (shape or None if unknown, kind)
@@ -119,18 +125,28 @@ def analyze(e: ir.Expr, n: int, local: Mapping[str, Value], env: Mapping[str, Sh
             values.append(((), GLOBAL))
         elif isinstance(node, ir.Name):
             values.append(local[node.id] if node.id in local else (_param_shape(env, node.id), GLOBAL))
-        elif not (isinstance(node, (ir.Neg, ir.BinOp)) or (isinstance(node, ir.Call) and node.impl is None)):
+        elif not (isinstance(node, (ir.Neg, ir.BinOp, LogProb, MatMul, Index)) or (isinstance(node, ir.Call) and node.impl is None)):
             values.append(_opaque(node, local, env))
         elif not ready:
-            kids = node.args[:1] if isinstance(node, ir.Call) else node.children()
             stack.append((node, True))
-            stack.extend((c, False) for c in reversed(kids))
+            stack.extend((c, False) for c in reversed(_kids(node)))
         else:
-            k = 1 if isinstance(node, (ir.Call, ir.Neg)) else 2
+            k = len(_kids(node))
             args = values[len(values) - k:]
             del values[len(values) - k:]
             values.append(_combine(node, args, n))
     return values[0]
+
+
+def _kids(node: ir.Expr) -> tuple[ir.Expr, ...]:
+    """The children the analysis visits: a call's arguments, a log density's parameters and value."""
+    if isinstance(node, ir.Call):
+        return tuple(node.args)
+    if isinstance(node, LogProb):
+        return tuple(v for _, v in node.dist.params) + (node.x,)
+    if isinstance(node, Index):
+        return (node.value,)  # a gather's index is a parameter (global); the item is checked below
+    return tuple(node.children())
 
 
 def _combine(node: ir.Expr, args: list[Value], n: int) -> Value:
@@ -141,33 +157,62 @@ def _combine(node: ir.Expr, args: list[Value], n: int) -> Value:
         return args[0]
     if isinstance(node, ir.BinOp):
         return _broadcast(node, args)
+    if isinstance(node, (LogProb, MatMul, Index)):
+        return model_rule(node, args, n, _broadcast)
     assert isinstance(node, ir.Call)
     shape, kind = args[0]
-    if node.fn not in ("sum", "mean", "argmax"):
-        return args[0]  # elementwise
     row = kind[0] == "row"
+    if not any(k[0] == "row" for _, k in args):  # example-free: only its shape matters
+        return _global_shape(node, args)
+    if len(args) > 1:  # maximum, minimum, where, clip: elementwise with broadcasting
+        return _broadcast(node, args)
+    rule = FUNCTIONS[node.fn].shape.__name__
+    if rule == "elementwise":
+        return args[0]
     if shape is None:
-        return (None, _joint(f"the shape of `{_clip(node)}` is unknown")) if row else (None, GLOBAL)
-    if node.fn == "argmax":
+        return None, _joint(f"the shape of `{_clip(node)}` is unknown")
+    if rule == "reversed_axes":  # transpose
+        return shape[::-1], ("row", len(shape) - 1 - kind[1])
+    if rule == "along_axis":  # softmax, log_softmax: rows stay apart unless it runs along the examples
+        axis = dict(node.kwargs).get("axis")
+        k = -1 if axis is None else int(axis.value)  # type: ignore[attr-defined]
+        if len(shape) == 0 or k % len(shape) == kind[1]:
+            return None, _joint(f"`{_clip(node)}` normalizes over the examples")
+        return args[0]
+    if rule not in ("reduction", "drop_last"):
+        return None, _joint(f"`{_clip(node)}` rearranges the examples")
+    if rule == "drop_last":  # argmax
         if row and kind[1] == len(shape) - 1:
             return None, _joint(f"`{_clip(node)}` takes the argmax over the examples")
         return shape[:-1], kind
     axis = dict(node.kwargs).get("axis")
     if axis is None:
-        return ((), _joint(f"`{_clip(node)}` sums over the examples")) if row else ((), GLOBAL)
+        return (), _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
     k, rank = int(axis.value), len(shape)  # type: ignore[attr-defined]
     if not -rank <= k < rank:
         return None, _joint(f"axis {k} is out of range in `{_clip(node)}`")
     k %= rank
     out = shape[:k] + shape[k + 1:]
-    if not row:
-        return out, GLOBAL
     if k == kind[1]:
-        return None, _joint(f"`{_clip(node)}` sums over the examples")
+        return None, _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
     return out, ("row", kind[1] - (k < kind[1]))
 
 
-def _broadcast(node: ir.BinOp, args: list[Value]) -> Value:
+def _verb(node: ir.Call) -> str:
+    return "sums" if node.fn in ("sum", "mean") else "reduces"
+
+
+def _global_shape(node: ir.Expr, args: list[Value]) -> Value:
+    """An example-free value: its shape from its operands' (None if any is unknown or it fails)."""
+    if any(s is None for s, _ in args):
+        return None, GLOBAL
+    try:
+        return rule(node, [s for s, _ in args]), GLOBAL  # type: ignore[misc]
+    except (StochgradError, TypeError, ValueError, KeyError):
+        return None, GLOBAL
+
+
+def _broadcast(node: ir.Expr, args: list[Value]) -> Value:
     any_row = any(kind[0] == "row" for _, kind in args)
     known = [s for s, _ in args if s is not None]
     if len(known) < len(args):
