@@ -6,25 +6,24 @@ baseline does not (Mohamed et al. 2020, section 3).  Under this policy a short p
 run measures, per random node, the static choice and every registered estimator that applies and
 is unbiased for any cost (its ``piloted`` fact: the score function with a leave-one-out baseline,
 enumeration; pathwise only as the static choice, which it is exactly where it is unbiased); each
-gets the cost
-``variance per sample x time per sample`` (summed over gradient entries), i.e. the
-time needed to reach a given standard error; the time is the fastest of
-:data:`PILOT_REPEATS` timed runs, so that a busy machine does not flip the choice.  The cheapest wins if it beats the static
-rules' choice by more than :data:`MARGIN`; otherwise the pilot is inconclusive and
-the static choice stays.  The plan's reason reports the measurement.
+gets the cost ``variance per sample x cost evaluations per sample`` (summed over gradient entries;
+:meth:`~stochgrad.estimators.EstimatorSpec.evaluations`: one, or the joint states an enumeration
+sums over), i.e. the work needed to reach a given standard error.  The price is a count, not a
+timing, so a decision depends on the expression, the values and the seed only, never on the
+machine's load (a timed price flipped the choice for a fixed seed about 2 runs in 8).  The
+cheapest wins if it beats the static rules' choice by more than :data:`MARGIN`; otherwise the
+pilot is inconclusive and the static choice stays.  The plan's reason reports the measurement.
 
 The pilots draw their noise from a seed derived from the run's by a hash
-(:func:`stochgrad.noise.derive_seed`), independent of the final run's noise.  Their timings
-vary from run to run, so :func:`min_variance_plan` keeps each outcome (per expression,
-parameter values, overrides, backend, seed, budget, plate): ``sg.plan(..., policy="min_variance",
-params=..., seed=s)`` and ``sg.estimate(..., policy="min_variance", seed=s)`` in one process
-show and run the same plan, whichever comes first.
+(:func:`stochgrad.noise.derive_seed`), independent of the final run's noise, so a pilot's
+outcome is a function of (expression, parameter values, overrides, backend, seed, budget, plate);
+:func:`min_variance_plan` also keeps each outcome, so ``sg.plan(..., policy="min_variance",
+params=..., seed=s)`` and ``sg.estimate(..., policy="min_variance", seed=s)`` in one process pilot once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -44,20 +43,11 @@ MARGIN = 2.0
 PILOT_N = 2048
 
 
-#: timed repeats of each pilot: the fastest counts (another process's interruptions only add time)
-PILOT_REPEATS = 3
-
-
-def _cost(run: Any, estimators: Mapping[str, Any]) -> float:
-    run(estimators, 64)  # warm up
-    times = []
-    for _ in range(PILOT_REPEATS):
-        t0 = time.perf_counter()
-        r = run(estimators, PILOT_N)
-        times.append(time.perf_counter() - t0)
-    seconds = min(times) / PILOT_N
+def _cost(run: Any, estimators: Mapping[str, Any], evaluations: int) -> float:
+    """Variance per sample (summed over the gradient entries) times cost evaluations per sample."""
+    r = run(estimators, PILOT_N)
     variance = sum(float(np.sum(np.square(r.stderr[k]))) * PILOT_N for k in r.stderr)
-    return variance * seconds
+    return variance * evaluations
 
 
 def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, EstimatorSpec], dict[str, str]]:
@@ -69,20 +59,21 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
             continue
         # the static choice is pathwise only where pathwise is unbiased; the piloted estimators always are
         d = lookup(node.dist.name)
-        found = applicable(d, states=joint_states(d, node.dist, node.shape))
+        states = joint_states(d, node.dist, node.shape)
+        found = applicable(d, states=states)
         candidates: list[EstimatorSpec] = [node.spec] + [c for c in found if c.piloted and c != node.spec]
         if len(candidates) < 2 or node.biased:
             continue
-        costs = {c: _cost(run, {**chosen, node.var: c}) for c in candidates}
+        costs = {c: _cost(run, {**chosen, node.var: c}, c.evaluations(states)) for c in candidates}
         static, best = node.spec, min(costs, key=costs.__getitem__)
         listing = ", ".join(f"{c.describe()} {costs[c]:.2g}" for c in candidates)
         if best != static and costs[best] * MARGIN < costs[static]:
             chosen[node.var] = best
-            reasons[node.var] = f"min_variance pilot (n={PILOT_N}, variance x seconds per sample): {listing}"
+            reasons[node.var] = f"min_variance pilot (n={PILOT_N}, variance x evaluations per sample): {listing}"
         else:
             chosen[node.var] = static
-            reasons[node.var] = (f"{node.reason}; min_variance pilot kept it (n={PILOT_N}, variance x seconds"
-                                 f" per sample: {listing})")
+            reasons[node.var] = (f"{node.reason}; min_variance pilot kept it (n={PILOT_N}, variance x"
+                                 f" evaluations per sample: {listing})")
     return chosen, reasons
 
 

@@ -95,6 +95,12 @@ class EstimatorSpec:
         """The node's value, and its log-probability if the estimator needs a score term."""
         raise PlanError(f"{self.name} does not sample")
 
+    def evaluations(self, states: int | None) -> int:
+        """Cost evaluations per sample on a node with ``states`` joint states (None: infinite or
+        unknown): the deterministic price ``min_variance`` pilots weigh variance by (one; an
+        estimator that evaluates the cost at several points per sample says how many)."""
+        return 1
+
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""
         return (self,)

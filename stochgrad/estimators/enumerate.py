@@ -28,6 +28,9 @@ class Enumerate(EstimatorSpec):
     enumerates: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
 
+    def evaluations(self, states: int | None) -> int:
+        return states or 1  # the cost at every joint state
+
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if states is None:
             raise PlanError(f"enumerate requested, but {d.name} has no finite support known before sampling"
