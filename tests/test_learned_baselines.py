@@ -193,3 +193,13 @@ def test_bad_specs():
         sg.estimate("E[(z - x)**2 + k, z ~ Bernoulli(sigmoid(t)), k ~ Bernoulli(0.3)]", {"t": 0.1, "x": 1.0}, n=4,
                     seed=0, estimators={"z": sg.Score(baseline=sg.Baseline(affine(0, 1), inputs=("x",))),
                                         "k": "enumerate"})
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+def test_a_constant_baseline_and_a_non_array(backend):
+    r = sg.estimate(BERN, {"t": -0.5, "x": 1.5}, n=4000, seed=4, backend=backend,
+                    estimators={"z": sg.Score(baseline=sg.Baseline(lambda: 2.0))})
+    assert abs(r.grad["t"] - dE_dt(-0.5, 1.5)) <= 6 * r.stderr["t"]
+    with pytest.raises(sg.PlanError, match="not an array"):
+        sg.estimate(BERN, {"t": 0.1, "x": 1.0}, n=3, seed=0, backend=backend,
+                    estimators={"z": sg.Score(baseline=sg.Baseline(lambda x: "b", inputs=("x",)))})

@@ -92,10 +92,10 @@ def learned_control(baseline: Baseline, B: Backend, cost: Array, scope: dict[str
         args.append(B.stop_gradient(scope[k]))
     out = baseline.fn(*args)
     try:
-        out = B.asarray(out) if np.isscalar(out) else out
+        out = B.asarray(np.asarray(out, dtype=float)) if np.isscalar(out) else out
         got = tuple(B.shape(out))
-    except Exception as err:
-        raise PlanError(f"the learned baseline of {var} returned {type(out).__name__}, not an array") from err
+    except Exception as exc:
+        raise PlanError(f"the learned baseline of {var} returned {type(out).__name__}, not an array") from exc
     want = tuple(B.shape(cost))
     try:
         fits = np.broadcast_shapes(got, want) == want
@@ -105,9 +105,9 @@ def learned_control(baseline: Baseline, B: Backend, cost: Array, scope: dict[str
         raise PlanError(f"the learned baseline of {var} returned shape {got}; it must give one baseline per sample,"
                         f" shape {want} (or one that broadcasts to it)")
     c = B.stop_gradient(cost)
-    err = (c - out) ** 2
-    fit = GOALS[baseline.goal] * (err - B.stop_gradient(err))
+    sq = (c - out) ** 2
+    fit = GOALS[baseline.goal] * (sq - B.stop_gradient(sq))
     rest = tuple(range(1, len(want)))
-    if rest:  # err has the cost's shape (out broadcasts to it): one training term per sample
+    if rest:  # sq has the cost's shape (out broadcasts to it): one training term per sample
         fit = B.sum(fit, rest)
     return B.stop_gradient(out + 0 * c), fit
