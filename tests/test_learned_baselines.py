@@ -203,3 +203,18 @@ def test_a_constant_baseline_and_a_non_array(backend):
     with pytest.raises(sg.PlanError, match="not an array"):
         sg.estimate(BERN, {"t": 0.1, "x": 1.0}, n=3, seed=0, backend=backend,
                     estimators={"z": sg.Score(baseline=sg.Baseline(lambda x: "b", inputs=("x",)))})
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+def test_per_example_baseline_under_a_plate(backend):
+    # the plate is inferred (sum of per-example terms); fn returns one baseline per example, shape (1, K)
+    t, x = np.array([0.3, -0.4, 1.0]), np.array([2.0, -1.0, 0.5])
+    p = 1 / (1 + np.exp(-t))
+    exact = p * (1 - p) * (1 - 2 * x)
+    text = "E[sum((z - x)**2), z ~ Bernoulli(sigmoid(t))]"
+    spec = sg.Score(baseline=sg.Baseline(lambda x: x ** 2 + 0.5 * (1 - 2 * x), inputs=("x",)))
+    r = sg.estimate(text, {"t": t, "x": x}, n=4000, seed=0, backend=backend, estimators={"z": spec})
+    assert np.all(np.abs(np.asarray(r.grad["t"]) - exact) <= 6 * np.asarray(r.stderr["t"]) + 1e-9)
+    plain = sg.estimate(text, {"t": t, "x": x}, n=4000, seed=0, backend=backend,
+                        estimators={"z": sg.Score(baseline=None)})
+    assert np.all(np.asarray(r.stderr["t"])[:2] < 0.3 * np.asarray(plain.stderr["t"])[:2])
