@@ -117,6 +117,7 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
 
     bases: dict[int, Array] = {}  # baseline of each score node that has one
     scored: dict[int, list[Array]] = {}  # node index -> the cost terms its score multiplies
+    fits: list[Array] = []  # training terms of learned baselines (value 0)
     for v, box, plate in zip(values, e.boxes, plates):
         for j in box:  # a node without a plate pairs with the whole sum of a plated term
             scored.setdefault(j, []).append(v if plate is None or j in rowwise else _examples(low, v))
@@ -125,6 +126,12 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
         if logq[j] is None or not terms or not node.spec.scores:
             continue
         cost = low.fold(mul(low, weight(lambda i, j=j: i > j, final), sum_aligned(low, terms)), up[j])
+        learned = node.spec.learned_baseline(low.B, cost, {**low.params, **scope}, node.var,
+                                             [m.var for m in e.nodes[j:]] if not weights else None)
+        if learned is not None:  # a baseline of the node's context, and its value-zero training term
+            bases[j] = learned[0]
+            fits.append(low.tile(learned[1], up[j]))
+            continue
         state = low.baselines.node(node) if node.spec.stateful else None
         base = node.spec.control_variate(low.B, cost, low.noise.count, low.loo_block, state)
         if base is not None:
@@ -157,6 +164,8 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
         own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
         term = mul(low, weight(lambda i, j=j: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
         total = add(low, total, low.tile(_examples(low, term) if j in rowwise else term, up[j]))
+    for fit in fits:
+        total = add(low, total, fit)
     low.mult = outer_mult
     return low.array(low.fold(total, final // outer_mult))
 

@@ -23,6 +23,7 @@ from .detached import Detached
 from .enumerate import Enumerate
 from .pathwise import Pathwise
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
+from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .straight_through import StraightThrough, StraightThroughGumbel
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ESTIMATORS", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
+    "ESTIMATORS", "Baseline", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
     "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",

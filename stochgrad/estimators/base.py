@@ -86,6 +86,13 @@ class EstimatorSpec:
         (``None``: none); ``state`` is the node's running state when :attr:`stateful`."""
         return None
 
+    def learned_baseline(self, B: Backend, cost: Array, scope: dict[str, Array], var: str,
+                         later: Sequence[str] | None) -> tuple[Array, Array] | None:
+        """``(stop(b), fit)`` for a baseline computed from the node's context ``scope`` (a
+        value-zero training term ``fit`` per sample, see :mod:`.learned`), or None; ``later``: the
+        node's own variable and those sampled after it."""
+        return None
+
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         """Raise :class:`PlanError` if this estimator cannot apply to distribution ``d`` whose finite
         joint support has ``states`` states (None: infinite or unknown), on a backend with these

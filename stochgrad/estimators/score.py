@@ -12,7 +12,9 @@ does).  A baseline ``b`` that does not depend on the sample's own noise keeps it
   with a single sample there is none (:class:`LoneScore`);
 * **moving average** (:class:`MovingAverage`): ``b_t = decay b_{t-1} + (1 - decay) m_t`` of past
   batches' mean costs, for training with small ``n``; the state belongs to the run or the
-  objective (:mod:`stochgrad.baselines`), and batch ``t`` uses ``b_{t-1}``.
+  objective (:mod:`stochgrad.baselines`), and batch ``t`` uses ``b_{t-1}``;
+* **learned** (:class:`~stochgrad.estimators.learned.Baseline`, Mnih & Gregor 2014): a function of
+  the node's context, trained with the objective (see :mod:`.learned`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 
 from ..errors import PlanError, did_you_mean
 from .base import Array, EstimatorSpec
+from .learned import Baseline, learned_control
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -70,7 +73,7 @@ _MOVED = ("a MovingAverage holds no state: read a compiled objective's f.baselin
 @dataclass(frozen=True)
 class Score(EstimatorSpec):
     """Score function with a control variate: ``baseline`` is ``"loo"``, a :class:`MovingAverage`
-    (or ``"ema"`` for ``MovingAverage(0.9)``), or ``None``."""
+    (or ``"ema"`` for ``MovingAverage(0.9)``), a learned :class:`Baseline`, or ``None``."""
 
     name: ClassVar[str] = "score"
     scores: ClassVar[bool] = True
@@ -80,13 +83,17 @@ class Score(EstimatorSpec):
     def __post_init__(self) -> None:
         if self.baseline == "ema":
             object.__setattr__(self, "baseline", MovingAverage())
+        if isinstance(self.baseline, Baseline):
+            return
         if not (self.baseline in ("loo", None) or isinstance(self.baseline, MovingAverage)):
             raise PlanError(
                 f"unknown baseline {self.baseline!r}{did_you_mean(str(self.baseline), ['loo', 'ema'])};"
-                " choose 'loo', 'ema', a MovingAverage or None"
+                " choose 'loo', 'ema', a MovingAverage, a Baseline or None"
             )
 
     def describe(self) -> str:
+        if isinstance(self.baseline, Baseline):
+            return f"score ({self.baseline.describe()})"
         if isinstance(self.baseline, MovingAverage):
             return f"score (moving-average baseline, decay {self.baseline.decay:g})"
         return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
@@ -95,7 +102,15 @@ class Score(EstimatorSpec):
     def stateful(self) -> bool:
         return isinstance(self.baseline, MovingAverage)
 
+    def learned_baseline(self, B: Backend, cost: Array, scope: dict[str, Array], var: str,
+                         later: Sequence[str] | None) -> tuple[Array, Array] | None:
+        if not isinstance(self.baseline, Baseline):
+            return None
+        return learned_control(self.baseline, B, cost, scope, var, later)
+
     def control_variate(self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None) -> Array | None:
+        if isinstance(self.baseline, Baseline):
+            return None  # see learned_baseline
         return None if self.baseline is None else baseline_value(B, self.baseline, cost, count, block, state)
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
