@@ -64,6 +64,11 @@ class LogProb(ir.Expr):
     dist: ir.Dist
     x: ir.Expr
     span: ir.Span = _span()
+    stopped: bool = False  # the law's parameters carry no gradient (the "stl" estimator)
+
+    @property
+    def extra_key(self) -> tuple[Any, ...]:
+        return (self.stopped,)
 
     def children(self) -> tuple[ir.Expr, ...]:
         return (self.dist, self.x)

@@ -28,6 +28,8 @@ from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
+from .estimators.stl import note as stick_note
+from .estimators.stl import stick
 from .kl import KL_FORMULAS
 from .kl import verdict as kl_verdict
 from .parser import as_expression
@@ -224,6 +226,10 @@ class _Planner:
             frame.nodes[i] = final[i]
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
+        for n in final:
+            if getattr(n.spec, "stops_own_law", False):  # sticking the landing (stochgrad.estimators.stl)
+                body, stopped = stick(body, n.var, n.dist, _rebuild)
+                self.notes.append(stick_note(n.var, n.dist, stopped))
         score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)

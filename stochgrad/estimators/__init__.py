@@ -4,7 +4,8 @@ Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass 
 (:mod:`.base`): :mod:`.pathwise` (reparameterization), :mod:`.score` (REINFORCE with leave-one-out
 or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
-straight-through Gumbel) and :mod:`.detached` (the naive no-gradient sample).
+straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample) and :mod:`.stl`
+(sticking the landing).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
 estimator is one module plus one such line).  The planner's overrides (:func:`as_spec`, then
@@ -25,14 +26,16 @@ from .pathwise import Pathwise
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
+from .stl import StickingTheLanding
 from .straight_through import StraightThrough, StraightThroughGumbel
 
 if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ESTIMATORS", "Baseline", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
-    "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
+    "ESTIMATORS", "Baseline", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise",
+    "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough", "StraightThroughGumbel", "Tempered",
+    "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
 ]
@@ -68,7 +71,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached):
+for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, StickingTheLanding, Detached):
     register_estimator(_cls)
 
 

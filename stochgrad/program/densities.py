@@ -29,6 +29,8 @@ def log_prob_step(builder: Any, e: LogProb, bound: frozenset[str]) -> Any:
         (p,) = params(fr, env)
         names = list(p)
         *values, value = fr.align(*_arrays(fr, p).values(), fr.array(x(fr, env)))
+        if e.stopped:  # sticking the landing (stochgrad.estimators.stl)
+            values = [fr.B.stop_gradient(v) for v in values]
         try:
             return log_prob_value(fr.B, e.dist, dict(zip(names, values)), value)
         except (ValueError, RuntimeError) as exc:  # shapes that do not broadcast: name the expression

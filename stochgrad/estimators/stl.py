@@ -1,0 +1,87 @@
+"""Sticking the landing (STL): pathwise, with the node's own law stopped inside its ``log_prob``.
+
+Roeder, Wu & Duvenaud 2017, "Sticking the landing: simple, lower-variance gradient estimators for
+variational inference".  For an ELBO ``L(phi) = E_{z ~ q_phi}[log p(x, z) - log q_phi(z)]`` with a
+reparameterized ``z = g_phi(eps)``, the pathwise gradient is
+
+    d/dphi [log p(x, z) - log q_phi(z)] = (d/dz [log p(x, z) - log q_phi(z)]) dz/dphi
+                                          - (d/dphi log q_phi)(z)            (the score term)
+
+and the score term has mean zero (``E_q[grad_phi log q_phi(z)] = 0``).  STL drops it: in every
+``log_prob(Q, z)`` of the cost whose law ``Q`` is the node's own law (structurally the same
+expression; for ``z ~ iid(K, Q)`` the base law ``Q``) and whose value is the node itself, ``Q``'s
+parameters are stopped, so only the path through ``z`` remains.  The value (the Monte Carlo
+estimate) is unchanged.
+
+* Bias: none for the first derivative when each stopped ``log_prob`` enters the cost additively
+  (times a constant), as in the ELBO: only a zero-mean term is removed.  Inside a nonlinear
+  function of it, e.g. the importance weighted bound (``logmeanexp`` of the log weights), the
+  removed term is weighted by the normalized weights and is no longer zero-mean in general
+  (Tucker et al. 2019, "Doubly reparameterized gradient estimators"): biased there for K > 1.
+* Variance: zero at the exact posterior (``q = p(z | x)``: ``log p(x, z) - log q(z) = log p(x)``
+  for every ``z``, and its derivative in ``z`` vanishes), unlike the full pathwise gradient.
+* Orders: first order only; the second derivative of the stopped surrogate drops more than a
+  zero-mean term.  Use ``"pathwise"`` for higher-order objectives.
+* Where no such ``log_prob`` appears in the cost, STL is plain pathwise (the plan says so).
+
+The planner reads the :attr:`StickingTheLanding.stops_own_law` fact and calls :func:`stick`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from .. import ir
+from .pathwise import Pathwise
+
+
+@dataclass(frozen=True)
+class StickingTheLanding(Pathwise):
+    """Pathwise, with the node's own law's parameters stopped inside ``log_prob(law, node)``."""
+
+    name: ClassVar[str] = "stl"
+    #: the planner stops the node's law's parameters inside ``log_prob(<law>, <node>)`` in the cost
+    stops_own_law: ClassVar[bool] = True
+    #: compare lists the estimators that apply to every cost; request it by name
+    compared: ClassVar[bool] = False
+
+
+def _law(dist: ir.Dist) -> ir.Dist:
+    base = getattr(dist, "base", None)  # iid(K, Q): the base law Q
+    return base if isinstance(base, ir.Dist) else dist
+
+
+def stick(body: ir.Expr, var: str, dist: ir.Dist,
+          rebuild: Callable[[ir.Expr, list[ir.Expr]], ir.Expr]) -> tuple[ir.Expr, int]:
+    """``body`` with ``Q``'s parameters stopped in each ``log_prob(Q, var)`` where ``Q`` is node
+    ``var``'s law ``dist``, and how many were stopped.  It reads the arithmetic of one expectation's
+    cost, not nested expectations (planned already), which keep the full pathwise gradient."""
+    from ..arraynodes import Index, MatMul
+    from ..densities import LogProb
+
+    law, target = _law(dist), ir.Name(var)
+    walk = (ir.Neg, ir.BinOp, ir.Call, MatMul, Index)
+    count = 0
+
+    def go(node: ir.Expr) -> ir.Expr:
+        nonlocal count
+        if isinstance(node, LogProb):
+            if node.x == target and node.dist == law:
+                count += 1
+                return replace(node, stopped=True)
+            return rebuild(node, [node.dist, go(node.x)])
+        if isinstance(node, walk):
+            return rebuild(node, [go(c) for c in node.children()])
+        return node
+
+    return go(body), count
+
+
+def note(var: str, dist: ir.Dist, count: int) -> str:
+    """The plan's note on an STL node."""
+    law = _law(dist)
+    if count:
+        return f"{var}: stl stops {law}'s parameters in {count} log_prob({law}, {var}) of the cost (first order only)"
+    return f"{var}: stl found no log_prob({law}, {var}) in the cost; it is plain pathwise here"
