@@ -226,10 +226,13 @@ class _Planner:
             frame.nodes[i] = final[i]
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
-        for n in final:
+        for k, n in enumerate(final):
             if getattr(n.spec, "stops_own_law", False):  # sticking the landing (stochgrad.estimators.stl)
-                body, stopped = stick(body, n.var, n.dist, _rebuild)
-                self.notes.append(stick_note(n.var, n.dist, stopped))
+                body, stopped, nonlinear = stick(body, n.var, n.dist, _rebuild)
+                self.notes.append(stick_note(n.var, n.dist, stopped, nonlinear))
+                if nonlinear:  # the removed score term is not zero-mean there
+                    final[k] = frame.nodes[k] = dataclasses.replace(
+                        n, biased=True, reason=f"{n.reason}; stl inside a nonlinear function of log q is biased")
         score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)

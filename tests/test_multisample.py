@@ -83,6 +83,11 @@ def test_stl_inside_an_iid_bound_stops_the_base_law():
             " axis=0), z ~ iid(3, Normal(mu, sigma))]")
     p = sg.plan(text, estimators={"z": "stl"})
     assert "stl stops Normal(mu, sigma)'s parameters in 1 log_prob(Normal(mu, sigma), z)" in str(p)
+    # inside logmeanexp the removed score term is weighted by the normalized weights: not zero-mean
+    assert p.node("z").biased and "1 of them inside a nonlinear function" in str(p)
+    elbo = sg.plan("E[sum(log_prob(Normal(0, 1), z) - 2 * log_prob(Normal(mu, sigma), z)) / 2, z ~ Normal(mu, sigma)]",
+                   estimators={"z": "stl"})
+    assert not elbo.node("z").biased and "nonlinear" not in str(elbo)  # sum, -, a constant factor: linear
 
 
 def test_stl_refuses_a_node_without_a_pathwise_sampler_and_notes_a_cost_without_log_q():

@@ -22,7 +22,8 @@ estimate) is unchanged.
   for every ``z``, and its derivative in ``z`` vanishes), unlike the full pathwise gradient.
 * Orders: first order only; the second derivative of the stopped surrogate drops more than a
   zero-mean term.  Use ``"pathwise"`` for higher-order objectives.
-* Where no such ``log_prob`` appears in the cost, STL is plain pathwise (the plan says so).
+* Where no such ``log_prob`` appears in the cost, STL is plain pathwise (the plan says so); where one
+  enters nonlinearly (:func:`stick` counts them), the plan marks the node biased and says why.
 
 The planner reads the :attr:`StickingTheLanding.stops_own_law` fact and calls :func:`stick`.
 """
@@ -53,35 +54,56 @@ def _law(dist: ir.Dist) -> ir.Dist:
     return base if isinstance(base, ir.Dist) else dist
 
 
+#: calls through which a stopped ``log_prob`` still enters the cost linearly
+_LINEAR_CALLS = frozenset({"sum", "mean"})
+
+
 def stick(body: ir.Expr, var: str, dist: ir.Dist,
-          rebuild: Callable[[ir.Expr, list[ir.Expr]], ir.Expr]) -> tuple[ir.Expr, int]:
+          rebuild: Callable[[ir.Expr, list[ir.Expr]], ir.Expr]) -> tuple[ir.Expr, int, int]:
     """``body`` with ``Q``'s parameters stopped in each ``log_prob(Q, var)`` where ``Q`` is node
-    ``var``'s law ``dist``, and how many were stopped.  It reads the arithmetic of one expectation's
-    cost, not nested expectations (planned already), which keep the full pathwise gradient."""
+    ``var``'s law ``dist``; how many were stopped, and how many of those enter the cost nonlinearly
+    (not through ``+ - sum mean``, indexing or a constant factor: there the removed term is not
+    zero-mean, and STL is biased).  It reads the arithmetic of one expectation's cost, not nested
+    expectations (planned already), which keep the full pathwise gradient."""
     from ..arraynodes import Index, MatMul
     from ..densities import LogProb
 
     law, target = _law(dist), ir.Name(var)
     walk = (ir.Neg, ir.BinOp, ir.Call, MatMul, Index)
-    count = 0
+    count = nonlinear = 0
 
-    def go(node: ir.Expr) -> ir.Expr:
-        nonlocal count
+    def linear_in(node: ir.Expr, child: ir.Expr) -> bool:
+        if isinstance(node, (ir.Neg, Index)):
+            return True
+        if isinstance(node, ir.BinOp):
+            if node.op in ("+", "-"):
+                return True
+            other = node.right if child is node.left else node.left
+            return (node.op == "*" or (node.op == "/" and child is node.left)) and type(other) is ir.Num
+        return isinstance(node, ir.Call) and node.impl is None and node.fn in _LINEAR_CALLS
+
+    def go(node: ir.Expr, linear: bool) -> ir.Expr:
+        nonlocal count, nonlinear
         if isinstance(node, LogProb):
             if node.x == target and node.dist == law:
                 count += 1
+                nonlinear += not linear
                 return replace(node, stopped=True)
-            return rebuild(node, [node.dist, go(node.x)])
+            return rebuild(node, [node.dist, go(node.x, False)])
         if isinstance(node, walk):
-            return rebuild(node, [go(c) for c in node.children()])
+            return rebuild(node, [go(c, linear and linear_in(node, c)) for c in node.children()])
         return node
 
-    return go(body), count
+    return go(body, True), count, nonlinear
 
 
-def note(var: str, dist: ir.Dist, count: int) -> str:
+def note(var: str, dist: ir.Dist, count: int, nonlinear: int = 0) -> str:
     """The plan's note on an STL node."""
     law = _law(dist)
-    if count:
-        return f"{var}: stl stops {law}'s parameters in {count} log_prob({law}, {var}) of the cost (first order only)"
-    return f"{var}: stl found no log_prob({law}, {var}) in the cost; it is plain pathwise here"
+    if not count:
+        return f"{var}: stl found no log_prob({law}, {var}) in the cost; it is plain pathwise here"
+    text = f"{var}: stl stops {law}'s parameters in {count} log_prob({law}, {var}) of the cost (first order only)"
+    if nonlinear:
+        text += (f"; {nonlinear} of them inside a nonlinear function (e.g. logmeanexp of an importance weighted"
+                 " bound), where the removed score term is not zero-mean: biased there (Tucker et al. 2019)")
+    return text
