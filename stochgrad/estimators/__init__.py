@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Site, magic_box, score_term
 from .detached import Detached
+from .disarm import ARM, DisARM
 from .enumerate import Enumerate
 from .pathwise import Pathwise
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ESTIMATORS", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
+    "ARM", "DisARM", "ESTIMATORS", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
     "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
@@ -67,7 +68,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached):
+for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached, ARM, DisARM):
     register_estimator(_cls)
 
 
