@@ -11,20 +11,21 @@ For ``z ~ Bernoulli(logits=theta)`` (elementwise over an array of any shape; ``p
   sigmoid(|theta_d|)`` -- ARM with ``u`` integrated out given the pair, so never more variance.
 
 Both are unbiased for every cost ``f`` (also a discontinuous one).  They fit the score seam: the
-sample axis of ``n`` samples (``n`` even) holds ``n/2`` pairs, sample ``i < n/2`` and its
-*partner* ``i + n/2`` sharing ``u`` / ``1 - u``.  Each sample gets the *pseudo log q*
+sample axis of ``n`` samples holds ``m = n // 2`` pairs, sample ``i < m`` and its *partner*
+``i + m`` sharing ``u`` / ``1 - u`` (with ``n`` odd the last sample is its own partner: its score
+term is ``f - f = 0``, and the weights are scaled by ``n / 2m``).  Each sample gets the *pseudo log q*
 ``L_i = sum_d stop(w_id) theta_d`` and the control variate ``b_i = f(partner of i)``, so the
 surrogate's score term ``(f_i - f_i') grad L_i`` of a pair sums to
 ``(f_i - f_i') (w_i - w_i') grad theta``.  ARM: ``w_i = 1/2 - u_i`` gives
 ``w_i - w_i' = 1 - 2 u_i`` and the pair sum ``2 (f(b~) - f(b)) (u - 1/2)``; DisARM:
 ``w_i = (-1)^{b_i'} 1[b_i != b_i'] sigmoid(|theta|) / 2`` gives ``w_i - w_i' = (-1)^{b_i'}
 1[b_i != b_i'] sigmoid(|theta|)`` and the pair sum twice the DisARM estimate.  The mean over the
-``n`` samples is therefore the mean of the estimator over the ``n/2`` pairs.  Gradients for
+``n`` samples is therefore the mean of the estimator over the ``m`` pairs.  Gradients for
 ``probs`` and upstream parameters follow by the chain rule through ``theta``.
 
 Bias: none.  Derivative orders: the **first** only -- ``L_i`` is not ``log q``, so the surrogate's
 second derivatives are not those of ``E[f]`` (use ``score`` or ``enumerate`` for Hessians).
-Refused with a clear error: non-Bernoulli nodes, an odd number of samples (or an odd chunk), copies
+Refused with a clear error: non-Bernoulli nodes, a single sample (or a chunk of one), copies
 of enumerated nodes above the node (pairs would mix copies), and parameters that differ from sample
 to sample (a Bernoulli whose probs depend on another random node: partners would have different
 laws).  The planner never picks them by default (static rules); as unbiased estimators they are
@@ -49,6 +50,14 @@ if TYPE_CHECKING:
 def _var(draw: Any) -> str:
     node = getattr(draw, "node", None)
     return getattr(node, "var", "the node")
+
+
+def _partners(B: Backend, x: Array) -> Array:
+    """Each sample's partner along the sample axis: ``i <-> i + m`` for ``i < m = n // 2``; with
+    ``n`` odd the last sample is its own partner."""
+    n = B.shape(x)[0]
+    m = n // 2
+    return B.concat([x[m:2 * m], x[:m], x[2 * m:]])
 
 
 @dataclass(frozen=True)
@@ -76,24 +85,25 @@ class ARM(EstimatorSpec):
             raise PlanError(f"{self.name} needs a Bernoulli node; {var} is {d.name}")
         full = draw("uniform", shape)
         n = B.shape(full)[0]
-        if n % 2:
+        if n < 2:
             raise StochgradError(
-                f"{self.name} on {var} needs an even number of samples (antithetic pairs), got {n}"
-                " (with chunk=, every chunk must be even)")
+                f"{self.name} on {var} needs at least 2 samples (one antithetic pair), got {n}"
+                " (with chunk=, every chunk needs 2)")
+        m = n // 2  # pairs; with n odd the last sample is its own partner and scores nothing
         for key, value in p.items():  # partners must share the law: parameters equal across each pair
             if B.shape(value)[0] != 1:
                 v = B.to_numpy(B.stop_gradient(value))
-                if not np.array_equal(v[: n // 2], v[n // 2:]):
+                if not np.array_equal(v[:m], v[m:2 * m]):
                     raise StochgradError(
                         f"{self.name} on {var}: its {key} differ from sample to sample (they depend on another"
                         " random node), so antithetic partners would have different laws; use score")
-        half = full[: n // 2]
-        u = B.concat([half, 1.0 - half])
+        half = full[:m]
+        u = B.concat([half, 1.0 - half, full[2 * m:]])
         theta = d.logits(B, p)  # type: ignore[attr-defined]
         q = B.stop_gradient(d.probs(B, p))  # type: ignore[attr-defined]
         b = B.fn["lt"](u, q)
-        partner = B.concat([b[n // 2:], b[: n // 2]])
-        w = B.stop_gradient(self.weights(B, u, b, partner, q))
+        partner = _partners(B, b)
+        w = B.stop_gradient(self.weights(B, u, b, partner, q)) * (n / (2 * m))  # the mean over the m pairs
         return b, w * theta
 
     def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
@@ -104,7 +114,7 @@ class ARM(EstimatorSpec):
             raise StochgradError(
                 f"{self.name} cannot pair samples under copies of an enumerated node ({n} samples for {count}"
                 " draws): sample the enumerated node, or enumerate/score this one")
-        return B.concat([c[n // 2:], c[: n // 2]])  # the partner's cost
+        return _partners(B, c)  # the partner's cost (an unpaired last sample: its own, so it scores 0)
 
 
 @dataclass(frozen=True)
