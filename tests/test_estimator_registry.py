@@ -13,6 +13,7 @@ with ``requires`` and with the planner's acceptance of an override.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -120,7 +121,7 @@ def test_toy_runs_in_a_compiled_objective():
 def test_toy_is_listed_by_applicable_compare_and_the_cli(toy, capsys):
     for name in ("Normal", "Bernoulli", "Poisson"):
         assert any(isinstance(s, ConstantBaseline) for s in applicable(lookup(name), states=None))
-    with pytest.raises(PlanError, match=r"choose from pathwise, score, .*detached, toy"):
+    with pytest.raises(PlanError, match=r"choose from pathwise, score, .*detached, .*toy"):
         as_spec("toyy", "z")
     c = sg.compare(NORMAL_SQ, {"mu": MU, "sigma": SIGMA}, n=20_000, seed=2)
     rows = {r.estimator: r for r in c.rows}
@@ -130,7 +131,7 @@ def test_toy_is_listed_by_applicable_compare_and_the_cli(toy, capsys):
         assert abs(float(toy_row.bias[k])) < 6 * float(toy_row.stderr[k])
     with pytest.raises(SystemExit):
         main(["estimate", "--help"])
-    assert "detached, toy" in capsys.readouterr().out.replace("\n", " ").replace("  ", " ")
+    assert re.search(r"detached, .*toy", capsys.readouterr().out.replace("\n", " ").replace("  ", " "))
     assert main(["estimate", NORMAL_SQ, "--at", f"mu={MU}", "--at", f"sigma={SIGMA}", "-e", "z=toy:baseline=2",
                  "-n", "2000", "--json", "--no-exact"]) == 0
 

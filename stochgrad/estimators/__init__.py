@@ -4,8 +4,9 @@ Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass 
 (:mod:`.base`): :mod:`.pathwise` (reparameterization), :mod:`.score` (REINFORCE with leave-one-out
 or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
-straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample) and :mod:`.stl`
-(sticking the landing).
+straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
+(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes) and :mod:`.learned`
+(input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
 estimator is one module plus one such line).  The planner's overrides (:func:`as_spec`, then
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Site, magic_box, score_term
 from .detached import Detached
+from .disarm import ARM, DisARM
 from .enumerate import Enumerate
 from .pathwise import Pathwise
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
@@ -33,9 +35,9 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ESTIMATORS", "Baseline", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise",
-    "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough", "StraightThroughGumbel", "Tempered",
-    "applicable", "as_spec",
+    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "Pathwise", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough", "StraightThroughGumbel",
+    "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
 ]
@@ -71,7 +73,8 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, StickingTheLanding, Detached):
+for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Relaxed, StraightThrough, StraightThroughGumbel, StickingTheLanding,
+             Detached):
     register_estimator(_cls)
 
 
