@@ -163,6 +163,20 @@ def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray], inde
     return names
 
 
+def pair_units(B: Backend, x: Any, count: int) -> Any:
+    """Per-sample rows of a chunk whose samples are antithetic pairs ``(i, i + m)``, ``m = count // 2``
+    (:attr:`~stochgrad.estimators.EstimatorSpec.paired`), as ``m`` equally weighted units with the
+    same mean: ``(x_i + x_{i+m} + x_last / m) m / count`` (``x_last``: the unpaired last sample of an
+    odd count, else nothing), so the standard error is that of the mean of independent pairs."""
+    if B.shape(x)[0] != count:
+        return x  # the same for every sample
+    m = count // 2
+    units = x[:m] + x[m:2 * m]
+    if count % 2:
+        units = units + x[2 * m:] / m
+    return units * (m / count)
+
+
 def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: int, seed: int,
                  chunk_size: int | None = None, wrt: Iterable[str] | None = None,
                  progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
@@ -183,6 +197,7 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
     first_bad: tuple[int, int] | None = None  # the first chunk that gave a NaN or infinity
     baselines = BaselineState()  # this run's moving averages: fresh per call, carried across its chunks
     program = lower(p)
+    paired = any(node.spec.paired for node in p.nodes)
 
     def chunk(start: int, count: int) -> list[Part]:
         noise = NoiseSource(B, seed, start, count)
@@ -196,7 +211,10 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
         leaves = [B.leaf(values[k], count) for k in names]
         with np.errstate(all="ignore"):  # non-finite values are reported below, by name
             per_sample, grads = B.value_and_grad(objective, leaves)
-            return summarize(B, [(per_sample, 1.0)] + [(g, count) for g in grads], count,
+            units = count
+            if paired and count >= 2:  # antithetic partners are dependent: one unit per pair
+                per_sample, grads, units = pair_units(B, per_sample, count), [pair_units(B, g, count) for g in grads], count // 2
+            return summarize(B, [(per_sample, 1.0)] + [(g, count) for g in grads], units,
                              tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
 
     spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)

@@ -122,3 +122,19 @@ def test_refusals(est: str) -> None:
 def test_not_picked_by_default() -> None:
     plan = sg.plan("E[(z - 0.499)**2, z ~ Bernoulli(probs=p)]", {"p": 0.6})
     assert "arm" not in str(plan).lower()
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+@pytest.mark.parametrize("n", [2000, 2001])
+def test_a_runs_standard_error_counts_pairs(backend, n):
+    """Partners share their noise, so a run's reported standard error must be that of the mean of
+    independent pairs: it agrees with the spread of 120 independent runs (treating the n samples as
+    independent would report about 1/sqrt(2) of it, and fail the lower bound)."""
+    text = "E[sum((z - 0.45)**2 * c), z ~ Bernoulli(p)]"
+    at = {"p": np.array([0.3, 0.6]), "c": np.array([1.0, -2.0])}
+    runs = [sg.estimate(text, at, n=n, seed=s, backend=backend, estimators={"z": "disarm"}, wrt=["p"])
+            for s in range(120)]
+    spread = np.std([r.grad["p"] for r in runs], axis=0, ddof=1)
+    reported = np.sqrt(np.mean([np.square(r.stderr["p"]) for r in runs], axis=0))
+    ratio = reported / spread  # the sd of 120 runs is known to about 6.5%: bounds at about 3 of those
+    assert np.all((ratio > 0.82) & (ratio < 1.22)), ratio

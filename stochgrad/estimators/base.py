@@ -70,6 +70,8 @@ class EstimatorSpec:
     pathwise: ClassVar[bool] = False
     piloted: ClassVar[bool] = False
     compared: ClassVar[bool] = True
+    #: the sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs
+    paired: ClassVar[bool] = False
 
     @property
     def stateful(self) -> bool:

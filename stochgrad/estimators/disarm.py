@@ -67,6 +67,7 @@ class ARM(EstimatorSpec):
     name: ClassVar[str] = "arm"
     scores: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
+    paired: ClassVar[bool] = True  # partners are dependent: a run's standard errors count pairs
 
     def describe(self) -> str:
         return f"{self.name} (antithetic pairs, partner-cost baseline; first order only)"
