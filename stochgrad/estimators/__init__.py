@@ -22,6 +22,7 @@ from .base import EstimatorSpec, Site, magic_box, score_term
 from .detached import Detached
 from .enumerate import Enumerate
 from .pathwise import Pathwise
+from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .straight_through import StraightThrough, StraightThroughGumbel
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ESTIMATORS", "Detached", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage", "Pathwise", "StandIn",
-    "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
+    "Rebar", "Relaxed", "Score", "Site", "StraightThrough", "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
 ]
@@ -67,7 +68,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached):
+for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached, Rebar):
     register_estimator(_cls)
 
 
