@@ -68,7 +68,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Detached, Rebar):
+for _cls in (Pathwise, Score, Enumerate, Relaxed, StraightThrough, StraightThroughGumbel, Rebar, Detached):
     register_estimator(_cls)
 
 

@@ -16,7 +16,8 @@ The surrogate (:func:`expect`): the expectation's scope is copied three times on
 and the blocks are combined as ``S = f(b) + stop(f(b) - eta f~) (L - stop L) + eta (f_z - stop f_z)
 - eta (f~ - stop f~)``: value the Monte Carlo estimate ``f(b)``, first derivative ``g``.  **First
 order only** (the stops make the second derivative wrong); the node must be the only random node
-of its expectation.  ``temperature`` and ``scale`` (``lambda``, ``eta``) are fixed options
+of its expectation, and a term kept per example (an inferred plate) pairs with
+the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale`` (``lambda``, ``eta``) are fixed options
 (``"rebar:temperature=0.5,scale=1.0"``); learning them by the variance gradient, RELAX and
 Categorical nodes are not implemented.
 """
@@ -66,6 +67,14 @@ class Rebar(EstimatorSpec):
             raise PlanError(f"rebar needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """The discrete sample ``b`` and its ``log p(b)`` alone (as the score function draws it); the
+        surrogate draws through :meth:`sample_copies`, which the node step prefers."""
+        values, logq = self.sample_copies(d, B, p, draw, shape)
+        return values[:B.shape(logq)[0]], logq
+
+    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
+                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``."""
         logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
         u, v = draw("uniform", shape), draw("uniform", shape)
         prob = B.fn["sigmoid"](logits)
@@ -93,8 +102,11 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     fr.mult = COPIES
     try:
         f: Array | float = 0.0
-        for (sign, _), t in zip(e.terms, terms):
+        plates = e.plates or (None,) * len(e.terms)
+        for (sign, _), t, plate in zip(e.terms, terms, plates):
             value = fr.array(t(fr, scope))
+            if plate is not None and len(B.shape(value)) > 1:  # one cost per example: their sum
+                value = B.sum(value, (1,))
             f = f + (value if sign == 1.0 else -value)
     finally:
         fr.mult = 1
