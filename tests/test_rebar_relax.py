@@ -131,3 +131,9 @@ def test_refuses_second_random_node():
     with pytest.raises(StochgradError, match="only random node"):
         sg.estimate("E[a * b, a ~ Bernoulli(logits=theta), b ~ Bernoulli(logits=theta)]", {"theta": 0.0}, n=10,
                     estimators={"a": "rebar", "b": "score"})
+
+
+@pytest.mark.parametrize("text", ["b > 0.5", "where(b > 0.5, 1.0, 0.0)"])
+def test_refuses_cost_not_differentiable_in_the_relaxed_value(text):
+    with pytest.raises(PlanError, match="rebar evaluates and differentiates the cost at relaxed values of b.*not differentiable"):
+        sg.estimate(f"E[{text}, b ~ Bernoulli(logits=theta)]", {"theta": 0.0}, n=10, estimators={"b": "rebar"})

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError, StochgradError
 from .base import Array, EstimatorSpec
@@ -49,6 +49,7 @@ class Rebar(EstimatorSpec):
     through_sample: ClassVar[bool] = True
     compared: ClassVar[bool] = False
     copies_cost: ClassVar[int] = COPIES  # the surrogate evaluates the cost on this many copies
+    relaxes_cost: ClassVar[bool] = True  # the planner refuses a cost not differentiable in the node
     temperature: float = 0.5
     scale: float = 1.0
 
@@ -95,7 +96,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
                         f"(it has {', '.join(n.var for n in e.nodes)})")
     if fr.mult != 1 or fr.batch_axes:
         raise PlanError(f"rebar: {e.nodes[0].var} cannot sit inside an enumeration or a batch_axes run")
-    spec, B = e.nodes[0].spec, fr.B
+    spec, B = cast(Rebar, e.nodes[0].spec), fr.B
     scope = {k: fr.tile(x, COPIES) for k, x in env.items()}
     values, logq = node(fr, scope)
     scope[e.nodes[0].var] = values
