@@ -276,6 +276,9 @@ class _Planner:
                 requested.requires(d, states=states, capabilities=self.capabilities)
             except PlanError as exc:
                 raise PlanError(f"{b}: {exc}") from None
+            if getattr(requested, "relaxes_cost", False) and nondiff is not None:  # a relaxation control variate
+                raise PlanError(f"{b}: {requested.name} evaluates and differentiates the cost at relaxed values of"
+                                f" {b.var}, but the cost is not differentiable in {b.var}: {nondiff}")
             spec, reason = requested, "requested"
         else:
             rule = next(r for r in RULES if r.when(facts))

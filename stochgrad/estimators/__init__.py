@@ -5,7 +5,8 @@ Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass 
 or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
-(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes) and :mod:`.learned`
+(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
+scale) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -25,6 +26,7 @@ from .detached import Detached
 from .disarm import ARM, DisARM
 from .enumerate import Enumerate
 from .pathwise import Pathwise
+from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
@@ -36,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
-    "Pathwise", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough", "StraightThroughGumbel",
-    "Tempered", "applicable", "as_spec",
+    "Pathwise", "Rebar", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
 ]
@@ -73,8 +75,8 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Relaxed, StraightThrough, StraightThroughGumbel, StickingTheLanding,
-             Detached):
+for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
+             StickingTheLanding, Detached):
     register_estimator(_cls)
 
 

@@ -73,7 +73,7 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
             ])
 
         draw.node = node  # type: ignore[attr-defined]  # named in errors raised later (stochgrad.gammas)
-        z, logq = spec.sample(d, B, p, draw, shape)
+        z, logq = getattr(spec, "sample_copies", spec.sample)(d, B, p, draw, shape)  # copies: rebar.py
         if logq is None:
             return z, None
         lshape = B.shape(logq)  # sum log q over all axes but the leading batch (plate) axes

@@ -1,0 +1,124 @@
+"""REBAR (Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017): unbiased, for Bernoulli nodes.
+
+For ``L(theta) = E_{b ~ Bernoulli(p_theta)}[f(b)]`` (elementwise), with ``u, v ~ U(0, 1)``::
+
+    z   = log p - log(1 - p) + log u - log(1 - u)          b = H(z)   (an exact Bernoulli(p) sample)
+    z~  = log p - log(1 - p) + log u~ - log(1 - u~),  u~ = (1 - p) + v p  if b = 1,  v (1 - p)  if b = 0
+    g   = [f(b) - eta f(s(z~))] grad log p(b) + eta grad f(s(z)) - eta grad f(s(z~)),  s(x) = sigmoid(x / lambda)
+
+``z~`` is the relaxed logit conditioned on ``b`` (reparameterized through ``p``).  The control
+variate ``eta f(s(.))`` has the same expectation on both sides, so ``g`` is **unbiased** for
+every ``eta`` and temperature ``lambda > 0`` (no bias), and its variance falls when the relaxed cost
+tracks ``f(b)``.  It needs ``f`` evaluated (and differentiable) at relaxed values in (0, 1).
+
+The surrogate (:func:`expect`): the expectation's scope is copied three times on the sample axis
+(block 0 holds ``b``, block 1 ``s(z)``, block 2 ``s(z~)``), the cost is evaluated once on the copies,
+and the blocks are combined as ``S = f(b) + stop(f(b) - eta f~) (L - stop L) + eta (f_z - stop f_z)
+- eta (f~ - stop f~)``: value the Monte Carlo estimate ``f(b)``, first derivative ``g``.  **First
+order only** (the stops make the second derivative wrong); the node must be the only random node
+of its expectation, and a term kept per example (an inferred plate) pairs with
+the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale`` (``lambda``, ``eta``) are fixed options
+(``"rebar:temperature=0.5,scale=1.0"``); learning them by the variance gradient, RELAX and
+Categorical nodes are not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+from ..errors import PlanError, StochgradError
+from .base import Array, EstimatorSpec
+
+if TYPE_CHECKING:
+    from ..backend import Backend
+    from ..distributions import Distribution, Draw
+    from ..planned import PlannedExpect
+    from ..program.frame import Frame
+
+COPIES = 3  # b, s(z), s(z~) on the sample axis
+
+
+@dataclass(frozen=True)
+class Rebar(EstimatorSpec):
+    """REBAR's relaxation control variate at a fixed ``temperature`` and ``scale`` (unbiased)."""
+
+    name: ClassVar[str] = "rebar"
+    scores: ClassVar[bool] = True
+    through_sample: ClassVar[bool] = True
+    compared: ClassVar[bool] = False
+    copies_cost: ClassVar[int] = COPIES  # the surrogate evaluates the cost on this many copies
+    relaxes_cost: ClassVar[bool] = True  # the planner refuses a cost not differentiable in the node
+    temperature: float = 0.5
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        t, s = self.temperature, self.scale
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+            raise PlanError(f"rebar: temperature must be a finite number > 0, got {t!r}")
+        if not (isinstance(s, (int, float)) and math.isfinite(s)):
+            raise PlanError(f"rebar: scale must be a finite number, got {s!r}")
+
+    def describe(self) -> str:
+        return f"rebar (temperature {self.temperature:g}, scale {self.scale:g})"
+
+    def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
+        if d.name != "Bernoulli":
+            raise PlanError(f"rebar needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
+
+    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """The discrete sample ``b`` and its ``log p(b)`` alone (as the score function draws it); the
+        surrogate draws through :meth:`sample_copies`, which the node step prefers."""
+        values, logq = self.sample_copies(d, B, p, draw, shape)
+        return values[:B.shape(logq)[0]], logq
+
+    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
+                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``."""
+        logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
+        u, v = draw("uniform", shape), draw("uniform", shape)
+        prob = B.fn["sigmoid"](logits)
+        z = logits + B.fn["log"](u) - B.fn["log1p"](-u)
+        b = B.fn["gt"](z, 0.0) * 1.0
+        ut = b * (1.0 - prob + v * prob) + (1.0 - b) * (v * (1.0 - prob))
+        zt = logits + B.fn["log"](ut) - B.fn["log1p"](-ut)
+        soft = [B.fn["sigmoid"](x / self.temperature) for x in (z, zt)]
+        b = B.stop_gradient(b)
+        logq = b * B.fn["log"](prob) + (1.0 - b) * B.fn["log1p"](-prob)
+        return B.concat([b, *soft]), logq
+
+
+def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any]) -> Array:
+    """The REBAR surrogate of an expectation whose one random node is REBAR (module docstring)."""
+    if len(e.nodes) != 1:
+        raise PlanError(f"rebar: {e.nodes[0].var} must be the only random node of its expectation "
+                        f"(it has {', '.join(n.var for n in e.nodes)})")
+    if fr.mult != 1 or fr.batch_axes:
+        raise PlanError(f"rebar: {e.nodes[0].var} cannot sit inside an enumeration or a batch_axes run")
+    spec, B = cast(Rebar, e.nodes[0].spec), fr.B
+    scope = {k: fr.tile(x, COPIES) for k, x in env.items()}
+    values, logq = node(fr, scope)
+    scope[e.nodes[0].var] = values
+    fr.mult = COPIES
+    try:
+        f: Array | float = 0.0
+        plates = e.plates or (None,) * len(e.terms)
+        for (sign, _), t, plate in zip(e.terms, terms, plates):
+            value = fr.array(t(fr, scope))
+            if plate is not None and len(B.shape(value)) > 1:  # one cost per example: their sum
+                value = B.sum(value, (1,))
+            f = f + (value if sign == 1.0 else -value)
+    finally:
+        fr.mult = 1
+    f = fr.array(f)
+    n = B.shape(f)[0] // COPIES
+    if B.shape(f)[0] != COPIES * n or n == 0:
+        raise StochgradError("rebar: the cost does not keep the sample axis")
+    fb, fz, ft = f[:n], f[n:2 * n], f[2 * n:]
+    lq = B.sum(logq, tuple(range(1, len(B.shape(logq))))) if len(B.shape(logq)) > 1 else logq
+    while len(B.shape(lq)) < len(B.shape(fb)):
+        lq = B.reshape(lq, B.shape(lq) + (1,))
+    eta = spec.scale
+    return (fb + B.stop_gradient(fb - eta * ft) * (lq - B.stop_gradient(lq))
+            + eta * (fz - B.stop_gradient(fz)) - eta * (ft - B.stop_gradient(ft)))
