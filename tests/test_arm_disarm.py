@@ -138,3 +138,27 @@ def test_a_runs_standard_error_counts_pairs(backend, n):
     reported = np.sqrt(np.mean([np.square(r.stderr["p"]) for r in runs], axis=0))
     ratio = reported / spread  # the sd of 120 runs is known to about 6.5%: bounds at about 3 of those
     assert np.all((ratio > 0.82) & (ratio < 1.22)), ratio
+
+
+@pytest.mark.parametrize("backend", ["autograd", "torch"])
+@pytest.mark.parametrize("est", ["arm", "disarm"])
+def test_a_second_derivative_is_refused_by_name(backend, est):
+    """First order only: differentiating a compiled objective twice is an error naming the node, not
+    a silently wrong Hessian; the first derivative still runs."""
+    import autograd
+    import torch
+
+    f = sg.compile("E[sum((z - 0.45)**2), z ~ Bernoulli(p)]", backend=backend, n=64, seed=0,
+                   estimators={"z": est})
+    pattern = rf"z ~ Bernoulli: no second derivative through {est}"
+    if backend == "torch":
+        p = torch.tensor([0.3, 0.6], dtype=torch.float64, requires_grad=True)
+        (g,) = torch.autograd.grad(f(p=p), p, create_graph=True)
+        assert torch.all(torch.isfinite(g))
+        with pytest.raises(sg.PlanError, match=pattern):
+            torch.autograd.grad(g.sum(), p)
+    else:
+        at = np.array([0.3, 0.6])
+        assert np.all(np.isfinite(autograd.grad(lambda p: f(p=p))(at)))
+        with pytest.raises(sg.PlanError, match=pattern):
+            autograd.jacobian(autograd.grad(lambda p: f(p=p)))(at)

@@ -24,7 +24,9 @@ surrogate's score term ``(f_i - f_i') grad L_i`` of a pair sums to
 ``probs`` and upstream parameters follow by the chain rule through ``theta``.
 
 Bias: none.  Derivative orders: the **first** only -- ``L_i`` is not ``log q``, so the surrogate's
-second derivatives are not those of ``E[f]`` (use ``score`` or ``enumerate`` for Hessians).
+second derivatives would not be those of ``E[f]``: ``L_i`` is built by ``Backend.implicit_grad``
+(value 0, gradient ``w_i``), whose second derivative is refused by name (use ``score`` or
+``enumerate`` for Hessians).
 Refused with a clear error: non-Bernoulli nodes, a single sample (or a chunk of one), copies
 of enumerated nodes above the node (pairs would mix copies), and parameters that differ from sample
 to sample (a Bernoulli whose probs depend on another random node: partners would have different
@@ -105,7 +107,10 @@ class ARM(EstimatorSpec):
         b = B.fn["lt"](u, q)
         partner = _partners(B, b)
         w = B.stop_gradient(self.weights(B, u, b, partner, q)) * (n / (2 * m))  # the mean over the m pairs
-        return b, w * theta
+        # value 0, gradient w in theta, and a second derivative refused by name (Backend.implicit_grad)
+        refusal = (f"{var} ~ Bernoulli: no second derivative through {self.name}, a first-order estimator;"
+                   f" use estimators={{{var!r}: 'score'}} (or 'enumerate') for higher derivatives")
+        return b, B.implicit_grad(theta, B.stop_gradient(w) * 0.0, w, refusal)
 
     def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
                         state: Any = None) -> Array | None:
