@@ -227,7 +227,7 @@ class _Planner:
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
         for k, n in enumerate(final):
-            if getattr(n.spec, "stops_own_law", False):  # sticking the landing (stochgrad.estimators.stl)
+            if n.spec.stops_own_law:  # sticking the landing (stochgrad.estimators.stl)
                 body, stopped, nonlinear = stick(body, n.var, n.dist, _rebuild)
                 self.notes.append(stick_note(n.var, n.dist, stopped, nonlinear))
                 if nonlinear:  # the removed score term is not zero-mean there
@@ -276,7 +276,7 @@ class _Planner:
                 requested.requires(d, states=states, capabilities=self.capabilities)
             except PlanError as exc:
                 raise PlanError(f"{b}: {exc}") from None
-            if getattr(requested, "relaxes_cost", False) and nondiff is not None:  # a relaxation control variate
+            if requested.relaxes_cost and nondiff is not None:  # a relaxation control variate
                 raise PlanError(f"{b}: {requested.name} evaluates and differentiates the cost at relaxed values of"
                                 f" {b.var}, but the cost is not differentiable in {b.var}: {nondiff}")
             spec, reason = requested, "requested"

@@ -49,7 +49,7 @@ def build_expect(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step
     """The step of a planned expectation, given one step per random node (drawing, or enumerating
     in place, see :mod:`stochgrad.program.nodes`) and one per cost term (in the nodes' scope)."""
     enumerates = [node.spec.enumerates for node in e.nodes]
-    if any(getattr(node.spec, "copies_cost", 0) for node in e.nodes):  # REBAR: its own surrogate
+    if any(node.spec.copies_cost for node in e.nodes):  # REBAR: its own surrogate
         from .estimators.rebar import expect as copied
         return lambda fr, env: copied(fr, e, env, nodes[0], terms)
     if not any(enumerates) and not any(e.boxes):  # pathwise only: the surrogate is the sum of the terms

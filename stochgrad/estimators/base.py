@@ -72,6 +72,12 @@ class EstimatorSpec:
     compared: ClassVar[bool] = True
     #: the sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs
     paired: ClassVar[bool] = False
+    #: the surrogate evaluates the cost on this many copies of the samples (0: the shared assembly)
+    copies_cost: ClassVar[int] = 0
+    #: the estimator differentiates the cost at relaxed values: a non-differentiable cost is refused
+    relaxes_cost: ClassVar[bool] = False
+    #: the planner stops the node's own law's parameters inside ``log_prob(<law>, <node>)`` (stl)
+    stops_own_law: ClassVar[bool] = False
 
     @property
     def stateful(self) -> bool:
