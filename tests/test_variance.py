@@ -67,7 +67,10 @@ def test_enumeration_is_priced_by_its_states(backend):
     still wins, as it should), and the reason says so."""
     from stochgrad.estimators import Enumerate, Score
 
+    from stochgrad.estimators import Rebar
+
     assert Enumerate().evaluations(8) == 8 and Score().evaluations(8) == 1
+    assert Rebar().evaluations(None) == 3  # b, sigma(z) and sigma(z~): three cost evaluations per sample
     r = sg.estimate("E[sum((b - 0.3)**2), b ~ Bernoulli(p)]", {"p": [0.2, 0.6, 0.7]}, n=64, backend=backend,
                     seed=0, policy="min_variance")
     node = r.plan.node("b")

@@ -113,8 +113,9 @@ class EstimatorSpec:
     def evaluations(self, states: int | None) -> int:
         """Cost evaluations per sample on a node with ``states`` joint states (None: infinite or
         unknown): the deterministic price ``min_variance`` pilots weigh variance by (one; an
-        estimator that evaluates the cost at several points per sample says how many)."""
-        return 1
+        estimator that evaluates the cost at several points per sample says how many; by default
+        its ``copies_cost``)."""
+        return self.copies_cost or 1
 
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""
