@@ -28,8 +28,6 @@ from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
-from .estimators.stl import note as stick_note
-from .estimators.stl import stick
 from .kl import KL_FORMULAS
 from .kl import verdict as kl_verdict
 from .parser import as_expression
@@ -226,13 +224,15 @@ class _Planner:
             frame.nodes[i] = final[i]
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
-        for k, n in enumerate(final):
-            if n.spec.stops_own_law:  # sticking the landing (stochgrad.estimators.stl)
-                body, stopped, nonlinear = stick(body, n.var, n.dist, _rebuild)
-                self.notes.append(stick_note(n.var, n.dist, stopped, nonlinear))
-                if nonlinear:  # the removed score term is not zero-mean there
-                    final[k] = frame.nodes[k] = dataclasses.replace(
-                        n, biased=True, reason=f"{n.reason}; stl inside a nonlinear function of log q is biased")
+        for k, n in enumerate(final):  # estimators that rewrite the cost (e.g. sticking the landing)
+            rewrite = n.spec.rewrite_cost(body, n.var, n.dist, _rebuild)
+            if rewrite is None:
+                continue
+            body = rewrite.body
+            if rewrite.note:
+                self.notes.append(rewrite.note)
+            if rewrite.biased:
+                final[k] = frame.nodes[k] = dataclasses.replace(n, biased=True, reason=f"{n.reason}; {rewrite.biased}")
         score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)

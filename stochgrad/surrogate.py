@@ -49,9 +49,10 @@ def build_expect(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step
     """The step of a planned expectation, given one step per random node (drawing, or enumerating
     in place, see :mod:`stochgrad.program.nodes`) and one per cost term (in the nodes' scope)."""
     enumerates = [node.spec.enumerates for node in e.nodes]
-    if any(node.spec.copies_cost for node in e.nodes):  # REBAR: its own surrogate
-        from .estimators.rebar import expect as copied
-        return lambda fr, env: copied(fr, e, env, nodes[0], terms)
+    for node in e.nodes:  # an estimator that assembles the whole surrogate itself (e.g. REBAR)
+        own = node.spec.own_surrogate(e, nodes, terms)
+        if own is not None:
+            return own
     if not any(enumerates) and not any(e.boxes):  # pathwise only: the surrogate is the sum of the terms
         return _plain(e, nodes, terms)
 

@@ -21,7 +21,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, StochgradError, did_you_mean
-from .base import EstimatorSpec, Site, magic_box, score_term
+from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
 from .detached import Detached
 from .disarm import ARM, DisARM
 from .enumerate import Enumerate
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
-    "Pathwise", "Rebar", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",

@@ -23,7 +23,7 @@ Everything here is backend-neutral: arithmetic, ``exp``, ``sum`` and ``stop_grad
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -31,8 +31,25 @@ from ..errors import PlanError
 from ..types import Array
 
 if TYPE_CHECKING:
+    from .. import ir
     from ..backend import Backend
     from ..distributions import Distribution, Draw
+    from ..planned import PlannedExpect
+    from ..program.frame import Frame
+
+#: rebuilds an IR node with new children (the planner's, for :meth:`EstimatorSpec.rewrite_cost`)
+Rebuild = Callable[["ir.Expr", "list[ir.Expr]"], "ir.Expr"]
+#: the step of one planned expectation: ``(frame, env) -> per-sample surrogate``
+ExpectStep = Callable[["Frame", "dict[str, Array]"], Array]
+
+
+class Rewrite(NamedTuple):
+    """What :meth:`EstimatorSpec.rewrite_cost` did to an expectation's cost: the new ``body``, a
+    note for the plan (or ""), and why the node is biased by the rewrite (or "": not biased)."""
+
+    body: ir.Expr
+    note: str = ""
+    biased: str = ""
 
 
 class Site(NamedTuple):
@@ -76,8 +93,6 @@ class EstimatorSpec:
     copies_cost: ClassVar[int] = 0
     #: the estimator differentiates the cost at relaxed values: a non-differentiable cost is refused
     relaxes_cost: ClassVar[bool] = False
-    #: the planner stops the node's own law's parameters inside ``log_prob(<law>, <node>)`` (stl)
-    stops_own_law: ClassVar[bool] = False
 
     @property
     def stateful(self) -> bool:
@@ -109,6 +124,18 @@ class EstimatorSpec:
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
         """The node's value, and its log-probability if the estimator needs a score term."""
         raise PlanError(f"{self.name} does not sample")
+
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite | None:
+        """The cost ``body`` of node ``var ~ dist``'s expectation rewritten for this estimator (e.g.
+        sticking the landing stops the node's own law inside ``log_prob``), or None to leave it.  The
+        planner calls it once per node, after every node of the expectation is decided."""
+        return None
+
+    def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep | None:
+        """The step of expectation ``e`` when this estimator assembles the whole surrogate itself (it
+        evaluates the cost on copies of the samples, e.g. REBAR), given the node and term steps; None:
+        the shared assembly of :mod:`stochgrad.surrogate`."""
+        return None
 
     def evaluations(self, states: int | None) -> int:
         """Cost evaluations per sample on a node with ``states`` joint states (None: infinite or

@@ -25,11 +25,12 @@ Categorical nodes are not implemented.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError, StochgradError
-from .base import Array, EstimatorSpec
+from .base import Array, EstimatorSpec, ExpectStep
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -66,6 +67,10 @@ class Rebar(EstimatorSpec):
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if d.name != "Bernoulli":
             raise PlanError(f"rebar needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
+
+    def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
+        """REBAR's surrogate evaluates the cost on three copies (:func:`expect`)."""
+        return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
         """The discrete sample ``b`` and its ``log p(b)`` alone (as the score function draws it); the

@@ -25,16 +25,16 @@ estimate) is unchanged.
 * Where no such ``log_prob`` appears in the cost, STL is plain pathwise (the plan says so); where one
   enters nonlinearly (:func:`stick` counts them), the plan marks the node biased and says why.
 
-The planner reads the :attr:`StickingTheLanding.stops_own_law` fact and calls :func:`stick`.
+The planner calls :meth:`StickingTheLanding.rewrite_cost` (the shared hook), which calls :func:`stick`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from .. import ir
+from .base import Rebuild, Rewrite
 from .pathwise import Pathwise
 
 
@@ -43,10 +43,14 @@ class StickingTheLanding(Pathwise):
     """Pathwise, with the node's own law's parameters stopped inside ``log_prob(law, node)``."""
 
     name: ClassVar[str] = "stl"
-    #: the planner stops the node's law's parameters inside ``log_prob(<law>, <node>)`` in the cost
-    stops_own_law: ClassVar[bool] = True
     #: compare lists the estimators that apply to every cost; request it by name
     compared: ClassVar[bool] = False
+
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
+        """The cost with ``dist``'s parameters stopped in ``log_prob(dist, var)`` (:func:`stick`)."""
+        body, stopped, nonlinear = stick(body, var, dist, rebuild)
+        biased = "stl inside a nonlinear function of log q is biased" if nonlinear else ""
+        return Rewrite(body, note(var, dist, stopped, nonlinear), biased)
 
 
 def _law(dist: ir.Dist) -> ir.Dist:
@@ -58,8 +62,7 @@ def _law(dist: ir.Dist) -> ir.Dist:
 _LINEAR_CALLS = frozenset({"sum", "mean"})
 
 
-def stick(body: ir.Expr, var: str, dist: ir.Dist,
-          rebuild: Callable[[ir.Expr, list[ir.Expr]], ir.Expr]) -> tuple[ir.Expr, int, int]:
+def stick(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> tuple[ir.Expr, int, int]:
     """``body`` with ``Q``'s parameters stopped in each ``log_prob(Q, var)`` where ``Q`` is node
     ``var``'s law ``dist``; how many were stopped, and how many of those enter the cost nonlinearly
     (not through ``+ - sum mean``, indexing or a constant factor: there the removed term is not
