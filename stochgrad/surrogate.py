@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import ir
 from .errors import StochgradError
 from .estimators import magic_box, score_term
+from .estimators.base import first_order_only
 from .planned import PlannedExpect
 from .sampleaxis import add, mul, sub, sum_aligned
 from .userfn import check_operands
@@ -47,7 +48,23 @@ Step = Callable[["Frame", dict[str, Array]], Any]
 
 def build_expect(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
     """The step of a planned expectation, given one step per random node (drawing, or enumerating
-    in place, see :mod:`stochgrad.program.nodes`) and one per cost term (in the nodes' scope)."""
+    in place, see :mod:`stochgrad.program.nodes`) and one per cost term (in the nodes' scope).  With a
+    first-order-only estimator (``orders == 1``), a second derivative through it is refused by name."""
+    step = _build(e, nodes, terms)
+    once = [n for n in e.nodes if n.spec.orders == 1]
+    if not once:
+        return step
+    refusal = (f"{once[0].var} ~ {once[0].dist.name}: no second derivative through {once[0].spec.name}, a first-order"
+               f" estimator; use 'score' (or 'pathwise' where it applies) for higher-order derivatives")
+
+    def first_order(fr: Frame, env: dict[str, Array]) -> Array:
+        out = step(fr, env)
+        return out if fr.first_order else first_order_only(fr.B, out, refusal)
+
+    return first_order
+
+
+def _build(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
     enumerates = [node.spec.enumerates for node in e.nodes]
     for node in e.nodes:  # an estimator that assembles the whole surrogate itself (e.g. REBAR)
         own = node.spec.own_surrogate(e, nodes, terms)

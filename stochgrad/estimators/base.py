@@ -93,6 +93,9 @@ class EstimatorSpec:
     copies_cost: ClassVar[int] = 0
     #: the estimator differentiates the cost at relaxed values: a non-differentiable cost is refused
     relaxes_cost: ClassVar[bool] = False
+    #: the derivative orders the surrogate gets right (None: every order, as DiCE); with 1, a second
+    #: derivative through the expectation is refused by name (:func:`first_order_only`)
+    orders: ClassVar[int | None] = None
 
     @property
     def stateful(self) -> bool:
@@ -164,3 +167,13 @@ def score_term(B: Backend, logq: Array) -> Array:
     the first derivative of DiCE's ``[](L) v`` (Schulman et al. 2015's surrogate), without the exp
     and with a cheaper reverse pass; for runs that differentiate once (``estimate``)."""
     return logq - B.stop_gradient(logq)
+
+
+def first_order_only(B: Backend, surrogate: Array, refusal: str) -> Array:
+    """``surrogate`` unchanged in value and first derivative, with a second derivative through it
+    refused by ``PlanError(refusal)`` (``Backend.implicit_grad`` with unit slope): for the expectations
+    of estimators whose :attr:`EstimatorSpec.orders` is 1.  A backend without implicit gradients
+    returns it as is."""
+    if "implicit_reparam" not in B.capabilities:
+        return surrogate
+    return B.implicit_grad(surrogate, B.stop_gradient(surrogate), B.stop_gradient(surrogate) * 0.0 + 1.0, refusal)

@@ -70,6 +70,7 @@ class ARM(EstimatorSpec):
     scores: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
     paired: ClassVar[bool] = True  # partners are dependent: a run's standard errors count pairs
+    orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
     def describe(self) -> str:
         return f"{self.name} (antithetic pairs, partner-cost baseline; first order only)"

@@ -15,7 +15,7 @@ The surrogate (:func:`expect`): the expectation's scope is copied three times on
 (block 0 holds ``b``, block 1 ``s(z)``, block 2 ``s(z~)``), the cost is evaluated once on the copies,
 and the blocks are combined as ``S = f(b) + stop(f(b) - eta f~) (L - stop L) + eta (f_z - stop f_z)
 - eta (f~ - stop f~)``: value the Monte Carlo estimate ``f(b)``, first derivative ``g``.  **First
-order only** (the stops make the second derivative wrong); the node must be the only random node
+order only** (the stops make the second derivative wrong: it is refused by name, ``orders = 1``); the node must be the only random node
 of its expectation, and a term kept per example (an inferred plate) pairs with
 the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale`` (``lambda``, ``eta``) are fixed options
 (``"rebar:temperature=0.5,scale=1.0"``); learning them by the variance gradient, RELAX and
@@ -51,6 +51,7 @@ class Rebar(EstimatorSpec):
     compared: ClassVar[bool] = False
     copies_cost: ClassVar[int] = COPIES  # the surrogate evaluates the cost on this many copies
     relaxes_cost: ClassVar[bool] = True  # the planner refuses a cost not differentiable in the node
+    orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     temperature: float = 0.5
     scale: float = 1.0
 

@@ -21,7 +21,7 @@ estimate) is unchanged.
 * Variance: zero at the exact posterior (``q = p(z | x)``: ``log p(x, z) - log q(z) = log p(x)``
   for every ``z``, and its derivative in ``z`` vanishes), unlike the full pathwise gradient.
 * Orders: first order only; the second derivative of the stopped surrogate drops more than a
-  zero-mean term.  Use ``"pathwise"`` for higher-order objectives.
+  zero-mean term, so it is refused by name (``orders = 1``).  Use ``"pathwise"`` for higher-order objectives.
 * Where no such ``log_prob`` appears in the cost, STL is plain pathwise (the plan says so); where one
   enters nonlinearly (:func:`stick` counts them), the plan marks the node biased and says why.
 
@@ -45,6 +45,7 @@ class StickingTheLanding(Pathwise):
     name: ClassVar[str] = "stl"
     #: compare lists the estimators that apply to every cost; request it by name
     compared: ClassVar[bool] = False
+    orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
     def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
         """The cost with ``dist``'s parameters stopped in ``log_prob(dist, var)`` (:func:`stick`)."""
