@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from ..errors import PlanError, StochgradError
+from ..errors import PlanError
 from .base import Array, EstimatorSpec, ExpectStep
+from .copies import alone, cost_on_copies, tiled
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -97,31 +98,12 @@ class Rebar(EstimatorSpec):
 
 def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any]) -> Array:
     """The REBAR surrogate of an expectation whose one random node is REBAR (module docstring)."""
-    if len(e.nodes) != 1:
-        raise PlanError(f"rebar: {e.nodes[0].var} must be the only random node of its expectation "
-                        f"(it has {', '.join(n.var for n in e.nodes)})")
-    if fr.mult != 1 or fr.batch_axes:
-        raise PlanError(f"rebar: {e.nodes[0].var} cannot sit inside an enumeration or a batch_axes run")
     spec, B = cast(Rebar, e.nodes[0].spec), fr.B
-    scope = {k: fr.tile(x, COPIES) for k, x in env.items()}
+    alone(fr, e, "rebar")
+    scope = tiled(fr, env, COPIES)
     values, logq = node(fr, scope)
     scope[e.nodes[0].var] = values
-    fr.mult = COPIES
-    try:
-        f: Array | float = 0.0
-        plates = e.plates or (None,) * len(e.terms)
-        for (sign, _), t, plate in zip(e.terms, terms, plates):
-            value = fr.array(t(fr, scope))
-            if plate is not None and len(B.shape(value)) > 1:  # one cost per example: their sum
-                value = B.sum(value, (1,))
-            f = f + (value if sign == 1.0 else -value)
-    finally:
-        fr.mult = 1
-    f = fr.array(f)
-    n = B.shape(f)[0] // COPIES
-    if B.shape(f)[0] != COPIES * n or n == 0:
-        raise StochgradError("rebar: the cost does not keep the sample axis")
-    fb, fz, ft = f[:n], f[n:2 * n], f[2 * n:]
+    fb, fz, ft = cost_on_copies(fr, e, scope, terms, COPIES, "rebar")
     lq = B.sum(logq, tuple(range(1, len(B.shape(logq))))) if len(B.shape(logq)) > 1 else logq
     while len(B.shape(lq)) < len(B.shape(fb)):
         lq = B.reshape(lq, B.shape(lq) + (1,))
