@@ -218,3 +218,23 @@ def test_per_example_baseline_under_a_plate(backend):
     plain = sg.estimate(text, {"t": t, "x": x}, n=4000, seed=0, backend=backend,
                         estimators={"z": sg.Score(baseline=None)})
     assert np.all(np.asarray(r.stderr["t"])[:2] < 0.3 * np.asarray(plain.stderr["t"])[:2])
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_fused_objective_trains_the_same_baseline(seed):
+    """``fuse=True`` (one call computes value and gradient) gives the baseline's parameters, the
+    model's gradient and the value of the unfused objective, for the same seed."""
+    torch = pytest.importorskip("torch")
+    results = []
+    for fuse in (False, True):
+        torch.manual_seed(0)
+        net = torch.nn.Linear(1, 1).double()
+        spec = sg.Score(baseline=sg.Baseline(lambda x, net=net: net(x.reshape(-1, 1)).reshape(-1), inputs=("x",)))
+        f = sg.compile("E[(z - x) ** 2 + z, z ~ Normal(x, 1)]", backend="torch", n=64, seed=seed,
+                       estimators={"z": spec}, fuse=fuse)
+        x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+        out = f(x=x)
+        out.backward()
+        results.append((out.item(), x.grad.item(), net.weight.grad.item(), net.bias.grad.item()))
+    assert all(math.isfinite(v) for v in results[0]) and results[0][2] != 0.0
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-12)
