@@ -107,8 +107,11 @@ class IndeCateR(EstimatorSpec):
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on the ``D K`` copies (:func:`expect`)."""
-        node = e.nodes[0]
-        if node.shape is not None and node.dist.name in LAWS:  # refused before anything runs
+        node = next(n for n in e.nodes if n.spec == self)
+        if len(e.nodes) != 1:  # before anything runs, naming this node (copies.alone checks the frame)
+            raise PlanError(f"indecater: {node.var} must be the only random node of its expectation (it has"
+                            f" {', '.join(n.var for n in e.nodes)}); use score or disarm")
+        if node.shape is not None and node.dist.name in LAWS:
             self.size(node.var, node.dist.name, tuple(node.shape))
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
