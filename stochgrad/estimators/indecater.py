@@ -27,12 +27,17 @@ Carlo estimate ``f(z)``, first derivative the estimator plus ``E[grad_phi f]`` f
 depends on the parameters directly.  Gradients for ``logits``, ``probs`` (normalized, as the law
 does) and upstream parameters follow by the chain rule through ``q``.
 
-Bias: none, for every cost (also a discontinuous one).  Variance: the sum over each element's
-classes is exact, so it is at most that of the score function on the same samples (without a
-baseline: a baseline cancels in ``sum_k grad q_d(k) = 0``), at ``D K`` cost evaluations per sample
-(:meth:`IndeCateR.evaluations`, which ``min_variance`` prices).  Derivative orders: the **first**
-only -- the surrogate's second derivative misses the cross terms between elements (``orders = 1``:
-a second derivative is refused by name; use ``score`` or ``enumerate`` for Hessians).
+Bias: none, for every cost (also a discontinuous one).  Variance: in element ``d``'s own parameters
+the estimate is the score function's term ``f(z) grad log q_d(z_d)`` averaged over ``z_d`` given
+``z_-d`` (Rao-Blackwellized), so never more variance there than the score function without a
+baseline (a baseline cancels: ``sum_k grad q_d(k) = 0``); a cost that is a sum over the elements
+gets the exact gradient (zero variance).  The price is ``D K`` cost evaluations per sample
+(:meth:`IndeCateR.evaluations`, which ``min_variance`` weighs variance by, and the plan states): at
+equal evaluations score with a leave-one-out baseline can win on a cost coupling the elements.
+
+Derivative orders: the **first** only -- the surrogate's second derivative misses the cross terms
+between elements (``orders = 1``: a second derivative is refused by name; use ``score`` or
+``enumerate`` for Hessians).
 Refused with a clear error: other laws, more than ``budget`` cost evaluations per sample
 (``"indecater:budget=4096"`` raises it), a node that is not the only random node of its
 expectation, or one inside an enumeration or a ``batch_axes`` run (:func:`.copies.alone`).
