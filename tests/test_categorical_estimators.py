@@ -85,6 +85,15 @@ def test_unbiased_vs_enumeration(backend: str, est: str, n: int) -> None:
     assert np.all(r.stderr["t"] > 0)
 
 
+@pytest.mark.parametrize("n,chunk", [(8001, None), (8000, 999)])
+def test_disarm_odd_n_and_odd_chunks(n: int, chunk: int | None) -> None:
+    """The pairing is the Bernoulli one: an odd count (or odd chunks) leaves a sample unpaired."""
+    at = setting(2, 3)
+    exact = exact_logits(at["t"], lambda Z: f_numpy(Z, at["w"], at["v"]))
+    r = sg.estimate(COST, at, n=n, seed=7, chunk_size=chunk, estimators={"z": "disarm"}, wrt=["t"])
+    assert z_test(r, "t", exact), (r.grad["t"], exact, r.stderr["t"])
+
+
 @pytest.mark.parametrize("est,n", [("disarm", 20000), ("indecater", 3000)])
 def test_probs_and_upstream_chain_rule(backend: str, est: str, n: int) -> None:
     """probs (the law normalizes them: the gradient is that of q / sum(q)), and logits ``t * x``
