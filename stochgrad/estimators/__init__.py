@@ -5,7 +5,8 @@ Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass 
 or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
-(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
+(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli and Categorical nodes), :mod:`.indecater` (IndeCateR,
+the CatLog trick for factorised categoricals), :mod:`.rebar` (REBAR, fixed temperature and
 scale) and :mod:`.learned`
 (input-dependent score baselines).
 
@@ -25,6 +26,7 @@ from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
 from .detached import Detached
 from .disarm import ARM, DisARM
 from .enumerate import Enumerate
+from .indecater import IndeCateR
 from .pathwise import Pathwise
 from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
@@ -37,7 +39,8 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
+    "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
@@ -78,6 +81,7 @@ def unregister_estimator(name: str) -> None:
 for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
+register_estimator(IndeCateR)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:

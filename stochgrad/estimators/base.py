@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .. import ir
     from ..backend import Backend
     from ..distributions import Distribution, Draw
-    from ..planned import PlannedExpect
+    from ..planned import NodePlan, PlannedExpect
     from ..program.frame import Frame
 
 #: rebuilds an IR node with new children (the planner's, for :meth:`EstimatorSpec.rewrite_cost`)
@@ -140,11 +140,12 @@ class EstimatorSpec:
         the shared assembly of :mod:`stochgrad.surrogate`."""
         return None
 
-    def evaluations(self, states: int | None) -> int:
+    def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         """Cost evaluations per sample on a node with ``states`` joint states (None: infinite or
-        unknown): the deterministic price ``min_variance`` pilots weigh variance by (one; an
-        estimator that evaluates the cost at several points per sample says how many; by default
-        its ``copies_cost``)."""
+        unknown), and its plan ``node`` (law and shape) where known: the deterministic price
+        ``min_variance`` pilots weigh variance by (one; an estimator that evaluates the cost at
+        several points per sample says how many, e.g. one per element and class; by default its
+        ``copies_cost``).  Above one the plan states it."""
         return self.copies_cost or 1
 
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:

@@ -18,6 +18,7 @@ from .base import EstimatorSpec
 
 if TYPE_CHECKING:
     from ..distributions import Distribution
+    from ..planned import NodePlan
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Enumerate(EstimatorSpec):
     enumerates: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
 
-    def evaluations(self, states: int | None) -> int:
+    def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return states or 1  # the cost at every joint state
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
