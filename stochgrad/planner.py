@@ -251,6 +251,9 @@ class _Planner:
         if out.spec.scores and not lookup(b.dist.name).fixed_support:
             note = f"; the score function is biased here: {b.dist.name}'s support depends on its parameters"
             out = dataclasses.replace(out, reason=out.reason + note, biased=True)
+        note = out.spec.plan_note(b.var, b.dist, node.shape)  # e.g. mvd's cost evaluations per sample
+        if note:
+            out = dataclasses.replace(out, reason=f"{out.reason}; {note}")
         orders = getattr(lookup(b.dist.name), "pathwise_orders", None)  # None: every order
         if out.spec.pathwise and orders is not None:
             note = f"; derivatives up to order {orders} (implicit reparameterization; 'score' has every order)"

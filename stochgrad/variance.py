@@ -64,7 +64,7 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
         candidates: list[EstimatorSpec] = [node.spec] + [c for c in found if c.piloted and c != node.spec]
         if len(candidates) < 2 or node.biased:
             continue
-        costs = {c: _cost(run, {**chosen, node.var: c}, c.evaluations(states)) for c in candidates}
+        costs = {c: _cost(run, {**chosen, node.var: c}, c.evaluations_on(node.dist, node.shape, states)) for c in candidates}
         static, best = node.spec, min(costs, key=costs.__getitem__)
         listing = ", ".join(f"{c.describe()} {costs[c]:.2g}" for c in candidates)
         if best != static and costs[best] * MARGIN < costs[static]:

@@ -6,7 +6,7 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale) and :mod:`.learned`
+scale), :mod:`.mvd` (measure-valued derivatives) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -29,6 +29,7 @@ from .pathwise import Pathwise
 from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
+from .mvd import MeasureValued
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
 from .straight_through import StraightThrough, StraightThroughGumbel
@@ -37,7 +38,8 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MeasureValued",
+    "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
@@ -78,6 +80,7 @@ def unregister_estimator(name: str) -> None:
 for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
+register_estimator(MeasureValued)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:

@@ -147,6 +147,17 @@ class EstimatorSpec:
         its ``copies_cost``)."""
         return self.copies_cost or 1
 
+    def evaluations_on(self, dist: ir.Dist, shape: tuple[int, ...] | None, states: int | None) -> int:
+        """:meth:`evaluations` of a node known by its law ``dist`` and logical ``shape`` (None: unknown),
+        for an estimator whose price grows with the node's parameters and size (mvd); by default
+        ``evaluations(states)``."""
+        return self.evaluations(states)
+
+    def plan_note(self, var: str, dist: ir.Dist, shape: tuple[int, ...] | None) -> str:
+        """A note the plan appends to node ``var ~ dist``'s reason (e.g. its cost evaluations per
+        sample), or "" (the default)."""
+        return ""
+
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""
         return (self,)
