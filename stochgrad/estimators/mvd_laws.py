@@ -68,7 +68,7 @@ def _exponential(B: Backend, draw: Draw, shape: tuple[int, ...]) -> Array:
     return -B.fn["log"](draw("uniform", shape))
 
 
-def _normal(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...],
+def _normal(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
             live: frozenset[str]) -> tuple[Array, list[Part]]:
     stop = B.stop_gradient
     mu, sigma = p["loc"], p["scale"]
@@ -88,7 +88,7 @@ def _normal(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...
     return z, parts
 
 
-def _exp_law(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...],
+def _exp_law(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
              live: frozenset[str]) -> tuple[Array, list[Part]]:
     rate = B.stop_gradient(p["rate"])
     z = _exponential(B, draw, shape) / rate
@@ -96,7 +96,7 @@ def _exp_law(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ..
     return z, parts
 
 
-def _gamma(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...],
+def _gamma(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
            live: frozenset[str]) -> tuple[Array, list[Part]]:
     a, rate = B.stop_gradient(p["concentration"]), B.stop_gradient(p["rate"])
     z = draw("gamma", shape, a) / rate
@@ -104,13 +104,13 @@ def _gamma(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...]
     return z, parts
 
 
-def _poisson(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...],
+def _poisson(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
              live: frozenset[str]) -> tuple[Array, list[Part]]:
     z = B.stop_gradient(draw("poisson", shape, B.stop_gradient(p["rate"])))
     return z, ([Part("rate", p["rate"], 1.0, z + 1.0, None)] if live else [])
 
 
-def _bernoulli(B: Backend, d: Distribution, p: P, draw: Draw, shape: tuple[int, ...],
+def _bernoulli(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
                live: frozenset[str]) -> tuple[Array, list[Part]]:
     q = d.probs(B, p)  # type: ignore[attr-defined]  # with logits: the chain rule through sigmoid
     z = B.fn["lt"](draw("uniform", shape), B.stop_gradient(q)) * 1.0
