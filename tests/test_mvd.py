@@ -226,3 +226,20 @@ def test_min_variance_pilots_price_its_evaluations(backend):
     assert node.estimator == "mvd" and node.reason.startswith("min_variance pilot"), node.reason
     assert MeasureValued().evaluations_on(node.dist, node.shape, None) == 3
     near(r.grad["mu"], r.stderr["mu"], 1.0)
+
+
+def test_compare_runs_it_alone_and_skips_it_beside_another_node():
+    c = sg.compare("E[z**2, z ~ Normal(mu, sigma)]", {"mu": MU, "sigma": SIGMA}, n=4000, seed=0, backend="autograd")
+    row = next(r for r in c.rows if r.estimator.startswith("mvd"))
+    assert row.unbiased and c.exact == {"mu": 2 * MU, "sigma": 2 * SIGMA}
+    for k in ("mu", "sigma"):
+        assert abs(float(row.bias[k])) < 6 * float(row.stderr[k])
+    two = sg.compare("E[z * y, z ~ Normal(mu, 1), y ~ Normal(sigma, 1)]", {"mu": MU, "sigma": SIGMA}, n=200, seed=0,
+                     backend="autograd")
+    assert two.rows and not any(r.estimator.startswith("mvd") for r in two.rows)
+
+
+def test_one_bernoulli_is_exact(backend):
+    """On a scalar Bernoulli every sample's gradient is f(1) - f(0): exact, zero variance (a hand value)."""
+    r = mvd("E[(y - 0.3)**2 * k, y ~ Bernoulli(p)]", {"p": 0.25, "k": 2.0}, backend, n=100, var="y")
+    assert float(r.grad["p"]) == pytest.approx(2.0 * (0.49 - 0.09), rel=1e-12) and float(r.stderr["p"]) == 0.0

@@ -81,7 +81,7 @@ class MeasureValued(EstimatorSpec):
         object.__setattr__(self, "budget", int(b))
 
     def describe(self) -> str:
-        return "mvd (measure-valued derivatives, coupled; first order only)"
+        return "mvd (measure-valued derivatives; first order only)"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if d.name not in LAWS:
