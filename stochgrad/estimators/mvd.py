@@ -158,7 +158,8 @@ class MeasureValued(EstimatorSpec):
 def _formula(law: Law, live: frozenset[str], shape: tuple[int, ...] | None) -> str:
     per = " + ".join(f"{k} {name}" for name, k in law.params.items() if name in live)
     size = math.prod(shape) if shape is not None else "D"
-    return f"1 + ({per}) x {size} coordinates" if per else "1: no parameter to perturb"
+    unit = "coordinate" if size == 1 else "coordinates"
+    return f"1 + ({per}) x {size} {unit}" if per else "1: no parameter to perturb"
 
 
 def _stack(B: Backend, z: Array, parts: list[Part], shape: tuple[int, ...]) -> tuple[Array, Array]:
