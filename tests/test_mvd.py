@@ -262,3 +262,8 @@ def test_normal_cubic_over_parameters(mu, sigma):
     r = mvd("E[z**3, z ~ Normal(mu, sigma)]", {"mu": mu, "sigma": sigma}, "autograd", n=20_000, seed=12)
     near(r.grad["mu"], r.stderr["mu"], 3 * mu**2 + 3 * sigma**2)
     near(r.grad["sigma"], r.stderr["sigma"], 6 * mu * sigma)
+
+
+def test_a_second_node_is_refused_whichever_comes_first():
+    with pytest.raises(PlanError, match=r"mvd: z must be the only random node of its expectation \(it has y, z\)"):
+        sg.estimate("E[z * y, y ~ Uniform(0, 1), z ~ Normal(m, 1)]", {"m": 0.1}, n=16, estimators={"z": "mvd"})

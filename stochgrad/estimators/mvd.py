@@ -33,7 +33,8 @@ Derivative orders: the **first** only (``c`` and the points are held fixed: the 
 ``S`` is not that of ``E[f]``; ``orders = 1``: it is refused by name).  Refused by name: laws without a
 decomposition (naming those with one), Gamma's concentration unless it is a constant, a node that
 is not the only random node of its expectation, enumerations and ``batch_axes`` runs (:func:`alone`),
-and more than ``budget`` evaluations per sample.  The planner never picks it by default.
+and more than ``budget`` evaluations per sample.  The static rules never pick it; as an unbiased
+estimator it is ``piloted`` (``min_variance`` prices it at its evaluations per sample) and ``compared``.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class MeasureValued(EstimatorSpec):
         return total
 
     def evaluations(self, states: int | None) -> int:
-        """Unknown without the node's law and shape (:meth:`evaluations_on`): one perturbed pair."""
+        """Without the node's law and shape (:meth:`evaluations_on` has them): one coordinate's pair."""
         return 3
 
     def evaluations_on(self, dist: ir.Dist, shape: tuple[int, ...] | None, states: int | None) -> int:
@@ -150,8 +151,11 @@ class MeasureValued(EstimatorSpec):
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate of the module docstring, on the copies (:func:`expect`)."""
-        n0 = e.nodes[0]
-        self.count(n0.var, n0.dist, n0.shape)  # refusals at build time where the shape is known
+        mine = next(n for n in e.nodes if n.spec == self)
+        if len(e.nodes) != 1:
+            raise PlanError(f"mvd: {mine.var} must be the only random node of its expectation (it has"
+                            f" {', '.join(n.var for n in e.nodes)}): the copies would share the other nodes' draws")
+        self.count(mine.var, mine.dist, mine.shape)  # refusals at build time where the shape is known
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
 
