@@ -267,3 +267,21 @@ def test_normal_cubic_over_parameters(mu, sigma):
 def test_a_second_node_is_refused_whichever_comes_first():
     with pytest.raises(PlanError, match=r"mvd: z must be the only random node of its expectation \(it has y, z\)"):
         sg.estimate("E[z * y, y ~ Uniform(0, 1), z ~ Normal(m, 1)]", {"m": 0.1}, n=16, estimators={"z": "mvd"})
+
+
+EXTREMES = ([("E[(z - 0.3)**2, z ~ Normal(loc, scale)]", {"loc": lo, "scale": s}) for lo in (-1e6, 0.0, 1e6)
+             for s in (1e-6, 1.0, 1e6)]
+            + [("E[exp(-z), z ~ Exponential(rate)]", {"rate": s}) for s in (1e-6, 1e6)]
+            + [("E[z, z ~ Gamma(2.0, rate)]", {"rate": s}) for s in (1e-6, 1e6)]
+            + [("E[(y - 0.3)**2, y ~ Poisson(rate)]", {"rate": s}) for s in (1e-6, 1e6)]
+            + [("E[(y - 0.3)**2, y ~ Bernoulli(p)]", {"p": q}) for q in (0.0, 1e-7, 1.0)]
+            + [("E[(y - 0.3)**2, y ~ Bernoulli(logits=l)]", {"l": lg}) for lg in (-50.0, 50.0)])
+
+
+def test_extreme_parameters_stay_finite(backend):
+    """At the edges of the parameter ranges (the grids of test_numerical_safety): no NaN, no inf."""
+    for text, p in EXTREMES:
+        r = mvd(text, p, backend, n=256, var="y" if "y ~" in text else "z")
+        for k in r.grad:
+            assert np.all(np.isfinite(r.grad[k])) and np.all(np.isfinite(r.stderr[k])), (text, p, k)
+        assert np.isfinite(r.value), (text, p)
