@@ -190,7 +190,7 @@ def test_copies_perturb_one_coordinate_each(law, shape, backend):
     at its own coordinate, and the pseudo log q is 0 in value."""
     shape = tuple(shape)
     args = {"Normal": "loc=m, scale=s", "Exponential": "rate=s", "Gamma": "concentration=2.0, rate=s",
-            "Poisson": "rate=s", "Bernoulli": "probs=q"}[law]
+            "Poisson": "rate=s", "Bernoulli": "probs=q", "Binomial": "total_count=5, probs=q", "Geometric": "probs=q"}[law]
     text = f"E[sum(z), z ~ {law}({args})]"
     names = [k for k in ("m", "s", "q") if f"={k}" in args]
     node = sg.plan(text, estimators={"z": "mvd"}, shapes={k: shape for k in names}).node("z")
@@ -203,7 +203,8 @@ def test_copies_perturb_one_coordinate_each(law, shape, backend):
 
     draw.node = node
     p = {k: B.asarray(np.full((1,) + shape, v)) for k, v in (("loc", 0.3), ("scale", 1.2), ("rate", 1.2),
-                                                               ("concentration", 2.0), ("probs", 0.4))}
+                                                               ("concentration", 2.0), ("probs", 0.4),
+                                                               ("total_count", 5.0))}
     d = lookup(law)
     values, logq = MeasureValued().sample_copies(d, B, p, draw, shape)
     values, logq = B.to_numpy(values), B.to_numpy(logq)
@@ -285,3 +286,26 @@ def test_extreme_parameters_stay_finite(backend):
         for k in r.grad:
             assert np.all(np.isfinite(r.grad[k])) and np.all(np.isfinite(r.stderr[k])), (text, p, k)
         assert np.isfinite(r.value), (text, p)
+
+
+def test_binomial_and_geometric_against_sums(backend):
+    """Brute-force sums over the support, d/dq of each probability written out by hand:
+    Binomial d/dq [C(n,k) q^k (1-q)^(n-k)] = pmf (k/q - (n-k)/(1-q)); Geometric (failures before the
+    first success) d/dq [(1-q)^k q] = pmf (1/q - k/(1-q))."""
+    w = np.array([0.5, -1.0])
+    n, q = np.array([4.0, 7.0]), np.array([0.3, 0.65])
+    grad = np.zeros(2)
+    ks = [np.arange(int(m) + 1.0) for m in n]
+    pk = [stats.binom.pmf(k, int(m), qq) for k, m, qq in zip(ks, n, q)]
+    for a, b in itertools.product(range(len(ks[0])), range(len(ks[1]))):
+        f = np.cos(w[0] * a + w[1] * b)
+        dp = np.array([k[i] / qq - (m - k[i]) / (1 - qq) for k, i, m, qq in zip(ks, (a, b), n, q)])
+        grad += pk[0][a] * pk[1][b] * f * dp
+    r = mvd("E[cos(sum(w * z)), z ~ Binomial(n, q)]", {"n": n, "q": q, "w": w}, backend, seed=13)
+    near(r.grad["q"], r.stderr["q"], grad)
+    g = 0.4
+    k = np.arange(400.0)
+    pmf = (1 - g) ** k * g
+    r = mvd("E[sqrt(z), z ~ Geometric(g)]", {"g": g}, backend, seed=14)
+    near(r.grad["g"], r.stderr["g"], np.sum(np.sqrt(k) * pmf * (1 / g - k / (1 - g))))
+    assert "2 cost evaluations per sample" in str(r.plan)

@@ -9,7 +9,7 @@ A density's derivative in a parameter is a scaled difference of two densities (a
 with no derivative of ``f``: the cost may be discontinuous (a step function, where pathwise is
 biased) or not differentiable at all, and the estimator stays **unbiased** (for any ``f``
 integrable under ``p+`` and ``p-``).  The per-law decompositions (Normal, Exponential, Gamma's rate,
-Poisson, Bernoulli) and their couplings (common random numbers between ``p+`` and ``p-``, or with the
+Poisson, Bernoulli, Binomial's probs, Geometric) and their couplings (common random numbers between ``p+`` and ``p-``, or with the
 node's own sample) are stated in :mod:`.mvd_laws`.
 
 Elementwise parameters: a node ``z`` of ``D`` coordinates with independent coordinates has
@@ -18,7 +18,7 @@ needs its own cost evaluations with **only** coordinate ``d`` replaced (the cost
 sample the surrogate evaluates the cost at ``z`` and at every perturbed copy, all at once (the copies
 stacked on the sample axis, :mod:`.copies`: no loop over samples): ``1 + D x sum_theta k_theta``
 evaluations, where ``k_theta`` is 2 for Normal's ``loc`` and ``scale`` and 1 where one point is ``z``
-itself (the rates, Bernoulli's probs).  Parameters that are constants of the expression are not
+itself (the rates and the discrete laws' probs).  Parameters that are constants of the expression are not
 perturbed.  The plan states the count; beyond ``budget`` (1024 by default, ``"mvd:budget=4096"``)
 evaluations per sample the node is refused by name.
 

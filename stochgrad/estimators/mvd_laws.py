@@ -23,6 +23,13 @@ exponential, and every draw elementwise:
 * ``Bernoulli(probs q)`` (or ``logits``: the chain rule through ``q = sigmoid(logits)``):
   ``d/dq p = delta_1 - delta_0``, ``c = 1``, ``x+ = 1``, ``x- = 0``; one of the two is ``z`` itself,
   so it is written ``c = 2 z - 1``, ``x+ = z``, ``x- = 1 - z`` (one extra point).
+* ``Binomial(total_count n, probs q)``: ``d/dq E[f] = n (E[f(X + 1)] - E[f(X)])``, ``X ~ Bin(n - 1, q)``
+  (the constant ``n`` is not differentiated).  **Coupled**: ``z = X + b`` with ``b ~ Bernoulli(q)``
+  is the node's sample, so one of ``X + 1``, ``X`` is ``z``: ``c = n (2 b - 1)``, ``x+ = z``,
+  ``x- = z + 1 - 2 b`` (one extra point; ``n = 0``: ``z = 0``, ``c = 0``).
+* ``Geometric(probs q)`` (failures before the first success): ``d/dq p(k) = (1/q) (p(k) - k q^2 (1 - q)^(k-1))``,
+  the second the law of ``1 + G + G'`` (two independent geometrics): ``c = 1 / q``, ``x+ = z``,
+  ``x- = z + 1 + G'`` (coupled to ``z``: one extra point).
 
 Each :class:`Part` gives, for one parameter, ``theta`` (with its gradient path), ``c`` (no gradient)
 and the points ``x+`` and ``x-`` at the node's shape -- ``None`` where the point is ``z`` itself.
@@ -33,6 +40,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
 
 from ..types import Array
 
@@ -117,6 +126,26 @@ def _bernoulli(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, .
     return z, ([Part("probs", q, 2.0 * z - 1.0, None, 1.0 - z)] if live else [])
 
 
+def _binomial(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
+              live: frozenset[str]) -> tuple[Array, list[Part]]:
+    stop = B.stop_gradient
+    n, q = stop(p["total_count"]), p["probs"]
+    some = B.fn["clip"](n, 0.0, 1.0)  # [n >= 1]: with no trials z = 0 and the gradient is 0
+    rest = draw("binomial", shape, B.fn["clip"](n - 1.0, 0.0, math.inf), stop(q))  # X ~ Bin(n - 1, q)
+    b = B.fn["lt"](draw("uniform", shape), stop(q)) * some
+    z = stop(rest + b)
+    return z, ([Part("probs", q, n * (2.0 * b - 1.0) * some, None, z + some * (1.0 - 2.0 * b))] if live else [])
+
+
+def _geometric(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
+               live: frozenset[str]) -> tuple[Array, list[Part]]:
+    z = B.stop_gradient(d.sample(B, p, draw, shape))
+    if not live:
+        return z, []
+    q = B.stop_gradient(B.fn["clip"](p["probs"], float(np.finfo(float).tiny), 1.0))
+    return z, [Part("probs", p["probs"], 1.0 / q, None, z + 1.0 + B.stop_gradient(d.sample(B, p, draw, shape)))]
+
+
 _GAMMA_SHAPE = ("its weak derivative splits at exp(digamma(a)) / rate into truncated laws without a closed"
                 " constant")
 LAWS: dict[str, Law] = {
@@ -125,6 +154,8 @@ LAWS: dict[str, Law] = {
     "Gamma": Law({"rate": 1}, {"rate": "rate"}, {"concentration": _GAMMA_SHAPE}, _gamma),
     "Poisson": Law({"rate": 1}, {"rate": "rate"}, {}, _poisson),
     "Bernoulli": Law({"probs": 1}, {"probs": "probs", "logits": "probs"}, {}, _bernoulli),
+    "Binomial": Law({"probs": 1}, {"probs": "probs"}, {}, _binomial),
+    "Geometric": Law({"probs": 1}, {"probs": "probs"}, {}, _geometric),
 }
 
 
