@@ -1,5 +1,6 @@
 """Measure-valued decompositions of the laws :mod:`.mvd` differentiates (Pflug 1989; Mohamed, Rosca,
-Figurnov & Mnih 2020, "Monte Carlo gradient estimation in machine learning", JMLR, section 6, table 2).
+Figurnov & Mnih 2020, "Monte Carlo gradient estimation in machine learning", JMLR, section 6 and
+its table of weak-derivative triples (c, p+, p-); each triple below is also derived here by hand).
 
 For a parameter ``theta`` of a density ``p``, ``d/dtheta p(x) = c_theta (p+(x) - p-(x))`` with ``p+``,
 ``p-`` densities, so ``d/dtheta E_p[f] = c_theta (E_p+[f] - E_p-[f])``.  Per law, with ``z ~ p`` the
