@@ -71,6 +71,9 @@ def footprint(p: Plan, values: Mapping[str, np.ndarray], names: list[str]) -> in
     width = sum(math.prod(node.shape) for node in p.nodes if isinstance(node.shape, tuple)) or 1
     width = max(width, max((v.size for v in values.values()), default=1))
     live = LIVE if k == 1 else LIVE_ENUMERATED
+    for node in p.nodes:  # an estimator that evaluates the cost on copies of the samples (rebar, mvd)
+        if not node.spec.enumerates:
+            k *= node.spec.evaluations(None, node)
     return 8 * (live * k * width + LIVE_PARAMETER * sum(values[n].size for n in names))
 
 

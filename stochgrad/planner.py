@@ -251,9 +251,9 @@ class _Planner:
         if out.spec.scores and not lookup(b.dist.name).fixed_support:
             note = f"; the score function is biased here: {b.dist.name}'s support depends on its parameters"
             out = dataclasses.replace(out, reason=out.reason + note, biased=True)
-        count = 1 if out.spec.enumerates else out.spec.evaluations(joint_states(lookup(b.dist.name), b.dist, out.shape), out)
-        if count > 1:  # an estimator that evaluates the cost at several points per sample says how many
-            out = dataclasses.replace(out, reason=f"{out.reason}; {count:,} cost evaluations per sample")
+        note = out.spec.plan_note(out, joint_states(lookup(b.dist.name), b.dist, out.shape))
+        if note:  # e.g. how many cost evaluations per sample it takes
+            out = dataclasses.replace(out, reason=f"{out.reason}; {note}")
         orders = getattr(lookup(b.dist.name), "pathwise_orders", None)  # None: every order
         if out.spec.pathwise and orders is not None:
             note = f"; derivatives up to order {orders} (implicit reparameterization; 'score' has every order)"

@@ -7,7 +7,7 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli and Categorical nodes), :mod:`.indecater` (IndeCateR,
 the CatLog trick for factorised categoricals), :mod:`.rebar` (REBAR, fixed temperature and
-scale) and :mod:`.learned`
+scale), :mod:`.mvd` (measure-valued derivatives) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -31,6 +31,7 @@ from .pathwise import Pathwise
 from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
+from .mvd import MeasureValued
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
 from .straight_through import StraightThrough, StraightThroughGumbel
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
+    "MeasureValued",
     "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
@@ -82,6 +84,7 @@ for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightTh
              StickingTheLanding, Detached):
     register_estimator(_cls)
 register_estimator(IndeCateR)
+register_estimator(MeasureValued)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:

@@ -148,6 +148,12 @@ class EstimatorSpec:
         ``copies_cost``).  Above one the plan states it."""
         return self.copies_cost or 1
 
+    def plan_note(self, node: NodePlan, states: int | None) -> str:
+        """A note the plan appends to ``node``'s reason, or "": by default how many cost evaluations
+        per sample it takes, when more than one (an enumeration's states are said already)."""
+        count = 1 if self.enumerates else self.evaluations(states, node)
+        return f"{count:,} cost evaluations per sample" if count > 1 else ""
+
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""
         return (self,)

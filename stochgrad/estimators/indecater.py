@@ -104,7 +104,7 @@ class IndeCateR(EstimatorSpec):
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         """``D K``: the cost at every element set to every class, from the ``node``'s law and shape
         (without them, a single element: ``states``)."""
-        if node is None or node.shape is None or node.dist.name not in LAWS:
+        if node is None or not isinstance(node.shape, tuple) or node.dist.name not in LAWS:
             return states or 1
         shape = tuple(node.shape)
         k = 2 if node.dist.name == "Bernoulli" else shape[-1]
