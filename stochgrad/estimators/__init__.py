@@ -6,7 +6,8 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale) and :mod:`.learned`
+scale), :mod:`.vimco` and :mod:`.dreg` (VIMCO and DReG for K-sample bounds, recognised by
+:mod:`.multisample`) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -24,6 +25,7 @@ from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
 from .detached import Detached
 from .disarm import ARM, DisARM
+from .dreg import DReG
 from .enumerate import Enumerate
 from .pathwise import Pathwise
 from .rebar import Rebar
@@ -32,16 +34,17 @@ from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
 from .straight_through import StraightThrough, StraightThroughGumbel
+from .vimco import Vimco
 
 if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "ARM", "DReG", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
-    "unregister_estimator",
+    "unregister_estimator", "Vimco",
 ]
 
 #: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``), in
@@ -78,6 +81,8 @@ def unregister_estimator(name: str) -> None:
 for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
+register_estimator(Vimco)
+register_estimator(DReG)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
