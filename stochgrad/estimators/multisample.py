@@ -60,11 +60,8 @@ class Bound(ir.Expr):
     def children(self) -> tuple[ir.Expr, ...]:
         return (self.weights,) if self.score is None else (self.weights, self.score)
 
-    def pieces(self) -> list[Any]:
-        return [f"{self.estimator}[{self.var}](logmeanexp(", self.weights, ", axis=0))"]
-
-    def __str__(self) -> str:
-        return ir.to_text(self)
+    def __str__(self) -> str:  # internal, like planned.LogRatio: printed, not parsed back
+        return f"{self.estimator}[{self.var}](logmeanexp({self.weights}, axis=0))"
 
     def rebuild(self, kids: list[ir.Expr]) -> Bound:
         from dataclasses import replace

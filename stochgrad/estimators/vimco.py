@@ -66,8 +66,7 @@ class Vimco(EstimatorSpec):
         return "vimco (per-copy score terms, leave-one-out over the K copies)"
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, None]:
-        z, _ = d.sample_and_log_prob(B, p, draw, shape)  # as the score function draws it
-        return B.stop_gradient(z), None  # the score terms are the bound's own (Bound, surrogate)
+        return B.stop_gradient(d.sample(B, p, draw, shape)), None  # the score terms are the bound's (surrogate)
 
     def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
         from ..densities import LogProb
