@@ -44,6 +44,7 @@ from ..distributions import lookup
 from ..fnimpl import _logsumexp
 from .base import Array, EstimatorSpec, ExpectStep, Rebuild, Rewrite
 from .multisample import Bound, alone_in_law, bound_sites
+from .stl import _law
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -71,7 +72,7 @@ class Vimco(EstimatorSpec):
     def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
         from ..densities import LogProb
 
-        law = dist.base if hasattr(dist, "base") else dist  # type: ignore[attr-defined]
+        law = _law(dist)  # iid(K, Q): Q
         k = int(getattr(dist, "count", 1))
 
         def make(site: ir.Call, t: ir.Expr) -> Bound:
