@@ -76,14 +76,22 @@ def test_dreg_and_iwae_pathwise_are_unbiased_for_the_k_sample_bound(backend, k):
 
 def test_dreg_has_lower_variance_than_iwae_pathwise_for_q_at_k10(backend):
     """Rainforth et al. 2018: the pathwise IWAE gradient of q's parameters loses signal-to-noise as K grows;
-    DReG's does not.  Same noise, same value; the model's parameter x gets the same (IWAE) gradient."""
+    DReG's gains.  Same noise, same value; the model's parameter x gets the same (IWAE) gradient.  Measured
+    (n = 4000, seed 2), per-sample variance for mu: pathwise 0.68 (K=3), 0.18 (K=10); dreg 0.0042, 0.0001;
+    signal-to-noise for mu: pathwise 0.11 -> 0.08, dreg 1.6 -> 2.9."""
     params = dict(mu=0.3, sigma=0.8, x=1.0)
-    dreg = sg.estimate(gaussian(10), params, n=4_000, seed=2, backend=backend, estimators={"z": "dreg"})
-    full = sg.estimate(gaussian(10), params, n=4_000, seed=2, backend=backend, estimators={"z": "pathwise"})
+    runs = {(est, k): sg.estimate(gaussian(k), params, n=4_000, seed=2, backend=backend, estimators={"z": est})
+            for est in ("dreg", "pathwise") for k in (3, 10)}
+    dreg, full = runs["dreg", 10], runs["pathwise", 10]
     for name in ("mu", "sigma"):
-        assert float(dreg.stderr[name]) < float(full.stderr[name]) / 5, name  # measured: ~20x lower
+        assert float(dreg.stderr[name]) ** 2 < float(full.stderr[name]) ** 2 / 100, name
         assert abs(float(dreg.grad[name]) - float(full.grad[name])) < 5 * float(full.stderr[name])
     assert float(dreg.grad["x"]) == pytest.approx(float(full.grad["x"]), rel=1e-9)
+
+    def snr(r):
+        return abs(float(r.grad["mu"])) / float(r.stderr["mu"])
+
+    assert snr(runs["pathwise", 10]) < snr(runs["pathwise", 3]) < snr(runs["dreg", 3]) < snr(runs["dreg", 10])
 
 
 @settings(max_examples=3, deadline=None)
@@ -143,6 +151,9 @@ def test_vimco_has_clearly_lower_variance_than_score_with_leave_one_out(backend)
         assert np.all(np.abs(np.asarray(r.grad["a"]) - ga) < 5 * np.asarray(r.stderr["a"]))
     ratio = (np.asarray(runs["score"].stderr["a"]) / np.asarray(runs["vimco"].stderr["a"])) ** 2
     assert np.all(ratio > 2.0), ratio  # measured: 3.8 and 3.4 (variance of score+LOO over vimco's)
+    # the check has power: without the score terms (vimco's direct term alone, "detached") it fails
+    wrong = sg.estimate(bernoulli(5), dict(a=a, x=x), n=20_000, seed=1, backend=backend, estimators={"z": "detached"})
+    assert np.any(np.abs(np.asarray(wrong.grad["a"]) - ga) > 5 * np.asarray(runs["vimco"].stderr["a"]))
 
 
 def test_hand_written_vimco_in_torch_gives_the_same_gradient():
@@ -181,6 +192,12 @@ def test_plans_explain_themselves_and_the_ir_prints():
     two = sg.plan(f"E[sum(2 * logmeanexp(z - log_prob(Normal(mu, 1), z), axis=0)) / 3 - mean(logmeanexp(z * z,"
                   " axis=0)), z ~ iid(2, Normal(mu, 1))]", {"mu": np.zeros(4)}, estimators={"z": "dreg"})
     assert "in 2 bounds" in str(two)
+    # log(mean(exp(T), axis=0)) is the same bound (tests/test_iid.py writes the IWAE so)
+    spelled = gaussian(3).replace("logmeanexp(", "log(mean(exp(").replace(", axis=0)", "), axis=0))")
+    runs = [sg.estimate(t, dict(mu=0.3, sigma=0.8, x=1.0), n=500, seed=1, estimators={"z": "dreg"})
+            for t in (gaussian(3), spelled)]
+    assert "log(mean(exp(" in spelled and runs[0].value == pytest.approx(runs[1].value, abs=1e-12)
+    assert float(runs[0].grad["mu"]) == pytest.approx(float(runs[1].grad["mu"]), abs=1e-12)
 
 
 def test_dreg_marks_the_node_biased_where_the_weights_lack_minus_log_q():

@@ -8,7 +8,7 @@ structure; this module recognises it once for both (:func:`bound_sites`):
 
 * the node is ``z ~ iid(K, Q)`` with ``K >= 2`` copies;
 * every use of ``z`` in the cost lies inside the argument ``T`` of some ``logmeanexp(T, axis=0)``
-  (a *site*); ``z`` in no other binding's law (checked when the program is built, :func:`alone_in_law`);
+  (a *site*; ``log(mean(exp(T), axis=0))`` is one too); ``z`` in no other binding's law (checked when the program is built, :func:`alone_in_law`);
 * each site enters the cost linearly: through ``+``, ``-``, negation, indexing, ``sum``/``mean``
   (over the remaining axes) and products with (divisions by) factors that do not depend on ``z``,
   so the cost's gradient is the sum of the sites' gradients, each times its (stopped) factor;
@@ -63,11 +63,6 @@ class Bound(ir.Expr):
     def __str__(self) -> str:  # internal, like planned.LogRatio: printed, not parsed back
         return f"{self.estimator}[{self.var}](logmeanexp({self.weights}, axis=0))"
 
-    def rebuild(self, kids: list[ir.Expr]) -> Bound:
-        from dataclasses import replace
-
-        return replace(self, weights=kids[0], score=kids[1] if len(kids) > 1 else None)
-
     def shape_rule(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         return shapes[0][1:]
 
@@ -106,8 +101,19 @@ def _axis(call: ir.Call) -> int | None:
     return None
 
 
-def _is_bound(node: ir.Expr) -> bool:
-    return isinstance(node, ir.Call) and node.impl is None and node.fn == "logmeanexp" and len(node.args) == 1
+def _builtin(node: ir.Expr, fn: str) -> ir.Call | None:
+    ok = isinstance(node, ir.Call) and node.impl is None and node.fn == fn and len(node.args) == 1
+    return node if ok else None  # type: ignore[return-value]
+
+
+def _site(node: ir.Expr) -> tuple[ir.Expr, int | None] | None:
+    """``(T, axis)`` where ``node`` is ``logmeanexp(T, axis=...)`` or ``log(mean(exp(T), axis=...))``."""
+    lme, log = _builtin(node, "logmeanexp"), _builtin(node, "log")
+    if lme is not None:
+        return lme.args[0], _axis(lme)
+    mean = None if log is None else _builtin(log.args[0], "mean")
+    exp = None if mean is None else _builtin(mean.args[0], "exp")
+    return None if mean is None or exp is None else (exp.args[0], _axis(mean))
 
 
 def _check_copies_kept(t: ir.Expr, var: str, name: str) -> None:
@@ -161,8 +167,9 @@ def bound_sites(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: 
             if node.id == var:
                 raise outside(parent)
             return node
-        if _is_bound(node) and _mentions(node.args[0], var):  # type: ignore[attr-defined]
-            axis = _axis(node)  # type: ignore[arg-type]
+        site = _site(node)
+        if site is not None and _mentions(site[0], var):
+            t, axis = site
             if axis != 0:
                 over = "every axis" if axis is None else f"axis {axis}"
                 raise PlanError(f"{name}: `{node}` averages over {over}, but the copies of {var} ~ {dist} are axis 0:"
@@ -171,7 +178,6 @@ def bound_sites(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: 
                 raise PlanError(f"{name}: the bound `{node}` enters the cost nonlinearly (in `{parent}`); {name}"
                                 f" estimates the gradient of a bound that enters through + - sum mean or a factor"
                                 f" that does not depend on {var}")
-            t = node.args[0]  # type: ignore[attr-defined]
             _check_copies_kept(t, var, name)
             found += 1
             return make(node, t)  # type: ignore[arg-type]
