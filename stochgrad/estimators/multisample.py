@@ -8,7 +8,8 @@ structure; this module recognises it once for both (:func:`bound_sites`):
 
 * the node is ``z ~ iid(K, Q)`` with ``K >= 2`` copies;
 * every use of ``z`` in the cost lies inside the argument ``T`` of some ``logmeanexp(T, axis=0)``
-  (a *site*; ``log(mean(exp(T), axis=0))`` is one too); ``z`` in no other binding's law (checked when the program is built, :func:`alone_in_law`);
+  (a *site*; ``log(mean(exp(T), axis=0))`` is one too), and none in another binding's law
+  (checked when the program is built: :func:`alone_in_law`);
 * each site enters the cost linearly: through ``+``, ``-``, negation, indexing, ``sum``/``mean``
   (over the remaining axes) and products with (divisions by) factors that do not depend on ``z``,
   so the cost's gradient is the sum of the sites' gradients, each times its (stopped) factor;

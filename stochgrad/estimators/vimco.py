@@ -23,7 +23,12 @@ Surrogate of one bound (per sample; ``S_k = log q(z_k) - stop(log q(z_k))``, val
 
     L^ + sum_k stop(L^ - L^_{-k}) S_k          (value L^, first derivative the estimator above)
 
-``L^_{-k}`` is formed for all ``k`` at once on a ``K x K`` array (``O(K^2)`` memory per sample).  The
+``L^_{-k}`` is formed for all ``k`` at once on a ``K x K`` array (``O(K^2)`` memory per sample).
+Where another copy's weight is 0 (``w_j = -inf``) the geometric mean is ``-inf``: the arithmetic
+mean of the other copies' weights, ``logmeanexp_{j != k} w_j``, replaces it there, and where every
+other weight is 0 the baseline is 0.  Each choice depends on the other copies only (no bias
+added), and a run that meets no sample with every weight 0 stays finite, never NaN (in expectation
+such a bound is -inf: the all-zero event has positive probability).  The
 node is sampled without a gradient path and is *not* scored by the shared surrogate (``scores`` is
 False: its score terms are the per-copy ones above, in the bound), so nothing is counted twice.
 **First order only** (the stopped signal makes the second derivative wrong): refused by name
@@ -96,14 +101,22 @@ def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array]
     w = b.log_weights(fr, weights, env)  # (rows, K, *rest), differentiable: the direct term
     rows, k, rest = B.shape(w)[0], b.count, tuple(B.shape(w)[2:])
     bound = _logsumexp(fr, w, 1, b.source) - math.log(k)
-    ws = B.stop_gradient(w)
-    others = (B.reshape(B.sum(ws, (1,)), (rows, 1) + rest) - ws) / (k - 1)  # mean of the other copies' w
+    ws = B.reshape(B.stop_gradient(w), (rows, 1, k) + rest)  # row k of the K x K array: the weights, copy k's swapped
     eye = B.asarray(np.eye(k).reshape((1, k, k) + (1,) * len(rest)))
-    swapped = B.fn["where"](eye, B.reshape(others, (rows, k, 1) + rest), B.reshape(ws, (rows, 1, k) + rest))
+    # the mean of the other copies' w, summed off the diagonal (no -inf - -inf where a weight is 0)
+    others = B.sum(B.fn["where"](eye, fr.array(0.0), ws), (2,)) / (k - 1)
+    arithmetic = _logsumexp(fr, B.fn["where"](eye, fr.array(-math.inf), ws), 2, b.source) - math.log(k - 1)
+    others = B.fn["where"](_finite(B, others), others, arithmetic)  # a zero weight among the others
+    swapped = B.fn["where"](eye, B.reshape(others, (rows, k, 1) + rest), ws)
     loo = _logsumexp(fr, swapped, 2, b.source) - math.log(k)  # L_{-k}: (rows, K, *rest)
-    signal = B.reshape(B.stop_gradient(bound), (rows, 1) + rest) - loo
+    signal = B.reshape(B.stop_gradient(bound), (rows, 1) + rest) - B.fn["where"](_finite(B, loo), loo, fr.array(0.0))
+    signal = B.fn["where"](_finite(B, signal), signal, fr.array(0.0))  # L = -inf: every weight 0, the value -inf
     lq = fr.array(score(fr, env))
     lq = B.sum(lq, tuple(range(2, len(B.shape(lq))))) if len(B.shape(lq)) > 2 else lq  # log q(z_k): (rows, K)
     term = B.reshape(lq - B.stop_gradient(lq), tuple(B.shape(lq)[:2]) + (1,) * len(rest))
     return bound + B.sum(signal * term, (1,))
 
+
+
+def _finite(B: Backend, x: Array) -> Array:
+    return B.fn["lt"](B.fn["abs"](x), math.inf)
