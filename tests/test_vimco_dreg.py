@@ -74,6 +74,15 @@ def test_dreg_and_iwae_pathwise_are_unbiased_for_the_k_sample_bound(backend, k):
     assert "dreg stops Normal(mu, sigma)'s parameters in log_prob(Normal(mu, sigma), z)" in str(runs["dreg"].plan)
 
 
+@settings(max_examples=3, deadline=None)
+@given(st.floats(-1.5, 1.5), st.floats(0.3, 1.5), st.floats(-2.0, 2.0), st.sampled_from(["autograd", "torch"]))
+def test_dreg_is_unbiased_for_any_gaussian_q_and_observation(mu, sigma, x, backend):
+    exact = _quadrature_grad(mu, sigma, x, 2)
+    r = sg.estimate(gaussian(2), dict(mu=mu, sigma=sigma, x=x), n=10_000, seed=6, backend=backend,
+                    estimators={"z": "dreg"})
+    assert _agrees(r, exact), ({k: float(r.grad[k]) for k in exact}, exact)
+
+
 def test_dreg_has_lower_variance_than_iwae_pathwise_for_q_at_k10(backend):
     """Rainforth et al. 2018: the pathwise IWAE gradient of q's parameters loses signal-to-noise as K grows;
     DReG's gains.  Same noise, same value; the model's parameter x gets the same (IWAE) gradient.  Measured
