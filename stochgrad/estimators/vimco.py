@@ -51,6 +51,8 @@ from .base import Array, EstimatorSpec, ExpectStep, Rebuild, Rewrite
 from .multisample import Bound, alone_in_law, bound_sites
 from .stl import _law
 
+_HUGE = 1e30  # bound on |log q(z_k)|, as stochgrad.program.nodes bounds a node's log q
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -87,7 +89,8 @@ class Vimco(EstimatorSpec):
         note = (f"{var}: vimco scores each of the {k} copies in {sites} bound{'s' if sites > 1 else ''}"
                 f" logmeanexp(..., axis=0), with the leave-one-out (geometric mean) of the other copies as baseline"
                 f" (Mnih & Rezende 2016; first order only)")
-        biased = "" if lookup(dist.name).fixed_support else f"vimco's score terms are biased: {dist.name}'s support depends on its parameters"
+        biased = "" if lookup(dist.name).fixed_support else (
+            f"vimco's score terms are biased: {dist.name}'s support depends on its parameters")
         return Rewrite(body, note, biased)
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep | None:
@@ -113,9 +116,9 @@ def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array]
     signal = B.fn["where"](_finite(B, signal), signal, fr.array(0.0))  # L = -inf: every weight 0, the value -inf
     lq = fr.array(score(fr, env))
     lq = B.sum(lq, tuple(range(2, len(B.shape(lq))))) if len(B.shape(lq)) > 2 else lq  # log q(z_k): (rows, K)
+    lq = B.fn["clip"](lq, -_HUGE, _HUGE)  # an infinite density at a sample (as the node steps clip it)
     term = B.reshape(lq - B.stop_gradient(lq), tuple(B.shape(lq)[:2]) + (1,) * len(rest))
     return bound + B.sum(signal * term, (1,))
-
 
 
 def _finite(B: Backend, x: Array) -> Array:
