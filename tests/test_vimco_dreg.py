@@ -190,6 +190,23 @@ def test_hand_written_vimco_in_torch_gives_the_same_gradient():
     np.testing.assert_allclose(np.asarray(r.grad["x"]), x.grad.numpy(), rtol=0, atol=1e-10)
 
 
+def test_a_sum_of_bounds_over_examples_is_the_sum_of_their_gradients(backend):
+    """sum(logmeanexp(T, axis=0)) with T of shape (K, 2): two independent examples, each its own bound
+    (the exact gradient of each is the scalar one: the enumeration, the quadrature), with a factor 2."""
+    a, x = np.array([0.5, -1.0]), np.array([0.3, -0.6])
+    text = ("E[2 * sum(logmeanexp(log_prob(Bernoulli(0.5), z) + log_prob(Normal(2 * z - 1, 1), x)"
+            " - log_prob(Bernoulli(logits=a), z), axis=0)), z ~ iid(3, Bernoulli(logits=a))]")
+    r = sg.estimate(text, dict(a=a, x=x), n=8_000, seed=8, backend=backend, estimators={"z": "vimco"})
+    want = np.array([2 * _enumerated(a[i:i + 1], x[i:i + 1], 3)[1][0] for i in range(2)])
+    assert np.all(np.abs(np.asarray(r.grad["a"]) - want) < 5 * np.asarray(r.stderr["a"])), (r.grad["a"], want)
+    mu, xs = np.array([0.3, -0.5]), np.array([1.0, 0.2])
+    gauss = f"E[2 * sum(logmeanexp({LOGW}, axis=0)), z ~ iid(2, Normal(mu, sigma))]"
+    r = sg.estimate(gauss, dict(mu=mu, sigma=0.8, x=xs), n=8_000, seed=8, backend=backend, estimators={"z": "dreg"})
+    exact = [_quadrature_grad(float(mu[i]), 0.8, float(xs[i]), 2) for i in range(2)]
+    assert np.all(np.abs(np.asarray(r.grad["mu"]) - [2 * e["mu"] for e in exact]) < 5 * np.asarray(r.stderr["mu"]))
+    assert abs(float(r.grad["sigma"]) - 2 * sum(e["sigma"] for e in exact)) < 5 * float(r.stderr["sigma"])
+
+
 # -- plans, refusals, structure ----------------------------------------------------------------------------
 def test_plans_explain_themselves_and_the_ir_prints():
     p = sg.plan(bernoulli(3), {"a": np.zeros(2), "x": np.zeros(2)}, estimators={"z": "vimco"})
