@@ -40,11 +40,11 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "DReG", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
-    "unregister_estimator", "Vimco",
+    "unregister_estimator", "DReG", "Vimco",
 ]
 
 #: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``), in
