@@ -7,7 +7,8 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli and Categorical nodes), :mod:`.indecater` (IndeCateR,
 the CatLog trick for factorised categoricals), :mod:`.rebar` (REBAR, fixed temperature and
-scale), :mod:`.mvd` (measure-valued derivatives) and :mod:`.learned`
+scale), :mod:`.mvd` (measure-valued derivatives), :mod:`.vimco` and :mod:`.dreg` (VIMCO and DReG for K-sample
+bounds, recognised by :mod:`.multisample`) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -25,6 +26,7 @@ from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
 from .detached import Detached
 from .disarm import ARM, DisARM
+from .dreg import DReG
 from .enumerate import Enumerate
 from .indecater import IndeCateR
 from .pathwise import Pathwise
@@ -35,6 +37,7 @@ from .mvd import MeasureValued
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
 from .straight_through import StraightThrough, StraightThroughGumbel
+from .vimco import Vimco
 
 if TYPE_CHECKING:
     from ..distributions import Distribution
@@ -46,7 +49,7 @@ __all__ = [
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
-    "unregister_estimator",
+    "unregister_estimator", "DReG", "Vimco",
 ]
 
 #: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``), in
@@ -85,6 +88,8 @@ for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightTh
     register_estimator(_cls)
 register_estimator(IndeCateR)
 register_estimator(MeasureValued)
+register_estimator(Vimco)
+register_estimator(DReG)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:

@@ -96,6 +96,9 @@ class EstimatorSpec:
     #: the derivative orders the surrogate gets right (None: every order, as DiCE); with 1, a second
     #: derivative through the expectation is refused by name (:func:`first_order_only`)
     orders: ClassVar[int | None] = None
+    #: the form of cost the estimator needs, where it needs one ("": any cost); its ``rewrite_cost``
+    #: refuses other costs by name, so planning may refuse where :meth:`requires` accepts the law
+    cost_form: ClassVar[str] = ""
 
     @property
     def stateful(self) -> bool:

@@ -89,7 +89,8 @@ class _Builder:
         elif type(e) is ir.Num:
             out = e.value if self.fold else _const(e.value)
         else:
-            out = _COMPILERS[type(e)](self, e, bound)
+            compiler = _COMPILERS.get(type(e))  # else an estimator's internal node that lowers itself
+            out = compiler(self, e, bound) if compiler is not None else e.lower(self, bound)  # type: ignore[attr-defined]
         if self.trace is None or isinstance(out, float) or type(e) in (ir.BinOp, ir.Neg):
             return out  # a tape traces its own operators
         return _traced(out, e, self.trace)
