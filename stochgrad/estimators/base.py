@@ -77,7 +77,8 @@ class EstimatorSpec:
       where the planner picks it already);
     * ``compared``: :func:`stochgrad.compare` runs it (in each of its :meth:`variants`);
 
-    and per instance :attr:`stateful` (a running state owned by the run or objective)."""
+    and per instance :attr:`stateful` (a running state owned by the run or objective), :attr:`paired`
+    and :attr:`reflects` (antithetic pairs on the sample axis)."""
 
     name: ClassVar[str] = ""
     biased_by_construction: ClassVar[bool] = False
@@ -87,8 +88,6 @@ class EstimatorSpec:
     pathwise: ClassVar[bool] = False
     piloted: ClassVar[bool] = False
     compared: ClassVar[bool] = True
-    #: the sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs
-    paired: ClassVar[bool] = False
     #: the surrogate evaluates the cost on this many copies of the samples (0: the shared assembly)
     copies_cost: ClassVar[int] = 0
     #: the estimator differentiates the cost at relaxed values: a non-differentiable cost is refused
@@ -96,6 +95,18 @@ class EstimatorSpec:
     #: the derivative orders the surrogate gets right (None: every order, as DiCE); with 1, a second
     #: derivative through the expectation is refused by name (:func:`first_order_only`)
     orders: ClassVar[int | None] = None
+
+    @property
+    def paired(self) -> bool:
+        """The sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs (a
+        fact per instance: ARM/DisARM declare it as a class attribute, antithetic options per spec)."""
+        return False
+
+    @property
+    def reflects(self) -> bool:
+        """The node's step reflects its base noise into antithetic pairs (:mod:`.antithetic`: the
+        second half of the sample axis takes ``-eps`` / ``1 - u`` of the first); per instance."""
+        return False
 
     @property
     def stateful(self) -> bool:
