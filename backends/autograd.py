@@ -164,7 +164,7 @@ def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
 
 class AutogradBackend(Backend):
     name = "autograd"
-    capabilities = frozenset({"implicit_reparam"})
+    capabilities = frozenset({"implicit_reparam", "grad_inside"})
 
     def __init__(self, dtype: Any = "float64") -> None:
         try:
@@ -290,6 +290,15 @@ class AutogradBackend(Backend):
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         return _value_and_grads(fn, leaves)
+
+    def grad_inside(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+        """A nested trace (autograd nests: the outer trace's boxes are constants to it)."""
+        def inner(leaves: list[Any]) -> tuple[Any, Any]:
+            out = fn(leaves[0])
+            return anp.sum(out), out
+
+        out, (g,) = _value_and_grads(inner, [getval(x)])
+        return getval(out), getval(g)
 
 
 def _value_and_grads(fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:

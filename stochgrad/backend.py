@@ -213,6 +213,15 @@ class Backend(ABC):
         derivative raises ``PlanError(refusal)``.  Backends with the ``"implicit_reparam"`` capability implement it."""
         raise BackendError(f"the {self.name} backend has no implicit gradients (capability implicit_reparam)")
 
+    def grad_inside(self, fn: Callable[[Array], Array], x: Array) -> tuple[Array, Array]:
+        """``(fn(x), d sum(fn(x)) / dx)``, both gradient-free, computed *inside* a traced forward pass
+        (``x`` gradient-free; ``fn`` may read traced values, which get no gradient from this call):
+        with one row per sample, the gradient holds each sample's own.  For the delta-method control
+        variate (:mod:`stochgrad.estimators.delta`).  Backends with the ``"grad_inside"`` capability
+        implement it."""
+        raise BackendError(f"the {self.name} backend cannot differentiate inside a forward pass (capability"
+                           " grad_inside)")
+
     def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
         """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block
         ``i`` from ``generators[i]``: the numbers of :meth:`noise` per block, concatenated.  This

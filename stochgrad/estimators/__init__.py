@@ -6,7 +6,8 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale) and :mod:`.learned`
+scale), :mod:`.delta` (the delta-method control variate), :mod:`.antithetic` (the antithetic option of
+pathwise and score) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
+from .delta import Delta
 from .detached import Detached
 from .disarm import ARM, DisARM
 from .enumerate import Enumerate
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
+    "ARM", "ESTIMATORS", "Baseline", "Delta", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
@@ -78,6 +80,7 @@ def unregister_estimator(name: str) -> None:
 for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
+register_estimator(Delta)  # the score function with the delta-method control variate (delta.py)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
