@@ -201,6 +201,18 @@ def test_inside_enumeration_copies(backend):
         assert abs(est - exact) <= Z * se, (est, exact, se)
 
 
+@pytest.mark.parametrize("est", ["pathwise:antithetic=true", "score:antithetic=true"])
+def test_chunked_run_pairs_inside_each_chunk(est):
+    """Chunks of 65536 (and an odd last one): pairs form inside each chunk, standard errors per pair."""
+    mu, s = 0.3, 0.8
+    m, ds, _, _ = exp_closed(mu, s)
+    r = run(EXP, {"mu": mu, "s": s}, est, n=150001, seed=8, chunk_size=65536)
+    assert r.chunk_size == 65536
+    for est_, exact, se in [(r.value, m, r.value_stderr), (r.grad["mu"], m, r.stderr["mu"]),
+                            (r.grad["s"], ds, r.stderr["s"])]:
+        assert abs(est_ - exact) <= Z * se, (est_, exact, se)
+
+
 def test_compiled_objective_matches_estimate():
     f = sg.compile(EXP, n=64, seed=4, backend="autograd", estimators={"z": "score:antithetic=true"})
     r = sg.estimate(EXP, {"mu": 0.2, "s": 0.6}, n=64, seed=4, backend="autograd",
