@@ -1,5 +1,5 @@
 """Estimators whose surrogate is right to the first derivative only (the ``orders = 1`` fact:
-REBAR, STL, ARM/DisARM, delta) refuse a second derivative by name, on both backends, while a compiled
+REBAR, STL, ARM/DisARM, delta, pathwise_delta) refuse a second derivative by name, on both backends, while a compiled
 objective's first derivative is unchanged by the guard: it equals the same objective's gradient
 without it (same seed, same noise), bit for bit up to rounding."""
 
@@ -18,6 +18,7 @@ CASES = [
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "arm"),
     ("E[sum(log_prob(Normal(0, 1), z) - log_prob(Normal(x * c, 1.5), z) + w * z), z ~ Normal(x * c, 1.5)]", "stl"),
     ("E[sum((z - 0.3) ** 2 * w + z ** 3), z ~ Normal(x * c, 1.5)]", "delta"),
+    ("E[sum((z - 0.3) ** 2 * w + z ** 3), z ~ Normal(x * c, 1.5)]", "pathwise_delta"),
 ]
 CONST = {"c": np.array([0.4, 0.7]), "w": np.array([1.0, -2.0])}
 X0 = 0.9

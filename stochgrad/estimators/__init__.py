@@ -6,7 +6,7 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale), :mod:`.delta` (the delta-method control variate), :mod:`.antithetic` (the antithetic option of
+scale), :mod:`.delta` and :mod:`.pathwise_delta` (delta-method control variates), :mod:`.antithetic` (the antithetic option of
 pathwise and score) and :mod:`.learned`
 (input-dependent score baselines).
 
@@ -28,6 +28,7 @@ from .detached import Detached
 from .disarm import ARM, DisARM
 from .enumerate import Enumerate
 from .pathwise import Pathwise
+from .pathwise_delta import PathwiseDelta
 from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Delta", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
-    "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "Pathwise", "PathwiseDelta", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
@@ -81,6 +82,7 @@ for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightTh
              StickingTheLanding, Detached):
     register_estimator(_cls)
 register_estimator(Delta)  # the score function with the delta-method control variate (delta.py)
+register_estimator(PathwiseDelta)  # pathwise with the second-order delta-method control variate
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
