@@ -15,9 +15,14 @@ every draw of the node (every noise stream), inside each enumeration copy, by th
   expectation of a single sample, for the value and for each estimator's gradient.
 * **Variance**: for a pair, ``Var((g(eps) + g(-eps)) / 2) = (Var g + Cov(g(eps), g(-eps))) / 2``,
   lower than two independent samples' ``Var g / 2`` exactly when the covariance is negative --
-  always for a monotone ``g`` of the noise (e.g. ``exp(z)``, ``z**3`` on a Normal; a monotone cost
-  of a Bernoulli in the score function); **higher** (up to twice) for a ``g`` even around the
-  reflection point (e.g. ``(z - mu)**2``: ``g(eps) = g(-eps)``, each pair is one sample twice).
+  always for a monotone ``g`` of the noise; **higher** (up to twice) for a ``g`` even around the
+  reflection point (``g(eps) = g(-eps)``: each pair is one sample twice).  ``g`` is the per-sample
+  integrand of each output: the cost for the value, each per-sample gradient for a derivative.
+  So ``exp(z)`` on a Normal gains everywhere (ratio ``1 - exp(-sigma^2)`` for the value and
+  ``d/dmu``), ``z**2`` at ``mu = 0`` doubles the value's variance while its pathwise ``d/dmu = 2 z``
+  becomes exact, and ``z**3``'s value gains while its pathwise ``d/dmu = 3 z**2`` may lose.  For a
+  Bernoulli score node the partners are negatively correlated (``b = 1[u < p]``, ``1[1 - u < p]``),
+  which lowered the variance in every case tested (ratio 0.57 at ``p = 0.3``).
 * Standard errors count pairs (:attr:`paired`, :func:`stochgrad.run.pair_units`): partners are
   dependent, pairs are independent.
 * Laws: those whose samplers draw only ``normal`` or ``uniform`` noise -- Normal, LogNormal,
