@@ -164,7 +164,7 @@ def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
 
 class AutogradBackend(Backend):
     name = "autograd"
-    capabilities = frozenset({"implicit_reparam"})
+    capabilities = frozenset({"implicit_reparam", "grad_inside", "hvp_inside"})
 
     def __init__(self, dtype: Any = "float64") -> None:
         try:
@@ -290,6 +290,26 @@ class AutogradBackend(Backend):
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         return _value_and_grads(fn, leaves)
+
+    def grad_inside(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+        """A nested trace (autograd nests: the outer trace's boxes are constants to it)."""
+        def inner(leaves: list[Any]) -> tuple[Any, Any]:
+            out = fn(leaves[0])
+            return anp.sum(out), out
+
+        out, (g,) = _value_and_grads(inner, [getval(x)])
+        return getval(out), getval(g)
+
+    def hvp_inside(self, fn: Callable[[Any], Any], x: Any, v: Any) -> tuple[Any, Any, Any]:
+        """Nested traces: the gradient traced once more, dotted with ``v``, differentiated again."""
+        v = getval(v)
+
+        def slope(leaves: list[Any]) -> tuple[Any, Any]:
+            out, (g,) = _value_and_grads(lambda inner: (anp.sum(fn(inner[0])), fn(inner[0])), [leaves[0]])
+            return anp.sum(g * v), (out, g)
+
+        (out, g), (hv,) = _value_and_grads(slope, [getval(x)])
+        return getval(out), getval(g), getval(hv)
 
 
 def _value_and_grads(fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:

@@ -149,7 +149,7 @@ class _Refused(torch.autograd.Function):
 
 class TorchBackend(Backend):
     name = "torch"
-    capabilities = frozenset({"implicit_reparam"})  # torch._standard_gamma has an implicit gradient
+    capabilities = frozenset({"implicit_reparam", "grad_inside", "hvp_inside"})  # torch._standard_gamma has an implicit gradient
 
     def __init__(self, device: Any = None, dtype: Any = None, chunk_workers: int | None = None) -> None:
         self.device = _device(device)
@@ -370,3 +370,26 @@ class TorchBackend(Backend):
                 return aux, [torch.zeros_like(x) for x in leaves]
             grads = torch.autograd.grad(out, leaves, allow_unused=True)
         return aux, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
+
+    def grad_inside(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            out = fn(leaf)
+            if not out.requires_grad:
+                return out.detach(), torch.zeros_like(leaf)
+            (g,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True, retain_graph=True)
+        return out.detach(), torch.zeros_like(leaf) if g is None else g.detach()
+
+    def hvp_inside(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        zero = torch.zeros_like(x)
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            out = fn(leaf)
+            if not out.requires_grad:
+                return out.detach(), zero, zero
+            (g,) = torch.autograd.grad(out.sum(), leaf, create_graph=True, allow_unused=True)
+            if g is None or not g.requires_grad:
+                return out.detach(), zero if g is None else g.detach(), zero
+            (hv,) = torch.autograd.grad((g * v.detach()).sum(), leaf, allow_unused=True, retain_graph=True)
+        return out.detach(), g.detach(), zero if hv is None else hv.detach()

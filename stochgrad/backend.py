@@ -213,6 +213,23 @@ class Backend(ABC):
         derivative raises ``PlanError(refusal)``.  Backends with the ``"implicit_reparam"`` capability implement it."""
         raise BackendError(f"the {self.name} backend has no implicit gradients (capability implicit_reparam)")
 
+    def grad_inside(self, fn: Callable[[Array], Array], x: Array) -> tuple[Array, Array]:
+        """``(fn(x), d sum(fn(x)) / dx)``, both gradient-free, computed *inside* a traced forward pass
+        (``x`` gradient-free; ``fn`` may read traced values, which get no gradient from this call):
+        with one row per sample, the gradient holds each sample's own.  For the delta-method control
+        variate (:mod:`stochgrad.estimators.delta`).  Backends with the ``"grad_inside"`` capability
+        implement it."""
+        raise BackendError(f"the {self.name} backend cannot differentiate inside a forward pass (capability"
+                           " grad_inside)")
+
+    def hvp_inside(self, fn: Callable[[Array], Array], x: Array, v: Array) -> tuple[Array, Array, Array]:
+        """``(fn(x), grad, H v)`` of ``sum(fn(x))`` at ``x``, all gradient-free, inside a traced forward
+        pass (as :meth:`grad_inside`; ``v`` gradient-free, the shape of ``x``): per row, the Hessian of
+        that row's cost times that row of ``v``.  For the second-order delta method
+        (:mod:`stochgrad.estimators.pathwise_delta`); capability ``"hvp_inside"``."""
+        raise BackendError(f"the {self.name} backend cannot take Hessian-vector products inside a forward pass"
+                           " (capability hvp_inside)")
+
     def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
         """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block
         ``i`` from ``generators[i]``: the numbers of :meth:`noise` per block, concatenated.  This

@@ -40,7 +40,7 @@ from .shapes import Shape, UnknownShape, infer
 POLICIES = ("unbiased", "low_variance", "min_variance")
 #: default largest joint support enumerated exactly (over all enumerated nodes together)
 DEFAULT_BUDGET = 1024
-ALL_CAPABILITIES = frozenset({"implicit_reparam"})
+ALL_CAPABILITIES = frozenset({"implicit_reparam", "grad_inside", "hvp_inside"})
 #: deepest nesting of calls, distributions and expectations planned (arithmetic does not count)
 MAX_NESTING = 150
 

@@ -1,5 +1,6 @@
 """Estimators whose surrogate is right to the first derivative only (the ``orders = 1`` fact:
-REBAR, STL, ARM/DisARM, IndeCateR, MVD, VIMCO, DReG) refuse a second derivative by name, on both backends, while a compiled
+REBAR, STL, ARM/DisARM, IndeCateR, MVD, VIMCO, DReG, delta, pathwise_delta) refuse a second derivative by name, on
+both backends, while a compiled
 objective's first derivative is unchanged by the guard: it equals the same objective's gradient
 without it (same seed, same noise), bit for bit up to rounding."""
 
@@ -25,6 +26,8 @@ CASES = [
      " z ~ iid(3, Bernoulli(x * c))]", "vimco"),
     ("E[logmeanexp(sum(w * z + log_prob(Normal(0, 1), z) - log_prob(Normal(x * c, 1.5), z), axis=-1), axis=0),"
      " z ~ iid(3, Normal(x * c, 1.5))]", "dreg"),
+    ("E[sum((z - 0.3) ** 2 * w + z ** 3), z ~ Normal(x * c, 1.5)]", "delta"),
+    ("E[sum((z - 0.3) ** 2 * w + z ** 3), z ~ Normal(x * c, 1.5)]", "pathwise_delta"),
 ]
 CONST = {"c": np.array([0.4, 0.7]), "w": np.array([1.0, -2.0])}
 X0 = 0.9
@@ -40,7 +43,7 @@ def _objective(text, backend, estimator):
 
 def test_every_first_order_estimator_is_covered():
     first_order = {name for name, cls in ESTIMATORS.items() if cls.orders == 1}
-    assert first_order >= {"rebar", "stl", "arm", "disarm", "indecater", "mvd", "vimco", "dreg"}
+    assert first_order >= {"rebar", "stl", "arm", "disarm", "indecater", "mvd", "vimco", "dreg", "delta", "pathwise_delta"}
     assert first_order <= {est for _, est in CASES}, "a first-order-only estimator without a case here"
 
 

@@ -8,7 +8,8 @@ straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli and Categorical nodes), :mod:`.indecater` (IndeCateR,
 the CatLog trick for factorised categoricals), :mod:`.rebar` (REBAR, fixed temperature and
 scale), :mod:`.mvd` (measure-valued derivatives), :mod:`.vimco` and :mod:`.dreg` (VIMCO and DReG for K-sample
-bounds, recognised by :mod:`.multisample`) and :mod:`.learned`
+bounds, recognised by :mod:`.multisample`), :mod:`.delta` and :mod:`.pathwise_delta` (delta-method control
+variates), :mod:`.antithetic` (the antithetic option of pathwise and score) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -24,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PlanError, StochgradError, did_you_mean
 from .base import EstimatorSpec, Rewrite, Site, magic_box, score_term
+from .delta import Delta
 from .detached import Detached
 from .disarm import ARM, DisARM
 from .dreg import DReG
 from .enumerate import Enumerate
 from .indecater import IndeCateR
 from .pathwise import Pathwise
+from .pathwise_delta import PathwiseDelta
 from .rebar import Rebar
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
@@ -43,10 +46,10 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
+    "ARM", "ESTIMATORS", "Baseline", "Delta", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
     "MeasureValued",
     "MovingAverage",
-    "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "Pathwise", "PathwiseDelta", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator", "DReG", "Vimco",
@@ -90,6 +93,8 @@ register_estimator(IndeCateR)
 register_estimator(MeasureValued)
 register_estimator(Vimco)
 register_estimator(DReG)
+register_estimator(Delta)  # the score function with the delta-method control variate (delta.py)
+register_estimator(PathwiseDelta)  # pathwise with the second-order delta-method control variate
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:

@@ -77,7 +77,8 @@ class EstimatorSpec:
       where the planner picks it already);
     * ``compared``: :func:`stochgrad.compare` runs it (in each of its :meth:`variants`);
 
-    and per instance :attr:`stateful` (a running state owned by the run or objective)."""
+    and per instance :attr:`stateful` (a running state owned by the run or objective), :attr:`paired`
+    and :attr:`reflects` (antithetic pairs on the sample axis)."""
 
     name: ClassVar[str] = ""
     biased_by_construction: ClassVar[bool] = False
@@ -87,8 +88,6 @@ class EstimatorSpec:
     pathwise: ClassVar[bool] = False
     piloted: ClassVar[bool] = False
     compared: ClassVar[bool] = True
-    #: the sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs
-    paired: ClassVar[bool] = False
     #: the surrogate evaluates the cost on this many copies of the samples (0: the shared assembly)
     copies_cost: ClassVar[int] = 0
     #: the estimator differentiates the cost at relaxed values: a non-differentiable cost is refused
@@ -99,6 +98,18 @@ class EstimatorSpec:
     #: the form of cost the estimator needs, where it needs one ("": any cost); its ``rewrite_cost``
     #: refuses other costs by name, so planning may refuse where :meth:`requires` accepts the law
     cost_form: ClassVar[str] = ""
+
+    @property
+    def paired(self) -> bool:
+        """The sample axis holds antithetic pairs ``(i, i + n // 2)``: standard errors count pairs (a
+        fact per instance: ARM/DisARM declare it as a class attribute, antithetic options per spec)."""
+        return False
+
+    @property
+    def reflects(self) -> bool:
+        """The node's step reflects its base noise into antithetic pairs (:mod:`.antithetic`: the
+        second half of the sample axis takes ``-eps`` / ``1 - u`` of the first); per instance."""
+        return False
 
     @property
     def stateful(self) -> bool:

@@ -5,6 +5,8 @@ With base noise ``eps`` independent of ``phi`` (Kingma & Welling 2014; Rezende e
 every path from the node to the cost is differentiable (the planner checks this and marks the node
 biased otherwise); needs the distribution's pathwise sampler (``rsample``) and whatever backend
 capabilities it declares (``Distribution.needs``, e.g. implicit reparameterization for Gamma).
+With ``antithetic=True`` the samples are antithetic pairs of reflected noise (:mod:`.antithetic`:
+unbiased, lower variance for costs monotone in the noise, higher for even ones).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PlanError
+from .antithetic import flag
 from .base import Array, EstimatorSpec
 
 if TYPE_CHECKING:
@@ -22,11 +25,27 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Pathwise(EstimatorSpec):
-    """Reparameterization: differentiate through ``z = g_phi(eps)``."""
+    """Reparameterization: differentiate through ``z = g_phi(eps)``; ``antithetic=True`` draws
+    antithetic pairs (:mod:`.antithetic`)."""
 
     name: ClassVar[str] = "pathwise"
     through_sample: ClassVar[bool] = True
     pathwise: ClassVar[bool] = True
+    antithetic: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "antithetic", flag(self.antithetic, self.name))
+
+    @property
+    def paired(self) -> bool:
+        return self.antithetic
+
+    @property
+    def reflects(self) -> bool:
+        return self.antithetic
+
+    def describe(self) -> str:
+        return f"{self.name} (antithetic pairs)" if self.antithetic else self.name
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if not d.reparameterized:

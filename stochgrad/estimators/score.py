@@ -15,6 +15,11 @@ does).  A baseline ``b`` that does not depend on the sample's own noise keeps it
   objective (:mod:`stochgrad.baselines`), and batch ``t`` uses ``b_{t-1}``;
 * **learned** (:class:`~stochgrad.estimators.learned.Baseline`, Mnih & Gregor 2014): a function of
   the node's context, trained with the objective (see :mod:`.learned`).
+
+With ``antithetic=True`` the samples are antithetic pairs of reflected noise (:mod:`.antithetic`),
+and leave-one-out leaves out the sample's partner too (:func:`~.antithetic.leave_pair_out`: the
+partner's cost depends on the sample's own noise); the other baselines never see the batch's own
+samples and stay as they are.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import PlanError, did_you_mean
+from .antithetic import flag, leave_pair_out
 from .base import Array, EstimatorSpec
 from .learned import Baseline, learned_control
 
@@ -73,14 +79,25 @@ _MOVED = ("a MovingAverage holds no state: read a compiled objective's f.baselin
 @dataclass(frozen=True)
 class Score(EstimatorSpec):
     """Score function with a control variate: ``baseline`` is ``"loo"``, a :class:`MovingAverage`
-    (or ``"ema"`` for ``MovingAverage(0.9)``), a learned :class:`Baseline`, or ``None``."""
+    (or ``"ema"`` for ``MovingAverage(0.9)``), a learned :class:`Baseline`, or ``None``;
+    ``antithetic=True`` draws antithetic pairs (:mod:`.antithetic`)."""
 
     name: ClassVar[str] = "score"
     scores: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
     baseline: Any = "loo"
+    antithetic: bool = False
+
+    @property
+    def paired(self) -> bool:
+        return self.antithetic
+
+    @property
+    def reflects(self) -> bool:
+        return self.antithetic
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "antithetic", flag(self.antithetic, self.name))
         if self.baseline == "ema":
             object.__setattr__(self, "baseline", MovingAverage())
         if isinstance(self.baseline, Baseline):
@@ -92,11 +109,14 @@ class Score(EstimatorSpec):
             )
 
     def describe(self) -> str:
+        pairs = ", antithetic pairs" if self.antithetic else ""
         if isinstance(self.baseline, Baseline):
-            return f"score ({self.baseline.describe()})"
+            return f"score ({self.baseline.describe()}{pairs})"
         if isinstance(self.baseline, MovingAverage):
-            return f"score (moving-average baseline, decay {self.baseline.decay:g})"
-        return "score (leave-one-out baseline)" if self.baseline == "loo" else "score (no baseline)"
+            return f"score (moving-average baseline, decay {self.baseline.decay:g}{pairs})"
+        if self.baseline == "loo":
+            return f"score (leave-one-{'pair-' if self.antithetic else ''}out baseline{pairs})"
+        return f"score (no baseline{pairs})"
 
     @property
     def stateful(self) -> bool:
@@ -111,6 +131,8 @@ class Score(EstimatorSpec):
     def control_variate(self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None) -> Array | None:
         if isinstance(self.baseline, Baseline):
             return None  # see learned_baseline
+        if self.antithetic and self.baseline == "loo":  # the partner depends on the sample's own noise
+            return leave_pair_out(B, cost, count)
         return None if self.baseline is None else baseline_value(B, self.baseline, cost, count, block, state)
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:

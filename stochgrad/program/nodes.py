@@ -20,6 +20,7 @@ import numpy as np
 
 from ..distributions import event_ranks, joint_prob, joint_support, lookup
 from ..errors import StochgradError
+from ..estimators.antithetic import reflect
 from ..planned import NodePlan
 from .checks import DistCheck
 from .frame import Frame
@@ -55,20 +56,25 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
     parameters = parameters_step(node, steps, check)
     d = lookup(node.dist.name)
     uid, spec, finite, plate = node.uid, node.spec, d.finite_log_prob, node.plate  # plate: inferred (planner)
+    reflects = spec.reflects  # antithetic noise (estimators/antithetic.py)
 
     def sample(fr: Frame, env: dict[str, Array]) -> tuple[Array, Array | None]:
         p, shape = parameters(fr, env)
         streams = itertools.count()  # one noise stream per draw of this node
         noise, mult, B = fr.noise, fr.mult, fr.B
 
+        def drawn(kind: str, x: Array) -> Array:  # antithetic specs: pairs of reflected noise in each copy
+            return reflect(B, kind, x, node.var) if reflects else x
+
         def draw(kind: str, logical: tuple[int, ...], *params: Array) -> Array:
             stream = next(streams)
             if mult == 1:
-                return noise.draw(uid, stream, kind, tuple(logical), *params)
+                return drawn(kind, noise.draw(uid, stream, kind, tuple(logical), *params))
             count = noise.count
             return B.concat([  # independent noise in every enumeration copy
-                noise.draw(uid, stream, kind, tuple(logical),
-                           *(q if B.shape(q)[0] == 1 else q[r * count:(r + 1) * count] for q in params), branch=r)
+                drawn(kind, noise.draw(uid, stream, kind, tuple(logical),
+                                       *(q if B.shape(q)[0] == 1 else q[r * count:(r + 1) * count] for q in params),
+                                       branch=r))
                 for r in range(mult)
             ])
 
