@@ -5,8 +5,8 @@ Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass 
 or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
-(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale) and :mod:`.learned`
+(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed or learned temperature and
+scale), :mod:`.relax` (RELAX, a user network as control variate) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -27,6 +27,7 @@ from .disarm import ARM, DisARM
 from .enumerate import Enumerate
 from .pathwise import Pathwise
 from .rebar import Rebar
+from .relax import Relax
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
-    "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "Pathwise", "Rebar", "Relax", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
@@ -75,7 +76,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
+for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relax, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
 
@@ -123,7 +124,7 @@ def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
         if not eq:
             raise PlanError(f"estimator option {item!r} for {var!r} must be KEY=VALUE (e.g. {name}:temperature=0.5)")
         options[key.strip()] = _option(val.strip())
-    allowed = [f.name for f in dataclasses.fields(cls)]
+    allowed = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in options:
         if key not in allowed:
             takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"
