@@ -207,17 +207,23 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     ct: Array | float = eta * costs[2] if with_cost else 0.0
     if net is not None:
         cz, ct = cz + _net(B, net, z, n), ct + _net(B, net, zt, n)
-    S = combine(B, fb, summed_logq(B, bernoulli_logq(B, leaf, b), fb), cz, ct)
+    lq = summed_logq(B, bernoulli_logq(B, leaf, b), fb)
     if not learning:
-        return S
-    return _trained(B, S, fb, leaf, logits, spec.control_parameters(), n)
+        return combine(B, fb, lq, cz, ct)
+    return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), n)
 
 
-def _trained(B: Backend, S: Array, fb: Array, leaf: Array, logits: Array, phi: list[Any], n: int) -> Array:
+def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Array, phi: list[Any],
+             n: int) -> Array:
     """``f(b) + sum(stop(g) (logits - stop logits))`` plus a value-zero term that gives ``phi`` the
-    variance gradient ``d/dphi mean |g|^2`` (torch; module docstring)."""
+    variance gradient ``d/dphi mean |g|^2`` (torch; module docstring).  ``g`` is formed explicitly,
+    ``(f(b) - c(z~)) dL/dl + d(c(z) - c(z~))/dl``, so that it keeps its dependence on ``phi`` through
+    the score term's coefficient too (the surrogate's stop would cut it)."""
     import torch
-    (g,) = torch.autograd.grad(S.sum(), leaf, create_graph=True)
+    (dlq,) = torch.autograd.grad(lq.sum(), leaf, retain_graph=True)
+    (dc,) = torch.autograd.grad((cz - ct).sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
+    coef = fb - ct
+    g = coef.reshape(coef.shape + (1,) * (leaf.dim() - coef.dim())) * dlq + (0.0 if dc is None else dc)
     second = (g * g).sum() / n
     if phi and second.requires_grad:
         grads = torch.autograd.grad(second, phi, allow_unused=True, retain_graph=True)  # fb shares the graph
