@@ -236,6 +236,18 @@ def test_control_parameters_get_the_variance_gradient_whatever_the_sign_of_the_l
     assert all(torch.equal(a, b) for a, b in zip(c1, c2)) and any(a.abs().sum() > 0 for a in c1)
 
 
+@pytest.mark.parametrize("make", [lambda: sg.Rebar(learn=True), lambda: sg.Relax(surrogate=Net())],
+                         ids=["rebar", "relax"])
+def test_learning_objective_refuses_a_second_derivative(make):
+    """The learning surrogate is first order too: the shared guard refuses a second derivative by name."""
+    spec = make()
+    f = sg.compile(TOY, backend="torch", n=8, seed=0, estimators={"b": spec})
+    theta = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(f(theta=theta), theta, create_graph=True)
+    with pytest.raises(PlanError, match=f"no second derivative through {spec.name}"):
+        torch.autograd.grad(g, theta)
+
+
 # -- refusals --------------------------------------------------------------------------------------
 
 
