@@ -236,6 +236,25 @@ def test_control_parameters_get_the_variance_gradient_whatever_the_sign_of_the_l
     assert all(torch.equal(a, b) for a, b in zip(c1, c2)) and any(a.abs().sum() > 0 for a in c1)
 
 
+def test_learning_objective_gradient_is_unbiased():
+    """One call of a learning objective (n = 20000) against enumeration: J^T g for theta (behind the
+    logits), the plain pathwise df(b)/dw for w (used by the cost directly); tolerance 6 standard
+    errors of sg.estimate's fixed RELAX at the same n (whose w-gradient also has the control variate's
+    zero-mean part, so its stderr is an upper scale for the learning objective's)."""
+    text, n = "E[sum(w * b)**2, b ~ Bernoulli(logits=theta)]", 20000
+    spec = sg.Relax(surrogate=Net(3))
+    f = sg.compile(text, backend="torch", n=n, seed=4, estimators={"b": spec})
+    theta, w = (torch.tensor(x, requires_grad=True) for x in (THETA, W))
+    f(theta=theta, w=w).backward()
+    r = sg.estimate(text, {"theta": THETA, "w": W}, n=n, seed=4, backend="torch", estimators={"b": spec})
+    _, grad = exact(COSTS["sum(w * b)**2"], THETA, W)
+    p = 1 / (1 + np.exp(-THETA))
+    dw = sum(np.prod(np.where(np.array(b) == 1, p, 1 - p)) * 2 * np.sum(W * b) * np.array(b)
+             for b in itertools.product([0.0, 1.0], repeat=3))
+    assert np.all(np.abs(theta.grad.numpy() - grad) <= 6 * np.asarray(r.stderr["theta"]))
+    assert np.all(np.abs(w.grad.numpy() - dw) <= 6 * np.asarray(r.stderr["w"]))
+
+
 @pytest.mark.parametrize("make", [lambda: sg.Rebar(learn=True), lambda: sg.Relax(surrogate=Net())],
                          ids=["rebar", "relax"])
 def test_learning_objective_refuses_a_second_derivative(make):
@@ -277,6 +296,12 @@ def test_learning_on_the_autograd_backend_is_refused_by_name(spec):
         f(theta=0.0)
     fixed = sg.compile(TOY, backend="autograd", n=8, seed=0, estimators={"b": sg.Rebar(learn=False)})
     assert np.isfinite(fixed(theta=0.0))
+
+
+def test_fuse_is_refused_for_learned_parameters():
+    f = sg.compile(TOY, backend="torch", n=8, seed=0, estimators={"b": sg.Rebar(learn=True)}, fuse=True)
+    with pytest.raises(PlanError, match="fuse=True cannot carry the running state of b's estimator.*fuse=False"):
+        f(theta=torch.tensor(0.0, dtype=torch.float64, requires_grad=True))
 
 
 def test_refuses_bad_options():

@@ -76,6 +76,11 @@ class Rebar(EstimatorSpec):
             from .relax import Scalars
             object.__setattr__(self, "scalars", Scalars(self.name, t, s))
 
+    @property
+    def stateful(self) -> bool:
+        """With ``learn``, parameters that change between calls (``fuse=True`` refuses them)."""
+        return self.learn
+
     def current(self) -> tuple[float, float]:
         """The temperature and scale now (the learned values when ``learn``)."""
         return self.scalars.values() if self.scalars is not None else (self.temperature, self.scale)

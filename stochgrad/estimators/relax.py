@@ -115,6 +115,11 @@ class Relax(EstimatorSpec):
         if self.learn and self.cost_term:
             object.__setattr__(self, "scalars", Scalars("relax", t, s))
 
+    @property
+    def stateful(self) -> bool:
+        """With ``learn``, parameters that change between calls (``fuse=True`` refuses them)."""
+        return self.learn
+
     def current(self) -> tuple[float, float]:
         """The temperature and scale now (the learned values when ``learn``)."""
         return self.scalars.values() if self.scalars is not None else (self.temperature, self.scale)
