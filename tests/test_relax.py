@@ -237,11 +237,11 @@ def test_control_parameters_get_the_variance_gradient_whatever_the_sign_of_the_l
 
 
 def test_learning_objective_gradient_is_unbiased():
-    """One call of a learning objective (n = 20000) against enumeration: J^T g for theta (behind the
+    """One call of a learning objective (n = 10000) against enumeration: J^T g for theta (behind the
     logits), the plain pathwise df(b)/dw for w (used by the cost directly); tolerance 6 standard
     errors of sg.estimate's fixed RELAX at the same n (whose w-gradient also has the control variate's
     zero-mean part, so its stderr is an upper scale for the learning objective's)."""
-    text, n = "E[sum(w * b)**2, b ~ Bernoulli(logits=theta)]", 20000
+    text, n = "E[sum(w * b)**2, b ~ Bernoulli(logits=theta)]", 10000
     spec = sg.Relax(surrogate=Net(3))
     f = sg.compile(text, backend="torch", n=n, seed=4, estimators={"b": spec})
     theta, w = (torch.tensor(x, requires_grad=True) for x in (THETA, W))
