@@ -155,8 +155,8 @@ def raw_copies(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Ar
 def combine(B: Backend, fb: Array, lq: Array, cz: Array | float, ct: Array | float) -> Array:
     """``f(b) + stop(f(b) - c(z~)) (L - stop L) + (c(z) - stop c(z)) - (c(z~) - stop c(z~))``: value
     ``f(b)``, first derivative ``[f(b) - c(z~)] grad L + grad c(z) - grad c(z~)`` (REBAR, RELAX)."""
-    def box(x: Array | float) -> Array | float:
-        return x if isinstance(x, float) else x - B.stop_gradient(x)
+    def box(x: Array | float) -> Array | float:  # value 0, gradient that of x (a number has none)
+        return 0.0 if isinstance(x, float) else x - B.stop_gradient(x)
     return fb + B.stop_gradient(fb - ct) * box(lq) + box(cz) - box(ct)
 
 
