@@ -137,7 +137,8 @@ def train(spec, steps, n=16, lr=0.01):
     """Adam on theta and the spec's control parameters, through the user's ordinary backward()."""
     f = sg.compile(TOY, backend="torch", n=n, seed=0, estimators={"b": spec})
     theta = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([theta, *spec.control_parameters()], lr=lr)
+    assert f.control_parameters() == spec.control_parameters()
+    opt = torch.optim.Adam([theta, *f.control_parameters()], lr=lr)
     for _ in range(steps):
         opt.zero_grad()
         f(theta=theta).backward()

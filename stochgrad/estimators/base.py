@@ -147,6 +147,11 @@ class EstimatorSpec:
         its ``copies_cost``)."""
         return self.copies_cost or 1
 
+    def control_parameters(self) -> list[Any]:
+        """The native tensors of a learned control variate that a training loop's optimizer updates
+        (``sg.Rebar(learn=True)``, ``sg.Relax``); none by default."""
+        return []
+
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""
         return (self,)

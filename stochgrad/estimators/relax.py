@@ -31,7 +31,7 @@ directly gets the plain pathwise ``df(b)``), and ``h`` to ``phi`` -- from the us
 ``loss.backward()``, *whatever the objective is scaled or signed by* (a value-zero term whose backward
 gives ``h`` and ignores the incoming slope: ``loss = -f(...)`` still lowers the variance).  The
 tensors to optimize: ``spec.control_parameters()`` (``[log_temperature, scale]``, float64 leaves, and
-for Relax the net's parameters).  ``sg.estimate`` (and every first-order run) uses the current values,
+for Relax the net's parameters), or all of an objective's: ``f.control_parameters()``.  ``sg.estimate`` (and every first-order run) uses the current values,
 fixed, on either backend; a compiled objective on the autograd backend with ``learn=True`` is refused
 by name (use ``learn=False``: fixed values).
 
