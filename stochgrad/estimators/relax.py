@@ -23,17 +23,20 @@ autograd backend a function of ``autograd.numpy`` arrays.  The cost must be one 
 
 **Learning ``phi`` by the variance gradient** (both papers): ``E[g]`` does not depend on ``phi``, so
 ``d/dphi E[|g|^2] = d/dphi Var[g]``.  In a torch ``sg.compile`` objective (``learn=True``, the default
-for Relax) each call takes the node's logits as a detached leaf ``l``, builds the surrogate ``S`` above,
-computes the per-sample ``g = dS/dl`` with ``create_graph`` and ``h = d/dphi mean_i |g_i|^2``, and
-returns ``f(b) + sum(stop(g) (l* - stop l*))`` (``l*`` the logits with their gradient path): value
-``f(b)``, gradient ``J^T g`` to the model's parameters behind the logits (a parameter the cost uses
-directly gets the plain pathwise ``df(b)``), and ``h`` to ``phi`` -- from the user's ordinary
-``loss.backward()``, *whatever the objective is scaled or signed by* (a value-zero term whose backward
-gives ``h`` and ignores the incoming slope: ``loss = -f(...)`` still lowers the variance).  The
-tensors to optimize: ``spec.control_parameters()`` (``[log_temperature, scale]``, float64 leaves, and
-for Relax the net's parameters), or all of an objective's: ``f.control_parameters()``.  ``sg.estimate`` (and every first-order run) uses the current values,
+for Relax) each call takes the node's logits as a detached leaf ``l``, forms the per-sample ``g``
+above explicitly with ``create_graph`` (``(f(b) - c(z~)) dlog p/dl + d(c(z) - c(z~))/dl``: the score
+coefficient keeps its dependence on ``phi``, which the estimate's surrogate stops), computes
+``h = d/dphi mean_i |g_i|^2``, and returns ``f(b) + sum(stop(g) (l* - stop l*))`` (``l*`` the logits
+with their gradient path): value ``f(b)``, gradient ``J^T g`` to the model's parameters behind the
+logits (a parameter the cost uses directly gets the plain pathwise ``df(b)``), and ``h`` to ``phi``
+-- from the user's ordinary ``loss.backward()``, *whatever the objective is scaled or signed by* (a
+value-zero term whose backward gives ``h`` and ignores the incoming slope: ``loss = -f(...)`` still
+lowers the variance).  The tensors to optimize: ``spec.control_parameters()`` (``[log_temperature,
+scale]``, float64 leaves, and for Relax the net's parameters), or all of an objective's:
+``f.control_parameters()``.  ``sg.estimate`` (and every first-order run) uses the current values,
 fixed, on either backend; a compiled objective on the autograd backend with ``learn=True`` is refused
-by name (use ``learn=False``: fixed values).
+by name (use ``learn=False``: fixed values), and so is ``fuse=True`` (the spec is ``stateful``;
+torch.compile has no double backward).
 
 **First order only** (``orders = 1``: a second derivative is refused by name); the node must be the
 only random node of its expectation.  Categorical nodes are not implemented.
