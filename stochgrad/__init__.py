@@ -27,7 +27,8 @@ from .embed import entropy, iid, log_prob
 from .errors import BackendError, BiasWarning, ParseError, PlanError, StochgradError, ValidationError
 from .errors import HeavyTailWarning, MemoryLimitError, NonFiniteWarning, PrecisionWarning
 from .estimators import (
-    Baseline, Detached, Enumerate, MovingAverage, Pathwise, Relaxed, Score, StraightThrough, StraightThroughGumbel,
+    Baseline, Detached, Enumerate, MovingAverage, Pathwise, Rebar, Relax, Relaxed, Score, StraightThrough,
+    StraightThroughGumbel,
 )
 from .estimators import ESTIMATORS, EstimatorSpec, applicable, register_estimator
 from .functions import FUNCTIONS, UserFunction
@@ -71,7 +72,7 @@ _MORE = ("maximum", "minimum", "where", "clip", "logsumexp", "logmeanexp", "soft
 
 __all__ = [
     "parse", "plan", "estimate", "KL", "compare", "Comparison", "Estimate", "compile", "Objective", "UserFunction", "Plan", "Expr", "E", "symbols", "parameters",
-    "Baseline", "Pathwise", "Score", "Detached", "Enumerate", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
+    "Baseline", "Pathwise", "Score", "Detached", "Enumerate", "Rebar", "Relax", "Relaxed", "StraightThrough", "StraightThroughGumbel", "MovingAverage",
     "Backend", "get_backend", "register_backend", "available_backends",
     "Distribution", "InverseCDF", "Param", "register_distribution", "DISTRIBUTIONS", "FUNCTIONS",
     "StochgradError", "BiasWarning", "ParseError", "PlanError", "ValidationError", "BackendError",

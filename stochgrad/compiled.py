@@ -35,6 +35,7 @@ from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
 from .errors import NonFiniteWarning, ValidationError, did_you_mean
+from .estimators import EstimatorSpec
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .noise import NoiseSource, check_seed
 from .parser import as_expression
@@ -68,6 +69,7 @@ class Objective:
         self._options = dict(estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
                              capabilities=self.B.capabilities)
         self._planned = planned
+        self._estimators = estimators
         self.seed = secrets.randbits(63) if seed is None else check_seed(seed, "compile: seed")
         self.calls = 0
         self.baseline_state = BaselineState()  # moving averages, carried across this objective's calls
@@ -84,6 +86,13 @@ class Objective:
             self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
         self._fused: dict[tuple[tuple[int, ...], ...], FusedCall] = {}
+
+    def control_parameters(self) -> list[Any]:
+        """The learned control variates' tensors of the estimator objects given to this objective
+        (:meth:`~stochgrad.estimators.EstimatorSpec.control_parameters`), for the optimizer."""
+        specs = [s for s in (self._estimators or {}).values() if isinstance(s, EstimatorSpec)]
+        specs += [node.spec for node in self._planned.nodes] if self._planned is not None else []
+        return list({id(q): q for s in specs for q in s.control_parameters()}.values())
 
     def _bad_names(self, params: Mapping[str, Any]) -> None:
         missing = [k for k in self.parameters if k not in params]

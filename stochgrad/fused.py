@@ -110,4 +110,5 @@ def check_fusable(p: Plan) -> None:
     for node in p.nodes:
         if node.spec.stateful:
             raise PlanError(f"fuse=True cannot carry the running state of {node.var}'s estimator ({node.spec.describe()})"
-                            " across calls inside a compiled function; use the leave-one-out baseline or fuse=False")
+                            " across calls inside a compiled function; use fuse=False (or an estimator without state, e.g."
+                            " the leave-one-out baseline)")

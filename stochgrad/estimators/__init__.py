@@ -1,16 +1,21 @@
 """Gradient estimators as plug-ins, and the one registry every tool reads.
 
 Each estimator is one module declaring a frozen :class:`EstimatorSpec` subclass with its facts
-(:mod:`.base`): :mod:`.pathwise` (reparameterization), :mod:`.score` (REINFORCE with leave-one-out
-or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support), :mod:`.relaxed`
-(Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
-straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
-(sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli and Categorical nodes), :mod:`.indecater` (IndeCateR,
-the CatLog trick for factorised categoricals), :mod:`.rebar` (REBAR, fixed temperature and
-scale), :mod:`.mvd` (measure-valued derivatives), :mod:`.vimco` and :mod:`.dreg` (VIMCO and DReG for K-sample
-bounds, recognised by :mod:`.multisample`), :mod:`.delta` and :mod:`.pathwise_delta` (delta-method control
-variates), :mod:`.antithetic` (the antithetic option of pathwise and score) and :mod:`.learned`
-(input-dependent score baselines).
+(:mod:`.base`):
+
+* the classics: :mod:`.pathwise` (reparameterization, with the :mod:`.antithetic` option),
+  :mod:`.score` (REINFORCE with leave-one-out or moving-average baselines, antithetic option),
+  :mod:`.learned` (input-dependent score baselines), :mod:`.enumerate` (exact sum over a finite
+  support), :mod:`.relaxed` (Gumbel-softmax / binary Concrete), :mod:`.straight_through`
+  (straight-through and straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample);
+* discrete nodes: :mod:`.disarm` (ARM and DisARM, Bernoulli and Categorical), :mod:`.rebar`
+  (REBAR, fixed or learned temperature and scale), :mod:`.relax` (RELAX, a user network as
+  control variate), :mod:`.indecater` (the CatLog trick for factorised categoricals),
+  :mod:`.sum_and_sample` and :mod:`.unordered_set` (Rao-Blackwellized categorical estimators);
+* control variates and measure-valued derivatives: :mod:`.delta` and :mod:`.pathwise_delta`
+  (delta-method control variates), :mod:`.mvd` (measure-valued derivatives);
+* multi-sample bounds: :mod:`.stl` (sticking the landing), :mod:`.vimco` and :mod:`.dreg` (VIMCO
+  and DReG for K-sample bounds, recognised by :mod:`.multisample`).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
 estimator is one module plus one such line).  The planner's overrides (:func:`as_spec`, then
@@ -34,6 +39,7 @@ from .indecater import IndeCateR
 from .pathwise import Pathwise
 from .pathwise_delta import PathwiseDelta
 from .rebar import Rebar
+from .relax import Relax
 from .relaxed import Relaxed, StandIn, Tempered, harden, relax
 from .learned import Baseline
 from .mvd import MeasureValued
@@ -49,7 +55,7 @@ __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Delta", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
     "MeasureValued",
     "MovingAverage",
-    "Pathwise", "PathwiseDelta", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
+    "Pathwise", "PathwiseDelta", "Rebar", "Relax", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator", "DReG", "Vimco",
@@ -86,7 +92,7 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightThrough, StraightThroughGumbel,
+for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relax, Relaxed, StraightThrough, StraightThroughGumbel,
              StickingTheLanding, Detached):
     register_estimator(_cls)
 register_estimator(IndeCateR)
@@ -140,7 +146,7 @@ def as_spec(value: str | EstimatorSpec, var: str) -> EstimatorSpec:
         if not eq:
             raise PlanError(f"estimator option {item!r} for {var!r} must be KEY=VALUE (e.g. {name}:temperature=0.5)")
         options[key.strip()] = _option(val.strip())
-    allowed = [f.name for f in dataclasses.fields(cls)]
+    allowed = [f.name for f in dataclasses.fields(cls) if f.init]
     for key in options:
         if key not in allowed:
             takes = f"takes {', '.join(allowed)}" if allowed else "takes no options"

@@ -167,6 +167,10 @@ class EstimatorSpec:
         per sample it takes, when more than one (an enumeration's states are said already)."""
         count = 1 if self.enumerates else self.evaluations(states, node)
         return f"{count:,} cost evaluations per sample" if count > 1 else ""
+    def control_parameters(self) -> list[Any]:
+        """The native tensors of a learned control variate that a training loop's optimizer updates
+        (``sg.Rebar(learn=True)``, ``sg.Relax``); none by default."""
+        return []
 
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         """The configurations :func:`stochgrad.compare` runs, from this default one."""

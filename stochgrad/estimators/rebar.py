@@ -17,16 +17,19 @@ and the blocks are combined as ``S = f(b) + stop(f(b) - eta f~) (L - stop L) + e
 - eta (f~ - stop f~)``: value the Monte Carlo estimate ``f(b)``, first derivative ``g``.  **First
 order only** (the stops make the second derivative wrong: it is refused by name, ``orders = 1``); the node must be the only random node
 of its expectation, and a term kept per example (an inferred plate) pairs with
-the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale`` (``lambda``, ``eta``) are fixed options
-(``"rebar:temperature=0.5,scale=1.0"``); learning them by the variance gradient, RELAX and
-Categorical nodes are not implemented.
+the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale``
+(``lambda``, ``eta``) are fixed options (``"rebar:temperature=0.5,scale=1.0"``), or, with
+``sg.Rebar(learn=True)`` in a torch ``sg.compile`` objective, learnable parameters trained by the
+variance gradient (the paper's): ``spec.control_parameters()`` gives ``[log_temperature, scale]`` for
+the optimizer; see :mod:`.relax`, which assembles that surrogate and RELAX's from the pieces here
+(:func:`relaxed_pair`, :func:`combine`).  Categorical nodes are not implemented.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError
@@ -55,23 +58,52 @@ class Rebar(EstimatorSpec):
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     temperature: float = 0.5
     scale: float = 1.0
+    #: learn the temperature and scale by the variance gradient in a torch objective (:mod:`.relax`)
+    learn: bool = False
+    #: the learned (log-)temperature and scale when ``learn`` (compared by identity: each spec its own)
+    scalars: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         t, s = self.temperature, self.scale
         if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise PlanError(f"rebar: temperature must be a finite number > 0, got {t!r}")
+            raise PlanError(f"{self.name}: temperature must be a finite number > 0, got {t!r}")
         if not (isinstance(s, (int, float)) and math.isfinite(s)):
-            raise PlanError(f"rebar: scale must be a finite number, got {s!r}")
+            raise PlanError(f"{self.name}: scale must be a finite number, got {s!r}")
+        if not isinstance(self.learn, bool):
+            raise PlanError(f"{self.name}: learn must be True or False, got {self.learn!r} (learnable parameters are"
+                            f" made with the spec: pass sg.{type(self).__name__}(learn=True) as an object)")
+        if self.learn:
+            from .relax import Scalars
+            object.__setattr__(self, "scalars", Scalars(self.name, t, s))
+
+    @property
+    def stateful(self) -> bool:
+        """With ``learn``, parameters that change between calls (``fuse=True`` refuses them)."""
+        return self.learn
+
+    def current(self) -> tuple[float, float]:
+        """The temperature and scale now (the learned values when ``learn``)."""
+        return self.scalars.values() if self.scalars is not None else (self.temperature, self.scale)
+
+    def control_parameters(self) -> list[Any]:
+        """The tensors a training loop's optimizer updates (``learn``): ``[log_temperature, scale]``."""
+        return self.scalars.tensors() if self.scalars is not None else []
 
     def describe(self) -> str:
-        return f"rebar (temperature {self.temperature:g}, scale {self.scale:g})"
+        t, s = self.current()
+        return f"{self.name} ({'learned ' if self.learn else ''}temperature {t:g}, scale {s:g})"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if d.name != "Bernoulli":
-            raise PlanError(f"rebar needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
+            raise PlanError(f"{self.name} needs a Bernoulli node (its control variate relaxes b elementwise),"
+                            f" not {d.name}")
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
-        """REBAR's surrogate evaluates the cost on three copies (:func:`expect`)."""
+        """REBAR's surrogate evaluates the cost on three copies (:func:`expect`; with ``learn``,
+        :func:`stochgrad.estimators.relax.expect`)."""
+        if self.learn:
+            from .relax import expect as learned
+            return lambda fr, env: learned(fr, e, env, nodes[0], list(terms), self)
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
@@ -82,18 +114,58 @@ class Rebar(EstimatorSpec):
 
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
-        """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``."""
+        """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``;
+        with ``learn``, :func:`raw_copies` (the relaxation is then built by :mod:`.relax`)."""
         logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
         u, v = draw("uniform", shape), draw("uniform", shape)
-        prob = B.fn["sigmoid"](logits)
-        z = logits + B.fn["log"](u) - B.fn["log1p"](-u)
-        b = B.fn["gt"](z, 0.0) * 1.0
-        ut = b * (1.0 - prob + v * prob) + (1.0 - b) * (v * (1.0 - prob))
-        zt = logits + B.fn["log"](ut) - B.fn["log1p"](-ut)
-        soft = [B.fn["sigmoid"](x / self.temperature) for x in (z, zt)]
-        b = B.stop_gradient(b)
-        logq = b * B.fn["log"](prob) + (1.0 - b) * B.fn["log1p"](-prob)
-        return B.concat([b, *soft]), logq
+        if self.learn:
+            return raw_copies(B, logits, u, v)
+        b, z, zt = relaxed_pair(B, logits, u, v)
+        temperature = self.current()[0]
+        soft = [B.fn["sigmoid"](x / temperature) for x in (z, zt)]
+        return B.concat([b, *soft]), bernoulli_logq(B, logits, b)
+
+
+def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Array, Array]:
+    """REBAR's reparameterization (module docstring): ``b = H(z)`` (gradient stopped), the relaxed
+    logit ``z`` from ``u`` and ``z~`` conditioned on ``b`` from ``v``; REBAR and RELAX share it."""
+    prob = B.fn["sigmoid"](logits)
+    z = logits + B.fn["log"](u) - B.fn["log1p"](-u)
+    b = B.stop_gradient(B.fn["gt"](z, 0.0) * 1.0)
+    ut = b * (1.0 - prob + v * prob) + (1.0 - b) * (v * (1.0 - prob))
+    zt = logits + B.fn["log"](ut) - B.fn["log1p"](-ut)
+    return b, z, zt
+
+
+def bernoulli_logq(B: Backend, logits: Array, b: Array) -> Array:
+    """``log p(b)`` elementwise, for logits."""
+    prob = B.fn["sigmoid"](logits)
+    return b * B.fn["log"](prob) + (1.0 - b) * B.fn["log1p"](-prob)
+
+
+def raw_copies(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Array]:
+    """The ingredients of the relaxation as 4 blocks on the sample axis -- ``b``, ``u``, ``v`` and the
+    logits (with their gradient path, copied to every sample) -- and ``log p(b)``: for the surrogates
+    of :mod:`.relax`, which rebuild ``z`` and ``z~`` from the logits themselves."""
+    b, _, _ = relaxed_pair(B, logits, u, v)
+    full = logits + 0.0 * u  # one row of logits per sample
+    return B.concat([b, u, v, full]), bernoulli_logq(B, logits, b)
+
+
+def combine(B: Backend, fb: Array, lq: Array, cz: Array | float, ct: Array | float) -> Array:
+    """``f(b) + stop(f(b) - c(z~)) (L - stop L) + (c(z) - stop c(z)) - (c(z~) - stop c(z~))``: value
+    ``f(b)``, first derivative ``[f(b) - c(z~)] grad L + grad c(z) - grad c(z~)`` (REBAR, RELAX)."""
+    def box(x: Array | float) -> Array | float:  # value 0, gradient that of x (a number has none)
+        return 0.0 if isinstance(x, float) else x - B.stop_gradient(x)
+    return fb + B.stop_gradient(fb - ct) * box(lq) + box(cz) - box(ct)
+
+
+def summed_logq(B: Backend, logq: Array, like: Array) -> Array:
+    """``log p(b)`` summed over the node's axes, shaped to broadcast against the cost ``like``."""
+    lq = B.sum(logq, tuple(range(1, len(B.shape(logq))))) if len(B.shape(logq)) > 1 else logq
+    while len(B.shape(lq)) < len(B.shape(like)):
+        lq = B.reshape(lq, B.shape(lq) + (1,))
+    return lq
 
 
 def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any]) -> Array:
@@ -104,9 +176,5 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     values, logq = node(fr, scope)
     scope[e.nodes[0].var] = values
     fb, fz, ft = cost_on_copies(fr, e, scope, terms, COPIES, "rebar")
-    lq = B.sum(logq, tuple(range(1, len(B.shape(logq))))) if len(B.shape(logq)) > 1 else logq
-    while len(B.shape(lq)) < len(B.shape(fb)):
-        lq = B.reshape(lq, B.shape(lq) + (1,))
-    eta = spec.scale
-    return (fb + B.stop_gradient(fb - eta * ft) * (lq - B.stop_gradient(lq))
-            + eta * (fz - B.stop_gradient(fz)) - eta * (ft - B.stop_gradient(ft)))
+    eta = spec.current()[1]
+    return combine(B, fb, summed_logq(B, logq, fb), eta * fz, eta * ft)
