@@ -30,7 +30,7 @@ import numpy as np
 from .api import estimate
 from .backend import Backend
 from .distributions import joint_states, lookup
-from .errors import ValidationError
+from .errors import PlanError, ValidationError
 from .estimators import EstimatorSpec, applicable
 from .noise import REPLICATE, check_seed, derive_seed
 from .parser import as_expression
@@ -166,7 +166,10 @@ def compare(
     rows = []
     for node in base.nodes:
         for spec in candidates(base, node.var, temperatures):
-            estimate(e, params, n=min(n, 64), seed=seed, estimators={node.var: spec}, **options)
+            try:
+                estimate(e, params, n=min(n, 64), seed=seed, estimators={node.var: spec}, **options)
+            except PlanError:  # it refuses this node's expectation (e.g. needs to be its only random node)
+                continue
             t0 = time.perf_counter()
             r = estimate(e, params, n=n, seed=seed, estimators={node.var: spec}, **options)
             seconds = (time.perf_counter() - t0) / n

@@ -32,6 +32,7 @@ import numpy as np
 
 from .backend import Backend
 from .distributions import joint_states, lookup
+from .errors import PlanError
 from .estimators import EstimatorSpec, applicable, as_spec
 from .noise import PILOT, derive_seed
 from .planner import Plan, plan
@@ -64,9 +65,15 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
         candidates: list[EstimatorSpec] = [node.spec] + [c for c in found if c.piloted and c != node.spec]
         if len(candidates) < 2 or node.biased:
             continue
-        costs = {c: _cost(run, {**chosen, node.var: c}, c.evaluations(states)) for c in candidates}
+        costs: dict[EstimatorSpec, float] = {}
+        for c in candidates:
+            try:
+                costs[c] = _cost(run, {**chosen, node.var: c}, c.evaluations(states))
+            except PlanError:  # a candidate that refuses this node's expectation (e.g. not its only node)
+                if c == node.spec:
+                    raise
         static, best = node.spec, min(costs, key=costs.__getitem__)
-        listing = ", ".join(f"{c.describe()} {costs[c]:.2g}" for c in candidates)
+        listing = ", ".join(f"{c.describe()} {costs[c]:.2g}" for c in costs)
         if best != static and costs[best] * MARGIN < costs[static]:
             chosen[node.var] = best
             reasons[node.var] = f"min_variance pilot (n={PILOT_N}, variance x evaluations per sample): {listing}"
