@@ -111,6 +111,11 @@ class SumAndSample(EstimatorSpec):
         """The surrogate evaluates the cost on ``k + 1`` copies (:func:`expect`)."""
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
+    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """An exact draw of the node and its ``log q`` (as the score function draws it); the surrogate
+        draws through :meth:`sample_copies`, which the node step prefers."""
+        return d.sample_and_log_prob(B, p, draw, shape)
+
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
         """The ``k`` most probable joint states and a draw ``z`` from the rest, as blocks of ``n`` on the
