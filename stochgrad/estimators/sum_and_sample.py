@@ -96,16 +96,7 @@ class SumAndSample(EstimatorSpec):
         return self.k + 1 if states is None or states > self.k else states
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        if d.name not in LAWS:
-            raise PlanError(f"{self.name} needs a Categorical or Bernoulli node; this node is {d.name}")
-        if states is None:
-            raise PlanError(f"{self.name} needs the {d.name} node's joint support known before sampling"
-                            " (its parameter shapes)")
-        if states > MAX_JOINT:
-            raise PlanError(
-                f"{self.name} sums the k most probable joint states of the node, but its {states} joint states"
-                f" exceed {MAX_JOINT}: a per-coordinate top-k would need the sum over the product of the"
-                " coordinates' sets when the cost couples them, which is not offered; use score")
+        check_node(self.name, d, states, "sums the k most probable joint states of the node")
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on ``k + 1`` copies (:func:`expect`)."""
@@ -121,14 +112,10 @@ class SumAndSample(EstimatorSpec):
         """The ``k`` most probable joint states and a draw ``z`` from the rest, as blocks of ``n`` on the
         sample axis, and per block the weights the surrogate needs: ``q(c)`` for the summed blocks and
         ``log q(z)`` for the sampled one (which is absent when ``k >=`` the states)."""
-        var = _var(draw)
-        node = getattr(draw, "node", None)
-        support = None if node is None else joint_support(d, node.dist, shape)
-        if support is None or len(support) > MAX_JOINT:
-            raise PlanError(f"{self.name} on {var}: its joint support is unknown or exceeds {MAX_JOINT} states")
+        support = node_support(self.name, d, draw, shape)
         u = B.to_numpy(B.stop_gradient(draw("uniform", ())))  # one uniform per sample: the remainder's draw
         n = u.shape[0]
-        logp, row = _host_log_probs(d, B, p, support, n)
+        logp, row = host_log_probs(d, B, p, support, n)
         states = len(support)
         k = min(self.k, states)
         top = np.argsort(-logp, axis=1, kind="stable")[:, :k]  # (rows, k): C, without gradient
@@ -165,7 +152,35 @@ class SumAndSample(EstimatorSpec):
         return 1.0 - Q
 
 
-def _host_log_probs(d: Distribution, B: Backend, p: Any, support: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def check_node(name: str, d: Distribution, states: int | None, what: str) -> None:
+    """``requires`` of the estimators over a node's joint support (this one, :mod:`.unordered_set`)."""
+    if d.name not in LAWS:
+        raise PlanError(f"{name} needs a Categorical or Bernoulli node; this node is {d.name}")
+    if states is None:
+        raise PlanError(f"{name} needs the {d.name} node's joint support known before sampling (its parameter shapes)")
+    if states > MAX_JOINT:
+        raise PlanError(
+            f"{name} {what}, but its {states} joint states exceed {MAX_JOINT}: a per-coordinate version would"
+            " need the product of the coordinates' sets when the cost couples them, which is not offered; use score")
+
+
+def node_support(name: str, d: Distribution, draw: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Every joint state of the drawing node, ``(states, *shape)`` (refused beyond :data:`MAX_JOINT`)."""
+    node = getattr(draw, "node", None)
+    support = None if node is None else joint_support(d, node.dist, shape)
+    if support is None or len(support) > MAX_JOINT:
+        raise PlanError(f"{name} on {_var(draw)}: its joint support is unknown or exceeds {MAX_JOINT} states")
+    return support
+
+
+def columns(B: Backend, w: Array, like: Array) -> Array:
+    """A per-sample weight ``(n,)`` shaped to broadcast against a per-sample cost ``like``."""
+    while len(B.shape(w)) < len(B.shape(like)):
+        w = B.reshape(w, B.shape(w) + (1,))
+    return w
+
+
+def host_log_probs(d: Distribution, B: Backend, p: Any, support: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``log q`` of every joint state (no gradient) for each distinct parameter row, ``(rows, states)``,
     and each sample's row ``(n,)``."""
     host = {key: B.to_numpy(B.stop_gradient(v)) for key, v in p.items()}
@@ -215,11 +230,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     scope = tiled(fr, env, blocks)
     scope[e.nodes[0].var] = values
     f = cost_on_copies(fr, e, scope, terms, blocks, spec.name)
-    w = [packed[j * n:(j + 1) * n] for j in range(blocks)]
-    for j, wj in enumerate(w):
-        while len(B.shape(wj)) < len(B.shape(f[0])):
-            wj = B.reshape(wj, B.shape(wj) + (1,))
-        w[j] = wj
+    w = [columns(B, packed[j * n:(j + 1) * n], f[0]) for j in range(blocks)]
     base: Array | float = 0.0
     if blocks > spec.k and n >= 2:
         base = leave_one_out(B, f[-1], fr.noise.count, fr.loo_block)
