@@ -6,7 +6,8 @@ or moving-average baselines), :mod:`.enumerate` (exact sum over a finite support
 (Gumbel-softmax / binary Concrete), :mod:`.straight_through` (straight-through and
 straight-through Gumbel), :mod:`.detached` (the naive no-gradient sample), :mod:`.stl`
 (sticking the landing), :mod:`.disarm` (ARM and DisARM for Bernoulli nodes), :mod:`.rebar` (REBAR, fixed temperature and
-scale), :mod:`.sum_and_sample` (the top-k states summed, the rest sampled) and :mod:`.learned`
+scale), :mod:`.sum_and_sample` (the top-k states summed, the rest sampled),
+:mod:`.unordered_set` (k states without replacement, Kool et al. 2020) and :mod:`.learned`
 (input-dependent score baselines).
 
 :data:`ESTIMATORS` maps each name to its class; :func:`register_estimator` adds one (a new
@@ -32,6 +33,7 @@ from .learned import Baseline
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
 from .sum_and_sample import SumAndSample
+from .unordered_set import UnorderedSet
 from .straight_through import StraightThrough, StraightThroughGumbel
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ARM", "ESTIMATORS", "Baseline", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "LoneScore", "MovingAverage",
     "Pathwise", "Rebar", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
-    "StraightThroughGumbel", "SumAndSample", "Tempered", "applicable", "as_spec",
+    "StraightThroughGumbel", "SumAndSample", "Tempered", "UnorderedSet", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator",
 ]
@@ -80,6 +82,7 @@ for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relaxed, StraightTh
              StickingTheLanding, Detached):
     register_estimator(_cls)
 register_estimator(SumAndSample)
+register_estimator(UnorderedSet)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
