@@ -17,6 +17,7 @@ CASES = [
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "disarm"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "arm"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "sum_and_sample"),
+    ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "unordered_set"),
     ("E[sum(log_prob(Normal(0, 1), z) - log_prob(Normal(x * c, 1.5), z) + w * z), z ~ Normal(x * c, 1.5)]", "stl"),
 ]
 CONST = {"c": np.array([0.4, 0.7]), "w": np.array([1.0, -2.0])}
