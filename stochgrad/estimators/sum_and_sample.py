@@ -20,9 +20,13 @@ other samples' ``f(z)`` (Kool et al. 2019; grouped by noise block as :func:`~.sc
 does, none with a single sample): it depends on other samples only, and
 ``E_{z ~ q(.|not C)}[(1 - Q) grad log q(z) + grad Q] = 0``, so ``g`` is **unbiased** for every cost ``f``
 (also a discontinuous one), whatever ``C``; choosing the most probable states makes the sampled
-remainder's weight ``1 - Q`` small, which is where the variance falls (Rao-Blackwellization: never
-more variance than the score function at the same baseline).  With ``k >=`` the number of states
-the remainder is empty: exact enumeration, zero variance.
+remainder's weight ``1 - Q`` small, which is where the variance falls (Liu et al.: the
+Rao-Blackwellized estimator never has more variance than the one-sample score function it conditions,
+at the same baseline; the leave-one-out baseline here is the remainder's, so single entries can be
+noisier than score + leave-one-out, see the tests).  With ``k >=`` the number of states the remainder
+is empty: exact enumeration, zero variance.  A remainder of zero mass (``probs`` with exact zeros
+outside ``C``) is drawn uniformly with weight 0: the value stays exact, but derivatives in those zero
+probabilities are not estimated (the score function does not see them either).
 
 **Joint support.** The node is treated as one categorical over its *joint* support (a Categorical
 with batch shape ``(D,)`` and ``K`` classes has ``K**D`` joint states, a Bernoulli vector ``2**D``):
