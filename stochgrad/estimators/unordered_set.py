@@ -23,10 +23,10 @@ estimate of ``sum_{s' != s1} q(s') f(s')`` from those ``k - 1``, so ``E[b | s1] 
 needs ``k >= 2``.  With ``k >=`` the states, ``S`` is the whole support and both are exact (zero variance).
 
 **Inclusion probabilities: exact**, not the paper's numerical integration: ``p(S) = sum over the
-k! orders of S of prod_i q(s_i) / (q(D \\ S) + sum_{j >= i} q(s_j))``, each ratio's numerator and
-denominator by the same formula (they share the outside mass ``q(D \\ S)``, summed over the states
-outside ``S``, never ``1 - q(S)``), in log space on the host, without gradient (so ``k <=``
-:data:`MAX_K`).  The node is one categorical over its joint support, as in :mod:`.sum_and_sample`
+k! orders of S of prod_i q(s_i) / (q(D \\ S) + sum_{j >= i} q(s_j))``, by a dynamic programme over
+the ``2**k`` subsets of ``S`` (:func:`_log_set`), each ratio's numerator and denominator by the same
+formula (they share the outside mass ``q(D \\ S)``, summed over the states outside ``S``, never
+``1 - q(S)``), in log space on the host, without gradient (``k <=`` :data:`MAX_K`).  The node is one categorical over its joint support, as in :mod:`.sum_and_sample`
 (at most :data:`~.sum_and_sample.MAX_JOINT` states; the Gumbel keys are ``n x states``).
 
 **Surrogate** (:func:`expect`): the scope copied ``k`` times on the sample axis (block ``j`` holds
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from ..planned import PlannedExpect
     from ..program.frame import Frame
 
-#: the largest set: the inclusion probabilities sum over its k! orders
+#: the largest set: exact inclusion probabilities run over the 2**k subsets of each of ~k**2 / 2 sets
 MAX_K = 6
 
 
@@ -74,7 +74,7 @@ class UnorderedSet(EstimatorSpec):
         k = self.k
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or not 2 <= k <= MAX_K:
             raise PlanError(f"{self.name}: k must be an integer from 2 (its baseline uses the other samples) to"
-                            f" {MAX_K} (exact inclusion probabilities over k! orders), got {k!r}")
+                            f" {MAX_K} (exact inclusion probabilities over its subsets), got {k!r}")
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:
@@ -120,19 +120,24 @@ class UnorderedSet(EstimatorSpec):
 
 def _log_set(a: np.ndarray, outside: np.ndarray) -> np.ndarray:
     """``log p(A)`` of the unordered sets with element masses ``a`` ``(n, m)`` drawn without replacement
-    from a domain with ``outside`` mass beyond them ``(n,)``: the log-sum over the ``m!`` orders of
-    ``sum_i log a_i - log(outside + sum_{j >= i} a_j)`` (masses in any common scale)."""
+    from a domain with ``outside`` mass beyond them ``(n,)`` (masses in any common scale): a dynamic
+    programme over the ``2**m`` subsets ``T`` of ``A`` (drawn first, in any order),
+    ``P(T) = sum_{i in T} P(T \\ {i}) a_i / (outside + a(A \\ T) + a_i)``, in log space; the remaining
+    mass is a sum of positive terms (never a difference), and ``P(A)`` is the sum over the ``m!`` orders."""
     n, m = a.shape
-    if m == 0:
-        return np.zeros(n)
-    orders = np.array(list(itertools.permutations(range(m))))  # (m!, m)
-    x = a[:, orders]  # (n, m!, m)
-    left = outside[:, None, None] + np.cumsum(x[:, :, ::-1], axis=2)[:, :, ::-1]
+    full = (1 << m) - 1
+    mass = np.zeros((full + 1, n))  # a(U) for every subset U
+    for u in range(1, full + 1):
+        low = u & -u
+        mass[u] = mass[u ^ low] + a[:, low.bit_length() - 1]
     with np.errstate(divide="ignore"):
-        terms = np.sum(np.log(x) - np.log(np.maximum(left, np.finfo(float).tiny)), axis=2)
-    peak = np.max(terms, axis=1, keepdims=True)
-    peak = np.where(np.isfinite(peak), peak, 0.0)
-    return np.log(np.sum(np.exp(terms - peak), axis=1)) + peak[:, 0]
+        la = np.log(a)
+        logp = np.zeros((full + 1, n))
+        for t in range(1, full + 1):  # T \ {i} < T: every term is ready
+            left = np.log(np.maximum(outside + mass[full ^ t], np.finfo(float).tiny))
+            parts = [logp[t ^ (1 << i)] + la[:, i] - np.logaddexp(left, la[:, i]) for i in range(m) if t >> i & 1]
+            logp[t] = parts[0] if len(parts) == 1 else np.logaddexp.reduce(parts, axis=0)
+    return logp[full]
 
 
 def set_weights(logp: np.ndarray, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
