@@ -326,3 +326,31 @@ def test_unordered_set_plan_and_evaluations():
     r = run("sum(z * w)**2", "Categorical", THETA5, W5, "torch", n=10, spec="unordered_set:k=3")
     assert "unordered_set (k=3 states without replacement" in str(r.plan) and "3 cost evaluations" in str(r.plan)
     assert UnorderedSet(k=3).evaluations(5) == 3 and UnorderedSet(k=3).evaluations(2) == 2
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_unordered_set_weights_are_exact_in_expectation(k):
+    """The host weights (stochgrad.estimators.unordered_set.set_weights) averaged over every ordered draw
+    without replacement, in numpy: sum_S P(S) w(S, s) = q(s) (the value estimator is unbiased), and the
+    gradient estimate sum_s w_s (f_s - b_s) grad log q(s), b_s = sum_s' W[s, s'] f_s', averages to the
+    exact q * (f - E f) (logits gradient), to rounding: no Monte Carlo here."""
+    from stochgrad.estimators.unordered_set import set_weights
+
+    theta = np.array([2.5, 0.3, -0.7, 1.1, -2.0, 0.0])
+    f = np.array([3.0, -1.0, 4.0, 0.5, 9.0, -2.0])
+    q = _softmax(theta)
+    orders = np.array(list(itertools.permutations(range(len(q)), k)))
+    prob, left = np.ones(len(orders)), np.ones(len(orders))
+    for i in range(k):  # P(ordered draw) = prod_i q(s_i) / (1 - q(s_1) - ... - q(s_{i-1}))
+        prob, left = prob * q[orders[:, i]] / left, left - q[orders[:, i]]
+    w, base = set_weights(np.tile(np.log(q), (len(orders), 1)), orders)
+    value = np.zeros(len(q))
+    grad = np.zeros(len(q))
+    fs = f[orders]
+    b = np.einsum("nji,ni->nj", base, fs)
+    for j in range(k):
+        np.add.at(value, orders[:, j], prob * w[:, j])
+        score = np.eye(len(q))[orders[:, j]] - q  # grad of log q(s) in the logits
+        grad += np.sum((prob * w[:, j] * (fs[:, j] - b[:, j]))[:, None] * score, axis=0)
+    np.testing.assert_allclose(value, q, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grad, q * (f - q @ f), rtol=1e-10, atol=1e-13)
