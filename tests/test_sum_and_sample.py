@@ -309,7 +309,7 @@ def test_pilot_prices_it_by_its_evaluations():
 
 @pytest.mark.parametrize("opt", ["k=1", "k=7", "k=2.5"])
 def test_unordered_set_refuses_bad_k(opt):
-    with pytest.raises(PlanError, match=r"unordered_set: k must be an integer from 2 .* to 6"):
+    with pytest.raises(PlanError, match=rf"unordered_set: k must be an integer from 2 .* to 6 .*got {opt[2:]}$"):
         run("sum(z * w)", "Categorical", THETA5, W5, "torch", n=10, spec=f"unordered_set:{opt}")
 
 
@@ -319,6 +319,12 @@ def test_refusals_name_the_estimator(name):
         sg.estimate("E[z, z ~ Poisson(r)]", {"r": 2.0}, n=10, estimators={"z": name})
     with pytest.raises(StochgradError, match=f"{name}: z must be the only random node"):
         sg.estimate("E[sum(z * w) + y, z ~ Categorical(logits=theta), y ~ Normal(0, 1)]",
+                    {"theta": THETA5, "w": W5}, n=10, estimators={"z": name})
+    with pytest.raises(StochgradError, match=f"{name}: z cannot sit inside an enumeration or a batch_axes run"):
+        sg.estimate("E[sum(z * w, axis=-1), z ~ Categorical(logits=theta)]", {"theta": np.zeros((3, 2)),
+                    "w": np.ones(2)}, n=10, estimators={"z": name}, batch_axes=1)
+    with pytest.raises(StochgradError, match=f"{name}: z cannot sit inside an enumeration"):  # x enumerated outside
+        sg.estimate("E[E[sum(z * w), z ~ Categorical(logits=theta * x)], x ~ Bernoulli(0.5)]",
                     {"theta": THETA5, "w": W5}, n=10, estimators={"z": name})
 
 

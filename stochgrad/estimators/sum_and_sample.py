@@ -76,6 +76,11 @@ def _var(draw: Any) -> str:
     return getattr(getattr(draw, "node", None), "var", "the node")
 
 
+def option_text(k: Any) -> str:
+    """An option value as the user wrote it (``as_spec`` reads ``k=9`` as 9.0)."""
+    return f"{k:g}" if isinstance(k, float) else repr(k)
+
+
 @dataclass(frozen=True)
 class SumAndSample(EstimatorSpec):
     """The ``k`` most probable joint states summed exactly, the rest by one sample (unbiased)."""
@@ -89,7 +94,7 @@ class SumAndSample(EstimatorSpec):
     def __post_init__(self) -> None:
         k = self.k
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or k < 1:
-            raise PlanError(f"{self.name}: k must be an integer >= 1 (the states summed exactly), got {k!r}")
+            raise PlanError(f"{self.name}: k must be an integer >= 1 (the states summed exactly), got {option_text(k)}")
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:

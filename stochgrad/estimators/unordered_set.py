@@ -48,7 +48,7 @@ import numpy as np
 from ..errors import PlanError
 from .base import Array, EstimatorSpec, ExpectStep
 from .copies import alone, cost_on_copies, tiled
-from .sum_and_sample import check_node, columns, host_log_probs, node_support
+from .sum_and_sample import option_text, check_node, columns, host_log_probs, node_support
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -74,7 +74,7 @@ class UnorderedSet(EstimatorSpec):
         k = self.k
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or not 2 <= k <= MAX_K:
             raise PlanError(f"{self.name}: k must be an integer from 2 (its baseline uses the other samples) to"
-                            f" {MAX_K} (exact inclusion probabilities over its subsets), got {k!r}")
+                            f" {MAX_K} (exact inclusion probabilities over its subsets), got {option_text(k)}")
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:
