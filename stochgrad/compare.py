@@ -168,7 +168,7 @@ def compare(
         for spec in candidates(base, node.var, temperatures):
             try:
                 estimate(e, params, n=min(n, 64), seed=seed, estimators={node.var: spec}, **options)
-            except PlanError:  # an estimator that refuses this node when run (mvd beside another node)
+            except PlanError:  # it refuses this node's expectation (e.g. needs to be its only random node)
                 continue
             t0 = time.perf_counter()
             r = estimate(e, params, n=n, seed=seed, estimators={node.var: spec}, **options)

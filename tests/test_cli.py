@@ -173,13 +173,15 @@ def test_plot_legend_names_exact_estimators(tmp_path, monkeypatch):
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)
-    plot(compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=1000, seed=0), str(tmp_path / "c.png"))
+    c = compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=1000, seed=0)
+    plot(c, str(tmp_path / "c.png"))
     labels = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
     assert "y: enumerate (exact: error 0, not drawn)" in labels
-    # mvd's gradient on one Bernoulli, f(1) - f(0) from every sample, is exact too
-    assert [label for label in labels if "not drawn" in label] == [
-        "y: enumerate (exact: error 0, not drawn)", "y: mvd (measure-valued derivatives; first order only) (exact: error 0,"
-        " not drawn)"]
+    # the exact rows: enumerate, and sum_and_sample (its k >= the 2 states: an exact sum)
+    exact = [f"y: {r.estimator} (exact: error 0, not drawn)" for r in c.rows
+             if r.unbiased and float(r.variance["p"]) == 0.0]
+    assert "y: enumerate (exact: error 0, not drawn)" in exact and len(exact) >= 3  # also mvd, sum_and_sample
+    assert [label for label in labels if "not drawn" in label] == exact
 
 
 def test_output_into_a_closed_pipe_ends_quietly():

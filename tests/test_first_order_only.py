@@ -1,5 +1,5 @@
 """Estimators whose surrogate is right to the first derivative only (the ``orders = 1`` fact:
-REBAR, RELAX, STL, ARM/DisARM, IndeCateR, MVD, VIMCO, DReG, delta, pathwise_delta) refuse a second derivative by name, on
+REBAR, RELAX, STL, ARM/DisARM, IndeCateR, MVD, VIMCO, DReG, delta, pathwise_delta, sum-and-sample, the unordered set) refuse a second derivative by name, on
 both backends, while a compiled
 objective's first derivative is unchanged by the guard: it equals the same objective's gradient
 without it (same seed, same noise), bit for bit up to rounding."""
@@ -20,6 +20,8 @@ CASES = [
     ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]", "disarm"),  # the stick-breaking form
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "indecater"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]", "indecater"),
+    ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "sum_and_sample"),
+    ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "unordered_set"),
     ("E[sum(log_prob(Normal(0, 1), z) - log_prob(Normal(x * c, 1.5), z) + w * z), z ~ Normal(x * c, 1.5)]", "stl"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "mvd"),
     ("E[logmeanexp(sum(w * z + log_prob(Bernoulli(0.5), z) - log_prob(Bernoulli(x * c), z), axis=-1), axis=0),"
@@ -53,7 +55,7 @@ def _objective(text, backend, estimator):
 def test_every_first_order_estimator_is_covered():
     first_order = {name for name, cls in ESTIMATORS.items() if cls.orders == 1}
     assert first_order >= {"rebar", "relax", "stl", "arm", "disarm", "indecater", "mvd", "vimco", "dreg", "delta",
-                           "pathwise_delta"}
+                           "pathwise_delta", "sum_and_sample", "unordered_set"}
     assert first_order <= {_name(est) for _, est in CASES}, "a first-order-only estimator without a case here"
 
 

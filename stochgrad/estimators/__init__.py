@@ -45,6 +45,8 @@ from .learned import Baseline
 from .mvd import MeasureValued
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
 from .stl import StickingTheLanding
+from .sum_and_sample import SumAndSample
+from .unordered_set import UnorderedSet
 from .straight_through import StraightThrough, StraightThroughGumbel
 from .vimco import Vimco
 
@@ -56,7 +58,7 @@ __all__ = [
     "MeasureValued",
     "MovingAverage",
     "Pathwise", "PathwiseDelta", "Rebar", "Relax", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
-    "StraightThroughGumbel", "Tempered", "applicable", "as_spec",
+    "StraightThroughGumbel", "SumAndSample", "Tempered", "UnorderedSet", "applicable", "as_spec",
     "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
     "unregister_estimator", "DReG", "Vimco",
 ]
@@ -101,6 +103,8 @@ register_estimator(Vimco)
 register_estimator(DReG)
 register_estimator(Delta)  # the score function with the delta-method control variate (delta.py)
 register_estimator(PathwiseDelta)  # pathwise with the second-order delta-method control variate
+register_estimator(SumAndSample)
+register_estimator(UnorderedSet)
 
 
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
