@@ -99,7 +99,7 @@ class SumAndSample(EstimatorSpec):
 
     def describe(self) -> str:
         return (f"{self.name} (k={self.k}: the {self.k} most probable states summed, 1 sampled from the rest;"
-                f" {self.k + 1} cost evaluations per sample, exact when k >= the states)")
+                " exact when k >= the states)")
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k + 1 if states is None or states > self.k else states
