@@ -297,7 +297,9 @@ def test_second_random_node_does_not_break_compare_or_pilots():
     c = sg.compare(text, params, n=200, seed=0, backend="torch")
     assert not any("sum_and_sample" in row.estimator for row in c.rows) and c.rows
     r = sg.estimate(text, params, n=200, seed=0, backend="torch", policy="min_variance", enumerate_budget=2)
-    assert "sum_and_sample" not in str(r.plan)
+    z = r.plan.node("z")
+    assert not z.estimator.startswith("sum_and_sample")  # not chosen, and listed as refused there
+    assert "refused here:" in z.reason and "sum_and_sample" in z.reason.split("refused here:")[1]
 
 
 def test_pilot_prices_it_by_its_evaluations():
