@@ -40,7 +40,7 @@ from .pathwise import Pathwise
 from .pathwise_delta import PathwiseDelta
 from .rebar import Rebar
 from .relax import Relax
-from .relaxed import Relaxed, StandIn, Tempered, harden, relax
+from .relaxed import Relaxed, StandIn, Tempered, harden
 from .learned import Baseline
 from .mvd import MeasureValued
 from .score import LoneScore, MovingAverage, Score, baseline_value, leave_one_out
@@ -59,7 +59,7 @@ __all__ = [
     "MovingAverage",
     "Pathwise", "PathwiseDelta", "Rebar", "Relax", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
     "StraightThroughGumbel", "SumAndSample", "Tempered", "UnorderedSet", "applicable", "as_spec",
-    "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "relax", "score_term",
+    "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "score_term",
     "unregister_estimator", "DReG", "Vimco",
 ]
 
