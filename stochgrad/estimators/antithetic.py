@@ -55,6 +55,22 @@ if TYPE_CHECKING:
 REFLECTIONS = {"normal": "-eps", "uniform": "1 - u"}
 
 
+class Antithetic:
+    """For a spec with an ``antithetic`` field (pathwise, score, delta): with it set, the sample axis
+    holds pairs ``(i, i + n // 2)`` (``paired``: standard errors count pairs) whose noise is reflected
+    (``reflects``: the node step reflects the draws)."""
+
+    antithetic: bool
+
+    @property
+    def paired(self) -> bool:
+        return self.antithetic
+
+    @property
+    def reflects(self) -> bool:
+        return self.antithetic
+
+
 def flag(value: Any, estimator: str) -> bool:
     """The ``antithetic`` option as a bool: True/False, 1/0, or the text true/false (``as_spec``
     gives option text as is); anything else is refused by name."""

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError
-from .antithetic import flag, leave_pair_out
+from .antithetic import Antithetic, flag, leave_pair_out
 from .base import Array, EstimatorSpec, ExpectStep
 from .copies import alone, cost_on_copies
 from .score import leave_one_out
@@ -76,7 +76,7 @@ MEANS: dict[str, Callable[[Any, dict[str, Array]], Array]] = {
 
 
 @dataclass(frozen=True)
-class Delta(EstimatorSpec):
+class Delta(Antithetic, EstimatorSpec):
     """Score function minus the first-order Taylor expansion of the cost at the node's mean."""
 
     name: ClassVar[str] = "delta"
@@ -90,14 +90,6 @@ class Delta(EstimatorSpec):
         if self.baseline not in ("loo", None):
             raise PlanError(f"delta: baseline must be 'loo' or none (over the residuals f - h), got {self.baseline!r}")
         object.__setattr__(self, "antithetic", flag(self.antithetic, self.name))
-
-    @property
-    def paired(self) -> bool:
-        return self.antithetic
-
-    @property
-    def reflects(self) -> bool:
-        return self.antithetic
 
     def describe(self) -> str:
         base = "leave-one-out" if not self.antithetic else "leave-one-pair-out"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PlanError
-from .antithetic import flag
+from .antithetic import Antithetic, flag
 from .base import Array, EstimatorSpec
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Pathwise(EstimatorSpec):
+class Pathwise(Antithetic, EstimatorSpec):
     """Reparameterization: differentiate through ``z = g_phi(eps)``; ``antithetic=True`` draws
     antithetic pairs (:mod:`.antithetic`)."""
 
@@ -35,14 +35,6 @@ class Pathwise(EstimatorSpec):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "antithetic", flag(self.antithetic, self.name))
-
-    @property
-    def paired(self) -> bool:
-        return self.antithetic
-
-    @property
-    def reflects(self) -> bool:
-        return self.antithetic
 
     def describe(self) -> str:
         return f"{self.name} (antithetic pairs)" if self.antithetic else self.name

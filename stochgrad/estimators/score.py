@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from ..errors import PlanError, did_you_mean
-from .antithetic import flag, leave_pair_out
+from .antithetic import Antithetic, flag, leave_pair_out
 from .base import Array, EstimatorSpec
 from .learned import Baseline, learned_control
 
@@ -77,7 +77,7 @@ _MOVED = ("a MovingAverage holds no state: read a compiled objective's f.baselin
 
 
 @dataclass(frozen=True)
-class Score(EstimatorSpec):
+class Score(Antithetic, EstimatorSpec):
     """Score function with a control variate: ``baseline`` is ``"loo"``, a :class:`MovingAverage`
     (or ``"ema"`` for ``MovingAverage(0.9)``), a learned :class:`Baseline`, or ``None``;
     ``antithetic=True`` draws antithetic pairs (:mod:`.antithetic`)."""
@@ -87,14 +87,6 @@ class Score(EstimatorSpec):
     piloted: ClassVar[bool] = True
     baseline: Any = "loo"
     antithetic: bool = False
-
-    @property
-    def paired(self) -> bool:
-        return self.antithetic
-
-    @property
-    def reflects(self) -> bool:
-        return self.antithetic
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "antithetic", flag(self.antithetic, self.name))

@@ -78,8 +78,8 @@ class UnorderedSet(EstimatorSpec):
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:
-        return (f"{self.name} (k={self.k} states without replacement, built-in baseline; {self.k} cost evaluations"
-                " per sample, exact when k >= the states)")
+        return (f"{self.name} (k={self.k} states without replacement, built-in baseline;"
+                " exact when k >= the states)")
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k if states is None else min(self.k, states)
