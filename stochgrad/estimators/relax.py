@@ -70,7 +70,8 @@ class Scalars:
         try:
             import torch
         except ImportError:  # pragma: no cover - torch is installed with the torch backend
-            raise PlanError(f"{name}: learn=True needs torch (its parameters are torch tensors)") from None
+            raise PlanError(f"{name}: learn=True needs torch (its parameters are torch tensors);"
+                           " pass learn=False for fixed values") from None
         self.log_temperature = torch.tensor(math.log(temperature), dtype=torch.float64, requires_grad=True)
         self.scale = torch.tensor(float(scale), dtype=torch.float64, requires_grad=True)
 
@@ -115,7 +116,7 @@ class Relax(EstimatorSpec):
                                 " (pass sg.Relax(surrogate=net, ...) as an object)")
         if self.surrogate is not None and not callable(self.surrogate):
             raise PlanError(f"relax: surrogate must be a callable (e.g. a torch.nn.Module), got {self.surrogate!r}")
-        if self.learn and self.cost_term:
+        if self.learn and self.cost_term and self.surrogate is not None:  # (the registry's default has no net)
             object.__setattr__(self, "scalars", Scalars("relax", t, s))
 
     @property
