@@ -280,10 +280,12 @@ def row_sums(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {
     "autograd": "stochgrad.backends.autograd:AutogradBackend",
     "torch": "stochgrad.backends.torch:TorchBackend",
+    "jax": "stochgrad.backends.jax:JaxBackend",
 }
 _INSTALL_HINT = {
     "autograd": "pip install autograd  (or: pip install 'stochgrad[autograd]')",
     "torch": "pip install torch  (or: pip install 'stochgrad[torch]')",
+    "jax": "pip install jax  (or: pip install 'stochgrad[jax]')",
 }
 DEFAULT_BACKEND = "autograd"
 
