@@ -50,15 +50,23 @@ def _concrete(x: Any) -> Any:
 
 
 # -- implicit reparameterization, first order only -----------------------------------------------
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _refused(x: Any, dz_dx: Any, refusal: str) -> Any:
-    """``dz_dx``, connected to ``x`` so that differentiating it raises ``refusal``."""
+    """``dz_dx``, connected to ``x`` so that a cotangent reaching ``x`` through it raises ``refusal``
+    (a custom_vjp: raised in the reverse pass only where a second derivative really flows, not when a
+    draw is traced and then stopped, as the score estimator's ``stop_gradient(rsample)`` does)."""
     return dz_dx
 
 
-@_refused.defjvp
-def _refused_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
+def _refused_fwd(x: Any, dz_dx: Any, refusal: str) -> Any:
+    return dz_dx, None
+
+
+def _refused_bwd(refusal: str, res: Any, g: Any) -> Any:
     raise PlanError(refusal)
+
+
+_refused.defvjp(_refused_fwd, _refused_bwd)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
@@ -145,9 +153,11 @@ class JaxBackend(Backend):
     def parameter(self, name: str, value: Any) -> Any:
         """A JAX array (traced or not) of the backend's dtype is used as it is (with its gradient); an
         integer one becomes a constant of that dtype; a bool or complex one, or one of another floating
-        dtype, is refused by name.  Numbers, lists and numpy arrays become constants; a tensor of
+        dtype, is refused by name, and so is an abstract one (traced by ``jax.jit`` or ``jax.vmap``: the
+        lowering reads values and draws numpy noise, which a trace would freeze into constants).  Numbers, lists and numpy arrays become constants; a tensor of
         another framework is refused by name (converting it would cut its gradient)."""
         if isinstance(value, jax.Array):
+            _concrete(value)  # under jax.jit/vmap: refused by name (the numpy noise would be frozen into the trace)
             if jnp.issubdtype(value.dtype, jnp.integer):
                 return value.astype(self.dtype)
             if value.dtype == jnp.bool_ or jnp.issubdtype(value.dtype, jnp.complexfloating):
