@@ -81,10 +81,19 @@ def _implicit_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
     return z, _refused(x, dz_dx, refusal) * tangents[0]
 
 
-def _gamma_dz(alpha: Any, z: Any) -> Any:
-    """JAX's own implicit gradient of standard-gamma draws (``jax.random.gamma``'s), zero where not finite."""
-    dz = jax.lax.random_gamma_grad(alpha, z)
-    return jnp.where(jnp.isfinite(dz), dz, 0.0)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _implicit_gamma(alpha: Any, z: Any, refusal: str) -> Any:
+    """Standard-gamma draws ``z`` with JAX's own implicit gradient in ``alpha`` (``jax.random.gamma``'s,
+    ``lax.random_gamma_grad``), computed only where a tangent is asked for (a constant ``alpha`` costs nothing)."""
+    return z
+
+
+@_implicit_gamma.defjvp
+def _implicit_gamma_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
+    alpha, z = primals
+    dz = jax.lax.random_gamma_grad(jax.lax.stop_gradient(alpha), z)
+    dz = jnp.where(jnp.isfinite(dz), dz, 0.0)
+    return z, _refused(alpha, dz, refusal) * tangents[0]
 
 
 def _compare(op: Callable[[Any, Any], Any], backend: JaxBackend) -> Callable[[Any, Any], Any]:
@@ -95,7 +104,12 @@ def _where(c: Any, a: Any, b: Any) -> Any:
     return jnp.where(c != 0, a, b)  # numeric condition: nonzero (NaN included) is true
 
 
-_FLOATS = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_FLOATS: dict[str, np.dtype[Any]] = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def _x64() -> bool:
+    """Whether ``jax_enable_x64`` is on (read each time: it may be turned on after the backend is made)."""
+    return bool(jax.dtypes.canonicalize_dtype(np.float64) == np.float64)
 
 
 class JaxBackend(Backend):
@@ -111,7 +125,7 @@ class JaxBackend(Backend):
             if wanted not in _FLOATS.values():
                 raise ValidationError(f"jax backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64'"
                                       " (default: float64 when jax_enable_x64 is on, else float32)")
-        self._dtype = None if dtype is None else np.dtype(dtype)
+        self._dtype: np.dtype[Any] | None = None if dtype is None else np.dtype(dtype)
         f = jnp
         self.fn = {
             "exp": f.exp, "log": f.log, "log1p": f.log1p, "expm1": f.expm1, "sqrt": f.sqrt, "abs": f.abs,
@@ -125,10 +139,10 @@ class JaxBackend(Backend):
         }
 
     @property
-    def dtype(self) -> np.dtype:  # type: ignore[override]
+    def dtype(self) -> np.dtype[Any]:
         """float64 when ``jax_enable_x64`` is on, else float32 (JAX's convention); the option
         ``dtype`` fixes it (float64 then needs x64 on)."""
-        x64 = bool(jax.config.jax_enable_x64)
+        x64 = _x64()
         if self._dtype is None:
             return _FLOATS["float64" if x64 else "float32"]
         if self._dtype == np.float64 and not x64:
@@ -147,7 +161,7 @@ class JaxBackend(Backend):
             if not jnp.issubdtype(x.dtype, jnp.floating):
                 return f"its dtype is {x.dtype}, not floating point (the backend computes in {self.dtype})"
             return (f"its dtype is {x.dtype}, but the backend computes in {self.dtype} (jax_enable_x64 is"
-                    f" {'on' if jax.config.jax_enable_x64 else 'off'}): convert it with .astype({self.dtype.name!r})")
+                    f" {'on' if _x64() else 'off'}): convert it with .astype({self.dtype.name!r})")
         return None
 
     def parameter(self, name: str, value: Any) -> Any:
@@ -244,8 +258,7 @@ class JaxBackend(Backend):
 
     def implicit_gamma(self, alpha: Any, z: Any, refusal: str) -> Any:
         z = jax.lax.stop_gradient(z)
-        alpha = jnp.broadcast_to(alpha, jnp.shape(z))
-        return _implicit(alpha, z, _gamma_dz(jax.lax.stop_gradient(alpha), z), refusal)
+        return _implicit_gamma(jnp.broadcast_to(alpha, jnp.shape(z)), z, refusal)
 
     def implicit_grad(self, x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
         z = jax.lax.stop_gradient(z)
