@@ -21,7 +21,7 @@ order only: the derivative factor is itself a ``custom_jvp`` whose rule raises t
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -47,6 +47,48 @@ def _concrete(x: Any) -> Any:
                 " program, so call the estimate or the compiled objective outside jax.jit/jax.vmap")
         return v
     return x
+
+
+def _abstract(x: Any) -> bool:
+    """Whether ``x`` is traced with no concrete value (under ``jax.jit`` or ``jax.vmap``)."""
+    return isinstance(x, jax.core.Tracer) and x.to_concrete_value() is None
+
+
+_KINDS = {"normal": 0, "uniform": 1, "poisson": 2, "binomial": 3, "gamma": 4}
+
+
+class KeyNoise:
+    """The noise of one call from a JAX PRNG key: node ``uid``'s stream ``stream`` of ``kind`` (and
+    enumeration branch ``branch``) draws from ``fold_in`` of the key by those four words, so the
+    draws are a pure function of the key (same key, same numbers; under ``jax.jit`` too).  Draws are
+    gradient-free, as :meth:`Backend.noise` promises (gamma draws get their gradient from
+    :meth:`JaxBackend.implicit_gamma`).  ``traced``: the call is abstract, so host-side checks are off."""
+
+    def __init__(self, key: Any, count: int, backend: JaxBackend, traced: bool) -> None:
+        if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                                or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)))):
+            raise ValidationError(f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), got"
+                                  f" {type(key).__module__}.{type(key).__qualname__}")
+        self.key, self.count, self.B, self.traced = key, count, backend, traced
+
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
+        k = self.key
+        for word in (uid, stream, _KINDS[kind], branch):
+            k = jax.random.fold_in(k, word)
+        dtype, full = self.B.dtype, (self.count, *shape)
+        raw = [jnp.broadcast_to(jax.lax.stop_gradient(q), full) for q in params]
+        if kind == "normal":
+            return jax.random.normal(k, full, dtype)
+        if kind == "uniform":
+            eps = float(np.finfo(dtype).eps)
+            return jnp.clip(jax.random.uniform(k, full, dtype), eps / 2, 1 - eps / 2)
+        if kind == "poisson":
+            return jax.random.poisson(k, raw[0], full).astype(dtype)
+        if kind == "binomial":
+            return jax.random.binomial(k, raw[0], raw[1], full).astype(dtype)
+        if kind == "gamma":  # gradient-free here: see implicit_gamma
+            return jnp.maximum(jax.lax.stop_gradient(jax.random.gamma(k, raw[0], full, dtype)), np.finfo(dtype).tiny)
+        raise ValueError(f"the jax backend cannot draw {kind!r} noise")
 
 
 # -- implicit reparameterization, first order only -----------------------------------------------
@@ -167,11 +209,10 @@ class JaxBackend(Backend):
     def parameter(self, name: str, value: Any) -> Any:
         """A JAX array (traced or not) of the backend's dtype is used as it is (with its gradient); an
         integer one becomes a constant of that dtype; a bool or complex one, or one of another floating
-        dtype, is refused by name, and so is an abstract one (traced by ``jax.jit`` or ``jax.vmap``: the
-        lowering reads values and draws numpy noise, which a trace would freeze into constants).  Numbers, lists and numpy arrays become constants; a tensor of
+        dtype, is refused by name (an abstract one, traced by ``jax.jit`` or ``jax.vmap``, needs a PRNG key:
+        see :meth:`call_noise`).  Numbers, lists and numpy arrays become constants; a tensor of
         another framework is refused by name (converting it would cut its gradient)."""
         if isinstance(value, jax.Array):
-            _concrete(value)  # under jax.jit/vmap: refused by name (the numpy noise would be frozen into the trace)
             if jnp.issubdtype(value.dtype, jnp.integer):
                 return value.astype(self.dtype)
             if value.dtype == jnp.bool_ or jnp.issubdtype(value.dtype, jnp.complexfloating):
@@ -249,6 +290,20 @@ class JaxBackend(Backend):
         else:
             raise ValueError(f"the jax backend cannot draw {kind!r} noise")
         return jnp.asarray(out.astype(dtype))
+
+    def call_noise(self, key: Any, count: int, native: Mapping[str, Any]) -> KeyNoise | None:
+        """With ``key`` (a ``jax.random.key`` or ``PRNGKey``), noise from ``jax.random`` folded by node,
+        stream, kind and branch (:class:`KeyNoise`): the objective is then a pure function of the key and
+        the parameters, for ``jax.jit``, ``jax.vmap`` over keys and ``jax.grad``.  Without one, the
+        seeded numpy streams, which refuse abstract parameters by name (a trace would freeze them)."""
+        abstract = any(_abstract(v) for v in native.values())
+        if key is None:
+            if abstract:
+                raise BackendError("the objective is traced abstractly (jax.jit or jax.vmap) but got no PRNG key:"
+                                   " its seeded numpy noise would be frozen into the trace; call it as"
+                                   " f(key=jax.random.key(0), ...) and split the key between calls")
+            return None
+        return KeyNoise(key, count, self, traced=abstract or _abstract(key))
 
     def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
                      shape: tuple[int, ...]) -> Any:

@@ -114,6 +114,7 @@ class Objective:
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
+        key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
         if params.keys() != self._names:
             self._bad_names(params)
         B = self.B
@@ -125,6 +126,15 @@ class Objective:
         p = self._plans.get(shapes)
         if p is None:
             p = self.plan(**dict(zip(self.parameters, shapes)))
+        keyed = B.call_noise(key, self.n, native)
+        checks = self.validate and not getattr(keyed, "traced", False)  # abstract under jax.jit: no host reads
+        if keyed is not None:
+            if self.fuse:
+                raise ValidationError("fuse=True cannot take a PRNG key (key=...)")
+            frame = Frame(B, with_sample_axis(B, native), keyed, known=known, batch_axes=self.batch_axes,
+                          memo=self._memo, checks=checks, baselines=self.baseline_state)
+            out = self._finish(frame, lower(p).run(frame))
+            return self._check_finite(out, p, native, self.calls) if checks else out
         call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
