@@ -66,7 +66,7 @@ SAME = [  # (text, params, estimators, relative tolerance of the gradients)
 
 @pytest.mark.parametrize(("text", "params", "estimators", "rtol"), SAME, ids=[f"{t}-{e}" for t, _, e, _ in SAME])
 def test_same_seed_same_estimate_as_autograd(x64, text, params, estimators, rtol):
-    a, j = (sg.estimate(text, params, n=2000, seed=5, backend=b, estimators=estimators) for b in ("autograd", "jax"))
+    a, j = (sg.estimate(text, params, n=N, seed=5, backend=b, estimators=estimators) for b in ("autograd", "jax"))
     assert j.backend == "jax" and str(j.plan) == str(a.plan)
     np.testing.assert_allclose(j.value, a.value, rtol=1e-12)
     np.testing.assert_allclose(j.value_stderr, a.value_stderr, rtol=1e-10)
@@ -93,7 +93,7 @@ def test_pathwise_matches_scipy(x64, name, cost):
     assert_estimate(r, value=value, grad=grad)
 
 
-@pytest.mark.parametrize("name", ["Normal", "Gamma", "Laplace"])
+@pytest.mark.parametrize("name", ["Normal", "Exponential", "Laplace"])
 def test_score_function_matches_scipy(x64, name):
     case = DIST[name]
     params = case.score_points[1]
@@ -157,14 +157,8 @@ GAMMA = "E[z**2, z ~ Gamma(x, 2)]"  # x (x + 1) / 4: first derivative (2x + 1) /
 X0 = 1.5
 
 
-def test_compiled_objective_differentiates_with_jax_grad(x64):
-    f = sg.compile(GAMMA, backend="jax", n=N, seed=1)
-    grads = [float(jax.grad(lambda x: f(x=x))(X0)) for _ in range(4)]  # fresh noise per call
-    assert_within_stderr(np.mean(grads), (2 * X0 + 1) / 4, np.std(grads, ddof=1) / math.sqrt(len(grads)))
-
-
 def test_second_derivative_through_implicit_gamma_is_refused_by_name(x64):
-    f = sg.compile(GAMMA, backend="jax", n=64, seed=0)
+    f = sg.compile(GAMMA, backend="jax", n=N, seed=0)  # n as below: JAX compiles its kernels once per shape
     with pytest.raises(sg.PlanError, match=r"^z ~ Gamma\(x, 2\): no second derivative through its pathwise gradient.*"
                                            r"estimators=\{'z': 'score'\}"):
         jax.grad(jax.grad(lambda x: f(x=x)))(X0)
