@@ -283,3 +283,10 @@ def test_jit_without_a_key_is_refused_by_name():
         f(key=3, mu=1.0, sigma=1.0)
     with pytest.raises(sg.BackendError, match="the autograd backend takes no PRNG key"):
         sg.compile(NORMAL, backend="autograd", n=4)(key=jax.random.key(0), mu=1.0, sigma=1.0)
+
+
+def test_jax_implements_every_primitive():
+    from stochgrad.backend import PRIMITIVES
+
+    B = sg.get_backend("jax")
+    assert set(B.fn) == PRIMITIVES and "implicit_reparam" in B.capabilities
