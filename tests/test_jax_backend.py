@@ -290,3 +290,15 @@ def test_jax_implements_every_primitive():
 
     B = sg.get_backend("jax")
     assert set(B.fn) == PRIMITIVES and "implicit_reparam" in B.capabilities
+
+
+def test_user_function_in_jax_numpy(x64):
+    """A user function written in jax.numpy (as a Flax/Equinox apply would be): E[sin z] = sin(mu) exp(-s^2/2)."""
+    e = sg.parse("E[f(z), z ~ Normal(mu, s)]", functions={"f": jnp.sin})
+    mu, s = 0.3, 1.2
+    damp = math.exp(-s * s / 2)
+    r = sg.estimate(e, {"mu": mu, "s": s}, n=N, seed=0, backend="jax")
+    assert_estimate(r, value=math.sin(mu) * damp, grad={"mu": math.cos(mu) * damp, "s": -s * math.sin(mu) * damp})
+    f = sg.compile(e, backend="jax", n=N)
+    g = jax.jit(jax.grad(lambda m, k: f(key=k, mu=m, s=s)))(mu, jax.random.key(0))
+    assert_within_stderr(float(g), math.cos(mu) * damp, float(r.stderr["mu"]))  # same n: the same standard error
