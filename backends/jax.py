@@ -9,13 +9,21 @@ every traced array has a concrete value, which :meth:`JaxBackend.to_numpy` reads
 
 Noise comes from stochgrad's own numpy streams (:class:`stochgrad.noise.NumpyStream`), converted to
 JAX arrays: ``sg.estimate(..., backend="jax")`` draws the very numbers the autograd backend draws for
-the same seed (in the same dtype).
+the same seed (in the same dtype).  A compiled objective called with a PRNG key,
+``f = sg.compile(expr, backend="jax", n=64); f(key=k, mu=...)``, draws from ``jax.random`` instead
+(:class:`KeyNoise`, through the core's :meth:`~stochgrad.backend.Backend.call_noise` hook): it is then a
+pure function of the key and the parameters, so ``jax.jit``, ``jax.vmap`` over keys, ``jax.grad`` and
+``jax.hessian`` apply; under ``jax.jit`` the host-side parameter checks are skipped (values are abstract),
+and steps that read values on the host (von Mises' rejection loop, moving-average baselines) are
+refused by name.  Without a key, an abstract call is refused (the numpy noise would freeze into the trace).
 
 Implicit reparameterization (Figurnov et al. 2018) is a ``jax.custom_jvp``: a standard-gamma draw
 ``z`` gets the tangent ``dz/dalpha * dalpha`` with JAX's own ``lax.random_gamma_grad`` (the gradient
 ``jax.random.gamma`` has), and :meth:`JaxBackend.implicit_grad` the given ``dz/dx``.  Both are first
-order only: the derivative factor is itself a ``custom_jvp`` whose rule raises the node's
-:class:`~stochgrad.errors.PlanError` when JAX traces a second derivative (at trace time).
+order only: the derivative factor is a ``custom_vjp`` whose reverse rule raises the node's
+:class:`~stochgrad.errors.PlanError` when a second reverse-mode derivative flows through it (so a draw
+that is traced and then stopped, as the score estimator's, costs no refusal).  Forward over reverse
+(``jax.hessian``) through such a node meets JAX's own refusal of forward mode through a custom_vjp.
 """
 
 from __future__ import annotations
@@ -43,8 +51,9 @@ def _concrete(x: Any) -> Any:
         if v is None:
             raise BackendError(
                 "the jax backend needs a concrete value here, but the array is abstract (traced by jax.jit or"
-                " jax.vmap): stochgrad reads parameter values and draws its noise with numpy while it lowers a"
-                " program, so call the estimate or the compiled objective outside jax.jit/jax.vmap")
+                " jax.vmap): this step reads a value on the host (von Mises' rejection sampler, a moving-average"
+                " baseline, seeded numpy noise), so it cannot be traced; call the objective outside"
+                " jax.jit/jax.vmap (jax.grad works), or choose another estimator or baseline")
         return v
     return x
 
