@@ -200,6 +200,15 @@ def test_compare_on_jax(x64):
             assert abs(row.grad["mu"] - 2.0) < 6 * row.stderr["mu"], row.estimator
 
 
+def test_plan_estimate_on_jax_is_sg_estimate(x64):
+    text, params = "E[(z + 3)**2, z ~ Normal(mu, 1)]", {"mu": 0.5}
+    p = sg.plan(text, {"mu": 0.5}, backend="jax", estimators={"z": "score"})
+    r = p.estimate(params, n=N, seed=4)
+    assert r.backend == "jax"
+    assert r.grad == sg.estimate(text, params, n=N, seed=4, backend="jax", estimators={"z": "score"}).grad
+    assert_estimate(r, value=3.5**2 + 1, grad={"mu": 7.0})
+
+
 def test_cli_estimate_backend_jax(capsys):
     assert main(["estimate", "E[z**2, z ~ Normal(mu, sigma)]", "--at", "mu=1", "--at", "sigma=2", "-n", "4000",
                  "--backend", "jax", "--seed", "0"]) == 0
