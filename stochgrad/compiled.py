@@ -134,7 +134,7 @@ class Objective:
             frame = Frame(B, with_sample_axis(B, native), keyed, known=known, batch_axes=self.batch_axes,
                           memo=self._memo, checks=checks, baselines=self.baseline_state)
             out = self._finish(frame, lower(p).run(frame))
-            return self._check_finite(out, p, native, self.calls) if checks else out
+            return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
@@ -151,7 +151,7 @@ class Objective:
                                             finish=self._finish, validate=self.validate)
         return self._check_finite(out, p, native, call)
 
-    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int) -> Any:
+    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
         """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a
         :class:`~stochgrad.errors.NonFiniteWarning` naming the expression, the call and (re-running
         the call forward, only then) the first non-finite subexpression."""
@@ -162,8 +162,8 @@ class Objective:
             return out
         B = self.B
         params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
-        located = diagnostics.locate_call(B, p.root, params, NoiseSource(B, self.seed, 0, self.n, blocked=False,
-                                                                         call=call), self.batch_axes)
+        located = diagnostics.locate_call(B, p.root, params, keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
+                                                                                  call=call), self.batch_axes)
         warnings.warn(f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
                       + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
         return out
