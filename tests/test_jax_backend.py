@@ -311,3 +311,9 @@ def test_user_function_in_jax_numpy(x64):
     f = sg.compile(e, backend="jax", n=N)
     g = jax.jit(jax.grad(lambda m, k: f(key=k, mu=m, s=s)))(mu, jax.random.key(0))
     assert_within_stderr(float(g), math.cos(mu) * damp, float(r.stderr["mu"]))  # same n: the same standard error
+
+
+def test_a_keyed_call_that_is_not_finite_is_located_with_its_own_noise():
+    f = sg.compile("E[log(z), z ~ Normal(mu, 1)]", backend="jax", n=64)
+    with pytest.warns(sg.NonFiniteWarning, match=r"first seen in `log\(z\)` is NaN in \d+ of 64 entries"):
+        f(key=jax.random.key(0), mu=0.0)
