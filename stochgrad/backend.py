@@ -236,6 +236,17 @@ class Backend(ABC):
         default does just that; a backend may fill one array in place instead (no copy)."""
         return self.concat([self.noise(kind, g, (c, *shape)) for g, c in zip(generators, counts)])
 
+    def call_noise(self, key: Any, count: int, native: Mapping[str, Array]) -> Any:
+        """The noise of one call of a compiled objective given ``key`` (the call's PRNG key, ``None``
+        when none was passed) and its native parameters: an object with ``draw`` as
+        :class:`stochgrad.noise.NoiseSource` has it (and ``traced = True`` where the call is being
+        traced abstractly, so the host-side checks are skipped), or ``None`` for stochgrad's own
+        seeded streams.  This default takes no key (the JAX backend's noise is a function of one)."""
+        if key is not None:
+            raise BackendError(f"the {self.name} backend takes no PRNG key (key=...); its noise comes from the"
+                               " objective's seed and call count")
+        return None
+
     @abstractmethod
     def concat(self, parts: Sequence[Array]) -> Array:
         """Join arrays along the sample axis."""
@@ -297,10 +308,12 @@ def row_sums(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {
     "autograd": "stochgrad.backends.autograd:AutogradBackend",
     "torch": "stochgrad.backends.torch:TorchBackend",
+    "jax": "stochgrad.backends.jax:JaxBackend",
 }
 _INSTALL_HINT = {
     "autograd": "pip install autograd  (or: pip install 'stochgrad[autograd]')",
     "torch": "pip install torch  (or: pip install 'stochgrad[torch]')",
+    "jax": "pip install jax  (or: pip install 'stochgrad[jax]')",
 }
 DEFAULT_BACKEND = "autograd"
 

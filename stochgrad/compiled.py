@@ -123,6 +123,7 @@ class Objective:
         return self._plans[key]
 
     def __call__(self, **params: Any) -> Any:
+        key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
         if params.keys() != self._names:
             self._bad_names(params)
         B = self.B
@@ -134,6 +135,15 @@ class Objective:
         p = self._plans.get(shapes)
         if p is None:
             p = self.plan(**dict(zip(self.parameters, shapes)))
+        keyed = B.call_noise(key, self.n, native)
+        checks = self.validate and not getattr(keyed, "traced", False)  # abstract under jax.jit: no host reads
+        if keyed is not None:
+            if self.fuse:
+                raise ValidationError("fuse=True cannot take a PRNG key (key=...)")
+            frame = Frame(B, with_sample_axis(B, native), keyed, known=known, batch_axes=self.batch_axes,
+                          memo=self._memo, checks=checks, baselines=self.baseline_state)
+            out = self._finish(frame, lower(p).run(frame))
+            return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
@@ -150,7 +160,7 @@ class Objective:
                                             finish=self._finish, validate=self.validate)
         return self._check_finite(out, p, native, call)
 
-    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int) -> Any:
+    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
         """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a
         :class:`~stochgrad.errors.NonFiniteWarning` naming the expression, the call and (re-running
         the call forward, only then) the first non-finite subexpression."""
@@ -161,8 +171,8 @@ class Objective:
             return out
         B = self.B
         params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
-        located = diagnostics.locate_call(B, p.root, params, NoiseSource(B, self.seed, 0, self.n, blocked=False,
-                                                                         call=call), self.batch_axes)
+        located = diagnostics.locate_call(B, p.root, params, keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
+                                                                                  call=call), self.batch_axes)
         warnings.warn(f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
                       + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
         return out

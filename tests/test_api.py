@@ -170,7 +170,7 @@ def test_option_errors():
 
 
 def test_backend_registry_errors():
-    with pytest.raises(sg.BackendError, match=r"unknown backend 'troch' \(did you mean 'torch'\?\); available: autograd, torch"):
+    with pytest.raises(sg.BackendError, match=r"unknown backend 'troch' \(did you mean 'torch'\?\); available: autograd, jax, torch"):
         sg.get_backend("troch")
     sg.register_backend("jaxish", "stochgrad_no_such_module:Backend")
     with pytest.raises(sg.BackendError, match=r"backend 'jaxish' needs stochgrad_no_such_module, which is not installed"):
