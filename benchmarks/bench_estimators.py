@@ -58,7 +58,7 @@ from stochgrad.errors import StochgradError
 from stochgrad.estimators import ESTIMATORS, EstimatorSpec, applicable, as_spec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import discrete_vae_reference as ref  # noqa: E402  (data, batches, Adam settings)
+import discrete_vae_reference as ref  # data, batches, Adam settings
 
 DTYPE = torch.float64
 HAND = "hand LOO"  # the hand-written torch leave-one-out estimator's row
@@ -85,8 +85,8 @@ class Model:
         return [*self.enc.parameters(), *self.dec.parameters()]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        l = self.enc(x)
-        return l.reshape(l.shape[:-1] + (self.latents, self.classes)) if self.kind == "categorical" else l
+        lg = self.enc(x)
+        return lg.reshape(lg.shape[:-1] + (self.latents, self.classes)) if self.kind == "categorical" else lg
 
     def loglik(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x | z): z (n, B, K) or (n, B, G, C) one-hot -> (n, B)."""
@@ -96,31 +96,31 @@ class Model:
 
     # -- plain torch pieces of the hand-written estimator and the evaluation --------------------------------
 
-    def sample(self, l: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-        u = torch.rand((n,) + tuple(l.shape), generator=gen, dtype=DTYPE).clamp_(1e-300, 1 - 1e-16)
+    def sample(self, lg: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+        u = torch.rand((n,) + tuple(lg.shape), generator=gen, dtype=DTYPE).clamp_(1e-300, 1 - 1e-16)
         if self.kind == "bernoulli":
-            return (u < torch.sigmoid(l)).to(DTYPE)
-        return F.one_hot(torch.argmax(l - torch.log(-torch.log(u)), -1), self.classes).to(DTYPE)  # Gumbel-max
+            return (u < torch.sigmoid(lg)).to(DTYPE)
+        return F.one_hot(torch.argmax(lg - torch.log(-torch.log(u)), -1), self.classes).to(DTYPE)  # Gumbel-max
 
-    def log_q(self, l: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_q(self, lg: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log q(z | x) per sample and image, (n, B)."""
         if self.kind == "bernoulli":
-            return (z * l - F.softplus(l)).sum(-1)
-        return (z * torch.log_softmax(l, -1)).sum((-1, -2))
+            return (z * lg - F.softplus(lg)).sum(-1)
+        return (z * torch.log_softmax(lg, -1)).sum((-1, -2))
 
-    def kl(self, l: torch.Tensor) -> torch.Tensor:
+    def kl(self, lg: torch.Tensor) -> torch.Tensor:
         """KL(q(z | x) || uniform prior) per image, in closed form."""
         if self.kind == "bernoulli":
-            return ref.kl_to_uniform(l)
-        lp = torch.log_softmax(l, -1)
+            return ref.kl_to_uniform(lg)
+        lp = torch.log_softmax(lg, -1)
         return (lp.exp() * (lp + math.log(self.classes))).sum((-1, -2))
 
     @torch.no_grad()
     def neg_elbo(self, x: torch.Tensor, n: int, seed: int = ref.EVAL_SEED) -> tuple[float, float]:
         """Test -ELBO, nats per image, and its Monte Carlo standard error (n samples per image)."""
-        l = self.logits(x)
-        ll = self.loglik(x, self.sample(l, n, torch.Generator().manual_seed(seed)))
-        per_image = self.kl(l) - ll.mean(0)
+        lg = self.logits(x)
+        ll = self.loglik(x, self.sample(lg, n, torch.Generator().manual_seed(seed)))
+        per_image = self.kl(lg) - ll.mean(0)
         return float(per_image.mean()), float((ll.var(0) / n).sum().sqrt() / len(x))
 
     # -- stochgrad ------------------------------------------------------------------------------------------
@@ -161,14 +161,14 @@ def hand_loo(model: Model, n: int, gen: torch.Generator, z: torch.Tensor | None 
     form.  ``z`` fixes the samples (to compare with stochgrad's for the same noise)."""
 
     def loss(x: torch.Tensor) -> torch.Tensor:
-        l = model.logits(x)
-        zz = model.sample(l.detach(), n, gen) if z is None else z
+        lg = model.logits(x)
+        zz = model.sample(lg.detach(), n, gen) if z is None else z
         f = model.loglik(x, zz)  # (n, B)
-        logq = model.log_q(l, zz)
+        logq = model.log_q(lg, zz)
         fd = f.detach()
         baseline = (fd.sum(0, keepdim=True) - fd) / (n - 1)
         expected = f + (fd - baseline) * (logq - logq.detach())
-        return (model.kl(l) - expected.mean(0)).mean()
+        return (model.kl(lg) - expected.mean(0)).mean()
 
     return loss
 
@@ -205,7 +205,7 @@ def load() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
-        return "load %.2f %.2f %.2f" % os.getloadavg()
+        return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def run_model(kind: str, args: argparse.Namespace, data: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, Any]]:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
-import bench_estimators as bench  # noqa: E402
-import discrete_vae_reference as ref  # noqa: E402
+import bench_estimators as bench
+import discrete_vae_reference as ref
 
 SIZES = {"bernoulli": (12, 1), "categorical": (3, 4)}
 
@@ -40,11 +40,11 @@ def test_hand_loo_equals_stochgrad_score_for_the_same_samples(kind, seed):
     # a deliberately wrong hand-written baseline (the mean including the sample itself) differs clearly
 
     def biased(xx):
-        l = model.logits(xx)
+        lg = model.logits(xx)
         f = model.loglik(xx, z)
-        logq = model.log_q(l, z)
+        logq = model.log_q(lg, z)
         b = f.detach().mean(0, keepdim=True)
-        return (model.kl(l) - (f + (f.detach() - b) * (logq - logq.detach())).mean(0)).mean()
+        return (model.kl(lg) - (f + (f.detach() - b) * (logq - logq.detach())).mean(0)).mean()
 
     g_wrong = _grads(model, biased, x)
     assert (g_wrong - g_hand).abs().max() > 1e-3 * g_hand.abs().max()
