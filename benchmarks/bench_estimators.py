@@ -148,10 +148,11 @@ class Model:
         return lambda x: -f(x=x, l=self.logits(x), **extra) / x.shape[0]
 
     def node(self) -> tuple[Any, int]:
-        """The node's distribution and its joint states on one batch (for ``requires``)."""
-        if self.kind == "bernoulli":
-            return lookup("Bernoulli"), 2 ** (self.latents * ref.BATCH)
-        return lookup("Categorical"), self.classes ** (self.latents * ref.BATCH)
+        """The node's distribution and its joint states on one batch (for ``requires``; capped at
+        2**63, far above any enumeration budget, so that no message prints a 6,000-digit number)."""
+        base = 2 if self.kind == "bernoulli" else self.classes
+        bits = self.latents * ref.BATCH * math.log2(base)
+        return lookup(self.kind.capitalize()), (base ** (self.latents * ref.BATCH) if bits < 63 else 2 ** 63)
 
 
 def hand_loo(model: Model, n: int, gen: torch.Generator, z: torch.Tensor | None = None
