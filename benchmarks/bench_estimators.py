@@ -224,24 +224,14 @@ def run_model(kind: str, args: argparse.Namespace, data: tuple[torch.Tensor, tor
         if refusal:
             continue
         model = Model(kind, latents, classes, args.hidden, args.seed)  # the same initial weights for all
-        if spec is None:
-            loss = hand_loo(model, args.n, torch.Generator().manual_seed(args.seed))
-            probe = hand_loo(model, args.n, torch.Generator().manual_seed(args.seed + 1))
-            row["evals"] = 1
-        else:
-            loss = model.objective(spec, args.n, args.seed)
-            probe = model.objective(spec, args.n, args.seed + 1)
-            row["evals"] = spec.evaluations(None)
+        row["spec"], row["evals"] = spec, (1 if spec is None else spec.evaluations(None))
         try:
-            row["variance"] = encoder_variance(model, probe, x_fixed, args.draws)
+            row["variance"] = encoder_variance(model, _loss(model, spec, args.n, args.seed + 1), x_fixed, args.draws)
         except StochgradError as e:  # refused when the program runs (e.g. REBAR under batch_axes)
             row["refused"] = f"{type(e).__name__}: {e}"
             continue
-        trainers.append((row, model, ref.Trainer(loss, model.params(), train, cap, args.seed)))
-    hand_var = rows[0]["variance"]
-    for row in rows:
-        if "variance" in row:
-            row["var_ratio"] = row["variance"] / hand_var
+        trainers.append((row, model, ref.Trainer(_loss(model, spec, args.n, args.seed), model.params(), train, cap,
+                                                 args.seed)))
     # interleaved training rounds
     for row, _, _ in trainers:
         row.update(seconds=0.0, ms=[], ratios=[])
@@ -259,6 +249,8 @@ def run_model(kind: str, args: argparse.Namespace, data: tuple[torch.Tensor, tor
             row["ms"].append(ms[id(row)])
             if trainer.step == args.steps:
                 row["at_steps"] = model.neg_elbo(test, args.eval_n)
+                if row["spec"] is None:  # the hand-written LOO's weights after the step budget
+                    trained = [{k: v.clone() for k, v in m.state_dict().items()} for m in (model.enc, model.dec)]
             if "at_wall" not in row and row["seconds"] >= args.wall:
                 row["at_wall"] = model.neg_elbo(test, args.eval_n) + (trainer.step, row["seconds"])
             if trainer.done and "at_wall" not in row:
@@ -271,7 +263,23 @@ def run_model(kind: str, args: argparse.Namespace, data: tuple[torch.Tensor, tor
     for row, _, _ in trainers:
         row["ms_step"] = statistics.median(row["ms"])
         row["ratio"] = statistics.median(row["ratios"]) if row["ratios"] else math.nan
+        model = Model(kind, latents, classes, args.hidden, args.seed)
+        model.enc.load_state_dict(trained[0])
+        model.dec.load_state_dict(trained[1])
+        row["var_trained"] = encoder_variance(model, _loss(model, row["spec"], args.n, args.seed + 2), x_fixed,
+                                              args.draws)
+    for key in ("variance", "var_trained"):
+        for row in rows:
+            if key in row:
+                row[key + "_ratio"] = row[key] / rows[0][key]
     return rows
+
+
+def _loss(model: Model, spec: EstimatorSpec | None, n: int, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The training loss of the hand-written LOO (spec None) or of stochgrad with ``spec``."""
+    if spec is None:
+        return hand_loo(model, n, torch.Generator().manual_seed(seed))
+    return model.objective(spec, n, seed)
 
 
 def _done(t: tuple[dict[str, Any], Model, ref.Trainer], args: argparse.Namespace) -> bool:
@@ -281,8 +289,8 @@ def _done(t: tuple[dict[str, Any], Model, ref.Trainer], args: argparse.Namespace
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
     at_steps, at_wall = f"-ELBO@{args.steps}", f"-ELBO@{args.wall:g}s"
-    head = (f"{'estimator':<24}{'evals':>6}{'enc grad var':>14}{'x LOO':>7}{'ms/step':>9}{'x hand':>8}"
-            f"{at_steps:>15}{at_wall:>15}{'steps':>7}")
+    head = (f"{'estimator':<24}{'evals':>6}{'var@init':>10}{'x LOO':>7}{'var@trained':>12}{'x LOO':>7}{'ms/step':>9}"
+            f"{'x hand':>8}{at_steps:>15}{at_wall:>15}{'steps':>7}")
     out(head)
     out("-" * len(head))
     for r in rows:
@@ -290,9 +298,11 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, out: Callable[[
             out(f"{r['estimator']:<24}refused: {r['refused']}")
             continue
         s, w = r.get("at_steps", (math.nan, math.nan)), r["at_wall"]
-        out(f"{r['estimator']:<24}{r['evals']:>6}{r['variance']:>14.4g}{r['var_ratio']:>7.2f}{r['ms_step']:>9.2f}"
+        out(f"{r['estimator']:<24}{r['evals']:>6}{r['variance']:>10.4g}{r['variance_ratio']:>7.2f}"
+            f"{r['var_trained']:>12.4g}{r['var_trained_ratio']:>7.2f}{r['ms_step']:>9.2f}"
             f"{r['ratio']:>7.2f}x{s[0]:>9.2f} ± {s[1]:.2f}{w[0]:>9.2f} ± {w[1]:.2f}{w[2]:>7d}")
-    out("enc grad var: summed over encoder parameters, at the initial weights; x LOO: / the hand LOO's;"
+    out("var: encoder gradient variance summed over encoder parameters, on one fixed batch, at the initial"
+        f" weights and at the hand LOO's weights after {args.steps} steps; x LOO: / the hand LOO's;"
         " x hand: median per-round ratio of ms/step; -ELBO: nats per test image ± MC standard error")
 
 
@@ -333,7 +343,7 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     out(f"$ {cmd}")
     out(f"torch {torch.__version__}, {os.cpu_count()} CPUs; n = {args.n} samples per image, batch {ref.BATCH},"
         f" Adam lr {ref.LR}, {'linear' if not args.hidden else f'{args.hidden}-unit hidden layer'} encoder/decoder,"
-        f" variance at the initial weights over {args.draws} draws, test -ELBO with {args.eval_n} samples per image")
+        f" variances over {args.draws} draws, test -ELBO with {args.eval_n} samples per image")
     results = {}
     for threads in args.threads:
         torch.set_num_threads(threads)

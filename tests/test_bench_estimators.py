@@ -57,7 +57,7 @@ def test_quick_run_end_to_end():
     results = bench.main(["--quick", "--threads", "1"], out=lines.append)
     assert set(results) == {("bernoulli", 1), ("categorical", 1)}
     for (kind, _), rows in results.items():
-        assert rows[0]["estimator"] == bench.HAND and rows[0]["var_ratio"] == 1.0
+        assert rows[0]["estimator"] == bench.HAND and rows[0]["variance_ratio"] == 1.0
         names = {r["estimator"] for r in rows}
         assert "score" in names and "relaxed" in names
         assert ("disarm" in names) == (kind == "bernoulli")  # disarm's requires refuses Categorical
@@ -65,7 +65,7 @@ def test_quick_run_end_to_end():
             if r["refused"]:
                 assert r["estimator"] in r["refused"] or "z" in r["refused"]
                 continue
-            values = [r["variance"], r["ms_step"], r["ratio"], *r["at_steps"]]
+            values = [r["variance"], r["var_trained"], r["ms_step"], r["ratio"], *r["at_steps"]]
             assert all(math.isfinite(v) for v in values), r
             assert r["variance"] >= 0 and r["at_steps"][0] > 0
     text = "\n".join(lines)
@@ -73,9 +73,12 @@ def test_quick_run_end_to_end():
 
 
 def test_requested_estimators_refused_by_name():
-    lines = []
-    results = bench.main(["--quick", "--threads", "1", "--models", "categorical", "--estimators", "disarm", "nope"],
-                         out=lines.append)
-    rows = results[("categorical", 1)]
-    refused = {r["estimator"]: r["refused"] for r in rows[1:]}
-    assert "Categorical" in refused["disarm"] and "unknown estimator 'nope'" in refused["nope"]
+    model = bench.Model("categorical", *SIZES["categorical"], hidden=0, seed=0)
+    got = {label: (spec, refusal) for label, spec, refusal in
+           bench.candidates(model, ["disarm", "nope", "relaxed:temperature=0.3"])}
+    assert got["disarm"][0] is None and "Categorical" in got["disarm"][1]
+    assert got["nope"][0] is None and "unknown estimator 'nope'" in got["nope"][1]
+    assert got["relaxed:temperature=0.3"][0].temperature == 0.3 and not got["relaxed:temperature=0.3"][1]
+    # the registry's defaults for a Bernoulli node: those that give its logits a gradient, rebar included
+    names = [label for label, _, _ in bench.candidates(bench.Model("bernoulli", 4, 1, 0, 0), None)]
+    assert {"score", "disarm", "arm", "rebar", "relaxed"} <= set(names) and "detached" not in names
