@@ -60,7 +60,7 @@ def test_quick_run_end_to_end():
         assert rows[0]["estimator"] == bench.HAND and rows[0]["variance_ratio"] == 1.0
         names = {r["estimator"] for r in rows}
         assert "score" in names and "relaxed" in names
-        assert ("disarm" in names) == (kind == "bernoulli")  # disarm's requires refuses Categorical
+        assert "disarm" in names  # Bernoulli, and Categorical through its stick-breaking form
         for r in rows:
             if r["refused"]:
                 assert r["estimator"] in r["refused"] or "z" in r["refused"]
@@ -75,8 +75,8 @@ def test_quick_run_end_to_end():
 def test_requested_estimators_refused_by_name():
     model = bench.Model("categorical", *SIZES["categorical"], hidden=0, seed=0)
     got = {label: (spec, refusal) for label, spec, refusal in
-           bench.candidates(model, ["disarm", "nope", "relaxed:temperature=0.3"])}
-    assert got["disarm"][0] is None and "Categorical" in got["disarm"][1]
+           bench.candidates(model, ["pathwise", "nope", "relaxed:temperature=0.3"])}
+    assert got["pathwise"][0] is None and "Categorical" in got["pathwise"][1]
     assert got["nope"][0] is None and "unknown estimator 'nope'" in got["nope"][1]
     assert got["relaxed:temperature=0.3"][0].temperature == 0.3 and not got["relaxed:temperature=0.3"][1]
     # the registry's defaults for a Bernoulli node: those that give its logits a gradient, rebar included
