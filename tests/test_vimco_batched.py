@@ -176,3 +176,28 @@ def test_vimco_digits_example_runs():
     out = subprocess.run([sys.executable, str(example), "--steps", "3", "--latent", "4", "--k", "2", "--batch", "8",
                           "--n-test", "20"], capture_output=True, text=True, timeout=60, check=True).stdout
     assert "vimco" in out and "score" in out and "held-out" in out
+
+
+def test_a_bound_with_a_further_axis_pairs_each_element_with_its_example(backend):
+    """T of shape (K, N, D) (no sum over the latents): N D scalar bounds, element (i, d) paired with example
+    i's log q (summed over d); the exact gradient is that of N D independent one-latent bounds."""
+    a, x = np.array([[0.5, -1.0], [0.3, 1.2]]), np.array([[0.2, -0.4], [1.1, -0.9]])
+    text = batched(3).replace(", axis=-1), axis=0)", "), axis=0)").replace("E[sum(logmeanexp(sum(", "E[sum(logmeanexp((")
+    r = sg.estimate(text, dict(a=a, x=x), n=20_000, seed=5, backend=backend, estimators={"z": "vimco"})
+    assert "paired per example over 2 examples" in str(r.plan)
+    value, ga, gx = _enumerated(a.reshape(4, 1), x.reshape(4, 1), 3)
+    assert abs(r.value - value) < 5 * r.value_stderr
+    assert _within(r, "a", ga.reshape(2, 2)) and _within(r, "x", gx.reshape(2, 2)), (r.grad["a"], ga)
+
+
+def test_a_compiled_objective_pairs_per_example_too():
+    """sg.compile plans at the call's shapes: image 0's gradient does not move with image 1's data (a fresh
+    objective per call: the same noise)."""
+    def grad0(pairing: str, x1: float) -> float:
+        f = sg.compile(batched(3), backend="torch", n=500, seed=2, estimators={"z": f"vimco:pairing={pairing}"})
+        a = torch.tensor([[0.3], [-0.5]], dtype=torch.float64, requires_grad=True)
+        f(a=a, x=torch.tensor([[0.4], [x1]], dtype=torch.float64)).backward()
+        return a.grad[0, 0].item()
+
+    assert grad0("example", 0.0) == pytest.approx(grad0("example", 3.0), abs=1e-12)
+    assert abs(grad0("whole", 0.0) - grad0("whole", 3.0)) > 1e-3
