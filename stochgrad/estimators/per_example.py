@@ -43,7 +43,7 @@ def example_axis(t: ir.Expr, var: str, dist: ir.Dist, shapes: Mapping[str, Any] 
     from ..plates import analyze  # here: stochgrad.plates imports the planner's types, which import the estimators
 
     if shapes is None:
-        return None, "the shapes are unknown (plan with parameter values or shapes)"
+        return None, "the shapes are unknown: plan with parameter values or shapes"
     try:
         zshape = tuple(shapes[var])
     except (UnknownShape, KeyError, TypeError):
