@@ -23,7 +23,7 @@ Everything here is backend-neutral: arithmetic, ``exp``, ``sum`` and ``stop_grad
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
@@ -147,6 +147,13 @@ class EstimatorSpec:
         sticking the landing stops the node's own law inside ``log_prob``), or None to leave it.  The
         planner calls it once per node, after every node of the expectation is decided."""
         return None
+
+    def rewrite_cost_shaped(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                            shapes: Mapping[str, Any] | None) -> Rewrite | None:
+        """:meth:`rewrite_cost` given the logical shapes of the parameters and nodes in scope
+        (``None``: unknown), for a rewrite that depends on them (vimco's per-example pairing); the
+        planner calls this one.  Default: :meth:`rewrite_cost`."""
+        return self.rewrite_cost(body, var, dist, rebuild)
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep | None:
         """The step of expectation ``e`` when this estimator assembles the whole surrogate itself (it

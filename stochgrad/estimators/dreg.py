@@ -31,6 +31,11 @@ at the same point, 0, and the first is ``sum_k w~_k d w_k / d theta``, the IWAE 
 the second is ``sum_k w~_k^2 (d w_k / d z_k) dz_k / dphi``: DReG.  A parameter in both gets both
 parts, which is the same identity applied to ``q``'s share only.  The log weights are evaluated
 twice per bound (at ``z`` and at ``stop z``).
+
+Batched bounds (``sum(logmeanexp(T, axis=0))`` with ``T`` of shape ``(K, N)``): the normalized
+weights are per bound element (a softmax over axis 0 only) and the gradient is pathwise through
+each element's own weights, with no ``log q`` score term, so no example's gradient carries the
+other examples' bound noise: per example already (VIMCO needed :mod:`.per_example` for this).
 """
 
 from __future__ import annotations

@@ -32,29 +32,43 @@ such a bound is -inf: the all-zero event has positive probability).  The
 node is sampled without a gradient path and is *not* scored by the shared surrogate (``scores`` is
 False: its score terms are the per-copy ones above, in the bound), so nothing is counted twice.
 **First order only** (the stopped signal makes the second derivative wrong): refused by name
-(``orders = 1``).  Several bounds of the node (e.g. a sum over images outside ``logmeanexp``) are
-each paired with the node's whole ``log q`` per copy (unbiased; no per-example pairing).
+(``orders = 1``).
+
+**Per example.**  Where the bound keeps a per-example axis (``T`` of shape ``(K, N, ...)`` whose
+example ``i`` depends only on its own latent ``z_{.,i}``, along a batch axis of ``Q``: proven by
+:mod:`.per_example` with the plate analysis), example ``i``'s per-copy signal multiplies only
+``S_{k,i} = log q_i(z_{k,i}) - stop(...)`` (``log q`` summed over the node's other axes):
+
+    L^_i + sum_k stop(L^_i - L^_{i,-k}) S_{k,i}      per example i (then the cost's sum over i)
+
+unbiased by the independence of the examples' rows (:mod:`.per_example`), and without the other
+examples' bound noise in each example's score.  Where that cannot be proven (the latent of image
+``i`` in image ``j``'s term, unknown shapes) each bound element keeps the whole ``log q(z_k)`` per
+copy (unbiased; the plan note says why).  ``pairing="whole"`` asks for the whole pairing always.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .. import ir
 from ..distributions import lookup
+from ..errors import PlanError, StochgradError
 from ..fnimpl import _logsumexp
 from .base import Array, EstimatorSpec, ExpectStep, Rebuild, Rewrite
 from .multisample import Bound, alone_in_law, bound_sites
+from .per_example import example_axis
 from .stl import _law
 
 _HUGE = 1e30  # bound on |log q(z_k)|, as stochgrad.program.nodes bounds a node's log q
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..backend import Backend
     from ..distributions import Distribution, Draw
@@ -69,6 +83,11 @@ class Vimco(EstimatorSpec):
     compared: ClassVar[bool] = False  # it applies to K-sample bounds only: request it by name
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     cost_form: ClassVar[str] = "a K-sample bound logmeanexp(T, axis=0) of z ~ iid(K, Q), K >= 2"
+    pairing: str = "example"  # "whole": each bound element with the whole log q per copy (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.pairing not in ("example", "whole"):
+            raise PlanError(f"vimco's pairing must be 'example' or 'whole', got {self.pairing!r}")
 
     def describe(self) -> str:
         return "vimco (per-copy score terms, leave-one-out over the K copies)"
@@ -77,18 +96,26 @@ class Vimco(EstimatorSpec):
         return B.stop_gradient(d.sample(B, p, draw, shape)), None  # the score terms are the bound's (surrogate)
 
     def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
+        return self.rewrite_cost_shaped(body, var, dist, rebuild, None)
+
+    def rewrite_cost_shaped(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                            shapes: Mapping[str, Any] | None) -> Rewrite:
         from ..densities import LogProb
 
         law = _law(dist)  # iid(K, Q): Q
         k = int(getattr(dist, "count", 1))
+        pairs: list[str] = []
 
         def make(site: ir.Call, t: ir.Expr) -> Bound:
-            return Bound(self.name, var, k, t, site, surrogate, LogProb(law, ir.Name(var)))
+            n, why = (None, "pairing='whole' was asked") if self.pairing == "whole" else example_axis(t, var, dist, shapes)
+            pairs.append(f"per example over {n} examples" if n else f"with the whole log q per copy ({why})")
+            return Bound(self.name, var, k, t, site, partial(surrogate, per_example=n is not None),
+                         LogProb(law, ir.Name(var)))
 
         body, sites = bound_sites(body, var, dist, rebuild, self.name, make)
         note = (f"{var}: vimco scores each of the {k} copies in {sites} bound{'s' if sites > 1 else ''}"
                 f" logmeanexp(..., axis=0), with the leave-one-out (geometric mean) of the other copies as baseline"
-                f" (Mnih & Rezende 2016; first order only)")
+                f" (Mnih & Rezende 2016; first order only); paired {'; '.join(dict.fromkeys(pairs))}")
         biased = "" if lookup(dist.name).fixed_support else (
             f"vimco's score terms are biased: {dist.name}'s support depends on its parameters")
         return Rewrite(body, note, biased)
@@ -98,8 +125,9 @@ class Vimco(EstimatorSpec):
         return None
 
 
-def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array]) -> Array:
-    """VIMCO's surrogate of one bound (module docstring), per sample: ``(rows, ...)``."""
+def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array], per_example: bool = False) -> Array:
+    """VIMCO's surrogate of one bound (module docstring), per sample: ``(rows, ...)``; with
+    ``per_example`` the bound's axis 0 (``T``'s axis 1) pairs with the node's axis 1 (its examples)."""
     B = fr.B
     w = b.log_weights(fr, weights, env)  # (rows, K, *rest), differentiable: the direct term
     rows, k, rest = B.shape(w)[0], b.count, tuple(B.shape(w)[2:])
@@ -115,9 +143,13 @@ def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array]
     signal = B.reshape(B.stop_gradient(bound), (rows, 1) + rest) - B.fn["where"](_finite(B, loo), loo, fr.array(0.0))
     signal = B.fn["where"](_finite(B, signal), signal, fr.array(0.0))  # L = -inf: every weight 0, the value -inf
     lq = fr.array(score(fr, env))
-    lq = B.sum(lq, tuple(range(2, len(B.shape(lq))))) if len(B.shape(lq)) > 2 else lq  # log q(z_k): (rows, K)
+    kept = 3 if per_example else 2  # log q(z_{k,i}): (rows, K, N), or log q(z_k): (rows, K)
+    lq = B.sum(lq, tuple(range(kept, len(B.shape(lq))))) if len(B.shape(lq)) > kept else lq
+    if per_example and (len(B.shape(lq)) != 3 or not rest or B.shape(lq)[2] != rest[0]):
+        raise StochgradError(f"vimco: the bound `{b.source}` of shape {rest} does not keep {b.var}'s examples"
+                             f" (log q of shape {tuple(B.shape(lq)[1:])}) on its axis 0", b.source.span)
     lq = B.fn["clip"](lq, -_HUGE, _HUGE)  # an infinite density at a sample (as the node steps clip it)
-    term = B.reshape(lq - B.stop_gradient(lq), tuple(B.shape(lq)[:2]) + (1,) * len(rest))
+    term = B.reshape(lq - B.stop_gradient(lq), tuple(B.shape(lq)) + (1,) * (len(rest) + 2 - len(B.shape(lq))))
     return bound + B.sum(signal * term, (1,))
 
 
