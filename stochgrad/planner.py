@@ -225,8 +225,8 @@ class _Planner:
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
         for k, n in enumerate(final):  # estimators that rewrite the cost (e.g. sticking the landing)
-            rewrite = n.spec.rewrite_cost_shaped(body, n.var, n.dist, _rebuild,
-                                                None if self.shapes is None else ShapeEnv(self.shapes, scope))
+            rewrite = n.spec.rewrite_cost(body, n.var, n.dist, _rebuild,
+                                          None if self.shapes is None else ShapeEnv(self.shapes, scope))
             if rewrite is None:
                 continue
             body = rewrite.body

@@ -142,18 +142,14 @@ class EstimatorSpec:
         """The node's value, and its log-probability if the estimator needs a score term."""
         raise PlanError(f"{self.name} does not sample")
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite | None:
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                     shapes: Mapping[str, Any] | None = None) -> Rewrite | None:
         """The cost ``body`` of node ``var ~ dist``'s expectation rewritten for this estimator (e.g.
-        sticking the landing stops the node's own law inside ``log_prob``), or None to leave it.  The
-        planner calls it once per node, after every node of the expectation is decided."""
+        sticking the landing stops the node's own law inside ``log_prob``), or None to leave it;
+        ``shapes``: the logical shapes of the parameters and nodes in scope (None: unknown), for a
+        rewrite that depends on them (vimco's per-example pairing).  The planner calls it once per
+        node, after every node of the expectation is decided."""
         return None
-
-    def rewrite_cost_shaped(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                            shapes: Mapping[str, Any] | None) -> Rewrite | None:
-        """:meth:`rewrite_cost` given the logical shapes of the parameters and nodes in scope
-        (``None``: unknown), for a rewrite that depends on them (vimco's per-example pairing); the
-        planner calls this one.  Default: :meth:`rewrite_cost`."""
-        return self.rewrite_cost(body, var, dist, rebuild)
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep | None:
         """The step of expectation ``e`` when this estimator assembles the whole surrogate itself (it

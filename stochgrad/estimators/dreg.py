@@ -52,7 +52,7 @@ from .pathwise import Pathwise
 from .stl import _law, stick
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..planned import NodePlan, PlannedExpect
 
@@ -72,7 +72,8 @@ class DReG(Pathwise):
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return 2  # the log weights at z and at stop(z)
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
         law = _law(dist)
         k = int(getattr(dist, "count", 1))
         faults: list[str] = []

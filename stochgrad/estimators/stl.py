@@ -30,8 +30,9 @@ The planner calls :meth:`StickingTheLanding.rewrite_cost` (the shared hook), whi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .. import ir
 from .base import Rebuild, Rewrite
@@ -47,7 +48,8 @@ class StickingTheLanding(Pathwise):
     compared: ClassVar[bool] = False
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
         """The cost with ``dist``'s parameters stopped in ``log_prob(dist, var)`` (:func:`stick`)."""
         body, stopped, nonlinear = stick(body, var, dist, rebuild)
         biased = "stl inside a nonlinear function of log q is biased" if nonlinear else ""

@@ -95,11 +95,8 @@ class Vimco(EstimatorSpec):
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, None]:
         return B.stop_gradient(d.sample(B, p, draw, shape)), None  # the score terms are the bound's (surrogate)
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> Rewrite:
-        return self.rewrite_cost_shaped(body, var, dist, rebuild, None)
-
-    def rewrite_cost_shaped(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                            shapes: Mapping[str, Any] | None) -> Rewrite:
+    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
+                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
         from ..densities import LogProb
 
         law = _law(dist)  # iid(K, Q): Q
