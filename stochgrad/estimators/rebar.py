@@ -17,7 +17,9 @@ and the blocks are combined as ``S = f(b) + stop(f(b) - eta f~) (L - stop L) + e
 - eta (f~ - stop f~)``: value the Monte Carlo estimate ``f(b)``, first derivative ``g``.  **First
 order only** (the stops make the second derivative wrong: it is refused by name, ``orders = 1``); the node must be the only random node
 of its expectation, and a term kept per example (an inferred plate) pairs with
-the whole ``log p(b)`` (unbiased, without the per-example pairing).  ``temperature`` and ``scale``
+the whole ``log p(b)`` (unbiased, without the per-example pairing); under ``batch_axes`` (a declared
+plate) the cost keeps one value per example and each is paired with its own example's ``log p(b_i)``
+(:func:`.copies.paired_logq`), the three copies stacked on the sample axis.  ``temperature`` and ``scale``
 (``lambda``, ``eta``) are fixed options (``"rebar:temperature=0.5,scale=1.0"``), or, with
 ``sg.Rebar(learn=True)`` in a torch ``sg.compile`` objective, learnable parameters trained by the
 variance gradient (the paper's): ``spec.control_parameters()`` gives ``[log_temperature, scale]`` for
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError
 from .base import Array, EstimatorSpec, ExpectStep
-from .copies import alone, cost_on_copies, tiled
+from .copies import alone, cost_on_copies, paired_logq, tiled
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -160,21 +162,14 @@ def combine(B: Backend, fb: Array, lq: Array, cz: Array | float, ct: Array | flo
     return fb + B.stop_gradient(fb - ct) * box(lq) + box(cz) - box(ct)
 
 
-def summed_logq(B: Backend, logq: Array, like: Array) -> Array:
-    """``log p(b)`` summed over the node's axes, shaped to broadcast against the cost ``like``."""
-    lq = B.sum(logq, tuple(range(1, len(B.shape(logq))))) if len(B.shape(logq)) > 1 else logq
-    while len(B.shape(lq)) < len(B.shape(like)):
-        lq = B.reshape(lq, B.shape(lq) + (1,))
-    return lq
-
-
 def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any]) -> Array:
     """The REBAR surrogate of an expectation whose one random node is REBAR (module docstring)."""
     spec, B = cast(Rebar, e.nodes[0].spec), fr.B
-    alone(fr, e, "rebar")
+    var = e.nodes[0].var
+    alone(fr, e, "rebar", batched=True)  # under batch_axes: each example's cost with its own log p
     scope = tiled(fr, env, COPIES)
     values, logq = node(fr, scope)
-    scope[e.nodes[0].var] = values
-    fb, fz, ft = cost_on_copies(fr, e, scope, terms, COPIES, "rebar")
+    scope[var] = values
+    fb, fz, ft = cost_on_copies(fr, e, scope, terms, COPIES, "rebar", keep=bool(fr.batch_axes))
     eta = spec.current()[1]
-    return combine(B, fb, summed_logq(B, logq, fb), eta * fz, eta * ft)
+    return combine(B, fb, paired_logq(fr, logq, fb, var, "rebar"), eta * fz, eta * ft)

@@ -39,7 +39,12 @@ by name (use ``learn=False``: fixed values), and so is ``fuse=True`` (the spec i
 torch.compile has no double backward).
 
 **First order only** (``orders = 1``: a second derivative is refused by name); the node must be the
-only random node of its expectation.  Categorical nodes are not implemented.
+only random node of its expectation.  **Under** ``batch_axes`` (a declared plate of independent
+examples) the cost keeps one value per sample and example, each example's ``f_i(b)`` and ``c_i`` are
+paired with its own ``log p(b_i)`` (:func:`.copies.paired_logq`), and the net returns one value per
+sample and example (shape ``(n, N)``) computed from that example's row ``z[:, i]`` alone (row-wise:
+a ``c_i`` that read another example's ``z~_j`` would bias the per-example pairing).
+Categorical nodes are not implemented.
 """
 
 from __future__ import annotations
@@ -51,8 +56,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PlanError, StochgradError
 from .base import Array, EstimatorSpec, ExpectStep
-from .copies import alone, cost_on_copies, tiled
-from .rebar import bernoulli_logq, combine, raw_copies, relaxed_pair, summed_logq
+from .copies import alone, cost_on_copies, paired_logq, tiled
+from .rebar import bernoulli_logq, combine, raw_copies, relaxed_pair
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -177,13 +182,14 @@ def _learning(fr: Frame, spec: Any) -> bool:
     return torch.is_grad_enabled()
 
 
-def _net(B: Backend, net: Callable[[Any], Any], z: Array, n: int) -> Array:
+def _net(B: Backend, net: Callable[[Any], Any], z: Array, rows: tuple[int, ...]) -> Array:
+    """``net(z)``, one value per sample (per sample and example under ``batch_axes``: ``rows``)."""
     out = net(z)
     shape = tuple(B.shape(out)) if hasattr(out, "shape") else ()
-    if shape not in ((n,), (n, 1)):
-        raise StochgradError(f"relax: the surrogate must return one value per sample, shape ({n},); it returned"
-                             f" shape {shape} for relaxed logits of shape {tuple(B.shape(z))}")
-    return B.reshape(out, (n,)) if shape != (n,) else out
+    if shape not in (rows, rows + (1,)):
+        raise StochgradError(f"relax: the surrogate must return one value per sample{' and example' * (len(rows) > 1)}"
+                             f", shape {rows}; it returned shape {shape} for relaxed logits of shape {tuple(B.shape(z))}")
+    return B.reshape(out, rows) if shape != rows else out
 
 
 def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any], spec: Any) -> Array:
@@ -191,7 +197,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     ``learn``): the fixed-parameter surrogate, or in a torch objective the learning one (module
     docstring)."""
     B, name, var = fr.B, spec.name, e.nodes[0].var
-    alone(fr, e, name)
+    alone(fr, e, name, batched=True)  # under batch_axes: per example (module docstring)
     raw, _ = node(fr, env)
     n = B.shape(raw)[0] // RAW
     b, u, v, logits = (raw[k * n:(k + 1) * n] for k in range(RAW))
@@ -206,24 +212,25 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     copies = 3 if with_cost else 1
     scope = tiled(fr, env, copies)
     scope[var] = B.concat([b, B.fn["sigmoid"](z / lam), B.fn["sigmoid"](zt / lam)]) if with_cost else b
-    costs = cost_on_copies(fr, e, scope, terms, copies, name)
+    costs = cost_on_copies(fr, e, scope, terms, copies, name, keep=bool(fr.batch_axes))
     fb = costs[0]
-    if (net is not None or learning) and len(B.shape(fb)) != 1:
+    rows = (n,) + tuple(B.shape(b))[1:1 + fr.batch_axes]  # one value per sample (and example)
+    if (net is not None or learning) and tuple(B.shape(fb)) != rows:
         raise StochgradError(f"{name}: {'learning' if learning else 'the surrogate'} needs the cost of {var}'s"
-                             f" expectation to be one value per sample; it has shape {tuple(B.shape(fb))[1:]}"
-                             " per sample (sum it inside the expectation)")
+                             f" expectation to be one value per sample{' and example' if fr.batch_axes else ''};"
+                             f" it has shape {tuple(B.shape(fb))[1:]} per sample (sum it inside the expectation)")
     cz: Array | float = eta * costs[1] if with_cost else 0.0
     ct: Array | float = eta * costs[2] if with_cost else 0.0
     if net is not None:
-        cz, ct = cz + _net(B, net, z, n), ct + _net(B, net, zt, n)
-    lq = summed_logq(B, bernoulli_logq(B, leaf, b), fb)
+        cz, ct = cz + _net(B, net, z, rows), ct + _net(B, net, zt, rows)
+    lq = paired_logq(fr, bernoulli_logq(B, leaf, b), fb, var, name)
     if not learning:
         return combine(B, fb, lq, cz, ct)
-    return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), n)
+    return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), rows)
 
 
 def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Array, phi: list[Any],
-             n: int) -> Array:
+             rows: tuple[int, ...]) -> Array:
     """``f(b) + sum(stop(g) (logits - stop logits))`` plus a value-zero term that gives ``phi`` the
     variance gradient ``d/dphi mean |g|^2`` (torch; module docstring).  ``g`` is formed explicitly,
     ``(f(b) - c(z~)) dL/dl + d(c(z) - c(z~))/dl``, so that it keeps its dependence on ``phi`` through
@@ -233,6 +240,7 @@ def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Ar
     (dc,) = torch.autograd.grad((cz - ct).sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
     coef = fb - ct
     g = coef.reshape(coef.shape + (1,) * (leaf.dim() - coef.dim())) * dlq + (0.0 if dc is None else dc)
+    n = rows[0]
     second = (g * g).sum() / n
     if phi and second.requires_grad:
         grads = torch.autograd.grad(second, phi, allow_unused=True, retain_graph=True)  # fb shares the graph
@@ -240,7 +248,7 @@ def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Ar
     else:
         h = tuple(torch.zeros_like(q) for q in phi)
     jtg = g.detach() * (logits - logits.detach())
-    model = jtg.reshape(n, -1).sum(1) if jtg.dim() > 1 else jtg
+    model = jtg.reshape(rows + (-1,)).sum(-1) if jtg.dim() > len(rows) else jtg  # per sample (and example)
     out = fb + model
     return out + _variance_gradient().apply(h, out.dtype, out.device, *phi) if phi else out
 
