@@ -36,11 +36,9 @@ def alone(fr: Frame, e: PlannedExpect, name: str, batched: bool = False) -> None
     if len(e.nodes) != 1:
         raise PlanError(f"{name}: {var} must be the only random node of its expectation "
                         f"(it has {', '.join(n.var for n in e.nodes)})")
-    if fr.mult != 1:
-        raise PlanError(f"{name}: {var} cannot sit inside an enumeration")
-    if fr.batch_axes and not batched:
-        raise PlanError(f"{name}: {var} cannot sit in a batch_axes run ({name} pairs its copies with the whole"
-                        " log q, not per example); use batch_axes=0, or rebar / relax")
+    if fr.mult != 1 or (fr.batch_axes and not batched):
+        why = f" ({name} pairs its copies with the whole log q, not per example)" if fr.mult == 1 else ""
+        raise PlanError(f"{name}: {var} cannot sit inside an enumeration or a batch_axes run{why}")
 
 
 def tiled(fr: Frame, env: dict[str, Array], copies: int) -> dict[str, Array]:
