@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ..program.frame import Frame
 
 COPIES = 3  # b, s(z), s(z~) on the sample axis
+KINDS = {"Bernoulli": "binary", "Categorical": "categorical"}  # the laws relaxed, and how
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,7 @@ class Rebar(EstimatorSpec):
         return f"{self.name} ({'learned ' if self.learn else ''}temperature {t:g}, scale {s:g})"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        if d.name != "Bernoulli":
-            raise PlanError(f"{self.name} needs a Bernoulli node (its control variate relaxes b elementwise),"
-                            f" not {d.name}")
+        law(d, self.name)
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """REBAR's surrogate evaluates the cost on three copies (:func:`expect`; with ``learn``,
@@ -118,19 +117,32 @@ class Rebar(EstimatorSpec):
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
         """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``;
         with ``learn``, :func:`raw_copies` (the relaxation is then built by :mod:`.relax`)."""
-        logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
+        logits, kind = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked the law
         u, v = draw("uniform", shape), draw("uniform", shape)
         if self.learn:
-            return raw_copies(B, logits, u, v)
-        b, z, zt = relaxed_pair(B, logits, u, v)
+            return raw_copies(B, logits, u, v, kind)
+        b, z, zt = relaxed_pair(B, logits, u, v, kind)
         temperature = self.current()[0]
-        soft = [B.fn["sigmoid"](x / temperature) for x in (z, zt)]
-        return B.concat([b, *soft]), bernoulli_logq(B, logits, b)
+        soft = [soften(B, x, temperature, kind) for x in (z, zt)]
+        return B.concat([b, *soft]), log_mass(B, logits, b, kind)
 
 
-def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Array, Array]:
-    """REBAR's reparameterization (module docstring): ``b = H(z)`` (gradient stopped), the relaxed
-    logit ``z`` from ``u`` and ``z~`` conditioned on ``b`` from ``v``; REBAR and RELAX share it."""
+def law(d: Any, name: str) -> str:
+    """The relaxation kind of node law ``d`` (``"binary"`` for Bernoulli, ``"categorical"`` for
+    Categorical), or a PlanError naming estimator ``name``."""
+    kind = KINDS.get(getattr(d, "name", None))  # type: ignore[arg-type]
+    if kind is None:
+        raise PlanError(f"{name} needs a Bernoulli or Categorical node (its control variate relaxes b),"
+                        f" not {getattr(d, 'name', d)}")
+    return kind
+
+
+def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array,
+                 kind: str = "binary") -> tuple[Array, Array, Array]:
+    """REBAR's reparameterization (module docstring): ``b`` (gradient stopped), the relaxed logit
+    ``z`` from ``u`` and ``z~`` conditioned on ``b`` from ``v``, for either law; REBAR and RELAX share it."""
+    if kind == "categorical":
+        return _gumbel_pair(B, logits, u, v)
     prob = B.fn["sigmoid"](logits)
     z = logits + B.fn["log"](u) - B.fn["log1p"](-u)
     b = B.stop_gradient(B.fn["gt"](z, 0.0) * 1.0)
@@ -139,19 +151,42 @@ def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, 
     return b, z, zt
 
 
-def bernoulli_logq(B: Backend, logits: Array, b: Array) -> Array:
-    """``log p(b)`` elementwise, for logits."""
+def _gumbel_pair(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Array, Array]:
+    """The Gumbel-max pair (module docstring), classes on the last axis: ``z = log p - log(-log u)``,
+    ``b = onehot(argmax z)``; ``z~_b = -log(-log v_b)``, ``z~_i = -log(-log v_i / p_i - log v_b)``."""
+    log, last = B.fn["log"], len(B.shape(u)) - 1
+    logp = B.log_softmax(logits, len(B.shape(logits)) - 1)
+    z = logp - log(-log(u))
+    b = B.stop_gradient(B.one_hot_argmax(z))
+    vb = B.sum(b * v, (last,))
+    vb = B.reshape(vb, tuple(B.shape(vb)) + (1,))
+    zt = b * -log(-log(vb)) + (1.0 - b) * -log(-log(v) * B.fn["exp"](-logp) - log(vb))
+    return b, z, zt
+
+
+def soften(B: Backend, x: Array, temperature: Any, kind: str) -> Array:
+    """The relaxation ``s(x)``: ``sigmoid(x / lambda)`` elementwise, or ``softmax(x / lambda)`` over classes."""
+    if kind == "categorical":
+        return B.softmax(x / temperature, len(B.shape(x)) - 1)
+    return B.fn["sigmoid"](x / temperature)
+
+
+def log_mass(B: Backend, logits: Array, b: Array, kind: str = "binary") -> Array:
+    """``log p(b)`` per element (for Categorical, summed over the classes axis of one-hot ``b``)."""
+    if kind == "categorical":
+        y = b * B.log_softmax(logits, len(B.shape(logits)) - 1)
+        return B.sum(y, (len(B.shape(y)) - 1,))
     prob = B.fn["sigmoid"](logits)
     return b * B.fn["log"](prob) + (1.0 - b) * B.fn["log1p"](-prob)
 
 
-def raw_copies(B: Backend, logits: Array, u: Array, v: Array) -> tuple[Array, Array]:
+def raw_copies(B: Backend, logits: Array, u: Array, v: Array, kind: str = "binary") -> tuple[Array, Array]:
     """The ingredients of the relaxation as 4 blocks on the sample axis -- ``b``, ``u``, ``v`` and the
     logits (with their gradient path, copied to every sample) -- and ``log p(b)``: for the surrogates
     of :mod:`.relax`, which rebuild ``z`` and ``z~`` from the logits themselves."""
-    b, _, _ = relaxed_pair(B, logits, u, v)
+    b, _, _ = relaxed_pair(B, logits, u, v, kind)
     full = logits + 0.0 * u  # one row of logits per sample
-    return B.concat([b, u, v, full]), bernoulli_logq(B, logits, b)
+    return B.concat([b, u, v, full]), log_mass(B, logits, b, kind)
 
 
 def combine(B: Backend, fb: Array, lq: Array, cz: Array | float, ct: Array | float) -> Array:

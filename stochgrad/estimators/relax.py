@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import PlanError, StochgradError
 from .base import Array, EstimatorSpec, ExpectStep
 from .copies import alone, cost_on_copies, paired_logq, tiled
-from .rebar import bernoulli_logq, combine, raw_copies, relaxed_pair
+from .rebar import KINDS, combine, law, log_mass, raw_copies, relaxed_pair, soften
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -147,8 +147,7 @@ class Relax(EstimatorSpec):
         return f"relax ({'learned ' if self.learn else ''}control variate {term}{net}(z))"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        if d.name != "Bernoulli":
-            raise PlanError(f"relax needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
+        law(d, "relax")
         if self.surrogate is None:
             raise PlanError("relax needs a surrogate network: estimators={var: sg.Relax(surrogate=net)}, net mapping"
                             " the relaxed logits (samples first) to one value per sample")
@@ -167,8 +166,8 @@ class Relax(EstimatorSpec):
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
         """:func:`.rebar.raw_copies`: ``b``, ``u``, ``v`` and the logits, for :func:`expect`."""
-        logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
-        return raw_copies(B, logits, draw("uniform", shape), draw("uniform", shape))
+        logits, kind = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked the law
+        return raw_copies(B, logits, draw("uniform", shape), draw("uniform", shape), kind)
 
 
 def _learning(fr: Frame, spec: Any) -> bool:
@@ -207,14 +206,15 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
         lam, eta = (x.to(leaf) for x in (spec.scalars.log_temperature.exp(), spec.scalars.scale))
     else:
         lam, eta = spec.current()
-    _, z, zt = relaxed_pair(B, leaf, u, v)
+    kind = KINDS[e.nodes[0].dist.name]
+    _, z, zt = relaxed_pair(B, leaf, u, v, kind)
     with_cost, net = getattr(spec, "cost_term", True), getattr(spec, "surrogate", None)
     copies = 3 if with_cost else 1
     scope = tiled(fr, env, copies)
-    scope[var] = B.concat([b, B.fn["sigmoid"](z / lam), B.fn["sigmoid"](zt / lam)]) if with_cost else b
+    scope[var] = B.concat([b, soften(B, z, lam, kind), soften(B, zt, lam, kind)]) if with_cost else b
     costs = cost_on_copies(fr, e, scope, terms, copies, name, keep=bool(fr.batch_axes))
     fb = costs[0]
-    rows = (n,) + tuple(B.shape(b))[1:1 + fr.batch_axes]  # one value per sample (and example)
+    rows = (n,) + tuple(B.shape(b))[1:1 + fr.batch_axes]  # (a Categorical's classes axis is last, never a batch axis)  # one value per sample (and example)
     if (net is not None or learning) and tuple(B.shape(fb)) != rows:
         raise StochgradError(f"{name}: {'learning' if learning else 'the surrogate'} needs the cost of {var}'s"
                              f" expectation to be one value per sample{' and example' if fr.batch_axes else ''};"
@@ -223,7 +223,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     ct: Array | float = eta * costs[2] if with_cost else 0.0
     if net is not None:
         cz, ct = cz + _net(B, net, z, rows), ct + _net(B, net, zt, rows)
-    lq = paired_logq(fr, bernoulli_logq(B, leaf, b), fb, var, name)
+    lq = paired_logq(fr, log_mass(B, leaf, b, kind), fb, var, name)
     if not learning:
         return combine(B, fb, lq, cz, ct)
     return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), rows)
