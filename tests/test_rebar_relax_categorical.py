@@ -299,41 +299,38 @@ def test_categorical_rebar_variance_below_plain_score():
     cat_close(r, *exact_cat(toy_exact, TOY_THETA, TOY_W))
 
 
+def train_toy(spec, steps, lr):
+    """Adam on the spec's control parameters (theta fixed) through the objective's ordinary backward()."""
+    f = sg.compile(f"E[{CAT_TOY}, b ~ Categorical(logits=theta)]", backend="torch", n=16, seed=0,
+                   estimators={"b": spec})
+    theta, w = torch.tensor(TOY_THETA, requires_grad=True), torch.tensor(TOY_W)
+    opt = torch.optim.Adam([*f.control_parameters()], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        f(theta=theta, w=w).backward()
+        opt.step()
+
+
 def test_categorical_learned_rebar_variance_falls():
     """Learned temperature and scale on a Categorical (torch objective, Adam 0.05, 100 steps) from
     temperature 0.2: the variance at the learned values falls below 0.85 of the start's (measured:
     1.67 -> 0.36, temperature 0.2 -> 1.83, scale 1 -> 1.50)."""
     spec = sg.Rebar(learn=True, temperature=0.2)
     start, _ = cat_toy_variance(spec)
-    f = sg.compile(f"E[{CAT_TOY}, b ~ Categorical(logits=theta)]", backend="torch", n=16, seed=0,
-                   estimators={"b": spec})
-    theta, w = torch.tensor(TOY_THETA, requires_grad=True), torch.tensor(TOY_W)
-    opt = torch.optim.Adam([*f.control_parameters()], lr=0.05)
-    for _ in range(100):
-        opt.zero_grad()
-        f(theta=theta, w=w).backward()
-        opt.step()
+    train_toy(spec, 100, 0.05)
     end, _ = cat_toy_variance(spec)
     assert end < 0.85 * start, (start, end, spec.current())
 
 
 def test_categorical_relax_learning_runs_and_lowers_the_variance():
-    """RELAX with a learnable net on a Categorical (torch): the net's parameters move and the variance
-    at the learned net falls below half the start's (measured, 150 steps: 0.906 -> 0.295; learned
+    """RELAX with a learnable net on a Categorical (torch): the variance at the learned net falls below half the start's (measured, 150 steps: 0.906 -> 0.295; learned
     temperature 0.83, scale 0.51), and stays unbiased."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(1), torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1),
                               torch.nn.Flatten(0)).double()
     spec = sg.Relax(surrogate=net)
     start, _ = cat_toy_variance(spec)
-    f = sg.compile(f"E[{CAT_TOY}, b ~ Categorical(logits=theta)]", backend="torch", n=16, seed=0,
-                   estimators={"b": spec})
-    theta, w = torch.tensor(TOY_THETA, requires_grad=True), torch.tensor(TOY_W)
-    opt = torch.optim.Adam([*f.control_parameters()], lr=0.01)
-    for _ in range(150):
-        opt.zero_grad()
-        f(theta=theta, w=w).backward()
-        opt.step()
+    train_toy(spec, 150, 0.01)
     end, r = cat_toy_variance(spec)
     assert end < 0.5 * start, (start, end)
     cat_close(r, *exact_cat(toy_exact, TOY_THETA, TOY_W))
@@ -354,3 +351,19 @@ def test_categorical_refuses_a_cost_not_differentiable_in_the_node(spec):
     with pytest.raises(PlanError, match=f"{name} evaluates and differentiates the cost at relaxed values of b"):
         sg.estimate("E[sum(b > 0.5), b ~ Categorical(logits=theta)]", {"theta": np.zeros(3)}, n=10,
                     estimators={"b": made})
+
+
+def test_bench_runs_relax_under_batch_axes():
+    """The estimator benchmark's relax hook (a small row-wise net, trained with the model) on the
+    batched VAEs (batch_axes=1), Bernoulli and Categorical: measured, finite numbers, not refused."""
+    import pathlib
+    import sys
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_estimators as bench
+    results = bench.main(["--quick", "--threads", "1", "--estimators", "relax", "rebar"], out=lambda line: None)
+    for rows in results.values():
+        for r in rows:
+            assert not r["refused"], r
+            assert all(np.isfinite(v) for v in [r["variance"], r["var_trained"], *r["at_steps"]]), r
+    with pytest.raises(StochgradError, match="relax: unknown bench options"):
+        bench.relax_spec(bench.Model("bernoulli", 4, 1, 0, 0), "relax:width=3")

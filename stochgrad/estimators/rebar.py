@@ -1,4 +1,5 @@
-"""REBAR (Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017): unbiased, for Bernoulli nodes.
+"""REBAR (Tucker, Mnih, Maddison, Lawson & Sohl-Dickstein 2017): unbiased, for Bernoulli and
+Categorical nodes.
 
 For ``L(theta) = E_{b ~ Bernoulli(p_theta)}[f(b)]`` (elementwise), with ``u, v ~ U(0, 1)``::
 
@@ -6,7 +7,16 @@ For ``L(theta) = E_{b ~ Bernoulli(p_theta)}[f(b)]`` (elementwise), with ``u, v ~
     z~  = log p - log(1 - p) + log u~ - log(1 - u~),  u~ = (1 - p) + v p  if b = 1,  v (1 - p)  if b = 0
     g   = [f(b) - eta f(s(z~))] grad log p(b) + eta grad f(s(z)) - eta grad f(s(z~)),  s(x) = sigmoid(x / lambda)
 
-``z~`` is the relaxed logit conditioned on ``b`` (reparameterized through ``p``).  The control
+For a **Categorical** node (``K`` classes on the last axis, ``b`` one-hot as the score function draws
+it) the Gumbel-max construction (Tucker et al. 2017, appendix; Grathwohl et al. 2018, section 3.3),
+with ``log p`` the normalized log-probabilities and ``u, v ~ U(0, 1)^K``::
+
+    z   = log p - log(-log u)                        b = onehot(argmax z)   (an exact Categorical(p) sample)
+    z~_b = -log(-log v_b),   z~_i = -log(-log v_i / p_i - log v_b)  (i != b)          s(x) = softmax(x / lambda)
+
+(``z~_b`` is the max, a standard Gumbel since ``sum p = 1``; the others are Gumbel(log p_i) truncated
+below it: ``z~ ~ p(z | b)``), and the same ``g``.  ``z~`` is the relaxed logit conditioned on ``b``
+(reparameterized through ``p``).  The control
 variate ``eta f(s(.))`` has the same expectation on both sides, so ``g`` is **unbiased** for
 every ``eta`` and temperature ``lambda > 0`` (no bias), and its variance falls when the relaxed cost
 tracks ``f(b)``.  It needs ``f`` evaluated (and differentiable) at relaxed values in (0, 1).
@@ -24,7 +34,8 @@ plate) the cost keeps one value per example and each is paired with its own exam
 ``sg.Rebar(learn=True)`` in a torch ``sg.compile`` objective, learnable parameters trained by the
 variance gradient (the paper's): ``spec.control_parameters()`` gives ``[log_temperature, scale]`` for
 the optimizer; see :mod:`.relax`, which assembles that surrogate and RELAX's from the pieces here
-(:func:`relaxed_pair`, :func:`combine`).  Categorical nodes are not implemented.
+(:func:`relaxed_pair`, :func:`soften`, :func:`log_mass`, :func:`combine`: one piece of code per step
+serving both laws).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """RELAX (Grathwohl, Choi, Wu, Roeder & Duvenaud 2018, "Backpropagation through the void"), and
-REBAR's learnable temperature and scale (Tucker et al. 2017): unbiased, for Bernoulli nodes.
+REBAR's learnable temperature and scale (Tucker et al. 2017): unbiased, for Bernoulli and
+Categorical nodes.
 
 With ``b``, ``z`` and ``z~`` drawn as in REBAR (:func:`.rebar.relaxed_pair`: ``b = H(z)``, ``z~``
 the relaxed logit conditioned on ``b``) and a control variate ``c_phi``::
@@ -10,7 +11,9 @@ the relaxed logit conditioned on ``b``) and a control variate ``c_phi``::
 ``E[c_phi(z)] = E[c_phi(z~)]`` (``z~`` given ``b`` has ``z``'s law), so ``g`` is **unbiased for every**
 ``c_phi``, whatever its parameters ``phi``; it needs ``c_phi`` differentiable in ``z``.  Here:
 
-* ``sg.Relax(surrogate=net)``: ``c_phi(z) = eta f(s(z)) + net(z)``, ``s(z) = sigmoid(z / lambda)`` --
+* ``sg.Relax(surrogate=net)``: ``c_phi(z) = eta f(s(z)) + net(z)``, ``s(z) = sigmoid(z / lambda)``
+  (Categorical: ``softmax(z / lambda)`` over the classes, ``z`` and ``z~`` the Gumbel-max pair of
+  :mod:`.rebar`) --
   the paper's discrete RELAX (the REBAR term plus a network); ``cost_term=False`` drops the REBAR
   term (``c_phi = net``: the cost is then evaluated once, at ``b``, not three times);
 * ``sg.Rebar(learn=True)``: ``c_phi(z) = eta f(s(z))`` with ``phi = (log lambda, eta)``.
@@ -44,7 +47,7 @@ examples) the cost keeps one value per sample and example, each example's ``f_i(
 paired with its own ``log p(b_i)`` (:func:`.copies.paired_logq`), and the net returns one value per
 sample and example (shape ``(n, N)``) computed from that example's row ``z[:, i]`` alone (row-wise:
 a ``c_i`` that read another example's ``z~_j`` would bias the per-example pairing).
-Categorical nodes are not implemented.
+For a Categorical node the net gets the relaxed logits with the classes axis last, ``(n, ..., K)``.
 """
 
 from __future__ import annotations
@@ -143,7 +146,7 @@ class Relax(EstimatorSpec):
     def describe(self) -> str:
         t, s = self.current()
         net = type(self.surrogate).__name__ if self.surrogate is not None else "none"
-        term = f"{s:g} f(sigmoid(z / {t:g})) + " if self.cost_term else ""
+        term = f"{s:g} f(s(z / {t:g})) + " if self.cost_term else ""
         return f"relax ({'learned ' if self.learn else ''}control variate {term}{net}(z))"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
