@@ -183,13 +183,29 @@ def candidates(model: Model, names: Sequence[str] | None) -> list[tuple[str, Est
     out: list[tuple[str, EstimatorSpec | None, str]] = []
     for name in names:
         try:
-            spec = as_spec(name, "z")
+            spec = relax_spec(model, name) if name.split(":")[0] == "relax" else as_spec(name, "z")
             spec.requires(d, states=states)
         except StochgradError as e:
             out.append((name, None, str(e)))
             continue
         out.append((name, spec, ""))
     return out
+
+
+def relax_spec(model: Model, name: str) -> EstimatorSpec:
+    """``relax`` or ``relax:hidden=H``: sg.Relax with a small row-wise torch net ``c_phi`` (one value per
+    sample and image, from that image's relaxed logits: latents -> H ReLU -> 1; H = 32 by default),
+    the REBAR term and learned temperature/scale; its parameters are trained with the model's
+    (``spec.control_parameters()``, by the variance gradient)."""
+    opts = dict(kv.split("=") for kv in name.split(":", 1)[1].split(",")) if ":" in name else {}
+    width = int(opts.pop("hidden", 32))
+    if opts:
+        raise StochgradError(f"relax: unknown bench options {sorted(opts)} (the bench takes relax:hidden=H)")
+    torch.manual_seed(1)
+    inputs = model.latents * model.classes
+    net = torch.nn.Sequential(torch.nn.Flatten(2), torch.nn.Linear(inputs, width), torch.nn.ReLU(),
+                              torch.nn.Linear(width, 1), torch.nn.Flatten(1)).to(DTYPE)
+    return sg.Relax(surrogate=net)
 
 
 def encoder_variance(model: Model, loss: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, draws: int) -> float:
@@ -230,8 +246,9 @@ def run_model(kind: str, args: argparse.Namespace, data: tuple[torch.Tensor, tor
         except StochgradError as e:  # refused when the program runs (e.g. REBAR under batch_axes)
             row["refused"] = f"{type(e).__name__}: {e}"
             continue
-        trainers.append((row, model, ref.Trainer(_loss(model, spec, args.n, args.seed), model.params(), train, cap,
-                                                 args.seed)))
+        control = spec.control_parameters() if spec is not None and hasattr(spec, "control_parameters") else []
+        trainers.append((row, model, ref.Trainer(_loss(model, spec, args.n, args.seed), model.params() + control,
+                                                 train, cap, args.seed)))
     # interleaved training rounds
     for row, _, _ in trainers:
         row.update(seconds=0.0, ms=[], ratios=[])

@@ -20,6 +20,7 @@ CASES = [
     ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]", "disarm"),  # the stick-breaking form
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "indecater"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]", "indecater"),
+    ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]", "rebar"),  # the Gumbel-max form
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "sum_and_sample"),
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]", "unordered_set"),
     ("E[sum(log_prob(Normal(0, 1), z) - log_prob(Normal(x * c, 1.5), z) + w * z), z ~ Normal(x * c, 1.5)]", "stl"),
@@ -32,6 +33,8 @@ CASES = [
     ("E[sum((z - 0.3) ** 2 * w + z ** 3), z ~ Normal(x * c, 1.5)]", "pathwise_delta"),
     # relax needs its network (backend-native: indexing and arithmetic only, for both backends)
     ("E[sum((b - 0.3) ** 2 * w), b ~ Bernoulli(x * c)]",
+     sg.Relax(surrogate=lambda z: 0.3 * z[:, 0] - 0.2 * z[:, 1] ** 2, learn=False)),
+    ("E[sum((b - 0.3) ** 2 * w), b ~ Categorical(logits=x * c)]",
      sg.Relax(surrogate=lambda z: 0.3 * z[:, 0] - 0.2 * z[:, 1] ** 2, learn=False)),
 ]
 

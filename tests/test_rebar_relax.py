@@ -118,7 +118,7 @@ def test_variance_below_plain_score(backend):
 
 
 def test_refuses_non_bernoulli():
-    with pytest.raises(PlanError, match="rebar needs a Bernoulli node.*Normal"):
+    with pytest.raises(PlanError, match="rebar needs a Bernoulli or Categorical node.*Normal"):
         sg.estimate("E[z**2, z ~ Normal(mu, 1.0)]", {"mu": 0.0}, n=10, estimators={"z": "rebar"})
 
 

@@ -274,7 +274,7 @@ def test_learning_objective_refuses_a_second_derivative(make):
 
 
 def test_refuses_non_bernoulli():
-    with pytest.raises(PlanError, match="relax needs a Bernoulli node.*Normal"):
+    with pytest.raises(PlanError, match="relax needs a Bernoulli or Categorical node.*Normal"):
         sg.estimate("E[z**2, z ~ Normal(mu, 1.0)]", {"mu": 0.0}, n=10, estimators={"z": Relax(surrogate=abs)})
 
 

@@ -7,8 +7,12 @@ them stack the ``C`` versions of the node's value as ``C`` blocks of ``n`` on th
 ``c`` holds copy ``c`` of every sample), tile the rest of the scope ``C`` times, evaluate the cost
 *once* on the stacked scope (vectorized: no loop over samples or copies) and split it back into
 the ``C`` per-copy costs (:func:`cost_on_copies`).  The node must be the only random node of its
-expectation and outside enumerations and ``batch_axes`` runs (:func:`alone`): other nodes would be
-drawn once for all copies, or the copies would mix with enumeration copies.
+expectation and outside enumerations (:func:`alone`): other nodes would be drawn once for all
+copies, or the copies would mix with enumeration copies.  Under ``batch_axes`` (a declared plate of
+independent examples) an estimator runs only where it opts in (``alone(..., batched=True)``: REBAR,
+RELAX), having made its combine per example: :func:`cost_on_copies` with ``keep=True`` keeps one cost
+per example, and :func:`paired_logq` pairs each example's cost with its own ``log q``.  The copies sit
+on the sample axis, so the batch axes are untouched.
 """
 
 from __future__ import annotations
@@ -24,15 +28,17 @@ if TYPE_CHECKING:
     from ..program.frame import Frame
 
 
-def alone(fr: Frame, e: PlannedExpect, name: str) -> None:
+def alone(fr: Frame, e: PlannedExpect, name: str, batched: bool = False) -> None:
     """Refuse, naming estimator ``name``, an expectation where copies of the node's samples would
-    not be independent of the rest: a second random node, an enclosing enumeration, batch axes."""
+    not be independent of the rest: a second random node, an enclosing enumeration, and batch axes
+    unless the estimator combines its copies per example (``batched``)."""
     var = e.nodes[0].var
     if len(e.nodes) != 1:
         raise PlanError(f"{name}: {var} must be the only random node of its expectation "
                         f"(it has {', '.join(n.var for n in e.nodes)})")
-    if fr.mult != 1 or fr.batch_axes:
-        raise PlanError(f"{name}: {var} cannot sit inside an enumeration or a batch_axes run")
+    if fr.mult != 1 or (fr.batch_axes and not batched):
+        why = f" ({name} pairs its copies with the whole log q, not per example)" if fr.mult == 1 else ""
+        raise PlanError(f"{name}: {var} cannot sit inside an enumeration or a batch_axes run{why}")
 
 
 def tiled(fr: Frame, env: dict[str, Array], copies: int) -> dict[str, Array]:
@@ -41,10 +47,11 @@ def tiled(fr: Frame, env: dict[str, Array], copies: int) -> dict[str, Array]:
 
 
 def cost_on_copies(fr: Frame, e: PlannedExpect, scope: dict[str, Array], terms: Sequence[Any], copies: int,
-                   name: str) -> list[Array]:
+                   name: str, keep: bool = False) -> list[Array]:
     """The per-sample cost of expectation ``e`` (its signed terms summed; a term kept per example,
-    an inferred plate, summed over the examples) evaluated once on ``scope``, whose values hold
-    ``copies`` blocks on the sample axis: the ``copies`` blocks of the cost, each of ``n`` samples."""
+    an inferred plate, summed over the examples unless ``keep``) evaluated once on ``scope``, whose
+    values hold ``copies`` blocks on the sample axis: the ``copies`` blocks of the cost, each of ``n``
+    samples.  With ``keep`` (a ``batch_axes`` run) each block keeps its per-example axes."""
     B = fr.B
     outer = fr.mult
     fr.mult = copies
@@ -53,7 +60,7 @@ def cost_on_copies(fr: Frame, e: PlannedExpect, scope: dict[str, Array], terms: 
         plates = e.plates or (None,) * len(e.terms)
         for (sign, _), t, plate in zip(e.terms, terms, plates):
             value = fr.array(t(fr, scope))
-            if plate is not None and len(B.shape(value)) > 1:  # one cost per example: their sum
+            if plate is not None and not keep and len(B.shape(value)) > 1:  # one cost per example: their sum
                 value = B.sum(value, (1,))
             f = f + (value if sign == 1.0 else -value)
     finally:
@@ -63,3 +70,22 @@ def cost_on_copies(fr: Frame, e: PlannedExpect, scope: dict[str, Array], terms: 
     if B.shape(f)[0] != copies * n or n == 0:
         raise StochgradError(f"{name}: the cost does not keep the sample axis")
     return [f[c * n:(c + 1) * n] for c in range(copies)]
+
+
+def paired_logq(fr: Frame, logq: Array, like: Array, var: str, name: str) -> Array:
+    """``log q`` of the node's values (elementwise, or per example), summed over all axes but the
+    ``fr.batch_axes`` leading ones and shaped to broadcast against the cost ``like``: outside a
+    ``batch_axes`` run one ``log q`` per sample (paired with every cost of the sample), inside it one
+    per sample and example, each paired with its own example's cost -- which must then keep the
+    batch axes (refused by name otherwise: a summed cost would pair each score with the whole batch)."""
+    B, kept = fr.B, fr.batch_axes
+    rank = len(B.shape(logq)) - 1
+    axes = tuple(range(1 + min(kept, rank), 1 + rank))
+    lq = B.sum(logq, axes) if axes else logq
+    if kept and len(B.shape(like)) - 1 < min(kept, rank):
+        raise StochgradError(f"{name}: batch_axes={kept}: the cost of {var}'s expectation has shape"
+                             f" {tuple(B.shape(like))[1:]} per sample; keep one cost per example (sum over the"
+                             " other axes only, e.g. sum(..., axis=-1)), or use batch_axes=0")
+    while len(B.shape(lq)) < len(B.shape(like)):
+        lq = B.reshape(lq, B.shape(lq) + (1,))
+    return lq

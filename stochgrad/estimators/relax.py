@@ -1,5 +1,6 @@
 """RELAX (Grathwohl, Choi, Wu, Roeder & Duvenaud 2018, "Backpropagation through the void"), and
-REBAR's learnable temperature and scale (Tucker et al. 2017): unbiased, for Bernoulli nodes.
+REBAR's learnable temperature and scale (Tucker et al. 2017): unbiased, for Bernoulli and
+Categorical nodes.
 
 With ``b``, ``z`` and ``z~`` drawn as in REBAR (:func:`.rebar.relaxed_pair`: ``b = H(z)``, ``z~``
 the relaxed logit conditioned on ``b``) and a control variate ``c_phi``::
@@ -10,7 +11,9 @@ the relaxed logit conditioned on ``b``) and a control variate ``c_phi``::
 ``E[c_phi(z)] = E[c_phi(z~)]`` (``z~`` given ``b`` has ``z``'s law), so ``g`` is **unbiased for every**
 ``c_phi``, whatever its parameters ``phi``; it needs ``c_phi`` differentiable in ``z``.  Here:
 
-* ``sg.Relax(surrogate=net)``: ``c_phi(z) = eta f(s(z)) + net(z)``, ``s(z) = sigmoid(z / lambda)`` --
+* ``sg.Relax(surrogate=net)``: ``c_phi(z) = eta f(s(z)) + net(z)``, ``s(z) = sigmoid(z / lambda)``
+  (Categorical: ``softmax(z / lambda)`` over the classes, ``z`` and ``z~`` the Gumbel-max pair of
+  :mod:`.rebar`) --
   the paper's discrete RELAX (the REBAR term plus a network); ``cost_term=False`` drops the REBAR
   term (``c_phi = net``: the cost is then evaluated once, at ``b``, not three times);
 * ``sg.Rebar(learn=True)``: ``c_phi(z) = eta f(s(z))`` with ``phi = (log lambda, eta)``.
@@ -39,7 +42,12 @@ by name (use ``learn=False``: fixed values), and so is ``fuse=True`` (the spec i
 torch.compile has no double backward).
 
 **First order only** (``orders = 1``: a second derivative is refused by name); the node must be the
-only random node of its expectation.  Categorical nodes are not implemented.
+only random node of its expectation.  **Under** ``batch_axes`` (a declared plate of independent
+examples) the cost keeps one value per sample and example, each example's ``f_i(b)`` and ``c_i`` are
+paired with its own ``log p(b_i)`` (:func:`.copies.paired_logq`), and the net returns one value per
+sample and example (shape ``(n, N)``) computed from that example's row ``z[:, i]`` alone (row-wise:
+a ``c_i`` that read another example's ``z~_j`` would bias the per-example pairing).
+For a Categorical node the net gets the relaxed logits with the classes axis last, ``(n, ..., K)``.
 """
 
 from __future__ import annotations
@@ -51,8 +59,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import PlanError, StochgradError
 from .base import Array, EstimatorSpec, ExpectStep
-from .copies import alone, cost_on_copies, tiled
-from .rebar import bernoulli_logq, combine, raw_copies, relaxed_pair, summed_logq
+from .copies import alone, cost_on_copies, paired_logq, tiled
+from .rebar import KINDS, combine, law, log_mass, raw_copies, relaxed_pair, soften
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -138,12 +146,11 @@ class Relax(EstimatorSpec):
     def describe(self) -> str:
         t, s = self.current()
         net = type(self.surrogate).__name__ if self.surrogate is not None else "none"
-        term = f"{s:g} f(sigmoid(z / {t:g})) + " if self.cost_term else ""
+        term = f"{s:g} f(s(z / {t:g})) + " if self.cost_term else ""
         return f"relax ({'learned ' if self.learn else ''}control variate {term}{net}(z))"
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        if d.name != "Bernoulli":
-            raise PlanError(f"relax needs a Bernoulli node (its control variate relaxes b elementwise), not {d.name}")
+        law(d, "relax")
         if self.surrogate is None:
             raise PlanError("relax needs a surrogate network: estimators={var: sg.Relax(surrogate=net)}, net mapping"
                             " the relaxed logits (samples first) to one value per sample")
@@ -162,8 +169,8 @@ class Relax(EstimatorSpec):
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
         """:func:`.rebar.raw_copies`: ``b``, ``u``, ``v`` and the logits, for :func:`expect`."""
-        logits, _ = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked Bernoulli
-        return raw_copies(B, logits, draw("uniform", shape), draw("uniform", shape))
+        logits, kind = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked the law
+        return raw_copies(B, logits, draw("uniform", shape), draw("uniform", shape), kind)
 
 
 def _learning(fr: Frame, spec: Any) -> bool:
@@ -177,13 +184,14 @@ def _learning(fr: Frame, spec: Any) -> bool:
     return torch.is_grad_enabled()
 
 
-def _net(B: Backend, net: Callable[[Any], Any], z: Array, n: int) -> Array:
+def _net(B: Backend, net: Callable[[Any], Any], z: Array, rows: tuple[int, ...]) -> Array:
+    """``net(z)``, one value per sample (per sample and example under ``batch_axes``: ``rows``)."""
     out = net(z)
     shape = tuple(B.shape(out)) if hasattr(out, "shape") else ()
-    if shape not in ((n,), (n, 1)):
-        raise StochgradError(f"relax: the surrogate must return one value per sample, shape ({n},); it returned"
-                             f" shape {shape} for relaxed logits of shape {tuple(B.shape(z))}")
-    return B.reshape(out, (n,)) if shape != (n,) else out
+    if shape not in (rows, rows + (1,)):
+        raise StochgradError(f"relax: the surrogate must return one value per sample{' and example' * (len(rows) > 1)}"
+                             f", shape {rows}; it returned shape {shape} for relaxed logits of shape {tuple(B.shape(z))}")
+    return B.reshape(out, rows) if shape != rows else out
 
 
 def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms: list[Any], spec: Any) -> Array:
@@ -191,7 +199,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     ``learn``): the fixed-parameter surrogate, or in a torch objective the learning one (module
     docstring)."""
     B, name, var = fr.B, spec.name, e.nodes[0].var
-    alone(fr, e, name)
+    alone(fr, e, name, batched=True)  # under batch_axes: per example (module docstring)
     raw, _ = node(fr, env)
     n = B.shape(raw)[0] // RAW
     b, u, v, logits = (raw[k * n:(k + 1) * n] for k in range(RAW))
@@ -201,29 +209,31 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
         lam, eta = (x.to(leaf) for x in (spec.scalars.log_temperature.exp(), spec.scalars.scale))
     else:
         lam, eta = spec.current()
-    _, z, zt = relaxed_pair(B, leaf, u, v)
+    kind = KINDS[e.nodes[0].dist.name]
+    _, z, zt = relaxed_pair(B, leaf, u, v, kind)
     with_cost, net = getattr(spec, "cost_term", True), getattr(spec, "surrogate", None)
     copies = 3 if with_cost else 1
     scope = tiled(fr, env, copies)
-    scope[var] = B.concat([b, B.fn["sigmoid"](z / lam), B.fn["sigmoid"](zt / lam)]) if with_cost else b
-    costs = cost_on_copies(fr, e, scope, terms, copies, name)
+    scope[var] = B.concat([b, soften(B, z, lam, kind), soften(B, zt, lam, kind)]) if with_cost else b
+    costs = cost_on_copies(fr, e, scope, terms, copies, name, keep=bool(fr.batch_axes))
     fb = costs[0]
-    if (net is not None or learning) and len(B.shape(fb)) != 1:
+    rows = (n,) + tuple(B.shape(b))[1:1 + fr.batch_axes]  # (a Categorical's classes axis is last, never a batch axis)  # one value per sample (and example)
+    if (net is not None or learning) and tuple(B.shape(fb)) != rows:
         raise StochgradError(f"{name}: {'learning' if learning else 'the surrogate'} needs the cost of {var}'s"
-                             f" expectation to be one value per sample; it has shape {tuple(B.shape(fb))[1:]}"
-                             " per sample (sum it inside the expectation)")
+                             f" expectation to be one value per sample{' and example' if fr.batch_axes else ''};"
+                             f" it has shape {tuple(B.shape(fb))[1:]} per sample (sum it inside the expectation)")
     cz: Array | float = eta * costs[1] if with_cost else 0.0
     ct: Array | float = eta * costs[2] if with_cost else 0.0
     if net is not None:
-        cz, ct = cz + _net(B, net, z, n), ct + _net(B, net, zt, n)
-    lq = summed_logq(B, bernoulli_logq(B, leaf, b), fb)
+        cz, ct = cz + _net(B, net, z, rows), ct + _net(B, net, zt, rows)
+    lq = paired_logq(fr, log_mass(B, leaf, b, kind), fb, var, name)
     if not learning:
         return combine(B, fb, lq, cz, ct)
-    return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), n)
+    return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), rows)
 
 
 def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Array, phi: list[Any],
-             n: int) -> Array:
+             rows: tuple[int, ...]) -> Array:
     """``f(b) + sum(stop(g) (logits - stop logits))`` plus a value-zero term that gives ``phi`` the
     variance gradient ``d/dphi mean |g|^2`` (torch; module docstring).  ``g`` is formed explicitly,
     ``(f(b) - c(z~)) dL/dl + d(c(z) - c(z~))/dl``, so that it keeps its dependence on ``phi`` through
@@ -233,6 +243,7 @@ def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Ar
     (dc,) = torch.autograd.grad((cz - ct).sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
     coef = fb - ct
     g = coef.reshape(coef.shape + (1,) * (leaf.dim() - coef.dim())) * dlq + (0.0 if dc is None else dc)
+    n = rows[0]
     second = (g * g).sum() / n
     if phi and second.requires_grad:
         grads = torch.autograd.grad(second, phi, allow_unused=True, retain_graph=True)  # fb shares the graph
@@ -240,7 +251,7 @@ def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Ar
     else:
         h = tuple(torch.zeros_like(q) for q in phi)
     jtg = g.detach() * (logits - logits.detach())
-    model = jtg.reshape(n, -1).sum(1) if jtg.dim() > 1 else jtg
+    model = jtg.reshape(rows + (-1,)).sum(-1) if jtg.dim() > len(rows) else jtg  # per sample (and example)
     out = fb + model
     return out + _variance_gradient().apply(h, out.dtype, out.device, *phi) if phi else out
 
