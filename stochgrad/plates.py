@@ -43,7 +43,7 @@ from .distributions import lookup
 from .functions import make_call
 from .planned import NodePlan
 from .arraynodes import Index, MatMul
-from .densities import LogProb
+from .densities import Iid, LogProb
 from .errors import StochgradError
 from .functions import FUNCTIONS
 from .platemodels import model_rule
@@ -355,14 +355,15 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
     out_nodes = []
     for j, node in enumerate(nodes):
         n = sizes[j]
+        unit = "iid copies" if isinstance(node.dist, Iid) else "examples"  # z ~ iid(K, D): axis 0 holds the copies
         if j in plated:
-            node = replace(node, plate=1, plate_note=f"plate over {n} examples ({INFERRED})")
+            node = replace(node, plate=1, plate_note=f"plate over {n} {unit} ({INFERRED})")
         elif n is not None:
             reasons = [why[i] for i in scores.get(j, ()) if i in why]
             if not is_row(j, n):
                 reasons.insert(0, kinds(n)[node.var][1][1])
             if reasons:
-                node = replace(node, plate_note=f"joint over {n} examples ({reasons[0]}; declare batch_axes=1,"
+                node = replace(node, plate_note=f"joint over {n} {unit} ({reasons[0]}; declare batch_axes=1,"
                                " with one cost per example, if the rows are independent)")
         out_nodes.append(node)
     new_terms = tuple((s, found[i][1]) if i in found else (s, t) for i, (s, t) in enumerate(terms))

@@ -205,3 +205,14 @@ def test_score_over_iid_categorical_copies(backend):
                     seed=0, estimators={"z": "score"})
     assert r.plan.node("z").shape == (4, 3)
     assert_estimate(r, value=4 * q @ w, grad={"l": 4 * q * (w - q @ w), "w": 4 * q})
+
+
+def test_a_per_copy_cost_pairs_each_copy_with_its_own_score(backend):
+    """``sum(z * w)`` over the K copies of ``z ~ iid(K, Bernoulli(p))`` is a sum of per-copy terms: the
+    plan pairs each copy's score with its own term and names them copies, not examples; the gradient
+    is the closed form ``d/dp sum_k w_k p = sum(w)`` within 6 standard errors."""
+    w = np.array([1.0, 2.0, 3.0])
+    r = sg.estimate("E[sum(z * w), z ~ iid(3, Bernoulli(p))]", {"p": 0.3, "w": w}, n=4000, seed=2,
+                    backend=backend, estimators={"z": "score"})
+    assert "plate over 3 iid copies (inferred" in str(r.plan) and "examples (" not in str(r.plan)
+    assert abs(float(r.grad["p"]) - w.sum()) < 6 * float(r.stderr["p"])
