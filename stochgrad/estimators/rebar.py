@@ -40,13 +40,13 @@ serving both laws).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from ..errors import PlanError
 from .base import Array, EstimatorSpec, ExpectStep
+from .learnable import LearnedControl, Scalars, check_control
 from .copies import alone, cost_on_copies, paired_logq, tiled
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ KINDS = {"Bernoulli": "binary", "Categorical": "categorical"}  # the laws relaxe
 
 
 @dataclass(frozen=True)
-class Rebar(EstimatorSpec):
+class Rebar(LearnedControl, EstimatorSpec):
     """REBAR's relaxation control variate at a fixed ``temperature`` and ``scale`` (unbiased)."""
 
     name: ClassVar[str] = "rebar"
@@ -79,25 +79,12 @@ class Rebar(EstimatorSpec):
 
     def __post_init__(self) -> None:
         t, s = self.temperature, self.scale
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise PlanError(f"{self.name}: temperature must be a finite number > 0, got {t!r}")
-        if not (isinstance(s, (int, float)) and math.isfinite(s)):
-            raise PlanError(f"{self.name}: scale must be a finite number, got {s!r}")
+        check_control(self.name, t, s)
         if not isinstance(self.learn, bool):
             raise PlanError(f"{self.name}: learn must be True or False, got {self.learn!r} (learnable parameters are"
                             f" made with the spec: pass sg.{type(self).__name__}(learn=True) as an object)")
         if self.learn:
-            from .relax import Scalars
             object.__setattr__(self, "scalars", Scalars(self.name, t, s))
-
-    @property
-    def stateful(self) -> bool:
-        """With ``learn``, parameters that change between calls (``fuse=True`` refuses them)."""
-        return self.learn
-
-    def current(self) -> tuple[float, float]:
-        """The temperature and scale now (the learned values when ``learn``)."""
-        return self.scalars.values() if self.scalars is not None else (self.temperature, self.scale)
 
     def control_parameters(self) -> list[Any]:
         """The tensors a training loop's optimizer updates (``learn``): ``[log_temperature, scale]``."""

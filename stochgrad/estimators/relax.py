@@ -52,7 +52,6 @@ For a Categorical node the net gets the relaxed logits with the classes axis las
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -60,6 +59,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..errors import PlanError, StochgradError
 from .base import Array, EstimatorSpec, ExpectStep
 from .copies import alone, cost_on_copies, paired_logq, tiled
+from .learnable import LearnedControl, Scalars, check_control
 from .rebar import KINDS, combine, law, log_mass, raw_copies, relaxed_pair, soften
 
 if TYPE_CHECKING:
@@ -71,31 +71,8 @@ if TYPE_CHECKING:
 RAW = 4  # b, u, v and the logits on the sample axis (rebar.raw_copies)
 
 
-class Scalars:
-    """A spec's learnable ``log lambda`` and ``eta``: torch float64 leaf tensors made with the spec."""
-
-    def __init__(self, name: str, temperature: float, scale: float) -> None:
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is installed with the torch backend
-            raise PlanError(f"{name}: learn=True needs torch (its parameters are torch tensors);"
-                           " pass learn=False for fixed values") from None
-        self.log_temperature = torch.tensor(math.log(temperature), dtype=torch.float64, requires_grad=True)
-        self.scale = torch.tensor(float(scale), dtype=torch.float64, requires_grad=True)
-
-    def values(self) -> tuple[float, float]:
-        return math.exp(self.log_temperature.item()), self.scale.item()
-
-    def tensors(self) -> list[Any]:
-        return [self.log_temperature, self.scale]
-
-    def __repr__(self) -> str:
-        t, s = self.values()
-        return f"Scalars(temperature={t:g}, scale={s:g})"
-
-
 @dataclass(frozen=True)
-class Relax(EstimatorSpec):
+class Relax(LearnedControl, EstimatorSpec):
     """RELAX with the control variate ``eta f(s(z)) + surrogate(z)`` (unbiased; module docstring)."""
 
     name: ClassVar[str] = "relax"
@@ -114,10 +91,7 @@ class Relax(EstimatorSpec):
 
     def __post_init__(self) -> None:
         t, s = self.temperature, self.scale
-        if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
-            raise PlanError(f"relax: temperature must be a finite number > 0, got {t!r}")
-        if not (isinstance(s, (int, float)) and math.isfinite(s)):
-            raise PlanError(f"relax: scale must be a finite number, got {s!r}")
+        check_control(self.name, t, s)
         for key in ("learn", "cost_term"):
             if not isinstance(getattr(self, key), bool):
                 raise PlanError(f"relax: {key} must be True or False, got {getattr(self, key)!r}"
@@ -126,15 +100,6 @@ class Relax(EstimatorSpec):
             raise PlanError(f"relax: surrogate must be a callable (e.g. a torch.nn.Module), got {self.surrogate!r}")
         if self.learn and self.cost_term and self.surrogate is not None:  # (the registry's default has no net)
             object.__setattr__(self, "scalars", Scalars("relax", t, s))
-
-    @property
-    def stateful(self) -> bool:
-        """With ``learn``, parameters that change between calls (``fuse=True`` refuses them)."""
-        return self.learn
-
-    def current(self) -> tuple[float, float]:
-        """The temperature and scale now (the learned values when ``learn``)."""
-        return self.scalars.values() if self.scalars is not None else (self.temperature, self.scale)
 
     def control_parameters(self) -> list[Any]:
         """The tensors a training loop's optimizer updates: the learned ``[log_temperature, scale]``
