@@ -82,10 +82,28 @@ def option_text(k: Any) -> str:
 
 
 @dataclass(frozen=True)
-class SumAndSample(EstimatorSpec):
+class JointSubset(EstimatorSpec):
+    """Base of the estimators that evaluate the cost on a subset of the node's joint support (this
+    module's and :mod:`.unordered_set`): where they apply (``use`` says how they use the support, in
+    the refusal), and the plain draw the score function would make (their surrogates draw through
+    ``sample_copies``, which the node step prefers)."""
+
+    use: ClassVar[str] = ""
+
+    def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
+        check_node(self.name, d, states, self.use)
+
+    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
+        """An exact draw of the node and its ``log q`` (as the score function draws it)."""
+        return d.sample_and_log_prob(B, p, draw, shape)
+
+
+@dataclass(frozen=True)
+class SumAndSample(JointSubset):
     """The ``k`` most probable joint states summed exactly, the rest by one sample (unbiased)."""
 
     name: ClassVar[str] = "sum_and_sample"
+    use: ClassVar[str] = "sums the k most probable joint states of the node"
     scores: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
@@ -104,17 +122,10 @@ class SumAndSample(EstimatorSpec):
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k + 1 if states is None or states > self.k else states
 
-    def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        check_node(self.name, d, states, "sums the k most probable joint states of the node")
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on ``k + 1`` copies (:func:`expect`)."""
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
-
-    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
-        """An exact draw of the node and its ``log q`` (as the score function draws it); the surrogate
-        draws through :meth:`sample_copies`, which the node step prefers."""
-        return d.sample_and_log_prob(B, p, draw, shape)
 
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:

@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from ..errors import PlanError
-from .base import Array, EstimatorSpec, ExpectStep
+from .base import Array, ExpectStep
 from .copies import alone, cost_on_copies, tiled
-from .sum_and_sample import option_text, check_node, columns, host_log_probs, node_support
+from .sum_and_sample import JointSubset, columns, host_log_probs, node_support, option_text
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -61,10 +61,11 @@ MAX_K = 6
 
 
 @dataclass(frozen=True)
-class UnorderedSet(EstimatorSpec):
+class UnorderedSet(JointSubset):
     """``k`` distinct states sampled without replacement, with the built-in baseline (unbiased)."""
 
     name: ClassVar[str] = "unordered_set"
+    use: ClassVar[str] = "samples k of the node's joint states without replacement"
     scores: ClassVar[bool] = True
     piloted: ClassVar[bool] = True
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
@@ -84,17 +85,10 @@ class UnorderedSet(EstimatorSpec):
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k if states is None else min(self.k, states)
 
-    def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
-        check_node(self.name, d, states, "samples k of the node's joint states without replacement")
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on ``k`` copies (:func:`expect`)."""
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
-
-    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
-        """An exact draw of the node and its ``log q`` (as the score function draws it); the surrogate
-        draws through :meth:`sample_copies`, which the node step prefers."""
-        return d.sample_and_log_prob(B, p, draw, shape)
 
     def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
                       shape: tuple[int, ...]) -> tuple[Array, Array]:
