@@ -14,8 +14,9 @@ the same seed (in the same dtype).  A compiled objective called with a PRNG key,
 (:class:`KeyNoise`, through the core's :meth:`~stochgrad.backend.Backend.call_noise` hook): it is then a
 pure function of the key and the parameters, so ``jax.jit``, ``jax.vmap`` over keys, ``jax.grad`` and
 ``jax.hessian`` apply; under ``jax.jit`` the host-side parameter checks are skipped (values are abstract),
-and steps that read values on the host (von Mises' rejection loop, moving-average baselines) are
-refused by name.  Without a key, an abstract call is refused (the numpy noise would freeze into the trace).
+and steps that read values on the host (von Mises' rejection loop) are refused by name; moving-average
+baselines are explicit state in and out there (``value, state = f(key=k, state=state, **params)``,
+:mod:`stochgrad.explicit_state`), and refused by name under ``jax.jit`` without it.  Without a key, an abstract call is refused (the numpy noise would freeze into the trace).
 
 Implicit reparameterization (Figurnov et al. 2018) is a ``jax.custom_jvp``: a standard-gamma draw
 ``z`` gets the tangent ``dz/dalpha * dalpha`` with JAX's own ``lax.random_gamma_grad`` (the gradient

@@ -2,6 +2,9 @@
 
 * ``examples/vae_digits_jax.py``: a Gaussian VAE trained with ``optax.adam`` under ``jax.jit`` (smoke test:
   tiny network, few steps, and the held-out ELBO must improve).
+* ``value, state = f(key=k, state=state, **params)`` (:mod:`stochgrad.explicit_state`): the same numbers as
+  the autograd objective's ``f.baseline_state`` for the same noise (x64), the update rule by hand, purity
+  under ``jax.jit``, unbiasedness under ``lax.scan`` (z-test against the closed form), refusals by name.
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import pytest
 jax = pytest.importorskip("jax")
 pytest.importorskip("optax")
 pytest.importorskip("sklearn")
+import jax.numpy as jnp  # noqa: E402
+
+import stochgrad as sg  # noqa: E402
+from stochgrad.testing import assert_within_stderr  # noqa: E402
 
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
@@ -53,3 +60,109 @@ def test_vae_digits_jax_cli(monkeypatch, capsys):
     assert "z ~ Normal(mu, sigma): pathwise" in out and "step     0  held-out -ELBO" in out
     assert out.splitlines()[-1].startswith("held-out -ELBO")
 
+
+
+# -- moving-average baselines as explicit state (stochgrad.explicit_state) ----------------------------------
+
+NORMAL = "E[z**2, z ~ Normal(mu, sigma)]"
+EMA = {"z": "score:baseline=ema"}
+
+
+@pytest.fixture
+def x64():
+    old = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
+
+
+def test_explicit_state_is_the_autograd_objectives_baseline_state(x64):
+    """Without a key the jax objective draws the seeded numpy noise of call k, as autograd's does: four calls
+    threading the state give autograd's gradients and its f.baseline_state's values and update counts."""
+    import autograd
+
+    mu, sigma = 0.7, 1.3
+    fa = sg.compile(NORMAL, backend="autograd", n=16, seed=3, estimators=EMA)
+    fj = sg.compile(NORMAL, backend="jax", n=16, seed=3, estimators=EMA)
+    state = fj.init_state(mu=mu, sigma=sigma)
+    assert fj.calls == 0 and set(state) == {"z"} and int(state["z"]["updates"]) == 0
+    grad_j = jax.grad(lambda m, s, st: fj(state=st, mu=m, sigma=s), argnums=(0, 1), has_aux=True)
+    for t in range(1, 5):
+        ga = autograd.grad(lambda m, s: fa(mu=m, sigma=s), argnum=(0, 1))(mu, sigma)
+        gj, state = grad_j(mu, sigma, state)
+        np.testing.assert_allclose(np.array(gj), np.array(ga), rtol=1e-10, err_msg=f"call {t}")
+        assert int(state["z"]["updates"]) == fa.baseline_state["z"].updates == t
+        np.testing.assert_allclose(float(state["z"]["value"]), float(fa.baseline_state["z"].value), rtol=1e-12)
+    assert fj.calls == fa.calls == 4
+
+
+def test_explicit_state_is_pure_and_follows_the_moving_average_rule_by_hand(x64):
+    """Keyed and jitted: same key and state, same value and next state; the state after call 1 is that call's
+    mean cost m1 (here the returned value), after call 2 it is 0.9 m1 + 0.1 m2; the objective's own
+    f.baseline_state is never touched."""
+    f = sg.compile(NORMAL, backend="jax", n=64, estimators=EMA)
+    call = jax.jit(lambda k, st: f(key=k, state=st, mu=1.0, sigma=2.0))
+    k1, k2 = jax.random.split(jax.random.key(5))
+    s0 = f.init_state(mu=1.0, sigma=2.0)
+    m1, s1 = call(k1, s0)
+    again, s1b = call(k1, s0)
+    assert float(again) == float(m1) and float(s1b["z"]["value"]) == float(s1["z"]["value"])
+    eager, _ = f(key=k1, state=s0, mu=1.0, sigma=2.0)
+    np.testing.assert_allclose(float(eager), float(m1), rtol=1e-12)
+    np.testing.assert_allclose(float(s1["z"]["value"]), float(m1), rtol=1e-12)
+    m2, s2 = call(k2, s1)
+    np.testing.assert_allclose(float(s2["z"]["value"]), 0.9 * float(m1) + 0.1 * float(m2), rtol=1e-12)
+    assert int(s2["z"]["updates"]) == 2 and len(f.baseline_state) == 0
+
+
+def test_explicit_state_gradients_are_unbiased_under_scan():
+    """2000 steps of lax.scan (jitted, n = 16), the state carried: the mean of the score gradients of E[z^2] is
+    within 5-6 standard errors of (2 mu, 2 sigma), and that standard error is below 3% of each (measured: 1.5%,
+    2.5%; the means 1.634 and 2.292 against 1.6 and 2.2), so a gradient 18% off fails.  The baseline helps: the
+    per-step spread is below that of the score function without one (measured: 0.80x, 0.85x)."""
+    mu, sigma, steps = 0.8, 1.1, 2000
+    exact = {"mu": 2 * mu, "sigma": 2 * sigma}
+
+    def run(estimators):
+        f = sg.compile(NORMAL, backend="jax", n=16, estimators=estimators)
+        grad = jax.grad(lambda m, s, k, st: f(key=k, state=st, mu=m, sigma=s), argnums=(0, 1), has_aux=True)
+
+        def body(st, k):
+            g, st = grad(mu, sigma, k, st)
+            return st, jnp.stack(g)
+
+        state, grads = jax.jit(lambda st, keys: jax.lax.scan(body, st, keys))(
+            f.init_state(mu=mu, sigma=sigma), jax.random.split(jax.random.key(11), steps))
+        return state, np.asarray(grads)
+
+    state, grads = run(EMA)
+    assert int(state["z"]["updates"]) == steps
+    for i, name in enumerate(("mu", "sigma")):
+        se = grads[:, i].std(ddof=1) / np.sqrt(steps)
+        assert se < 0.03 * exact[name], (name, se)
+        assert_within_stderr(grads[:, i].mean(), exact[name], se, name=f"d/d{name}")
+    _, plain = run({"z": "score:baseline=none"})
+    assert grads.std(axis=0, ddof=1)[1] < plain.std(axis=0, ddof=1)[1]
+
+
+def test_explicit_state_refusals_and_stateless_objectives():
+    f = sg.compile(NORMAL, backend="jax", n=8, estimators=EMA)
+    k = jax.random.key(0)
+    with pytest.raises(sg.BackendError, match=r"node z's estimator \(score \(moving-average baseline.*state = f.init_state"):
+        jax.jit(lambda m: f(key=k, mu=m, sigma=1.0))(1.0)  # under jit without a state: refused by name
+    with pytest.raises(sg.ValidationError, match=r"state has no moving-average entry 'z'.*f.init_state"):
+        f(key=k, state={"y": {"value": 0.0, "updates": 0}}, mu=1.0, sigma=1.0)
+    with pytest.raises(sg.ValidationError, match="state must be the dict f.init_state"):
+        f(key=k, state=None, mu=1.0, sigma=1.0)
+    state = f.init_state(mu=1.0, sigma=1.0)
+    with pytest.raises(sg.StochgradError, match=r"moving-average state of z holds a value of shape \(\), but this call's"
+                                                r" costs have shape \(3,\)"):
+        f(key=k, state=state, mu=jnp.ones(3), sigma=1.0)
+    with pytest.raises(sg.ValidationError, match="explicit moving-average state.*is for the jax backend.*baseline_state"):
+        sg.compile(NORMAL, backend="autograd", n=8, estimators=EMA)(state=state, mu=1.0, sigma=1.0)
+    g = sg.compile(NORMAL, backend="jax", n=8)  # no stateful node: an empty state, passed through
+    assert g.init_state(mu=1.0, sigma=1.0) == {}
+    value, nxt = jax.jit(lambda st: g(key=k, state=st, mu=1.0, sigma=1.0))({})
+    assert nxt == {} and float(value) == float(g(key=k, mu=1.0, sigma=1.0))
