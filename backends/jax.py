@@ -14,8 +14,9 @@ the same seed (in the same dtype).  A compiled objective called with a PRNG key,
 (:class:`KeyNoise`, through the core's :meth:`~stochgrad.backend.Backend.call_noise` hook): it is then a
 pure function of the key and the parameters, so ``jax.jit``, ``jax.vmap`` over keys, ``jax.grad`` and
 ``jax.hessian`` apply; under ``jax.jit`` the host-side parameter checks are skipped (values are abstract),
-and steps that read values on the host (von Mises' rejection loop, moving-average baselines) are
-refused by name.  Without a key, an abstract call is refused (the numpy noise would freeze into the trace).
+and steps that read values on the host (von Mises' rejection loop) are refused by name; moving-average
+baselines are explicit state in and out there (``value, state = f(key=k, state=state, **params)``,
+:mod:`stochgrad.explicit_state`), and refused by name under ``jax.jit`` without it.  Without a key, an abstract call is refused (the numpy noise would freeze into the trace).
 
 Implicit reparameterization (Figurnov et al. 2018) is a ``jax.custom_jvp``: a standard-gamma draw
 ``z`` gets the tangent ``dz/dalpha * dalpha`` with JAX's own ``lax.random_gamma_grad`` (the gradient
@@ -23,7 +24,9 @@ Implicit reparameterization (Figurnov et al. 2018) is a ``jax.custom_jvp``: a st
 order only: the derivative factor is a ``custom_vjp`` whose reverse rule raises the node's
 :class:`~stochgrad.errors.PlanError` when a second reverse-mode derivative flows through it (so a draw
 that is traced and then stopped, as the score estimator's, costs no refusal).  Forward over reverse
-(``jax.hessian``) through such a node meets JAX's own refusal of forward mode through a custom_vjp.
+(``jax.hessian``) through such a node's pathwise gradient is refused with the same PlanError (JAX cannot
+take forward mode through a custom_vjp); the score estimator's Gamma/Beta/Dirichlet draws are made from
+gradient-free parameters (``stochgrad.gammas``), so ``jax.hessian`` of a score objective never meets it.
 """
 
 from __future__ import annotations
@@ -120,6 +123,17 @@ def _refused_bwd(refusal: str, res: Any, g: Any) -> Any:
 _refused.defvjp(_refused_fwd, _refused_bwd)
 
 
+def _refusing(x: Any, dz_dx: Any, refusal: str) -> Any:
+    """:func:`_refused`; under forward mode over this rule (``jax.hessian``: forward over reverse), where a
+    second derivative is asked for, JAX refuses a custom_vjp with its own TypeError: refused by name instead."""
+    try:
+        return _refused(x, dz_dx, refusal)
+    except TypeError as exc:
+        if "custom_vjp" not in str(exc):
+            raise
+        raise PlanError(refusal) from None
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _implicit(x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
     """The draws ``z``, with the derivative ``dz_dx`` in ``x`` (see ``Backend.implicit_grad``)."""
@@ -129,7 +143,7 @@ def _implicit(x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
 @_implicit.defjvp
 def _implicit_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
     x, z, dz_dx = primals
-    return z, _refused(x, dz_dx, refusal) * tangents[0]
+    return z, _refusing(x, dz_dx, refusal) * tangents[0]
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
@@ -144,7 +158,7 @@ def _implicit_gamma_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
     alpha, z = primals
     dz = jax.lax.random_gamma_grad(jax.lax.stop_gradient(alpha), z)
     dz = jnp.where(jnp.isfinite(dz), dz, 0.0)
-    return z, _refused(alpha, dz, refusal) * tangents[0]
+    return z, _refusing(alpha, dz, refusal) * tangents[0]
 
 
 def _compare(op: Callable[[Any, Any], Any], backend: JaxBackend) -> Callable[[Any, Any], Any]:

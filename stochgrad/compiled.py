@@ -16,7 +16,9 @@ draw, since a call is never split into chunks), so objectives with seeds ``s`` a
 share no call's noise.  The objective owns the running state of its moving-average baselines
 (:class:`stochgrad.MovingAverage` specs hold only the decay): ``f.baseline_state[var]`` has
 ``value`` and ``updates``, advanced once per call, and ``f.baseline_state.reset()`` clears it;
-two objectives never share it.  With ``n=1`` leave-one-out has no other sample, and the plan
+two objectives never share it.  On the jax backend the state can instead be explicit, in and out
+(``state = f.init_state(**params); value, state = f(key=k, state=state, **params)``), which a
+``jax.jit``-traced call needs: see :mod:`stochgrad.explicit_state`.  With ``n=1`` leave-one-out has no other sample, and the plan
 says and runs "no baseline" (see :func:`stochgrad.baselines.single_sample`).
 """
 
@@ -34,8 +36,9 @@ from .analysis import parameters
 from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
-from .errors import NonFiniteWarning, ValidationError, did_you_mean
+from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
+from .explicit_state import ExplicitState
 from .fused import FusedCall, RecordingNoise, check_fusable
 from .noise import NoiseSource, check_seed
 from .parser import as_expression
@@ -124,6 +127,7 @@ class Objective:
 
     def __call__(self, **params: Any) -> Any:
         key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
+        state = params.pop("state", _NO_STATE) if "state" not in self._names else _NO_STATE  # explicit_state
         if params.keys() != self._names:
             self._bad_names(params)
         B = self.B
@@ -137,6 +141,22 @@ class Objective:
             p = self.plan(**dict(zip(self.parameters, shapes)))
         keyed = B.call_noise(key, self.n, native)
         checks = self.validate and not getattr(keyed, "traced", False)  # abstract under jax.jit: no host reads
+        explicit = None if state is _NO_STATE else self._explicit(p, state)
+        if explicit is not None:  # moving averages in and out: (value, next state)
+            call = self.calls
+            self.calls += keyed is None  # seeded numpy noise: call k draws (seed, k), as without state
+            frame = Frame(B, with_sample_axis(B, native), keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
+                          call=call), known=known, batch_axes=self.batch_axes, memo=self._memo, checks=checks,
+                          baselines=explicit)  # type: ignore[arg-type]  # BaselineState.node, duck-typed
+            out = self._finish(frame, lower(p).run(frame))
+            return (self._check_finite(out, p, native, call, keyed) if checks else out), explicit.out()
+        if getattr(keyed, "traced", False):
+            stateful = [node for node in p.nodes if node.spec.stateful]
+            if stateful:
+                raise BackendError(
+                    f"node {stateful[0].var}'s estimator ({stateful[0].spec.describe()}) keeps state between calls,"
+                    " which a traced (jax.jit) call cannot mutate: pass it in and out explicitly,"
+                    " state = f.init_state(**params); value, state = f(key=k, state=state, **params)")
         if keyed is not None:
             if self.fuse:
                 raise ValidationError("fuse=True cannot take a PRNG key (key=...)")
@@ -159,6 +179,26 @@ class Objective:
             self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
                                             finish=self._finish, validate=self.validate)
         return self._check_finite(out, p, native, call)
+
+    def _explicit(self, p: Plan, state: Any) -> ExplicitState:
+        if self.B.name != "jax":
+            raise ValidationError(f"state=... (explicit moving-average state) is for the jax backend; a {self.B.name}"
+                                  " objective keeps its moving averages in f.baseline_state")
+        if self.fuse:
+            raise ValidationError("fuse=True cannot take an explicit state (state=...)")
+        return ExplicitState(p, None, record=True) if state is _RECORD else ExplicitState(p, state)
+
+    def init_state(self, **params: Any) -> dict[str, Any]:
+        """The initial explicit state of the moving-average baselines (jax backend), for parameters like
+        ``params`` (values, as ``optax``'s ``opt.init(params)``; read for their shapes, with one
+        forward call): ``{var: {"value": zeros, "updates": 0}}``, empty when no node has one.  Then
+        ``value, state = f(key=k, state=state, **params)``; see :mod:`stochgrad.explicit_state`."""
+        if self.B.name != "jax":
+            raise ValidationError(f"init_state is for the jax backend; a {self.B.name} objective keeps its moving"
+                                  " averages in f.baseline_state")
+        import jax  # the jax backend is in use, so jax is installed
+
+        return self(key=jax.random.key(0), state=_RECORD, **params)[1]
 
     def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
         """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a
@@ -246,6 +286,8 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     return Objective(expr, n=n, backend=B, estimators=estimators, policy=policy, seed=seed,
                      enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate)
 
+
+_NO_STATE, _RECORD = object(), object()  # __call__ without state=; init_state's recording call
 
 #: compile's own keywords, for the did-you-mean of a misspelt one
 _KEYWORDS = ("n", "backend", "backend_options", "estimators", "policy", "seed", "enumerate_budget", "batch_axes",

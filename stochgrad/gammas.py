@@ -46,6 +46,13 @@ class _Implicit(Distribution):
         """Standard-gamma draws of concentration ``alpha``, differentiable in it to the first order."""
         return B.implicit_gamma(alpha, draw("gamma", shape, alpha), self.refusal(draw))
 
+    def sample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
+        """The score function's draw, from gradient-free parameters: no derivative of any order or mode
+        then reaches the first-order implicit gradient (forward over reverse, ``jax.hessian``, would
+        otherwise meet it, since forward mode computes the tangent of a draw before it is stopped)."""
+        fixed = {k: v if isinstance(v, (int, float, np.ndarray)) else B.stop_gradient(v) for k, v in p.items()}
+        return B.stop_gradient(self.rsample(B, fixed, draw, shape))
+
     def refusal(self, draw: Any) -> str:
         """The error for a second derivative, naming the node the lowering's ``draw`` samples."""
         node = getattr(draw, "node", None)

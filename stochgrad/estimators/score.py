@@ -190,8 +190,10 @@ def baseline_value(B: Backend, baseline: Any, cost: Array, count: int, block: in
     Leave-one-out uses the other samples of the same noise block of ``block`` samples (or of the
     whole array when ``block`` is None); see :func:`leave_one_out`."""
     if isinstance(baseline, MovingAverage):
-        previous = state.value
         c = B.stop_gradient(cost)
+        if getattr(state, "explicit", False):  # state in and out, in arrays (stochgrad.explicit_state)
+            return state.advance(B, B.sum(c, (0,)) / B.shape(c)[0], baseline.decay)
+        previous = state.value
         state.update(B.to_numpy(B.sum(c, (0,))) / B.shape(c)[0], baseline.decay)
         if previous is None:
             return None
