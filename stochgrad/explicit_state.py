@@ -25,11 +25,14 @@ key and state, same value and same next state.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import StochgradError, ValidationError
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 
 class ExplicitAverage:
@@ -42,7 +45,7 @@ class ExplicitAverage:
         self.name, self.given = name, given
         self.out: dict[str, Any] | None = None
 
-    def advance(self, B: Any, mean: Any, decay: float) -> Any:
+    def advance(self, B: Backend, mean: Any, decay: float) -> Any:
         """The baseline for this batch (None when only recording) from the batch's mean cost ``mean``."""
         if self.given is None:  # init: record the shape and dtype of the value
             self.out = {"value": B.asarray(np.zeros(B.shape(mean))), "updates": np.zeros((), dtype=np.int32)}

@@ -7,7 +7,6 @@ states.  Tolerances are 6 standard errors of the estimate; ``test_wrong_variant_
 sample size detects a dropped correction term.
 """
 
-import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -17,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
+from _bernoulli_exact import exact
 from stochgrad.errors import PlanError, StochgradError
 from stochgrad.estimators import Rebar, register_estimator, unregister_estimator
 
@@ -26,18 +26,6 @@ COSTS = {  # DSL text over b (a length-3 vector) and w -> the same cost in numpy
     "exp(sum(w * b))": lambda b, w: np.exp(np.sum(w * b)),
     "(b[0] - b[1] * b[2] - 0.3)**2": lambda b, w: (b[0] - b[1] * b[2] - 0.3) ** 2,
 }
-
-
-def exact(cost, theta, w):
-    """Brute force over {0,1}^D: (value, gradient in theta)."""
-    p = 1 / (1 + np.exp(-theta))
-    value, grad = 0.0, np.zeros_like(theta)
-    for bits in itertools.product([0.0, 1.0], repeat=len(theta)):
-        b = np.array(bits)
-        pb = np.prod(np.where(b == 1, p, 1 - p))
-        value += pb * cost(b, w)
-        grad += pb * cost(b, w) * (b - p)
-    return value, grad
 
 
 def run(text, theta, w, backend, n=4000, seed=0, spec="rebar"):

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
+from _bernoulli_exact import exact
 from stochgrad.errors import PlanError, StochgradError
 from stochgrad.estimators import register_estimator, unregister_estimator
 from stochgrad.estimators.relax import Relax
@@ -55,18 +56,6 @@ class Net(torch.nn.Module):
 
     def forward(self, z):
         return self.mlp(z.reshape(z.shape[0], -1)).reshape(-1)
-
-
-def exact(cost, theta, w):
-    """Brute force over {0,1}^D: (value, gradient in theta)."""
-    p = 1 / (1 + np.exp(-theta))
-    value, grad = 0.0, np.zeros_like(theta)
-    for bits in itertools.product([0.0, 1.0], repeat=len(theta)):
-        b = np.array(bits)
-        pb = np.prod(np.where(b == 1, p, 1 - p))
-        value += pb * cost(b, w)
-        grad += pb * cost(b, w) * (b - p)
-    return value, grad
 
 
 def run(text, theta, backend, spec, n=4000, seed=3):
