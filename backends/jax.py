@@ -179,7 +179,7 @@ def _x64() -> bool:
 
 class JaxBackend(Backend):
     name = "jax"
-    capabilities = frozenset({"implicit_reparam"})
+    capabilities = frozenset({"implicit_reparam", "explicit_state"})
 
     def __init__(self, dtype: Any = None) -> None:
         if dtype is not None:

@@ -144,7 +144,7 @@ class Objective:
         explicit = None if state is _NO_STATE else self._explicit(p, state)
         if explicit is not None:  # moving averages in and out: (value, next state)
             call = self.calls
-            self.calls += keyed is None  # seeded numpy noise: call k draws (seed, k), as without state
+            self.calls += keyed is None and state is not _RECORD  # seeded noise: call k draws (seed, k)
             frame = Frame(B, with_sample_axis(B, native), keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
                           call=call), known=known, batch_axes=self.batch_axes, memo=self._memo, checks=checks,
                           baselines=explicit)  # type: ignore[arg-type]  # BaselineState.node, duck-typed
@@ -181,9 +181,10 @@ class Objective:
         return self._check_finite(out, p, native, call)
 
     def _explicit(self, p: Plan, state: Any) -> ExplicitState:
-        if self.B.name != "jax":
-            raise ValidationError(f"state=... (explicit moving-average state) is for the jax backend; a {self.B.name}"
-                                  " objective keeps its moving averages in f.baseline_state")
+        if "explicit_state" not in self.B.capabilities:
+            raise ValidationError(f"state=... (explicit moving-average state) needs a backend with the explicit_state"
+                                  f" capability (jax); a {self.B.name} objective keeps its moving averages in"
+                                  " f.baseline_state")
         if self.fuse:
             raise ValidationError("fuse=True cannot take an explicit state (state=...)")
         return ExplicitState(p, None, record=True) if state is _RECORD else ExplicitState(p, state)
@@ -193,12 +194,10 @@ class Objective:
         ``params`` (values, as ``optax``'s ``opt.init(params)``; read for their shapes, with one
         forward call): ``{var: {"value": zeros, "updates": 0}}``, empty when no node has one.  Then
         ``value, state = f(key=k, state=state, **params)``; see :mod:`stochgrad.explicit_state`."""
-        if self.B.name != "jax":
-            raise ValidationError(f"init_state is for the jax backend; a {self.B.name} objective keeps its moving"
-                                  " averages in f.baseline_state")
-        import jax  # the jax backend is in use, so jax is installed
-
-        return self(key=jax.random.key(0), state=_RECORD, **params)[1]
+        if "explicit_state" not in self.B.capabilities:
+            raise ValidationError(f"init_state needs a backend with the explicit_state capability (jax); a {self.B.name}"
+                                  " objective keeps its moving averages in f.baseline_state")
+        return self(state=_RECORD, **params)[1]  # one recording call on seeded noise, not counted as a call
 
     def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
         """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a

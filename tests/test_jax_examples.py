@@ -160,7 +160,7 @@ def test_explicit_state_refusals_and_stateless_objectives():
     with pytest.raises(sg.StochgradError, match=r"moving-average state of z holds a value of shape \(\), but this call's"
                                                 r" costs have shape \(3,\)"):
         f(key=k, state=state, mu=jnp.ones(3), sigma=1.0)
-    with pytest.raises(sg.ValidationError, match="explicit moving-average state.*is for the jax backend.*baseline_state"):
+    with pytest.raises(sg.ValidationError, match="explicit moving-average state.*explicit_state capability.*baseline_state"):
         sg.compile(NORMAL, backend="autograd", n=8, estimators=EMA)(state=state, mu=1.0, sigma=1.0)
     g = sg.compile(NORMAL, backend="jax", n=8)  # no stateful node: an empty state, passed through
     assert g.init_state(mu=1.0, sigma=1.0) == {}
