@@ -23,3 +23,15 @@ BACKENDS = ["autograd", "torch"]
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     return request.param
+
+
+@pytest.fixture
+def x64():
+    """JAX in float64 for one test (``jax_enable_x64``), restored after it."""
+    jax = pytest.importorskip("jax")
+    old = bool(jax.config.jax_enable_x64)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)

@@ -39,16 +39,6 @@ import test_estimators as estimator_cases  # noqa: E402
 N = 20_000
 
 
-@pytest.fixture
-def x64():
-    old = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
-
-
 # -- the same samples as the autograd backend ----------------------------------------------------------
 
 SAME = [  # (text, params, estimators, relative tolerance of the gradients)

@@ -68,16 +68,6 @@ NORMAL = "E[z**2, z ~ Normal(mu, sigma)]"
 EMA = {"z": "score:baseline=ema"}
 
 
-@pytest.fixture
-def x64():
-    old = bool(jax.config.jax_enable_x64)
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
-
-
 def test_explicit_state_is_the_autograd_objectives_baseline_state(x64):
     """Without a key the jax objective draws the seeded numpy noise of call k, as autograd's does: four calls
     threading the state give autograd's gradients and its f.baseline_state's values and update counts."""
