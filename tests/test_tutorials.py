@@ -53,13 +53,24 @@ def test_every_page_is_found() -> None:
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_page_executes(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
+    threads = torch.get_num_threads()  # pages set one thread for their tiny models: the suite must not inherit it
+    try:
+        _run_page(page)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_page(page: Path) -> None:
     sessions: dict[str | None, dict] = {}
     for line, session, code in executed_blocks(page):
         namespace = sessions.setdefault(session, {"__name__": "__main__"}) if session else {"__name__": "__main__"}
         out = io.StringIO()
         try:
             with contextlib.redirect_stdout(out):
-                exec(compile(code, f"{page.name}:{line}", "exec"), namespace)  # noqa: S102  (the page's own code)
+                exec(compile(code, f"{page.name}:{line}", "exec"), namespace)  # the page's own code
         except Exception as e:  # pragma: no cover - the message is the point
             raise AssertionError(f"{page.name}, block at line {line} failed: {e!r}\noutput so far:\n{out.getvalue()}") from e
         assert out.getvalue().strip(), f"{page.name}, block at line {line} printed nothing: the page would show no output"
