@@ -23,9 +23,9 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_digits import ELBO, VAE, evaluate, load  # noqa: E402  (the example's model, data and ELBO)
+from vae_digits import ELBO, VAE, evaluate, load  # the example's model, data and ELBO
 
-import stochgrad as sg  # noqa: E402
+import stochgrad as sg
 
 
 class Encoder(torch.nn.Module):

@@ -7,6 +7,7 @@ runs of the same code (the contract is "equal to the single-process run"), and, 
 noise, the statistics of independent N(0, 1) draws.
 """
 
+import json
 import os
 import pickle
 import subprocess
@@ -161,3 +162,20 @@ def test_ddp_training_keeps_the_ranks_parameters_equal(ranks):
     assert np.abs(a["params"] - a["initial"]).max() > 1e-4  # it trained
     assert len(a["losses"]) == 6 and a["losses"] == b["losses"] and a["losses"][-1] < a["losses"][0]
     assert np.isfinite(a["test"])
+
+
+def test_cli_under_torchrun_prints_once():
+    torchrun = pytest.importorskip("torch.distributed.run")
+    text, n = "E[z**2, z ~ Normal(mu, sigma)]", 3 * 65536 + 7
+    args = ["estimate", text, "--at", "mu=1", "--at", "sigma=2", "-n", str(n), "--seed", "3", "--json", "--no-exact"]
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", torchrun.__name__, "--nproc_per_node=2", "-m", "stochgrad", *args,
+                           "--distributed"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count('"expression"') == 1  # one JSON document: rank 0's
+    got = json.loads(proc.stdout)
+    r = sg.estimate(text, {"mu": 1.0, "sigma": 2.0}, n=n, seed=3)
+    assert got["n"] == n
+    close(got["value"], r.value)
+    close(got["stderr"]["sigma"], r.stderr["sigma"])
