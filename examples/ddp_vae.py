@@ -7,8 +7,8 @@ noise comes from a hash of the seed and the rank, so the W batches of latents ar
 rank.  Rank 0 prints the loss (the mean over the ranks) and, at the end, the test -ELBO and
 whether the ranks' parameters agree.
 
-    python examples/ddp_vae.py [--procs 2] [--epochs 2]            # spawns the processes itself
-    torchrun --nproc_per_node=2 examples/ddp_vae.py --epochs 2      # or under torchrun
+    python examples/ddp_vae.py [--procs 2] [--epochs 10]            # spawns the processes itself
+    torchrun --nproc_per_node=2 examples/ddp_vae.py --epochs 10     # or under torchrun
 """
 
 import argparse
@@ -102,7 +102,7 @@ def _run(rank: int, world: int, args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--procs", type=int, default=2, help="processes to spawn (ignored under torchrun)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
