@@ -25,6 +25,7 @@ import numpy as np
 
 from .api import estimate, plan
 from .backend import available_backends
+from .distributed import init_from_env
 from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
 from .estimators import ESTIMATORS
 from .planner import POLICIES
@@ -266,8 +267,6 @@ def _main(argv: Sequence[str] | None) -> int:
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         notes: list[str] = []
         if args.distributed:  # join torchrun's group (stochgrad.distributed)
-            from .distributed import init_from_env
-
             init_from_env()
         with _reported(notes):
             r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,

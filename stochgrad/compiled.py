@@ -36,6 +36,7 @@ from .analysis import parameters
 from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
+from .distributed import training
 from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
 from .explicit_state import ExplicitState
@@ -79,8 +80,6 @@ class Objective:
         self.baseline_state = BaselineState()  # moving averages, carried across this objective's calls
         self.noise_seed = self.seed  # what the calls' noise is drawn from; distributed: a hash of seed and rank
         if check_flag("distributed", distributed):  # one rank of data-parallel training (stochgrad.distributed)
-            from .distributed import training
-
             self.noise_seed, self.baseline_state = training(self.seed)
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
         self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
