@@ -32,6 +32,7 @@ from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .compiled import Objective
+from .distributed import shardable, take
 from .errors import BackendError, BiasWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
@@ -96,11 +97,14 @@ class Plan(planned.Plan):
     batch_axes: int = 0
     policy: str = "unbiased"
 
+    @shardable
     def estimate(self, params: Mapping[str, Any] | None = None, *, n: int, seed: int | None = None,
                  chunk_size: int | None = None, wrt: Iterable[str] | None = None,
-                 progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None) -> Estimate:
+                 progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
+                 distributed: bool = False) -> Estimate:
         """Run this plan on ``params`` (values of the planned shapes); the keywords are
-        :func:`stochgrad.estimate`'s (``seed=None``: a fresh seed, reported as :attr:`Estimate.seed`).
+        :func:`stochgrad.estimate`'s (``seed=None``: a fresh seed, reported as :attr:`Estimate.seed`;
+        ``distributed=True``: this rank's share of a sharded run, :mod:`stochgrad.distributed`).
         Nothing is planned here, min_variance pilots included: same plan, params and seed give the
         numbers ``sg.estimate`` gives for the inputs the plan was made from."""
         n = check_count("n", n, 1, "the number of samples")
@@ -112,11 +116,12 @@ class Plan(planned.Plan):
         return self._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress,
                          memory_limit=memory_limit)
 
-    def objective(self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True) -> Objective:
+    def objective(self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True,
+                  distributed: bool = False) -> Objective:
         """A native objective that runs this plan (see :func:`stochgrad.compile`, whose objective it
         equals for the same seed), for parameters of this plan's shapes only."""
         return Objective(self.expr, n=n, backend=self._backend(), seed=seed, batch_axes=self.batch_axes, fuse=fuse,
-                         validate=validate, planned=self)
+                         validate=validate, planned=self, distributed=distributed)
 
     def _backend(self) -> Backend:
         return get_backend(None) if self.backend is None else self.backend
@@ -137,7 +142,7 @@ class Plan(planned.Plan):
                 warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=3)
         p = single_sample(self) if n == 1 else self  # leave-one-out has no other sample: say, and run, no baseline
         return run_estimate(p, values, self._backend(), n=n, seed=seed, chunk_size=chunk_size, wrt=wrt,
-                            progress=progress, memory_limit=memory_limit, batch_axes=self.batch_axes)
+                            progress=progress, memory_limit=memory_limit, batch_axes=self.batch_axes, shard=take())
 
 
 def plan(
@@ -266,6 +271,7 @@ _RUNNABLE: dict[tuple[int, int, int, str], tuple[planned.Plan, Backend | None, P
 _KEEP = 256
 
 
+@shardable
 def estimate(
     expr: Any,
     params: Mapping[str, Any] | None = None,
@@ -282,6 +288,7 @@ def estimate(
     batch_axes: int = 0,
     wrt: Iterable[str] | None = None,
     memory_limit: int | None = None,
+    distributed: bool = False,
     **extra: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
@@ -310,6 +317,10 @@ def estimate(
     or ``backend`` is a configured backend object; a bare backend option (``dtype="float32"``) still
     works but is deprecated, and any other unknown keyword is a ``TypeError`` with a did-you-mean.
 
+    ``distributed=True``, called alike on every rank of an initialised ``torch.distributed`` process
+    group, runs rank ``r``'s share of the chunks (``r, r + W, ...``) and returns, on every rank, the
+    estimate of all ``n`` samples: the single-process one to rounding (:mod:`stochgrad.distributed`).
+
     This is ``sg.plan(expr, params, ...)`` then :meth:`Plan.estimate`: the plan run is the plan
     that ``sg.plan`` shows for these inputs (``r.plan``).
     """
@@ -327,7 +338,7 @@ def estimate(
 
 #: each entry point's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
 _KEYWORDS = ("n", "backend", "backend_options", "seed", "estimators", "chunk_size", "policy", "enumerate_budget",
-             "progress", "batch_axes", "wrt", "memory_limit")
+             "progress", "batch_axes", "wrt", "memory_limit", "distributed")
 _PLAN_KEYWORDS = ("shapes_or_params", "backend", "backend_options", "estimators", "policy", "enumerate_budget",
                   "batch_axes", "seed", "n", "shapes", "params")
 

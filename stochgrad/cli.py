@@ -25,6 +25,7 @@ import numpy as np
 
 from .api import estimate, plan
 from .backend import available_backends
+from .distributed import init_from_env
 from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
 from .estimators import ESTIMATORS
 from .planner import POLICIES
@@ -137,6 +138,9 @@ def _parser() -> argparse.ArgumentParser:
     p_est.add_argument("--wrt", action="append", default=None, metavar="NAME",
                        help="differentiate only this parameter (repeatable; default: all)")
     p_est.add_argument("--json", action="store_true", help="print the result as JSON")
+    p_est.add_argument("--distributed", action="store_true",
+                       help="shard the samples over the ranks of torchrun (torchrun --nproc_per_node=2 -m stochgrad"
+                            " estimate ... --distributed); only rank 0 prints")
     p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
                        help="also print the closed form (SymPy, when installed and it finds one) and z-scores")
     p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -228,6 +232,12 @@ def _fmt(x: Any) -> str:
     return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=4)
 
 
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return int(dist.get_rank())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
@@ -256,14 +266,18 @@ def _main(argv: Sequence[str] | None) -> int:
             return 0
         show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
         notes: list[str] = []
+        if args.distributed:  # join torchrun's group (stochgrad.distributed)
+            init_from_env()
         with _reported(notes):
             r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
                          estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
                          progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt,
-                         backend_options=_options(args))
+                         backend_options=_options(args), distributed=args.distributed)
     except StochgradError as exc:
         print(f"stochgrad: error: {exc}", file=sys.stderr)
         return 2
+    if args.distributed and _rank() != 0:  # every rank holds the estimate; rank 0 says it
+        return 0
     closed = _closed_form(args.expression, params) if args.exact else None
     if r.n == 1:  # said plainly, in place of the warning's longer sentence
         notes = [t for t in notes if "undefined at n = 1" not in t or "non-finite results:" in t]

@@ -36,6 +36,7 @@ from .analysis import parameters
 from .arraynodes import as_index_array, index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
+from .distributed import training
 from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
 from .explicit_state import ExplicitState
@@ -57,7 +58,8 @@ class Objective:
 
     def __init__(self, expr: Any, *, n: int, backend: Backend | str | None, estimators: Mapping[str, Any] | None = None,
                  policy: str = "unbiased", seed: int | None = None, enumerate_budget: int = DEFAULT_BUDGET,
-                 batch_axes: int = 0, fuse: bool = False, validate: bool = True, planned: Plan | None = None) -> None:
+                 batch_axes: int = 0, fuse: bool = False, validate: bool = True, planned: Plan | None = None,
+                 distributed: bool = False) -> None:
         """``backend`` is a configured backend (:func:`compile` resolves names and options; a name
         or ``None`` here means that backend with its default options).  With
         ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
@@ -76,6 +78,9 @@ class Objective:
         self.seed = secrets.randbits(63) if seed is None else check_seed(seed, "compile: seed")
         self.calls = 0
         self.baseline_state = BaselineState()  # moving averages, carried across this objective's calls
+        self.noise_seed = self.seed  # what the calls' noise is drawn from; distributed: a hash of seed and rank
+        if check_flag("distributed", distributed):  # one rank of data-parallel training (stochgrad.distributed)
+            self.noise_seed, self.baseline_state = training(self.seed)
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
         self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
@@ -145,7 +150,7 @@ class Objective:
         if explicit is not None:  # moving averages in and out: (value, next state)
             call = self.calls
             self.calls += keyed is None and state is not _RECORD  # seeded noise: call k draws (seed, k)
-            frame = Frame(B, with_sample_axis(B, native), keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
+            frame = Frame(B, with_sample_axis(B, native), keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False,
                           call=call), known=known, batch_axes=self.batch_axes, memo=self._memo, checks=checks,
                           baselines=explicit)  # type: ignore[arg-type]  # BaselineState.node, duck-typed
             out = self._finish(frame, lower(p).run(frame))
@@ -167,11 +172,11 @@ class Objective:
         call = self.calls
         self.calls += 1
         if self.fuse and shapes in self._fused:
-            out = self._fused[shapes](native, NoiseSource(B, self.seed, 0, self.n, blocked=False, call=call))
+            out = self._fused[shapes](native, NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call))
             return self._check_finite(out, p, native, call)
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
-        noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.seed, 0, self.n, blocked=False, call=call)
+        noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.noise_seed, 0, self.n, blocked=False, call=call)
         frame = Frame(B, with_sample_axis(B, native), noise, known=known, batch_axes=self.batch_axes, memo=self._memo,
                       checks=self.validate, baselines=self.baseline_state)
         out = self._finish(frame, lower(p).run(frame))
@@ -210,7 +215,7 @@ class Objective:
             return out
         B = self.B
         params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
-        located = diagnostics.locate_call(B, p.root, params, keyed or NoiseSource(B, self.seed, 0, self.n, blocked=False,
+        located = diagnostics.locate_call(B, p.root, params, keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False,
                                                                                   call=call), self.batch_axes)
         warnings.warn(f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
                       + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
@@ -254,6 +259,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     fuse: bool = False,
     validate: bool = True,
     backend_options: Mapping[str, Any] | None = None,
+    distributed: bool = False,
     **extra: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
@@ -280,14 +286,20 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     a configured backend object (``sg.get_backend("torch", dtype="float32")``); a bare backend
     option (``dtype="float32"``) still works but is deprecated, and any other unknown keyword is a
     ``TypeError``.  The objective plans once per set of parameter shapes;
-    ``sg.plan(expr, shapes).objective(n=...)`` runs one given plan."""
+    ``sg.plan(expr, shapes).objective(n=...)`` runs one given plan.
+
+    ``distributed=True`` (inside an initialised ``torch.distributed`` group, e.g. with
+    ``DistributedDataParallel``): every rank draws independent noise, from a hash of ``seed`` and its
+    rank (``f.noise_seed``), and moving-average baselines average every rank's batch, so their state
+    is the same on all ranks; see :mod:`stochgrad.distributed`."""
     B = resolve_backend("compile", backend, backend_options, extra, _KEYWORDS)
     return Objective(expr, n=n, backend=B, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate)
+                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
+                     distributed=distributed)
 
 
 _NO_STATE, _RECORD = object(), object()  # __call__ without state=; init_state's recording call
 
 #: compile's own keywords, for the did-you-mean of a misspelt one
 _KEYWORDS = ("n", "backend", "backend_options", "estimators", "policy", "seed", "enumerate_budget", "batch_axes",
-             "fuse", "validate")
+             "fuse", "validate", "distributed")

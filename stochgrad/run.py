@@ -26,7 +26,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from .noise import BLOCK, NoiseSource
 from .planned import Plan
 from .program import Frame, lower
 from .validation import check_wrt
+
+if TYPE_CHECKING:
+    from .distributed import Shard
 
 #: entries per array that an automatic chunk aims at: arrays of a few MB stay in cache, and
 #: measured on a 2-core CPU, a run in chunks of this size takes 0.36-0.55x the time of one
@@ -180,16 +183,19 @@ def pair_units(B: Backend, x: Any, count: int) -> Any:
 def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: int, seed: int,
                  chunk_size: int | None = None, wrt: Iterable[str] | None = None,
                  progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
-                 batch_axes: int = 0) -> Estimate:
+                 batch_axes: int = 0, shard: Shard | None = None) -> Estimate:
     """Run plan ``p`` on checked parameter ``values`` (float64 arrays of the planned shapes) with ``n``
     samples of the noise of ``seed`` on backend ``B``; the keywords are :func:`stochgrad.estimate`'s,
-    ``n``, ``seed`` and ``chunk_size`` already checked (``wrt`` is checked here)."""
+    ``n``, ``seed`` and ``chunk_size`` already checked (``wrt`` is checked here).  With ``shard``
+    (:mod:`stochgrad.distributed`) this rank runs its share of the chunks and returns the estimate of all."""
     e = p.expr
     names = _check_wrt(wrt, values, index_parameters(e))
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
     limit = chunking.check_memory_limit(memory_limit)
     size = chunking.fit(n, size, p, values, names, limit)
+    if shard is not None:  # every rank runs the same thing, in chunks of one size
+        size = shard.agree(p, values, names, B, n=n, seed=seed, size=size, batch_axes=batch_axes)
 
     fixed = {k: B.asarray(v[None]) for k, v in values.items() if k not in names}
     value_m, grad_m = _Moments(), {k: _Moments() for k in names}
@@ -218,15 +224,21 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
                              tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
 
     spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)
+    several = len(spans) > 1
+    if shard is not None:  # this rank's chunks r, r + W, ...
+        spans = shard.select(spans)
+        progress = shard.progress(progress, spans, n)
     at_once = parallel.workers(B, p, len(spans), lambda: size * chunking.footprint(p, values, names), limit)
     # several chunks: each on one thread, however many run at once, so the numbers do not depend on it
-    with B.one_thread_each() if len(spans) > 1 else contextlib.nullcontext():
+    with B.one_thread_each() if several else contextlib.nullcontext():
         for (start, count), parts in zip(spans, parallel.ordered(chunk, spans, at_once)):
             merge([value_m, *(grad_m[k] for k in names)], parts)
             if first_bad is None and not all(m.finite() for m in (value_m, *grad_m.values())):
                 first_bad = (start, count)
             if progress is not None:
                 progress(start + count, n)
+    if shard is not None:  # the moments of all ranks, merged in rank order
+        first_bad = shard.reduce([value_m, *(grad_m[k] for k in names)], first_bad)
     scalar = {k: values[k].ndim == 0 for k in names}
     r = Estimate(
         value=_out(value_m.mean, True),
