@@ -11,7 +11,7 @@
   numpy scalars and arrays become numbers and lists, anything else its text.
 * :func:`z_text`: the z-score of an estimate against a closed form, or ``exact`` where the standard
   error is 0 and the estimate agrees (an enumerated or otherwise exact result), never ``nan``.
-* :func:`missing_extra`: which ``pip install "stochgrad[extra]"`` brings a missing module.
+* :func:`missing_extra`: which ``pip install 'stochgrad[extra]'`` brings a missing module.
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ MAX_COUNT = 10**15
 
 
 def missing_extra(module: str) -> str:
-    """How to install ``module``: ``pip install "stochgrad[extra]"`` when an extra brings it."""
+    """How to install ``module``, naming the extra that brings it (the form of the backends' errors,
+    :func:`stochgrad.backend.get_backend`): ``pip install sympy  (or: pip install 'stochgrad[oracle]')``."""
     top = module.split(".")[0]
     extra = EXTRAS.get(top)
-    return f'pip install "stochgrad[{extra}]"' if extra else f"pip install {top}"
+    return f"pip install {top}  (or: pip install 'stochgrad[{extra}]')" if extra else f"pip install {top}"
 
 
 def sample_count(text: str) -> int:

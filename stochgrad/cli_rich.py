@@ -82,7 +82,7 @@ def compare_table(c: Any) -> Any:
     for r in c.rows:
         cells = [r.var, r.estimator, "yes" if r.unbiased else "[red]no[/red]"]
         for k in names:
-            bias = "-" if r.bias is None else f"{_num(r.bias[k])} ({_z(r.bias[k], r.stderr[k])})"
+            bias = "-" if r.bias is None else f"{_num(r.bias[k])} ({_z(r.bias[k], r.stderr[k], r.grad[k])})"
             cells += [f"{_num(r.grad[k])} ± {_num(r.stderr[k])}", _num(r.variance[k]), bias]
         t.add_row(*cells, f"{r.seconds_per_sample:.2e}")
     if c.exact is not None:

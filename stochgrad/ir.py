@@ -58,7 +58,14 @@ def _structural(cls: type) -> type:
 
     cls.__eq__ = __eq__  # type: ignore[assignment]
     cls.__hash__ = __hash__  # type: ignore[assignment]
+    cls.__repr__ = _repr  # type: ignore[assignment]  # one line, Expr('<DSL text>'): stochgrad.reprs
     return cls
+
+
+def _repr(self: Expr) -> str:
+    from .reprs import expr_repr
+
+    return expr_repr(self)
 
 
 def _span() -> Span:
@@ -258,6 +265,11 @@ class Binding:
 
     def __str__(self) -> str:
         return f"{self.var} ~ {self.dist}"
+
+    def __repr__(self) -> str:
+        from .reprs import binding_repr
+
+        return binding_repr(self)
 
 
 @_structural

@@ -113,6 +113,11 @@ class Plan:
                 return n
         raise KeyError(var)
 
+    def __repr__(self) -> str:  # one line (stochgrad.reprs), not the whole rewritten tree
+        from .reprs import plan_repr
+
+        return plan_repr(self)
+
     def __str__(self) -> str:
         if not self.nodes and not self.notes:
             return "no random nodes: the expression is deterministic"

@@ -77,6 +77,11 @@ class Estimate:
     #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
     heavy_tails: dict[str, float] = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # one line (stochgrad.reprs), not the plan's whole tree
+        from .reprs import estimate_repr
+
+        return estimate_repr(self)
+
     def __str__(self) -> str:
         def se(x: Any) -> str:
             return "undefined (n = 1)" if self.n == 1 else _fmt(x)

@@ -150,7 +150,7 @@ def test_plot_legend_names_exact_estimators(tmp_path, monkeypatch):
     monkeypatch.setattr(plt, "close", figures.append)
     c = compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=1000, seed=0)
     plot(c, str(tmp_path / "c.png"))
-    labels = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]  # one legend, below the panels
     assert "y: enumerate (exact: error 0, not drawn)" in labels
     # the exact rows: enumerate, and sum_and_sample (its k >= the 2 states: an exact sum)
     exact = [f"y: {r.estimator} (exact: error 0, not drawn)" for r in c.rows
