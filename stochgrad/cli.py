@@ -294,6 +294,8 @@ def _main(argv: list[str]) -> int:
         if as_json:
             print(error_document(exc, notes))
         return 2
+    except BrokenPipeError:
+        raise  # main's: the reader has gone
     except Exception as exc:  # noqa: BLE001 -- a bug: its traceback on stderr, and still a JSON answer
         if not as_json:
             raise

@@ -61,8 +61,8 @@ def sample_count(text: str) -> int:
     return int(d)
 
 
-#: stochgrad's own warnings: always reported (the others follow Python's filters, which hide a
-#: library's DeprecationWarning)
+#: stochgrad's own warnings, said without their category (every other warning is reported too, its
+#: category named, except a library's DeprecationWarning, which Python's default filters hide)
 OWN = (BiasWarning, NonFiniteWarning, HeavyTailWarning, PrecisionWarning)
 
 
@@ -77,10 +77,11 @@ def sentence(w: warnings.WarningMessage) -> str:
 @contextmanager
 def reported(notes: list[str]) -> Iterator[None]:
     """Run with every warning recorded as a sentence in ``notes`` (once each), not shown."""
-    with warnings.catch_warnings(record=True) as caught:
-        for category in OWN:
-            warnings.simplefilter("always", category)
-        warnings.filterwarnings("always", category=DeprecationWarning, module="stochgrad")
+    with warnings.catch_warnings(record=True) as caught:  # the same filters whoever runs us (pytest sets its own)
+        warnings.simplefilter("always")
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning):  # Python's defaults
+            warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("always", category=DeprecationWarning, module=r"stochgrad(\.|$)")
         try:
             yield
         finally:
