@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import reprs
+
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({"E", "KL", "pi"})
 
@@ -63,9 +65,7 @@ def _structural(cls: type) -> type:
 
 
 def _repr(self: Expr) -> str:
-    from .reprs import expr_repr
-
-    return expr_repr(self)
+    return reprs.expr_repr(self)
 
 
 def _span() -> Span:
@@ -267,9 +267,7 @@ class Binding:
         return f"{self.var} ~ {self.dist}"
 
     def __repr__(self) -> str:
-        from .reprs import binding_repr
-
-        return binding_repr(self)
+        return reprs.binding_repr(self)
 
 
 @_structural

@@ -20,6 +20,7 @@ from typing import Any
 from . import ir
 from .errors import ValidationError
 from .estimators import EstimatorSpec
+from .reprs import plan_repr
 from .shapes import Shape
 
 
@@ -114,8 +115,6 @@ class Plan:
         raise KeyError(var)
 
     def __repr__(self) -> str:  # one line (stochgrad.reprs), not the whole rewritten tree
-        from .reprs import plan_repr
-
         return plan_repr(self)
 
     def __str__(self) -> str:

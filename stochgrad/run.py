@@ -40,6 +40,7 @@ from .moments import Part, merge, summarize
 from .noise import BLOCK, NoiseSource
 from .planned import Plan
 from .program import Frame, lower
+from .reprs import estimate_repr
 from .validation import check_wrt
 
 #: entries per array that an automatic chunk aims at: arrays of a few MB stay in cache, and
@@ -78,8 +79,6 @@ class Estimate:
     heavy_tails: dict[str, float] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # one line (stochgrad.reprs), not the plan's whole tree
-        from .reprs import estimate_repr
-
         return estimate_repr(self)
 
     def __str__(self) -> str:
