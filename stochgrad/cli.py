@@ -94,9 +94,17 @@ def _version() -> str:
     return f"stochgrad {__version__} (python {sys.version.split()[0]}; {', '.join(found) or 'no optional packages'})"
 
 
+class _Version(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own action wraps it to the terminal), read when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(_version())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="stochgrad", description="Gradients of expectations, written as a DSL.")
-    ap.add_argument("--version", action="version", version=_version(), help="print the versions and exit")
+    ap.add_argument("--version", action=_Version, nargs=0, help="print the versions and exit")
     sub = ap.add_subparsers(dest="command", required=True)
     expression = 'DSL text, e.g. "E[z**2, z ~ Normal(mu, sigma)]"'
     at = "parameter value (number or JSON array); repeat for each parameter"

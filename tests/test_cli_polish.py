@@ -375,3 +375,22 @@ def test_compare_plot_labels_every_panel_and_its_legend_covers_no_data():
         assert all(f"z: {r.estimator}" in " ".join(labels) for r in c.rows)
     finally:
         plt.close(fig)
+
+
+def test_compare_table_on_a_terminal_and_piped(capsys):
+    from stochgrad.cli_rich import print_compare
+
+    c = sg.compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=200, seed=0, temperatures=(0.5,))
+    lines = []
+    print_compare(c, lines.append, terminal=False)
+    assert lines == [c.table()] and capsys.readouterr().out == ""  # piped: the plain columns
+    print_compare(c, lines.append, terminal=True)
+    out = capsys.readouterr().out
+    assert len(lines) == 1 and "estimator" in out and ("\u2501" in out or "\u2500" in out)  # drawn by rich
+
+
+def test_version_is_one_line_whatever_the_terminal_width(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "30")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.count("\n") == 1
