@@ -35,6 +35,7 @@ from .estimators import EstimatorSpec, applicable
 from .noise import REPLICATE, check_seed, derive_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
+from .reprs import short
 from .validation import resolve_backend
 
 
@@ -69,6 +70,10 @@ class Comparison:
     exact_source: str | None
     rows: tuple[Row, ...]
     seed: int | None = None  # the seed every estimator ran with (compare(seed=None) draws one)
+
+    def __repr__(self) -> str:  # one line, not every row's arrays
+        return (f"<Comparison {short(str(self.expr), 60)}: {len(self.rows)} estimator runs, n={self.n}, {self.backend},"
+                f" exact from {self.exact_source or 'nowhere'}>")
 
     def table(self) -> str:
         names = sorted(self.rows[0].grad) if self.rows else []

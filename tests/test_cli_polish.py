@@ -394,3 +394,24 @@ def test_version_is_one_line_whatever_the_terminal_width(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_comparison_repr_is_one_line():
+    c = sg.compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=100, seed=0, temperatures=(0.5,))
+    assert repr(c) == (f"<Comparison E[y ** 2, y ~ Bernoulli(p)]: {len(c.rows)} estimator runs, n=100, autograd,"
+                       " exact from enumeration>")
+
+
+def test_a_bug_under_json_is_still_json(capsys, monkeypatch):
+    import stochgrad.cli as cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "estimate", broken)
+    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["error"] == {"type": "RuntimeError", "message": "a bug"}
+    assert "Traceback" in captured.err  # the bug is not hidden
+    with pytest.raises(RuntimeError, match="a bug"):  # without --json: Python's own report
+        main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1"])
