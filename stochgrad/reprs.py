@@ -8,7 +8,7 @@ readable forms).  Equality and hashing are untouched: only ``__repr__`` is repla
     >>> sg.parse("E[z**2, z ~ Normal(mu, sigma)]")
     Expr('E[z ** 2, z ~ Normal(mu, sigma)]')
     >>> sg.estimate(...)
-    <Estimate value=1908 ± 8.5, grad mu=23.97 ± 0.27, sigma=84.1 ± 0.3, n=100000, autograd>
+    <Estimate value=1908 ± 8.5, grad mu=23.97 ± 0.27, sigma=84.01 ± 0.38, n=100000, autograd>
     >>> sg.plan(...)
     <Plan E[z ** 2, z ~ Normal(mu, sigma)]: z=pathwise; policy unbiased, backend autograd>
 """
