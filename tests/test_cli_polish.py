@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 import warnings
 from pathlib import Path
 
@@ -37,6 +36,7 @@ def test_version_has_one_source(capsys):
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith(f"stochgrad {sg.__version__} (python ")
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", sg.__version__)
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "stochgrad.__version__"}
