@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import stochgrad as sg
-from stochgrad.cli import ProgressBar
+from stochgrad.cli_rich import progress_bar
 
 EXPR = "E[z**2, z ~ Normal(mu, sigma)]"
 
@@ -43,8 +43,9 @@ def main() -> None:
 
     before = peak_rss_mb()
     t0 = time.perf_counter()
-    r = sg.estimate(EXPR, {"mu": 1.0, "sigma": 2.0}, n=n, backend=args.backend, seed=0,
-                    chunk_size=args.chunk_size, progress=ProgressBar(sys.stderr))
+    with progress_bar(sys.stderr) as bar:
+        r = sg.estimate(EXPR, {"mu": 1.0, "sigma": 2.0}, n=n, backend=args.backend, seed=0,
+                        chunk_size=args.chunk_size, progress=bar)
     seconds = time.perf_counter() - t0
     print(f"n = {n:,} on {r.backend}, chunks of {r.chunk_size:,}: {seconds:.1f} s, "
           f"peak RSS {peak_rss_mb():.0f} MB (before: {before:.0f} MB)")

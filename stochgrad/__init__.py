@@ -10,6 +10,8 @@ random node, with reasons: a :class:`Plan` that runs, ``plan.estimate(params, n=
 ``plan.objective(n=...)``) -> a program run on a backend (autograd or torch).
 """
 
+__version__ = "0.1.0"  # the one source of the version: pyproject.toml reads it (tool.setuptools.dynamic)
+
 from . import continuous as _continuous  # noqa: F401  (registers the distributions)
 from . import discrete as _discrete  # noqa: F401
 from . import gammas as _gammas  # noqa: F401
@@ -36,7 +38,6 @@ from .ir import Expr
 from .parser import parse
 from .userdist import UserDistribution, unregister_distribution
 
-__version__ = "0.1.0"
 
 Normal = dist_constructor("Normal")
 LogNormal = dist_constructor("LogNormal")

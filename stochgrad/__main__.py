@@ -1,7 +1,4 @@
-"""``python -m stochgrad`` (and ``torchrun -m stochgrad``): the command line, :func:`stochgrad.cli.main`."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
+"""``python -m stochgrad``: the command line of :mod:`stochgrad.cli`."""
+from stochgrad.cli import main
+if __name__ == "__main__":
+    raise SystemExit(main())

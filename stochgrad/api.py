@@ -81,7 +81,7 @@ def _check_params(names: tuple[str, ...], params: Any, index: tuple[str, ...] = 
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # planned.Plan's short repr
 class Plan(planned.Plan):
     """A plan for parameters of given shapes on a given backend: print it (an estimator per random
     node, with reasons), compare it (``==``), run it (:meth:`estimate`, :meth:`objective`).

@@ -1,4 +1,4 @@
-"""Command line: ``stochgrad estimate`` and ``stochgrad plan``.
+"""Command line: ``stochgrad estimate``, ``stochgrad plan`` and ``stochgrad compare`` (also ``python -m stochgrad``).
 
     stochgrad estimate "E[z**2, z ~ Normal(mu, sigma)]" --at mu=12 --at sigma=42 -n 100000
     stochgrad plan "E[z > 0, z ~ Normal(mu, 1)]" --estimator z=score
@@ -6,7 +6,9 @@
     stochgrad estimate "E[y**2, y ~ Bernoulli(p)]" --at p=0.25 --estimator y=relaxed:temperature=0.1
 
 Values after ``--at`` are numbers or JSON arrays (``--at mu=[1,2,3]``); they are
-read as data, never evaluated.
+read as data, never evaluated.  ``-n`` takes ``1e5`` and ``100_000``; ``--json`` answers in JSON
+always, errors included; warnings are one line each on stderr.  The printing helpers are
+:mod:`stochgrad.cli_output` (JSON, warnings, z-scores) and :mod:`stochgrad.cli_rich` (terminal drawing).
 """
 
 from __future__ import annotations
@@ -15,21 +17,24 @@ import argparse
 import json
 import os
 import sys
-import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+import traceback
+from collections.abc import Sequence
+from contextlib import nullcontext
+from importlib import metadata
+from typing import Any, NoReturn
 
 import numpy as np
 
+from . import __version__
 from .api import estimate, plan
 from .backend import available_backends
+from .cli_output import dumps, error_document, fmt, missing_extra, reported, sample_count, z_text
+from .cli_rich import print_compare, progress_bar
 from .distributed import init_from_env
-from .errors import HeavyTailWarning, NonFiniteWarning, StochgradError
+from .errors import StochgradError
 from .estimators import ESTIMATORS
 from .planner import POLICIES
-from .run import json_safe, jsonable
+from .run import jsonable
 
 
 def _assignment(text: str) -> tuple[str, str]:
@@ -64,56 +69,74 @@ def _loose_numbers(text: str) -> Any:
         return None
     return numbers if bracketed else numbers[0]
 
+class _UsageError(Exception):
+    """An argparse error, raised instead of exiting, so that ``--json`` can answer it as JSON."""
 
-class ProgressBar:
-    """A one-line text progress bar: ``[#####.....]  52%  52,428,800/100,000,000 samples  3.1 s``."""
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
 
-    def __init__(self, stream: Any, width: int = 30, every: float = 0.1) -> None:
-        self.stream, self.width, self.start = stream, width, time.perf_counter()
-        self.every, self._shown = every, -every  # redraw at most every ``every`` seconds, and at the end
 
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if done < total and now - self._shown < self.every:
-            return
-        self._shown = now
-        filled = int(self.width * done / total)
-        bar = "#" * filled + "." * (self.width - filled)
-        elapsed = time.perf_counter() - self.start
-        end = "\n" if done >= total else ""
-        self.stream.write(f"\r[{bar}] {100 * done / total:3.0f}%  {done:,}/{total:,} samples  {elapsed:.1f} s{end}")
-        self.stream.flush()
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
+def _version() -> str:
+    """``stochgrad X`` and the versions of the installed backends' frameworks (read from the installed
+    packages' metadata, nothing imported).  stochgrad's own is ``stochgrad.__version__``, the single
+    source that pyproject.toml reads too, so it is that of the code running even in a checkout."""
+    found = []
+    for dist in ("autograd", "scipy", "torch", "jax", "sympy", "rich"):
+        try:
+            found.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return f"stochgrad {__version__} (python {sys.version.split()[0]}; {', '.join(found) or 'no optional packages'})"
+
+
+class _Version(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own action wraps it to the terminal), read when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(_version())
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="stochgrad", description="Gradients of expectations, written as a DSL.")
+    ap = _Parser(prog="stochgrad", description="Gradients of expectations, written as a DSL.")
+    ap.add_argument("--version", action=_Version, nargs=0, help="print the versions and exit")
     sub = ap.add_subparsers(dest="command", required=True)
+    expression = 'DSL text, e.g. "E[z**2, z ~ Normal(mu, sigma)]"'
+    at = "parameter value (number or JSON array); repeat for each parameter"
+    count = "samples (a whole number: 10000, 100_000, 1e5)"
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("expression", help='DSL text, e.g. "E[z**2, z ~ Normal(mu, sigma)]"')
+        p.add_argument("expression", help=expression)
         p.add_argument("--estimator", "-e", action="append", type=_assignment, default=[], metavar="VAR=NAME",
                        help=f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
                             " options as NAME:KEY=VALUE, e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
         p.add_argument("--policy", default="unbiased", choices=POLICIES,
                        help="unbiased (default), low_variance (may relax discrete nodes)"
                             " or min_variance (pilot runs: needs --at)")
-        p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE",
-                       help="parameter value (number or JSON array); repeat for each parameter")
+        p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE", help=at)
 
     def backend_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default cpu)")
         p.add_argument("--dtype", default=None, choices=("float64", "float32"),
                        help="floating type of the computation (default float64)")
 
+    backends = f"{', '.join(available_backends())} (default: $STOCHGRAD_BACKEND, else autograd)"
     p_cmp = sub.add_parser("compare", help="run every applicable estimator for each random node, side by side")
-    p_cmp.add_argument("expression")
-    p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE")
-    p_cmp.add_argument("-n", "--samples", type=int, default=10_000)
-    p_cmp.add_argument("--backend", "-b", default=None, choices=available_backends())
+    p_cmp.add_argument("expression", help=expression)
+    p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE", help=at)
+    p_cmp.add_argument("-n", "--samples", type=sample_count, default=10_000, help=f"{count} per estimator"
+                       " (default 10000)")
+    p_cmp.add_argument("--backend", "-b", default=None, choices=available_backends(), help=backends)
     p_cmp.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_cmp.add_argument("--temperature", type=float, action="append", default=None,
                        help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)")
-    p_cmp.add_argument("--json", action="store_true", help="print the table as JSON")
+    p_cmp.add_argument("--json", action="store_true", help="print the table as JSON (errors too)")
     p_cmp.add_argument("--plot", metavar="PNG", help="write a plot (needs matplotlib)")
     p_cmp.add_argument("--repeats", type=int, default=None, metavar="R",
                        help="runs of each estimator at n = 10, 100, 1000 for measured distributions and errors"
@@ -121,28 +144,29 @@ def _parser() -> argparse.ArgumentParser:
     backend_options(p_cmp)
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
-    p_plan.add_argument("-n", "--samples", type=int, default=None,
+    p_plan.add_argument("-n", "--samples", type=sample_count, default=None,
                         help="samples of the estimate to show the plan of (n=1 has no leave-one-out baseline)")
     p_plan.add_argument("--backend", "-b", default=None, choices=available_backends(),
                         help="the backend of the estimate (its capabilities; min_variance pilots run on it)")
     p_plan.add_argument("--seed", type=int, default=None,
                         help="the seed of the estimate to match (min_variance pilots derive theirs from it)")
+    p_plan.add_argument("--json", action="store_true", help="print the plan as JSON (errors too)")
     backend_options(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
     common(p_est)
-    p_est.add_argument("-n", "--samples", type=int, default=10_000, help="number of samples (default 10000)")
-    p_est.add_argument("--backend", "-b", default=None, choices=available_backends(),
-                       help="autograd or torch (default: $STOCHGRAD_BACKEND, else autograd)")
+    p_est.add_argument("-n", "--samples", type=sample_count, default=10_000, help=f"{count} (default 10000)")
+    p_est.add_argument("--backend", "-b", default=None, choices=available_backends(), help=backends)
     p_est.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
-    p_est.add_argument("--chunk-size", type=int, default=None, help="samples held in memory at once")
+    p_est.add_argument("--chunk-size", type=sample_count, default=None, help="samples held in memory at once")
     p_est.add_argument("--wrt", action="append", default=None, metavar="NAME",
                        help="differentiate only this parameter (repeatable; default: all)")
-    p_est.add_argument("--json", action="store_true", help="print the result as JSON")
+    p_est.add_argument("--json", action="store_true", help="print the result as JSON (errors too)")
     p_est.add_argument("--distributed", action="store_true",
                        help="shard the samples over the ranks of torchrun (torchrun --nproc_per_node=2 -m stochgrad"
                             " estimate ... --distributed); only rank 0 prints")
-    p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
-                       help="also print the closed form (SymPy, when installed and it finds one) and z-scores")
+    p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
+                       help="also print the closed form (SymPy, when installed and it finds one) and z-scores"
+                            " (default: yes; --exact asks for it and says when SymPy is missing)")
     p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                        help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)")
     backend_options(p_est)
@@ -154,67 +178,45 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
 
 
-def _json(obj: Any) -> str:
-    return json.dumps(json_safe(obj), indent=2, allow_nan=False)
-
-
-@contextmanager
-def _reported(notes: list[str]) -> Iterator[None]:
-    """Run with NonFiniteWarning and HeavyTailWarning turned into sentences in ``notes`` (said
-    by the caller, not as Python warnings with a source path); other warnings pass as usual."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    for w in caught:
-        if issubclass(w.category, (NonFiniteWarning, HeavyTailWarning)):
-            text = str(w.message)
-            if text not in notes:
-                notes.append(text)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
-
-def _say(notes: list[str], write: Callable[[str], Any] = lambda t: print(t, file=sys.stderr)) -> None:
+def _say(notes: list[str]) -> None:
     for text in notes:
-        write(f"stochgrad: warning: {text}")
+        print(f"stochgrad: warning: {text}", file=sys.stderr)
 
 
-def _compare(args: argparse.Namespace) -> int:
+def _compare(args: argparse.Namespace, notes: list[str]) -> int:
     from .compare import compare, plot
 
-    try:
-        params = {k: _value(k, v) for k, v in args.at}
-        repeats = args.repeats if args.repeats is not None else (50 if args.plot else 0)
-        notes: list[str] = []
-        with _reported(notes):
-            c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                        temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats,
-                        backend_options=_options(args))
-    except StochgradError as exc:
-        print(f"stochgrad: error: {exc}", file=sys.stderr)
-        return 2
+    params = {k: _value(k, v) for k, v in args.at}
+    repeats = args.repeats if args.repeats is not None else (50 if args.plot else 0)
+    with reported(notes):
+        c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
+                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats,
+                    backend_options=_options(args))
     if args.plot:
         try:
             plot(c, args.plot)
-        except ImportError:
-            print("stochgrad: error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
-            return 2
+        except ImportError as exc:
+            raise StochgradError(f"--plot needs matplotlib: {missing_extra(exc.name or 'matplotlib')}") from exc
     _say(notes)
     if args.json:
-        print(_json(c.to_json()))
-    else:
-        print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={c.seed})")
-        print(c.table())
-        if args.plot:
-            print(f"plot written to {args.plot}")
+        print(dumps({**c.to_json(), "expression": args.expression, "warnings": notes}))
+        return 0
+    print(f"{args.expression}   (n={c.n} per estimator, backend={c.backend}, seed={c.seed})")
+    print_compare(c, print, sys.stdout.isatty())
+    if args.plot:
+        print(f"plot written to {args.plot}")
     return 0
 
 
-def _closed_form(text: str, params: dict[str, Any]) -> Any:
-    """The SymPy oracle's answer, or None (no SymPy, nothing found, or over 10 s)."""
+def _closed_form(text: str, params: dict[str, Any], asked: bool, notes: list[str]) -> Any:
+    """The SymPy oracle's answer, or None (nothing found, over 10 s, or no SymPy: said when ``asked``)."""
     try:
+        import sympy  # noqa: F401  (optional: the oracle's engine)
+
         from .testing.oracle import exact
     except ImportError:
+        if asked:
+            notes.append(f"--exact: no closed form, SymPy is not installed: {missing_extra('sympy')}")
         return None
     try:
         return exact(text, params, timeout=10.0)
@@ -222,14 +224,24 @@ def _closed_form(text: str, params: dict[str, Any]) -> Any:
         return None
 
 
-def _z(estimate: Any, exact: Any, stderr: Any) -> Any:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.asarray(stderr) > 0, (np.asarray(estimate) - exact) / np.asarray(stderr), np.nan)
-
-
-def _fmt(x: Any) -> str:
-    a = np.asarray(x, dtype=float)
-    return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=4)
+def _plan(args: argparse.Namespace, notes: list[str]) -> int:
+    overrides, params = dict(args.estimator), {k: _value(k, v) for k, v in args.at}
+    with reported(notes):  # the plan `estimate` runs for these inputs, on this backend
+        if args.policy == "min_variance":  # the same pilots: they need every value
+            p = plan(args.expression, params, estimators=overrides, policy=args.policy, seed=args.seed,
+                     backend=args.backend, backend_options=_options(args), n=args.samples)
+        else:  # values matter only through their shapes
+            shapes = {k: np.shape(v) for k, v in params.items()} if params else None
+            p = plan(args.expression, shapes, estimators=overrides, policy=args.policy, n=args.samples,
+                     backend=args.backend, backend_options=_options(args))
+    _say(notes)
+    if args.json:
+        print(dumps({"expression": str(p.expr), "policy": p.policy, "notes": list(p.notes), "warnings": notes,
+                     "plan": [{"var": nd.var, "estimator": nd.estimator, "described": nd.spec.describe(),
+                               "reason": nd.reason, "biased": nd.biased} for nd in p.nodes]}))
+    else:
+        print(p)
+    return 0
 
 
 def _rank() -> int:
@@ -238,53 +250,27 @@ def _rank() -> int:
     return int(dist.get_rank())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        code = _main(argv)
-        sys.stdout.flush()  # here, so that a closed pipe is caught below rather than at exit
-        return code
-    except BrokenPipeError:  # output piped into `head` and closed early: stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 1
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "compare":
-        return _compare(args)
-    overrides = dict(args.estimator)
-    try:
-        params = {k: _value(k, v) for k, v in args.at}
-        if args.command == "plan":  # the plan `estimate` runs for these inputs, on this backend
-            if args.policy == "min_variance":  # the same pilots: they need every value
-                print(plan(args.expression, params, estimators=overrides, policy=args.policy, seed=args.seed,
-                           backend=args.backend, backend_options=_options(args), n=args.samples))
-            else:  # values matter only through their shapes
-                shapes = {k: np.shape(v) for k, v in params.items()} if params else None
-                print(plan(args.expression, shapes, estimators=overrides, policy=args.policy, n=args.samples,
-                           backend=args.backend, backend_options=_options(args)))
-            return 0
-        show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
-        notes: list[str] = []
-        if args.distributed:  # join torchrun's group (stochgrad.distributed)
-            init_from_env()
-        with _reported(notes):
-            r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                         estimators=overrides, chunk_size=args.chunk_size, policy=args.policy,
-                         progress=ProgressBar(sys.stderr) if show else None, wrt=args.wrt,
-                         backend_options=_options(args), distributed=args.distributed)
-    except StochgradError as exc:
-        print(f"stochgrad: error: {exc}", file=sys.stderr)
-        return 2
+def _estimate(args: argparse.Namespace, notes: list[str]) -> int:
+    params = {k: _value(k, v) for k, v in args.at}
+    show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
+    if args.distributed:  # join torchrun's group (stochgrad.distributed)
+        init_from_env()
+    with reported(notes), (progress_bar(sys.stderr) if show else nullcontext()) as bar:
+        if show and bar is None:
+            notes.append(f"--progress draws with rich, which is not installed: {missing_extra('rich')}")
+        r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
+                     estimators=dict(args.estimator), chunk_size=args.chunk_size, policy=args.policy,
+                     progress=bar, wrt=args.wrt, backend_options=_options(args), distributed=args.distributed)
     if args.distributed and _rank() != 0:  # every rank holds the estimate; rank 0 says it
         return 0
-    closed = _closed_form(args.expression, params) if args.exact else None
+    with reported(notes):
+        closed = _closed_form(args.expression, params, args.exact is True, notes) if args.exact is not False else None
     if r.n == 1:  # said plainly, in place of the warning's longer sentence
-        notes = [t for t in notes if "undefined at n = 1" not in t or "non-finite results:" in t]
+        notes[:] = [t for t in notes if "undefined at n = 1" not in t or "non-finite results:" in t]
         notes.append("standard error undefined at n = 1 (it needs at least two samples)")
     _say(notes)
     if args.json:
-        print(_json({**r.to_json(), "expression": args.expression, "exact": None if closed is None else {
+        print(dumps({**r.to_json(), "expression": args.expression, "exact": None if closed is None else {
             "formula": closed.formula, "value": jsonable(closed.value),
             "grad": {k: jsonable(v) for k, v in closed.grad.items()},
         }, "warnings": notes}))
@@ -293,13 +279,51 @@ def _main(argv: Sequence[str] | None) -> int:
     print(r)
     if closed is not None:
         print(f"exact (SymPy): {closed.formula}")
-        print("  " + "   ".join(f"{name} = {_fmt(x)} (z = {_fmt(_z(est, x, se))})" for name, x, est, se in [
+        print("  " + "   ".join(f"{name} = {fmt(x)} (z = {z_text(est, x, se)})" for name, x, est, se in [
             ("value", closed.value, r.value, r.value_stderr),
             *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad if k in r.grad),
         ]))
     print("plan:")
     print("  " + str(r.plan).replace("\n", "\n  "))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # here, so that a closed pipe is caught below rather than at exit
+        return code
+    except BrokenPipeError:  # output piped into `head` and closed early: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    as_json = "--json" in argv  # known before parsing, so that a usage error is answered as JSON too
+    notes: list[str] = []
+    try:
+        args = _parser().parse_args(argv)
+        return {"compare": _compare, "plan": _plan, "estimate": _estimate}[args.command](args, notes)
+    except _UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc}", file=sys.stderr)
+        if as_json:
+            print(error_document(exc, notes, "UsageError"))
+        return 2
+    except StochgradError as exc:
+        _say(notes)
+        print(f"stochgrad: error: {exc}", file=sys.stderr)
+        if as_json:
+            print(error_document(exc, notes))
+        return 2
+    except BrokenPipeError:
+        raise  # main's: the reader has gone
+    except Exception as exc:  # noqa: BLE001 -- a bug: its traceback on stderr, and still a JSON answer
+        if not as_json:
+            raise
+        traceback.print_exc()
+        print(error_document(exc, notes))
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from .estimators import EstimatorSpec, applicable
 from .noise import REPLICATE, check_seed, derive_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
+from .reprs import short
 from .validation import resolve_backend
 
 
@@ -70,6 +71,10 @@ class Comparison:
     rows: tuple[Row, ...]
     seed: int | None = None  # the seed every estimator ran with (compare(seed=None) draws one)
 
+    def __repr__(self) -> str:  # one line, not every row's arrays
+        return (f"<Comparison {short(str(self.expr), 60)}: {len(self.rows)} estimator runs, n={self.n}, {self.backend},"
+                f" exact from {self.exact_source or 'nowhere'}>")
+
     def table(self) -> str:
         names = sorted(self.rows[0].grad) if self.rows else []
         head = f"{'node':<6}{'estimator':<44}{'unbiased':<10}"
@@ -82,7 +87,7 @@ class Comparison:
                 if r.bias is None:
                     line += f"{'-':>18}"
                 else:
-                    z = _z(r.bias[k], r.stderr[k])
+                    z = _z(r.bias[k], r.stderr[k], r.grad[k])
                     line += f"{_num(r.bias[k]) + ' (' + z + ')':>18}"
             lines.append(line + f"{r.seconds_per_sample:>11.2e}")
         if self.exact is not None:
@@ -108,11 +113,17 @@ def _num(x: Any) -> str:
     return f"{float(a):.4g}" if a.ndim == 0 else np.array2string(a, precision=3)
 
 
-def _z(bias: Any, se: Any) -> str:
+def _z(bias: Any, se: Any, scale: Any = 1.0) -> str:
+    """The bias's z-score; at standard error 0, ``exact`` where the bias is rounding (1e-9 of the
+    gradient's ``scale``) and ``s.e. 0`` where it is not (a deterministic but biased estimator)."""
     b, s = np.asarray(bias, dtype=float), np.asarray(se, dtype=float)
     if b.ndim or s.ndim:
         return "-"
-    return "exact" if s == 0 and b == 0 else (f"{b / s:+.1f}" if s > 0 else "inf")
+    if s > 0:
+        return f"{b / s:+.1f}"
+    if not (np.isfinite(b) and np.isfinite(s)):
+        return "undefined"
+    return "exact" if abs(b) <= 1e-9 * max(1.0, abs(float(scale))) else "s.e. 0"
 
 
 def candidates(p: Plan, var: str, temperatures: Sequence[float],
@@ -207,19 +218,33 @@ def _exact(e: Any, params: Mapping[str, Any], base: Plan, seed: int,
 
 
 def plot(c: Comparison, path: str) -> None:
-    """Write a PNG, one column per scalar parameter.  Top: each estimator's gradient -- the
-    distribution of the repeated runs at the largest repeated size (violins; a bar where they all
-    agree) when there are any, and the long run's mean ± 2 standard errors.  Bottom: root-mean-square
-    error against n, predicted as sqrt(bias^2 + variance / n) from the long run (an exact estimator
-    has no line: its error is 0), and measured from the repeated runs (dots)."""
+    """Write a PNG, one column per scalar parameter (:func:`figure`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig = figure(c)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure(c: Comparison) -> Any:
+    """The comparison's matplotlib figure, one column per scalar parameter.  Top: each estimator's
+    gradient -- the distribution of the repeated runs at the largest repeated size (violins; a bar
+    where they all agree) when there are any, and the long run's mean ± 2 standard errors.  Bottom:
+    root-mean-square error against n, predicted as sqrt(bias^2 + variance / n) from the long run (an
+    exact estimator has no line: its error is 0), and measured from the repeated runs (dots).  Every
+    panel has both axis labels; one legend for the whole figure sits below the panels, outside
+    them (constrained layout makes room), so it covers no data."""
+    import matplotlib.pyplot as plt
+
     names = [k for k in sorted(c.rows[0].grad) if np.ndim(c.rows[0].grad[k]) == 0]
-    fig, axes = plt.subplots(2, max(1, len(names)), figsize=(6 * max(1, len(names)), 9), squeeze=False)
-    labels = [f"{r.var}: {r.estimator}" for r in c.rows]
+    cols = max(1, len(names))
+    labels = [f"{r.var}: {r.estimator}" for r in c.rows]  # in full in the legend, cut on the axis
+    ticks = [label if len(label) <= 40 else label[:39] + "\u2026" for label in labels]
+    fig, axes = plt.subplots(2, cols, figsize=(8.5 * cols, 9 + 0.16 * len(c.rows)), squeeze=False,
+                             layout="constrained")
     sizes = sorted(c.rows[0].runs)
     ns = np.logspace(1, 7, 50)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -237,11 +262,13 @@ def plot(c: Comparison, path: str) -> None:
             ax.plot([runs[i][0] for i in flat], flat, "|", markersize=14, color="C0")
             title = f"d/d{k}: {len(runs[0])} runs of n = {at} (violins)\nn = {c.n} run: mean ± 2 s.e."
         ax.errorbar([float(r.grad[k]) for r in c.rows], range(len(c.rows)),
-                    xerr=[2 * float(r.stderr[k]) for r in c.rows], fmt="o", color="k")
+                    xerr=[2 * float(r.stderr[k]) for r in c.rows], fmt="o", color="k",
+                    label=f"n = {c.n} run: mean ± 2 s.e.")
         if c.exact is not None:
-            ax.axvline(float(c.exact[k]), color="k", linestyle="--", label="exact")
-            ax.legend()
-        ax.set_yticks(range(len(c.rows)), labels, fontsize=8)
+            ax.axvline(float(c.exact[k]), color="k", linestyle="--", label=f"exact ({str(c.exact_source)[:40]})")
+        ax.set_yticks(range(len(c.rows)), ticks, fontsize=8)
+        ax.set_xlabel(f"gradient estimate d/d{k}")
+        ax.set_ylabel("estimator")
         ax.set_title(title, fontsize=9)
         ax = axes[1][j]
         for i, (r, label) in enumerate(zip(c.rows, labels)):
@@ -254,10 +281,13 @@ def plot(c: Comparison, path: str) -> None:
                 measured = [float(r.measured_error(m, c.exact)[k]) for m in sizes]
                 ax.loglog(sizes, measured, "o", color=colour, markersize=4)
         ax.set_xlabel("n (samples)")
-        ax.set_ylabel("RMS error" if c.exact is not None else "standard error (bias unknown)")
+        ax.set_ylabel(f"d/d{k}: " + ("RMS error" if c.exact is not None else "standard error (bias unknown)"))
         ax.set_title("lines: predicted from the long run" + ("\ndots: measured from the repeated runs" if sizes else ""),
                      fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    handles: dict[str, Any] = {}
+    for ax in (axes[0][0], axes[1][0]):  # every column has the same entries
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=cols,
+               fontsize=7)
+    return fig

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import reprs
+
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({"E", "KL", "pi"})
 
@@ -58,7 +60,12 @@ def _structural(cls: type) -> type:
 
     cls.__eq__ = __eq__  # type: ignore[assignment]
     cls.__hash__ = __hash__  # type: ignore[assignment]
+    cls.__repr__ = _repr  # type: ignore[assignment]  # one line, Expr('<DSL text>'): stochgrad.reprs
     return cls
+
+
+def _repr(self: Expr) -> str:
+    return reprs.expr_repr(self)
 
 
 def _span() -> Span:
@@ -258,6 +265,9 @@ class Binding:
 
     def __str__(self) -> str:
         return f"{self.var} ~ {self.dist}"
+
+    def __repr__(self) -> str:
+        return reprs.binding_repr(self)
 
 
 @_structural

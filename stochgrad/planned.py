@@ -20,6 +20,7 @@ from typing import Any
 from . import ir
 from .errors import ValidationError
 from .estimators import EstimatorSpec
+from .reprs import plan_repr
 from .shapes import Shape
 
 
@@ -112,6 +113,9 @@ class Plan:
             if n.var == var:
                 return n
         raise KeyError(var)
+
+    def __repr__(self) -> str:  # one line (stochgrad.reprs), not the whole rewritten tree
+        return plan_repr(self)
 
     def __str__(self) -> str:
         if not self.nodes and not self.notes:

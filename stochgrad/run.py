@@ -40,6 +40,7 @@ from .moments import Part, merge, summarize
 from .noise import BLOCK, NoiseSource
 from .planned import Plan
 from .program import Frame, lower
+from .reprs import estimate_repr
 from .validation import check_wrt
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class Estimate:
     tail_index: dict[str, float | np.ndarray] = field(default_factory=dict)
     #: the entries whose tail index is that low, with it: ``{"value": 0.98, "grad['w'][2]": 1.1}``
     heavy_tails: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # one line (stochgrad.reprs), not the plan's whole tree
+        return estimate_repr(self)
 
     def __str__(self) -> str:
         def se(x: Any) -> str:

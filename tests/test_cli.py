@@ -88,31 +88,6 @@ def test_installed_console_script():
     assert "estimate" in out and "plan" in out
 
 
-def test_progress_bar_on_stderr(capsys):
-    from stochgrad.noise import BLOCK
-
-    assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=1", "-n", str(2 * BLOCK + 10),
-                 "--chunk-size", str(BLOCK), "--progress", "--seed", "0"]) == 0
-    err = capsys.readouterr().err
-    assert 2 <= err.count("\r[") <= 3  # the first chunk and the end always; others at most every 0.1 s
-    assert err.startswith("\r[##############") and f"{BLOCK:,}/{2 * BLOCK + 10:,} samples" in err
-    assert err.endswith(f"100%  {2 * BLOCK + 10:,}/{2 * BLOCK + 10:,} samples  " + err.split("samples  ")[-1])
-
-
-def test_progress_bar_redraws_at_most_every_interval():
-    import io
-
-    from stochgrad.cli import ProgressBar
-
-    every, never = io.StringIO(), io.StringIO()
-    all_steps, ends_only = ProgressBar(every, every=0.0), ProgressBar(never, every=1e9)
-    for done in range(1, 11):
-        all_steps(done, 10)
-        ends_only(done, 10)
-    assert every.getvalue().count("\r[") == 10
-    assert never.getvalue().count("\r[") == 2 and never.getvalue().endswith("\n")
-
-
 def test_estimate_prints_the_closed_form_and_z_scores(capsys):
     assert main(["estimate", NORMAL_SQ, "--at", "mu=1", "--at", "sigma=2", "-n", "20000", "--seed", "0"]) == 0
     out = capsys.readouterr().out
@@ -175,7 +150,7 @@ def test_plot_legend_names_exact_estimators(tmp_path, monkeypatch):
     monkeypatch.setattr(plt, "close", figures.append)
     c = compare("E[y**2, y ~ Bernoulli(p)]", {"p": 0.25}, n=1000, seed=0)
     plot(c, str(tmp_path / "c.png"))
-    labels = [t.get_text() for t in figures[0].axes[1].get_legend().get_texts()]
+    labels = [t.get_text() for t in figures[0].legends[0].get_texts()]  # one legend, below the panels
     assert "y: enumerate (exact: error 0, not drawn)" in labels
     # the exact rows: enumerate, and sum_and_sample (its k >= the 2 states: an exact sum)
     exact = [f"y: {r.estimator} (exact: error 0, not drawn)" for r in c.rows
