@@ -2,7 +2,8 @@
 
 Both read ``D``'s parameters through the builder's checked, aligned distribution step (so bad
 parameters are reported as for a sampled node, by :class:`~.checks.DistCheck`); ``log_prob``
-lifts the parameters and ``x`` to one logical rank and gives ``-inf`` outside the support.
+lifts the parameters and ``x`` to one logical rank and gives ``-inf`` outside the support; the law
+``iid(K, D)`` keeps (or broadcasts to) its copies axis (:func:`~stochgrad.densities.with_copies`).
 A Monte Carlo entropy was rewritten by the planner into an expectation of ``-log_prob``.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..densities import Entropy, LogProb, entropy_value, log_prob_value
+from ..densities import Entropy, Iid, LogProb, batch_rank, entropy_value, log_prob_value, with_copies
 from ..errors import StochgradError
 from .frame import Frame
 
@@ -28,11 +29,13 @@ def log_prob_step(builder: Any, e: LogProb, bound: frozenset[str]) -> Any:
     def log_prob(fr: Frame, env: dict[str, Array]) -> Array:
         (p,) = params(fr, env)
         names = list(p)
+        batch = batch_rank(fr.B, e.dist, _arrays(fr, p)) if isinstance(e.dist, Iid) else 0
         *values, value = fr.align(*_arrays(fr, p).values(), fr.array(x(fr, env)))
         if e.stopped:  # sticking the landing (stochgrad.estimators.stl)
             values = [fr.B.stop_gradient(v) for v in values]
         try:
-            return log_prob_value(fr.B, e.dist, dict(zip(names, values)), value)
+            out = log_prob_value(fr.B, e.dist, dict(zip(names, values)), value)
+            return with_copies(fr.B, e.dist, dict(zip(names, values)), out, batch)
         except (ValueError, RuntimeError) as exc:  # shapes that do not broadcast: name the expression
             shapes = ", ".join(f"{k} {fr.B.shape(v)[1:]}" for k, v in zip(names, values))
             raise StochgradError(f"`{e}`: the value x of shape {fr.B.shape(value)[1:]} does not fit the"

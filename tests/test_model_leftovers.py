@@ -1,0 +1,119 @@
+"""Issue 14's leftovers: ``log_prob`` / ``entropy`` of an ``iid(K, D)`` law.
+
+``iid(K, D)`` read as a law has batch shape ``(K, *batch of D)`` (Pyro's ``D.expand((K,))``): its
+``log_prob`` keeps the copies axis (each copy's own log density) and its entropy is ``D``'s repeated
+``K`` times.  References: scipy.stats, and the hand derivative ``d/dm log N(x; m, s) = (x - m) / s**2``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import stochgrad as sg
+from stochgrad.testing import assert_estimate
+
+
+def _one(text, params, backend, **kw):
+    return sg.estimate(text, params, n=kw.pop("n", 4), backend=backend, seed=kw.pop("seed", 0), **kw)
+
+
+# -- 1. log_prob(iid(K, D), x) and entropy(iid(K, D)) ------------------------------------------
+
+def test_log_prob_of_iid_keeps_the_copies_axis(backend):
+    x = np.array([-0.5, 0.3, 2.0])
+    r = _one("log_prob(iid(3, Normal(m, s)), x)", {"m": 0.4, "s": 1.3, "x": x}, backend)
+    np.testing.assert_allclose(r.value, stats.norm(0.4, 1.3).logpdf(x), rtol=1e-12)
+    assert r.value_stderr.shape == (3,)
+    # d/dm sum_k log N(x_k; m, s) = sum_k (x_k - m) / s^2
+    np.testing.assert_allclose(r.grad["m"], np.sum((x - 0.4) / 1.3**2), rtol=1e-10)
+
+
+def test_a_value_without_the_copies_axis_is_broadcast_over_them(backend):
+    m = np.array([0.0, 1.0])
+    r = _one("log_prob(iid(4, Normal(m, 2)), 0.5)", {"m": m}, backend)
+    assert r.value.shape == (4, 2)
+    np.testing.assert_allclose(r.value, np.broadcast_to(stats.norm(m, 2).logpdf(0.5), (4, 2)), rtol=1e-12)
+    np.testing.assert_allclose(r.grad["m"], 4 * (0.5 - m) / 4, rtol=1e-10)
+
+
+def test_log_prob_of_an_iid_event_law(backend):
+    loc, tril = np.array([0.5, -1.0]), np.array([[1.2, 0.0], [0.4, 0.7]])
+    xs = np.array([[0.0, 0.0], [1.0, -2.0], [0.3, 0.1]])
+    r = _one("log_prob(iid(3, MultivariateNormal(loc, scale_tril=L)), x)", {"loc": loc, "L": tril, "x": xs}, backend)
+    np.testing.assert_allclose(r.value, stats.multivariate_normal(loc, tril @ tril.T).logpdf(xs), rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_the_iwae_bound_written_with_the_iid_law_is_the_same_bound(backend, k):
+    params = {"m": 0.2, "s": 0.9, "x": 1.0}
+    body = "log_prob(Normal(z, 1), x) + log_prob(Normal(0, 1), z) - log_prob({q}, z)"
+    runs = [sg.estimate(f"E[logmeanexp({body.format(q=q)}, axis=0), z ~ iid({k}, Normal(m, s))]", params,
+                        n=2000, backend=backend, seed=3) for q in ("Normal(m, s)", f"iid({k}, Normal(m, s))")]
+    assert runs[1].value == pytest.approx(runs[0].value, abs=1e-10)
+    for name in ("m", "s", "x"):
+        assert float(runs[1].grad[name]) == pytest.approx(float(runs[0].grad[name]), abs=1e-9)
+
+
+@pytest.mark.parametrize("est", ["stl", "dreg"])
+def test_stl_and_dreg_see_the_iid_law_as_q(backend, est):
+    params = {"m": 0.2, "s": 0.9, "x": 1.0}
+    body = "log_prob(Normal(z, 1), x) + log_prob(Normal(0, 1), z) - log_prob({q}, z)"
+    runs = [sg.estimate(f"E[logmeanexp({body.format(q=q)}, axis=0), z ~ iid(3, Normal(m, s))]", params, n=2000,
+                        backend=backend, seed=3, estimators={"z": est}) for q in ("Normal(m, s)", "iid(3, Normal(m, s))")]
+    for name in ("m", "s"):
+        assert float(runs[1].grad[name]) == pytest.approx(float(runs[0].grad[name]), abs=1e-9)
+    assert "found no log_prob" not in str(runs[1].plan)
+
+
+def test_sum_over_the_copies_is_the_joint_log_q(backend):
+    # E_q[sum_k log q(z_k)] = -K H[q] = -K (1/2 log(2 pi e s^2)); pathwise d/dm = 0 exactly, d/ds = -K / s
+    r = sg.estimate("E[sum(log_prob(iid(3, Normal(m, s)), z)), z ~ iid(3, Normal(m, s))]", {"m": 0.5, "s": 1.5},
+                    n=20_000, backend=backend, seed=1)
+    assert_estimate(r, value=-3 * stats.norm(0, 1.5).entropy(), grad={"m": 0.0, "s": -3 / 1.5})
+
+
+def test_entropy_of_iid_closed_form_and_monte_carlo(backend):
+    s = np.array([0.5, 2.0])
+    r = _one("entropy(iid(3, Normal(0, s)))", {"s": s}, backend)
+    np.testing.assert_allclose(r.value, np.broadcast_to(stats.norm(0, s).entropy(), (3, 2)), rtol=1e-12)
+    np.testing.assert_allclose(r.grad["s"], 3 / s, rtol=1e-10)  # d/ds (1/2) log(2 pi e s^2) = 1 / s, 3 copies
+    lam = np.array([0.7, 3.0])  # Poisson: no closed form, rewritten as E[-log_prob(iid(2, D), h), h ~ iid(2, D)]
+    mc = sg.estimate("entropy(iid(2, Poisson(lam)))", {"lam": lam}, n=40_000, backend=backend, seed=4)
+    assert mc.value.shape == (2, 2)
+    assert_estimate(mc, value=np.broadcast_to(stats.poisson(lam).entropy(), (2, 2)))
+    assert "entropy(iid(2, Poisson(lam))): Monte Carlo" in str(mc.plan)
+
+
+def test_a_value_with_other_copies_than_the_law_is_refused(backend):
+    with pytest.raises(sg.StochgradError, match="has 3 copies but the value has 4 on that axis"):
+        _one("log_prob(iid(3, Normal(0, 1)), x)", {"x": np.zeros(4)}, backend)
+
+
+def test_the_plate_analysis_reads_the_copies_axis_of_an_iid_law(backend):
+    # sum over the copies of per-copy terms: each copy's score pairs with its own term (inferred plate)
+    lam = np.array([0.7, 3.0])
+    r = sg.estimate("E[sum(log_prob(iid(2, Poisson(lam)), h)), h ~ iid(2, Poisson(lam))]", {"lam": lam}, n=40_000,
+                    backend=backend, seed=5)
+    assert "plate over 2 iid copies (inferred" in str(r.plan)
+    assert_estimate(r, value=-2 * stats.poisson(lam).entropy().sum())
+
+
+@settings(max_examples=25)
+@given(k=st.integers(1, 4), batch=st.lists(st.integers(1, 3), max_size=2), with_k=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_log_prob_of_iid_over_shapes(k, batch, with_k, seed):
+    rng = np.random.default_rng(seed)
+    m, s = rng.normal(size=batch), rng.uniform(0.5, 2.0, size=batch)
+    x = rng.normal(size=((k,) if with_k else ()) + tuple(batch))
+    for backend in ("autograd", "torch"):
+        r = _one(f"log_prob(iid({k}, Normal(m, s)), x)", {"m": m, "s": s, "x": x}, backend)
+        want = np.broadcast_to(stats.norm(m, s).logpdf(x), (k,) + tuple(batch))
+        assert np.shape(r.value) == want.shape
+        np.testing.assert_allclose(r.value, want, rtol=1e-10)
+        e = _one(f"entropy(iid({k}, Normal(m, s)))", {"m": m, "s": s}, backend)
+        np.testing.assert_allclose(e.value, np.broadcast_to(stats.norm(m, s).entropy(), (k,) + tuple(batch)),
+                                   rtol=1e-10)
