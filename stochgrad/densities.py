@@ -302,9 +302,17 @@ def with_copies(B: Backend, dist: ir.Dist, p: dict[str, Array], out: Array, batc
     return out + zeros
 
 
+def param_event_ranks(dist: ir.Dist) -> dict[str, int]:
+    """Each parameter's number of event axes: its :attr:`~stochgrad.distributions.Param.event_rank`
+    where the law declares any, else the law's event rank for all (Categorical's ``logits``)."""
+    law = lookup(dist.name)
+    ranks = {q.name: q.event_rank for q in law.params}
+    return ranks if any(ranks.values()) else {k: law.event_rank for k in ranks}
+
+
 def batch_rank(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> int:
     """The logical batch rank of aligned native parameters ``p`` (floats are scalars)."""
-    ranks = {q.name: q.event_rank for q in lookup(dist.name).params}
+    ranks = param_event_ranks(dist)
     return max((len(B.shape(v)) - 1 - ranks.get(k, 0) for k, v in p.items() if not isinstance(v, float)), default=0)
 
 
@@ -315,11 +323,11 @@ def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:
     if out is None:
         raise StochgradError(f"entropy({dist}): {dist.name} gives no closed form for these parameters")
     zero: Array = 0.0
-    for v in p.values():  # the batch shape: every parameter broadcast together (as kl.kl_value does)
-        zero = zero + 0.0 * B.stop_gradient(v)
-    if law.event_rank:
-        rank = len(B.shape(zero))
-        zero = B.sum(zero, tuple(range(rank - law.event_rank, rank)))
+    ranks = param_event_ranks(dist)
+    for k, v in p.items():  # the batch shape: every parameter's batch axes broadcast together
+        rank, own = len(B.shape(v)), ranks.get(k, 0)
+        z = 0.0 * B.stop_gradient(v)
+        zero = zero + (B.sum(z, tuple(range(rank - own, rank))) if own else z)
     out = out + zero
     return with_copies(B, dist, p, out, batch_rank(B, dist, p)) if isinstance(dist, Iid) else out
 

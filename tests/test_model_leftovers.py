@@ -117,3 +117,85 @@ def test_log_prob_of_iid_over_shapes(k, batch, with_k, seed):
         e = _one(f"entropy(iid({k}, Normal(m, s)))", {"m": m, "s": s}, backend)
         np.testing.assert_allclose(e.value, np.broadcast_to(stats.norm(m, s).entropy(), (k,) + tuple(batch)),
                                    rtol=1e-10)
+
+
+# -- 2. MultivariateNormal over batches: loc (..., d), scale_tril / covariance (..., d, d) ----------
+
+def _tril(rng, batch, d):
+    a = rng.normal(size=tuple(batch) + (d, d))
+    return np.tril(a, -1) + np.eye(d) * np.exp(0.3 * rng.normal(size=tuple(batch) + (d, 1)))
+
+
+def _kl_by_hand(m1, s1, m2, s2):
+    # KL(N(m1, S1) || N(m2, S2)) = 1/2 (tr(S2^-1 S1) + (m2 - m1)' S2^-1 (m2 - m1) - d + log det S2 - log det S1)
+    inv, dm = np.linalg.inv(s2), m2 - m1
+    return 0.5 * (np.trace(inv @ s1) + dm @ inv @ dm - len(m1) + np.linalg.slogdet(s2)[1] - np.linalg.slogdet(s1)[1])
+
+
+def _mvn_check(backend, loc, tril, x, form):
+    batch = np.broadcast_shapes(loc.shape[:-1], tril.shape[:-2], x.shape[:-1])
+    cov = tril @ np.swapaxes(tril, -1, -2)
+    arg = "scale_tril=L" if form == "tril" else "covariance_matrix=S"
+    p = {"loc": loc, "L": tril, "x": x} if form == "tril" else {"loc": loc, "S": cov, "x": x}
+    lp = _one(f"log_prob(MultivariateNormal(loc, {arg}), x)", p, backend)
+    p.pop("x")
+    ent = _one(f"entropy(MultivariateNormal(loc, {arg}))", p, backend)
+    kl = _one(f"KL(MultivariateNormal(loc, {arg}) || MultivariateNormal(0 * loc, {arg.replace('=L', '=2 * L')}))"
+              if form == "tril" else f"KL(MultivariateNormal(loc, {arg}) || MultivariateNormal(0 * loc, {arg}))", p,
+              backend)
+    assert np.shape(lp.value) == batch
+    assert np.shape(ent.value) == np.shape(kl.value) == np.broadcast_shapes(loc.shape[:-1], tril.shape[:-2])
+    ls = np.broadcast_to(loc, batch + loc.shape[-1:])
+    cs = np.broadcast_to(cov, batch + cov.shape[-2:])
+    xs = np.broadcast_to(x, batch + x.shape[-1:])
+    scale2 = 4.0 if form == "tril" else 1.0
+    values = [np.asarray(r.value) for r in (lp, ent, kl)]
+    for i in np.ndindex(*batch):  # row by row: scipy's density, entropy; the KL by hand
+        law = stats.multivariate_normal(ls[i], cs[i])
+        assert values[0][i] == pytest.approx(law.logpdf(xs[i]), rel=1e-9, abs=1e-9)
+        j = i[len(batch) - values[1].ndim:]  # the parameters' batch index
+        assert values[1][j] == pytest.approx(law.entropy(), rel=1e-9, abs=1e-9)
+        assert values[2][j] == pytest.approx(_kl_by_hand(ls[i], cs[i], 0 * ls[i], scale2 * cs[i]), rel=1e-8, abs=1e-9)
+    # d/dloc sum log N(x; loc, S) = sum over the broadcast rows of S^-1 (x - loc), reduced to loc's shape
+    g = np.linalg.solve(cs, (xs - ls)[..., None])[..., 0]
+    g = g.sum(axis=tuple(range(len(batch) - (loc.ndim - 1)))) if len(batch) > loc.ndim - 1 else g
+    g = g.sum(axis=tuple(a for a in range(loc.ndim - 1) if loc.shape[a] == 1), keepdims=True) if loc.ndim > 1 else g
+    np.testing.assert_allclose(lp.grad["loc"], g.reshape(loc.shape), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("form", ["tril", "cov"])
+@pytest.mark.parametrize("loc_b, tril_b, x_b", [((3,), (), ()), ((), (4,), ()), ((3, 1), (4,), ()), ((), (), (5,)),
+                                                 ((2,), (2,), (2,))])
+def test_batched_multivariate_normal_row_by_row(backend, form, loc_b, tril_b, x_b):
+    rng = np.random.default_rng(sum(loc_b) + 10 * sum(tril_b) + 100 * sum(x_b))
+    d = 3
+    _mvn_check(backend, rng.normal(size=loc_b + (d,)), _tril(rng, tril_b, d), rng.normal(size=x_b + (d,)), form)
+
+
+@settings(max_examples=20)
+@given(d=st.integers(1, 3), loc_b=st.lists(st.sampled_from([1, 2]), max_size=2),
+       tril_b=st.lists(st.sampled_from([1, 2]), max_size=2), seed=st.integers(0, 2**16))
+def test_batched_multivariate_normal_over_shapes(d, loc_b, tril_b, seed):
+    rng = np.random.default_rng(seed)
+    for backend in ("autograd", "torch"):
+        _mvn_check(backend, rng.normal(size=tuple(loc_b) + (d,)), _tril(rng, tril_b, d), rng.normal(size=(d,)), "tril")
+
+
+def test_batched_multivariate_normal_samples(backend):
+    # E[z] = loc per row; E[sum (z - loc)^2] = tr(S) per row, within 6 standard errors
+    rng = np.random.default_rng(0)
+    loc, tril = rng.normal(size=(3, 1, 2)), _tril(rng, (4,), 2)
+    r = sg.estimate("E[z, z ~ MultivariateNormal(loc, scale_tril=L)]", {"loc": loc, "L": tril}, n=20_000,
+                    backend=backend, seed=6)
+    assert r.value.shape == (3, 4, 2)
+    assert_estimate(r, value=np.broadcast_to(loc, (3, 4, 2)))
+    v = sg.estimate("E[sum((z - loc) ** 2, axis=-1), z ~ MultivariateNormal(loc, scale_tril=L)]", {"loc": loc, "L": tril},
+                    n=20_000, backend=backend, seed=7)
+    assert_estimate(v, value=np.broadcast_to(np.trace(tril @ np.swapaxes(tril, -1, -2), axis1=-2, axis2=-1), (3, 4)))
+
+
+def test_a_scalar_loc_is_refused_by_name_everywhere(backend):
+    for text in ("log_prob(MultivariateNormal(loc, scale_tril=L), x)", "entropy(MultivariateNormal(loc, scale_tril=L))"):
+        with pytest.raises(sg.StochgradError, match="parameter 'loc' must have the d = 2 coordinates"):
+            _one(text, {"loc": 0.5, "L": np.eye(2), "x": np.zeros(2)} if "x)" in text else {"loc": 0.5, "L": np.eye(2)},
+                 backend)

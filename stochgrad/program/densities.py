@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..densities import Entropy, Iid, LogProb, batch_rank, entropy_value, log_prob_value, with_copies
+from ..densities import Entropy, Iid, LogProb, batch_rank, entropy_value, log_prob_value, param_event_ranks, with_copies
+from ..distributions import lookup
 from ..errors import StochgradError
 from .frame import Frame
 
@@ -23,14 +24,25 @@ def _arrays(fr: Frame, p: dict[str, Any]) -> dict[str, Array]:
     return {k: fr.array(v) for k, v in p.items()}
 
 
+def _check_event_shapes(fr: Frame, e: LogProb | Entropy, p: dict[str, Any]) -> None:
+    """A law with event axes (MultivariateNormal: ``loc`` (..., d) and ``(..., d, d)`` matrices) checks
+    its parameters' shapes as for a sampled node, naming the parameter."""
+    law = lookup(e.dist.name)
+    if law.event_rank:
+        law.value_shape({k: () if isinstance(v, float) else fr.B.shape(v)[1:] for k, v in p.items()}, e.dist)
+
+
 def log_prob_step(builder: Any, e: LogProb, bound: frozenset[str]) -> Any:
     params, x = builder._dists([e.dist], e, bound), builder.step(e.x, bound)
 
     def log_prob(fr: Frame, env: dict[str, Array]) -> Array:
         (p,) = params(fr, env)
+        _check_event_shapes(fr, e, p)
         names = list(p)
         batch = batch_rank(fr.B, e.dist, _arrays(fr, p)) if isinstance(e.dist, Iid) else 0
-        *values, value = fr.align(*_arrays(fr, p).values(), fr.array(x(fr, env)))
+        ranks = param_event_ranks(e.dist)  # align on the batch axes only (a vector loc, a batch of matrices)
+        event = [ranks.get(k, 0) for k in names] + [lookup(e.dist.name).event_rank]
+        *values, value = fr.align(*_arrays(fr, p).values(), fr.array(x(fr, env)), ranks=event)
         if e.stopped:  # sticking the landing (stochgrad.estimators.stl)
             values = [fr.B.stop_gradient(v) for v in values]
         try:
@@ -49,6 +61,7 @@ def entropy_step(builder: Any, e: Entropy, bound: frozenset[str]) -> Any:
 
     def entropy(fr: Frame, env: dict[str, Array]) -> Array:
         (p,) = params(fr, env)
+        _check_event_shapes(fr, e, p)
         return fr.array(entropy_value(fr.B, e.dist, _arrays(fr, p)))
 
     return entropy
