@@ -199,3 +199,33 @@ def test_a_scalar_loc_is_refused_by_name_everywhere(backend):
         with pytest.raises(sg.StochgradError, match="parameter 'loc' must have the d = 2 coordinates"):
             _one(text, {"loc": 0.5, "L": np.eye(2), "x": np.zeros(2)} if "x)" in text else {"loc": 0.5, "L": np.eye(2)},
                  backend)
+
+
+# -- 3. fuse=True with gather (index) parameters -----------------------------------------------
+
+def test_fused_objective_gathers_like_the_eager_one():
+    torch = pytest.importorskip("torch")
+    from stochgrad.backends.torch import cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    # eight-schools-like: theta[school] gathered, a pathwise node; fused and eager from the same seed
+    text = "E[sum((y - theta[school] - z) ** 2), z ~ Normal(mu, 1)]"
+    fused, eager = (sg.compile(text, backend="torch", n=64, seed=2, fuse=f) for f in (True, False))
+    y = torch.tensor([1.0, -0.5, 2.0, 0.3], dtype=torch.float64)
+    for school in (np.array([0, 1, 1, 2]), np.array([0, 1, 1, 2]), np.array([2, 2, 0, 1])):
+        out = []
+        for f in (fused, eager):
+            theta = torch.tensor([0.1, 0.4, -0.3], dtype=torch.float64, requires_grad=True)
+            mu = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+            v = f(y=y, theta=theta, school=school, mu=mu)
+            out.append((v.detach(), *torch.autograd.grad(v, [theta, mu])))
+        for a, b in zip(*out):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        # the gradient by hand: d/dtheta_j = -2 sum_{i: school_i = j} E[y_i - theta_j - z] (E z = mu)
+        want = -2 * np.bincount(school, weights=y.numpy() - np.array([0.1, 0.4, -0.3])[school] - 0.2, minlength=3)
+        se = 2 * np.bincount(school, minlength=3) / 8  # 2 c_j (mean of 64 draws of z - mu), sd 1/8
+        assert np.all(np.abs(out[0][1].numpy() - want) <= 6 * se)
+    assert len(fused._fused) == 2  # one graph per set of indices (the repeated one reused)
+    with pytest.raises(sg.StochgradError, match="index parameter 'school' has entry 5, out of range"):
+        fused(y=y, theta=torch.zeros(3, dtype=torch.float64), school=np.array([0, 1, 5, 2]), mu=0.0)
