@@ -229,3 +229,18 @@ def test_fused_objective_gathers_like_the_eager_one():
     assert len(fused._fused) == 2  # one graph per set of indices (the repeated one reused)
     with pytest.raises(sg.StochgradError, match="index parameter 'school' has entry 5, out of range"):
         fused(y=y, theta=torch.zeros(3, dtype=torch.float64), school=np.array([0, 1, 5, 2]), mu=0.0)
+
+
+# -- 5. StudentT || StudentT: Monte Carlo, and the plan says why ---------------------------------
+
+def test_student_t_kl_is_monte_carlo_and_the_plan_says_why(backend):
+    # the reference: numerical quadrature of p log(p / q) with scipy (no closed form is known)
+    from scipy import integrate
+
+    p, q = stats.t(3, 0.3, 1.0), stats.t(5, 0.0, 2.0)
+    exact = integrate.quad(lambda x: p.pdf(x) * (p.logpdf(x) - q.logpdf(x)), -np.inf, np.inf)[0]
+    r = sg.estimate("KL(StudentT(3, m, 1) || StudentT(5, 0, 2))", {"m": 0.3}, n=40_000, backend=backend, seed=8)
+    assert_estimate(r, value=exact)
+    assert "no closed form in elementary functions is known for two Student t laws" in str(r.plan)
+    other = sg.estimate("KL(Gamma(2, 1) || Exponential(1))", {}, n=16, backend=backend, seed=0)
+    assert other.plan.notes[0].endswith("(plan above; no closed form is registered for (Gamma, Exponential))")
