@@ -40,7 +40,7 @@ from .distributed import training
 from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
 from .explicit_state import ExplicitState
-from .fused import FusedCall, RecordingNoise, check_fusable
+from .fused import FusedCall, RecordingNoise, check_fusable, fused_key_of
 from .noise import NoiseSource, check_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -87,13 +87,10 @@ class Objective:
         self.validate = check_flag("validate", validate)
         check_flag("fuse", fuse)
         self._index = index_parameters(self.expr)  # gather indices (theta[school]): read on the host, each call
-        if fuse and self._index:
-            raise ValidationError(f"fuse=True cannot gather with the index parameter {self._index[0]!r}, which is read"
-                                  " on the host at every call; use fuse=False")
         if fuse:
             self.B.fuse(lambda: None)  # fails now, not at the end of the first call, if the backend cannot fuse
         self.fuse = fuse
-        self._fused: dict[tuple[tuple[int, ...], ...], FusedCall] = {}
+        self._fused: dict[Any, FusedCall] = {}  # by fused_key_of: shapes (and gather indices)
 
     def control_parameters(self) -> list[Any]:
         """The learned control variates' tensors of the estimator objects given to this objective
@@ -171,8 +168,9 @@ class Objective:
             return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
         self.calls += 1
-        if self.fuse and shapes in self._fused:
-            out = self._fused[shapes](native, NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call))
+        fused_key = fused_key_of(shapes, known)  # a gather's indices are constants of a compiled graph
+        if self.fuse and fused_key in self._fused:
+            out = self._fused[fused_key](native, NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call))
             return self._check_finite(out, p, native, call)
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
@@ -181,8 +179,8 @@ class Objective:
                       checks=self.validate, baselines=self.baseline_state)
         out = self._finish(frame, lower(p).run(frame))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
-            self._fused[shapes] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
-                                            finish=self._finish, validate=self.validate)
+            self._fused[fused_key] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
+                                               finish=self._finish, validate=self.validate, known=known)
         return self._check_finite(out, p, native, call)
 
     def _explicit(self, p: Plan, state: Any) -> ExplicitState:

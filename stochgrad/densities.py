@@ -21,7 +21,11 @@
   The importance weighted bound (Burda, Grosse & Salakhutdinov 2016, "Importance weighted
   autoencoders") is ``E[log(mean(exp(log_prob(P, z) - log_prob(Q, z)), axis=0)), z ~ iid(K, Q)]``;
   nested Monte Carlo is ``mean(g(x), axis=0)`` with ``x ~ iid(m, D)``.  ``K`` is a positive integer
-  literal.
+  literal.  ``log_prob(iid(K, D), x)`` and ``entropy(iid(K, D))`` read ``iid(K, D)`` as a law of
+  batch shape ``(K, *batch shape of D)`` (as ``D.expand((K,))`` in Pyro / torch): the copies axis is
+  kept, each copy's own density (entropy), so ``x`` of shape ``(K, ...)`` gives ``(K, ...)``, an ``x``
+  without the copies axis is broadcast over it, and ``sum(log_prob(iid(K, D), z), axis=0)`` is the
+  joint ``log q(z)`` of the ``K`` copies.
 
 :class:`Iid` is a :class:`~stochgrad.ir.Dist` (the base law's name and parameters) with a ``count``,
 so everything that reads a binding's law (its estimator rules, checks, supports) reads ``D``'s.
@@ -32,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from . import ir, zeromass
 from .distributions import Distribution, lookup, static_params
@@ -165,10 +171,9 @@ def has_entropy(law: Distribution) -> bool:
 
 
 def _distribution(fn: str, arg: Any, what: str = "first argument") -> ir.Dist:
-    if isinstance(arg, Iid):
-        hint = ("iid(K, D) takes one law D, not copies of one" if fn == "iid" else
-                f"write {fn} of the law itself (sum(log_prob(D, x), axis=0) for the copies together)")
-        raise StochgradError(f"{fn}: its {what} is an iid(...) of several copies; {hint}", getattr(arg, "span", None))
+    if isinstance(arg, Iid) and fn == "iid":
+        raise StochgradError(f"{fn}: its {what} is an iid(...) of several copies; iid(K, D) takes one law D, not"
+                             " copies of one", getattr(arg, "span", None))
     if not isinstance(arg, ir.Dist):
         example = "log_prob(Normal(mu, s), x)" if fn == "log_prob" else "entropy(Normal(mu, s))" if fn == "entropy" \
             else "iid(5, Normal(mu, s))"
@@ -278,6 +283,39 @@ def log_prob_value(B: Backend, dist: ir.Dist, p: dict[str, Array], x: Array) -> 
     return out - _infinite_where(B, B.stop_gradient(B.fn["clip"](outside, 0.0, 1.0)))
 
 
+def with_copies(B: Backend, dist: ir.Dist, p: dict[str, Array], out: Array, batch: int) -> Array:
+    """``out`` (the base law's log density or entropy, native with a sample axis) broadcast over the
+    ``K`` copies of ``dist`` when it is an :class:`Iid`: ``batch`` is the base law's batch rank (the
+    copies axis sits just before those axes of ``out``); ``out`` unchanged for any other law."""
+    if not isinstance(dist, Iid):
+        return out
+    shape = B.shape(out)
+    at = len(shape) - batch - 1  # the native position of the copies axis (after the sample axis)
+    if at < 1:  # out lacks the axis: lift it (the sample axis stays first)
+        out = B.reshape(out, shape[:1] + (1,) * (1 - at) + shape[1:])
+        shape, at = B.shape(out), 1
+    if shape[at] == dist.count:
+        return out
+    if shape[at] != 1:
+        raise StochgradError(f"`{dist}` has {dist.count} copies but the value has {shape[at]} on that axis")
+    zeros = B.asarray(np.zeros((1,) * at + (dist.count,) + (1,) * batch))
+    return out + zeros
+
+
+def param_event_ranks(dist: ir.Dist) -> dict[str, int]:
+    """Each parameter's number of event axes: its :attr:`~stochgrad.distributions.Param.event_rank`
+    where the law declares any, else the law's event rank for all (Categorical's ``logits``)."""
+    law = lookup(dist.name)
+    ranks = {q.name: q.event_rank for q in law.params}
+    return ranks if any(ranks.values()) else {k: law.event_rank for k in ranks}
+
+
+def batch_rank(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> int:
+    """The logical batch rank of aligned native parameters ``p`` (floats are scalars)."""
+    ranks = param_event_ranks(dist)
+    return max((len(B.shape(v)) - 1 - ranks.get(k, 0) for k, v in p.items() if not isinstance(v, float)), default=0)
+
+
 def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:
     """The closed-form entropy of ``dist`` (the planner checked that its law has one)."""
     law = lookup(dist.name)
@@ -285,10 +323,11 @@ def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:
     if out is None:
         raise StochgradError(f"entropy({dist}): {dist.name} gives no closed form for these parameters")
     zero: Array = 0.0
-    for v in p.values():  # the batch shape: every parameter broadcast together (as kl.kl_value does)
-        zero = zero + 0.0 * B.stop_gradient(v)
-    if law.event_rank:
-        rank = len(B.shape(zero))
-        zero = B.sum(zero, tuple(range(rank - law.event_rank, rank)))
-    return out + zero
+    ranks = param_event_ranks(dist)
+    for k, v in p.items():  # the batch shape: every parameter's batch axes broadcast together
+        rank, own = len(B.shape(v)), ranks.get(k, 0)
+        z = 0.0 * B.stop_gradient(v)
+        zero = zero + (B.sum(z, tuple(range(rank - own, rank))) if own else z)
+    out = out + zero
+    return with_copies(B, dist, p, out, batch_rank(B, dist, p)) if isinstance(dist, Iid) else out
 

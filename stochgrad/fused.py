@@ -13,6 +13,11 @@ kept outside the compiled function:
 * **checks**: constants are checked on the first call; a distribution whose parameters are all
   constants or parameters given by name is checked before every call; a parameter computed inside
   the expression (``Normal(mu, exp(s))``) is checked on the first call only;
+* **gather indices** (``theta[school]``, ``school`` an index parameter): read on the host and checked
+  (integers, in range) by the eager first call, then held as constants of the compiled graph, which
+  is keyed by their values as well as the parameter shapes: a call with new indices runs eagerly
+  once more and compiles anew (so fuse suits indices fixed across calls, a hierarchical model's
+  groups; indices that change every call, minibatches, recompile every call: use fuse=False there);
 * **state**: a moving-average baseline's state (the objective's ``baseline_state``) changes every
   call, which a compiled function would bake in, so such a plan is refused by name, before any
   state changes (leave-one-out works).
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .errors import PlanError
 from .noise import NoiseSource
@@ -77,20 +84,21 @@ class FusedCall:
     """The compiled function for one plan (one set of parameter shapes) of an objective."""
 
     def __init__(self, B: Backend, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
-                 finish: Callable[[Any, Any], Any], validate: bool = True) -> None:
+                 finish: Callable[[Any, Any], Any], validate: bool = True,
+                 known: Mapping[str, np.ndarray] | None = None) -> None:
         if recorded.needs_values:
             raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
                             " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False")
         check_fusable(p)
         self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
-        self.finish = finish
+        self.finish, self.known = finish, dict(known or {})  # gather indices, checked by the eager call
         self.program = lower(p)
         self.direct = self.program.checks if validate else []
         self.fn = B.fuse(self._body)
 
     def _body(self, params: dict[str, Any], noise: list[Any], count: int) -> Any:
-        frame = Frame(self.B, params, ReplayNoise(noise, count), batch_axes=self.batch_axes, memo=self.memo,
-                      checks=False)
+        frame = Frame(self.B, params, ReplayNoise(noise, count), known=self.known, batch_axes=self.batch_axes,
+                      memo=self.memo, checks=False)
         return self.finish(frame, self.program.run(frame))
 
     def __call__(self, native: Mapping[str, Any], source: NoiseSource) -> Any:
@@ -103,6 +111,13 @@ class FusedCall:
         """Check, eagerly, every distribution whose parameters are constants or given parameters
         (constants were checked on the first call and stay in the memo)."""
         check_given(Frame(self.B, {}, _NO_NOISE, memo=self.memo), self.direct, native)
+
+
+def fused_key_of(shapes: tuple[Any, ...], known: Mapping[str, np.ndarray]) -> Any:
+    """The key of a compiled graph: the parameter shapes, and the gather indices' values (constants of it)."""
+    if not known:
+        return shapes
+    return (shapes,) + tuple((k, v.dtype.str, v.shape, v.tobytes()) for k, v in sorted(known.items()))
 
 
 def check_fusable(p: Plan) -> None:

@@ -130,6 +130,17 @@ KL_FORMULAS: dict[tuple[str, str], Callable[[Any, P, P], Array]] = {
 }
 
 
+#: why a pair has no closed form, where that is a known fact rather than a gap (the plan says it)
+NO_CLOSED_FORM = {
+    ("StudentT", "StudentT"): "no closed form in elementary functions is known for two Student t laws in general",
+}
+
+
+def monte_carlo_reason(p: str, q: str) -> str:
+    """The plan's reason for estimating ``KL(p || q)`` by Monte Carlo."""
+    return NO_CLOSED_FORM.get((p, q), f"no closed form is registered for ({p}, {q})")
+
+
 def verdict(e: ir.KL, p_shape: tuple[int, ...] | None = None, q_shape: tuple[int, ...] | None = None) -> str:
     """``"infinite"`` when ``KL(p || q)`` is ``+inf`` whatever the parameters, else ``"finite"``;
     a :class:`PlanError` naming both distributions when they are laws on different spaces.  The

@@ -28,7 +28,7 @@ from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
-from .kl import KL_FORMULAS
+from .kl import KL_FORMULAS, monte_carlo_reason
 from .kl import verdict as kl_verdict
 from .parser import as_expression
 from .planned import LogRatio, NodePlan, Plan, PlannedExpect
@@ -173,7 +173,8 @@ class _Planner:
             self.notes.append(f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form"))
             return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
         b = self.kl_bindings[id(e)]
-        self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above)")
+        self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above;"
+                          f" {monte_carlo_reason(e.p.name, e.q.name)})")
         return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
 
     def plan_entropy(self, e: Entropy, scope: Scope) -> ir.Expr:

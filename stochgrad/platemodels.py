@@ -85,6 +85,9 @@ def _log_prob(node: LogProb, args: list[Value], n: int, broadcast: Callable[[ir.
         v = tuple(d.value_shape(dict(zip(names, (s for s, _ in args[:-1]))), node.dist))  # type: ignore[misc]
     except (StochgradError, ValueError, TypeError):
         return None, _joint(f"the parameters of `{_clip(node)}` do not broadcast")
+    copies = getattr(node.dist, "count", None)  # log_prob(iid(K, D), x): the copies axis before D's batch axes
+    if copies is not None:
+        v = (int(copies),) + v
     batch = len(v) - (d.event_rank if any(ranks.values()) else 0)
     where: set[int] = set()  # the examples' axis in the value shape, from each row parameter
     for name, (s, kind) in zip(names, args[:-1]):

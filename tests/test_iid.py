@@ -169,7 +169,6 @@ def test_embedded_form_and_printing():
     ("E[z, z ~ iid(2, x)]", "iid needs a distribution as its second argument, got `x`", 17),
     ("E[z, z ~ iid(2, iid(3, Normal(0, 1)))]", "iid\\(K, D\\) takes one law D", 17),
     ("KL(iid(2, Normal(0, 1)) || Normal(0, 1))", "KL\\(p \\|\\| q\\) takes the laws themselves", 4),
-    ("log_prob(iid(2, Normal(0, 1)), x)", "sum\\(log_prob\\(D, x\\), axis=0\\)", 10),
 ])
 def test_bad_iid_names_the_problem_and_place(text, message, column):
     with pytest.raises(sg.ParseError, match=message) as info:

@@ -291,7 +291,6 @@ def test_entropy_inside_an_objective(backend):
     ("log_prob(Nomal(0, 1), x)", "unknown distribution 'Nomal'.*did you mean 'Normal'", 10),
     ("log_prob(Normal(0, 1) + 1, x)", "unknown function 'Normal': Normal is a distribution", 10),
     ("log_prob(exp(1), x)", "unknown distribution 'exp'", 10),
-    ("entropy(iid(2, Normal(0, 1)))", r"iid\(\.\.\.\) of several copies", 9),
     ("log_prob(Normal(0, 1), x, y=1)", "takes no keyword arguments", 1),
 ])
 def test_bad_density_calls_name_the_problem_and_place(text, message, column):

@@ -387,8 +387,6 @@ def test_gather_under_enumeration_and_diagnostics(backend):
     np.testing.assert_allclose(r.grad["theta"], 0.3 * np.bincount(school, minlength=8))
     with pytest.warns(sg.NonFiniteWarning, match=r"`log\(x\[0:2\]\)` is NaN in 1 of 2 entries"):
         _run("sum(log(x[0:2]))", {"x": np.array([1.0, -1.0, 2.0])}, backend)
-    with pytest.raises(sg.ValidationError, match="fuse=True cannot gather with the index parameter 'school'"):
-        sg.compile("sum(theta[school])", n=1, backend=backend, fuse=True)
 
 
 def test_backend_take_is_numpys_take(backend):

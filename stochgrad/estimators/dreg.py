@@ -105,7 +105,7 @@ def coefficient(t: ir.Expr, var: str, law: ir.Dist) -> float | None:
     from ..densities import LogProb
 
     def go(node: ir.Expr) -> float | None:
-        if isinstance(node, LogProb) and node.stopped and node.x == ir.Name(var) and node.dist == law:
+        if isinstance(node, LogProb) and node.stopped and node.x == ir.Name(var) and _law(node.dist) == law:
             return 1.0
         if not any(isinstance(n, LogProb) and n.stopped for n in ir.walk(node)):
             return 0.0

@@ -91,7 +91,7 @@ def stick(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> tuple[ir.
     def go(node: ir.Expr, linear: bool) -> ir.Expr:
         nonlocal count, nonlinear
         if isinstance(node, LogProb):
-            if node.x == target and node.dist == law:
+            if node.x == target and node.dist in (law, dist):  # log_prob(Q, z) or log_prob(iid(K, Q), z)
                 count += 1
                 nonlinear += not linear
                 return replace(node, stopped=True)
