@@ -3,9 +3,20 @@
 Hypothesis profiles: ``ci`` (derandomized, no deadline; loaded when $CI is set)
 and ``dev`` (random, no deadline: the torch backend's first call is slow).
 Select explicitly with HYPOTHESIS_PROFILE.
+
+Under pytest-xdist (``-n``, on by default through pyproject's addopts) each worker is one process
+on one core: torch, numpy's BLAS and XLA get one thread each (set before any of them is imported,
+and inherited by the example scripts the tests run), instead of every worker starting one thread
+per core.
 """
 
 import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
 
 import pytest
 from hypothesis import HealthCheck, settings

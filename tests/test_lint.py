@@ -1,4 +1,4 @@
-"""ruff and mypy run on the package (stochgrad + backends) as part of the test command.
+"""ruff (lint and format) and mypy run on the package (stochgrad + backends) as part of the test command.
 
 Both read their configuration from pyproject.toml ([tool.ruff], [tool.mypy]).  Each check has a
 twin that feeds the same tool, with the same configuration, a file holding a known defect: it proves
@@ -39,6 +39,13 @@ def test_ruff_clean():
     assert proc.returncode == 0, _report(proc)
 
 
+# TODO(lead): delete this skip once `ruff format stochgrad backends` has been run after the merge.
+@pytest.mark.skip(reason="until the lead runs `ruff format stochgrad backends` once, after merging")
+def test_ruff_format_clean():
+    proc = _run("ruff", "format", "--check", "--no-cache", "stochgrad", "backends")
+    assert proc.returncode == 0, _report(proc)
+
+
 def test_mypy_clean():
     proc = _run("mypy")  # the files, excludes and options of [tool.mypy]
     assert proc.returncode == 0, _report(proc)
@@ -51,6 +58,18 @@ def test_ruff_reports_a_defect(tmp_path):
     assert proc.returncode == 1, _report(proc)
     for code in ("F401", "B006", "F821"):
         assert code in proc.stdout, _report(proc)
+
+
+def test_ruff_format_reports_a_defect(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = {'a':1,  'b' : [1,2]}\n")
+    proc = _run("ruff", "format", "--check", "--no-cache", "--config", str(PYPROJECT), str(bad))
+    assert proc.returncode == 1, _report(proc)
+    assert "bad.py" in proc.stdout + proc.stderr, _report(proc)
+    good = tmp_path / "good.py"
+    good.write_text('x = {"a": 1, "b": [1, 2]}\n')
+    proc = _run("ruff", "format", "--check", "--no-cache", "--config", str(PYPROJECT), str(good))
+    assert proc.returncode == 0, _report(proc)
 
 
 def test_mypy_reports_a_defect(tmp_path):
