@@ -9,10 +9,10 @@ What a user gets from ``pip install stochgrad`` is checked, not the development 
   metadata carries the SPDX license and the version of ``stochgrad.__version__``;
 * the sdist holds the tests, examples and benchmarks the tests run, README, LICENSE, CHANGELOG;
 * a clean ``python -m venv`` (no system site-packages, so no torch, jax or autograd) gets the
-  wheel and only numpy and lark; there ``import stochgrad`` imports no framework, ``sg.plan``
+  wheel and its core dependencies only; there ``import stochgrad`` imports no framework, ``sg.plan``
   prints a plan, and the ``stochgrad`` console script runs.
 
-numpy and lark come from a wheelhouse (``$STOCHGRAD_WHEELHOUSE``, default
+The core dependencies come from a wheelhouse (``$STOCHGRAD_WHEELHOUSE``, default
 ``~/.cache/stochgrad/wheelhouse``), filled by ``pip download`` of the versions installed here the
 first time and offline afterwards.  Without network on that first run the venv test is skipped
 (it fails under $CI).  Marked ``packaging``: ``-m "not packaging"`` leaves it out.  About 10-25 s.
@@ -20,6 +20,7 @@ first time and offline afterwards.  Without network on that first run the venv t
 
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,21 +129,36 @@ def test_sdist_contents(dists):
     assert not any("__pycache__" in n for n in names)
 
 
+#: the core's declared dependencies (pyproject's ``dependencies``), with their own dependencies:
+#: what a clean install of the wheel must bring, and all it may bring
+CORE = ("numpy", "lark", "rich")
+
+
 def _wheelhouse() -> Path:
-    """numpy and lark wheels of the installed versions, downloaded once."""
+    """Wheels of the core dependencies at their installed versions (and what they need), downloaded once."""
     house = Path(os.environ.get("STOCHGRAD_WHEELHOUSE") or Path.home() / ".cache" / "stochgrad" / "wheelhouse")
     house.mkdir(parents=True, exist_ok=True)
-    pins = [f"{d}=={importlib.metadata.version(d)}" for d in ("numpy", "lark")]
-    have = {p.name.split("-")[0].lower() for p in house.glob("*.whl")}
-    if not {"numpy", "lark"} <= have:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--no-deps",
+    pins = [f"{d}=={importlib.metadata.version(d)}" for d in CORE]
+    stamp = house / ("ready-" + "-".join(pins).replace("=", ""))
+    if not stamp.exists():
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--only-binary=:all:",
                                "--dest", str(house), *pins], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             message = f"cannot download {pins} into {house}:\n{proc.stderr[-2000:]}"
             if os.environ.get("CI"):
                 pytest.fail(message)
             pytest.skip(message)
+        stamp.touch()
     return house
+
+
+def test_core_dependencies_are_the_declared_ones():
+    """CORE above is pyproject's dependency list: a new core dependency must reach the clean-venv check."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ;\[]", d, maxsplit=1)[0].lower() for d in declared}
+    assert names == set(CORE), (names, CORE)
 
 
 def test_wheel_installs_and_runs_in_a_clean_venv(dists, tmp_path):
@@ -150,8 +166,8 @@ def test_wheel_installs_and_runs_in_a_clean_venv(dists, tmp_path):
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     py = venv / "bin" / "python"
     # the host's pip installs into the venv (pip --python): no pip bootstrap in the venv, no index
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-index", "--no-deps",
-          "--find-links", str(_wheelhouse()), "numpy", "lark", str(dists[1])])
+    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-index",
+          "--find-links", str(_wheelhouse()), str(dists[1])])
     out = _run([str(py), "-c", SMOKE], cwd=tmp_path).stdout
     assert "ESTIMATORS ['pathwise']" in out, out
     assert "Normal" in out and "pathwise" in out.split("ESTIMATORS")[0], out  # the plan's own text
