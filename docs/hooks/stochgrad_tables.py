@@ -122,7 +122,7 @@ def rules() -> str:
 
     rows = ["| rule | estimator | reason the plan prints |", "|---|---|---|"]
     for i, r in enumerate(RULES, 1):
-        rows.append(f"| {i} | `{r.spec.name}` | {_cell(r.reason)} |")
+        rows.append(f"| {i} | `{r.spec.name}` | `{_cell(r.reason)}` |")  # code: attr_list would eat a final {var}
     return "\n".join(rows)
 
 
