@@ -12,6 +12,8 @@ A page writes a marker on a line of its own and the hook replaces it at build ti
 * ``<!-- sg:grammar -->``: the lark grammar the parser reads (``stochgrad/grammar.lark``);
 * ``<!-- sg:include PATH -->``: a file of the repository (the changelog), verbatim.
 
+It also drops the reStructuredText role prefixes (``:func:``) that docstrings carry from the API pages.
+
 An unknown marker fails the build, as does a registry that cannot be imported.
 """
 
@@ -165,3 +167,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
         return GENERATORS[kind]()
 
     return MARKER.sub(replace, markdown)
+
+
+ROLE = re.compile(r":(?:func|class|mod|data|attr|meth|exc|obj):(<code>)~?")
+
+
+def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
+    """Docstrings use reStructuredText roles (``:func:`x```); mkdocstrings renders them as a literal
+    ``:func:`` before the code, which this drops (with the ``~`` of a shortened path)."""
+    return ROLE.sub(r"\1", html)
