@@ -91,7 +91,12 @@ class Plan(planned.Plan):
     :class:`~stochgrad.errors.ValidationError` (make the plan for them: the supports, enumeration
     and plate depend on the shapes).  ``backend`` runs it (``None`` only when the default backend
     could not be loaded at planning time: it is looked up, and its error raised, when the plan runs).
-    ``batch_axes`` and ``policy`` are those it was planned with."""
+    ``batch_axes`` and ``policy`` are those it was planned with.
+
+    Attributes:
+        backend: the backend that runs the plan (``None``: the default backend, looked up at run time).
+        batch_axes: leading axes of independent examples the plan was made with.
+        policy: ``"unbiased"``, ``"low_variance"`` or ``"min_variance"``."""
 
     backend: Backend | None = field(default=None, compare=False, repr=False)
     batch_axes: int = 0
@@ -106,7 +111,23 @@ class Plan(planned.Plan):
         :func:`stochgrad.estimate`'s (``seed=None``: a fresh seed, reported as :attr:`Estimate.seed`;
         ``distributed=True``: this rank's share of a sharded run, :mod:`stochgrad.distributed`).
         Nothing is planned here, min_variance pilots included: same plan, params and seed give the
-        numbers ``sg.estimate`` gives for the inputs the plan was made from."""
+        numbers ``sg.estimate`` gives for the inputs the plan was made from.
+
+        Args:
+            params: parameter values, of the shapes the plan was made for.
+            n: number of samples (a positive integer).
+            seed: non-negative integer fixing the noise; ``None`` draws a fresh one.
+            chunk_size: at most this many samples in memory at once (rounded to whole noise blocks).
+            wrt: names of the parameters to differentiate (default: all).
+            progress: called as ``progress(done, n)`` after each chunk.
+            memory_limit: bytes a chunk may take (default: half the physical memory).
+
+        Returns:
+            The :class:`~stochgrad.run.Estimate` (value, gradients, standard errors, diagnostics).
+
+        Raises:
+            ValidationError: a parameter is missing, invalid, or of another shape than planned.
+            MemoryLimitError: even the smallest chunk would exceed ``memory_limit``."""
         n = check_count("n", n, 1, "the number of samples")
         if chunk_size is not None:
             chunk_size = check_count("chunk_size", chunk_size, 1)
@@ -119,7 +140,16 @@ class Plan(planned.Plan):
     def objective(self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True,
                   distributed: bool = False) -> Objective:
         """A native objective that runs this plan (see :func:`stochgrad.compile`, whose objective it
-        equals for the same seed), for parameters of this plan's shapes only."""
+        equals for the same seed), for parameters of this plan's shapes only.
+
+        Args:
+            n: samples per call.
+            seed: seed of the first call's noise (``None``: fresh); call k draws its own noise.
+            fuse: compile each call into one ``torch.compile`` graph (torch only).
+            validate: check the distribution parameters on every call.
+
+        Returns:
+            A callable :class:`~stochgrad.compiled.Objective` of the parameters (keywords)."""
         return Objective(self.expr, n=n, backend=self._backend(), seed=seed, batch_axes=self.batch_axes, fuse=fuse,
                          validate=validate, planned=self, distributed=distributed)
 
@@ -175,7 +205,29 @@ def plan(
 
     Deprecated forms, which still work with a ``DeprecationWarning``: estimators as the second
     argument (``sg.plan(text, {"z": "score"})``), ``budget=`` for ``enumerate_budget=``, and bare
-    backend options (``dtype="float32"``).  Any other keyword is a ``TypeError``."""
+    backend options (``dtype="float32"``).  Any other keyword is a ``TypeError``.
+
+    Args:
+        expr: DSL text or an expression (:class:`~stochgrad.ir.Expr`).
+        shapes_or_params: parameter shapes (tuples) or values; ``None``: all scalar.
+        backend: a backend name (``"autograd"``, ``"torch"``, ``"jax"``) or a configured backend object.
+        backend_options: options for the named backend (``{"dtype": "float32"}``).
+        estimators: per-variable overrides, names or :class:`~stochgrad.estimators.EstimatorSpec` objects.
+        policy: ``"unbiased"`` (default), ``"low_variance"`` or ``"min_variance"``.
+        enumerate_budget: the most joint states summed exactly.
+        batch_axes: leading axes of independent examples (a declared plate).
+        seed: seed of the ``min_variance`` pilots.
+        n: the sample count the plan is for (``1``: no leave-one-out baseline).
+        shapes: parameter shapes, by keyword.
+        params: parameter values, by keyword.
+
+    Returns:
+        The :class:`Plan`: printable, comparable, runnable.
+
+    Raises:
+        ParseError: the text is not a valid expression.
+        PlanError: an override does not apply to its node, or ``min_variance`` has no values.
+        TypeError: an unknown keyword (with a did-you-mean)."""
     if "budget" in extra:
         warnings.warn("plan(budget=...) is deprecated; write enumerate_budget=...", DeprecationWarning, stacklevel=2)
         enumerate_budget = extra.pop("budget")
@@ -323,6 +375,34 @@ def estimate(
 
     This is ``sg.plan(expr, params, ...)`` then :meth:`Plan.estimate`: the plan run is the plan
     that ``sg.plan`` shows for these inputs (``r.plan``).
+
+    Args:
+        expr: DSL text or an expression.
+        params: parameter values (floats, arrays, tensors) by name.
+        n: number of samples.
+        backend: a backend name or a configured backend object (default: ``$STOCHGRAD_BACKEND``, else autograd).
+        backend_options: options for the named backend (``device``, ``dtype``, ``chunk_workers`` on torch).
+        seed: non-negative integer fixing the noise; ``None`` draws a fresh one (reported in the result).
+        estimators: per-variable overrides (``{"z": "score"}``, ``{"z": sg.Score(baseline=None)}``).
+        chunk_size: at most this many samples in memory at once.
+        policy: ``"unbiased"`` (default), ``"low_variance"`` or ``"min_variance"``.
+        enumerate_budget: the most joint states summed exactly.
+        progress: called as ``progress(done, n)`` after each chunk.
+        batch_axes: leading axes of independent examples (a declared plate).
+        wrt: names of the parameters to differentiate (default: all).
+        memory_limit: bytes a chunk may take (default: half the physical memory).
+
+    Returns:
+        An :class:`~stochgrad.run.Estimate`: ``value``, ``value_stderr``, ``grad``, ``stderr``,
+        ``plan``, ``n``, ``seed`` and the diagnostics.
+
+    Raises:
+        ParseError: the text is not a valid expression.
+        ValidationError: a parameter is missing or violates its distribution's constraint.
+        PlanError: an estimator override does not apply to its node.
+        BackendError: the backend cannot be loaded or cannot use the device asked for.
+        MemoryLimitError: even the smallest chunk would exceed ``memory_limit``.
+        TypeError: an unknown keyword (with a did-you-mean).
     """
     B = resolve_backend("estimate", backend, backend_options, extra, _KEYWORDS)
     n = check_count("n", n, 1, "the number of samples")

@@ -319,13 +319,19 @@ DEFAULT_BACKEND = "autograd"
 
 
 def register_backend(name: str, factory: str | Callable[..., Backend]) -> None:
-    """Make ``backend=name`` available; ``factory`` is a class/callable or ``"module:Class"``."""
+    """Make ``backend=name`` available; ``factory`` is a class/callable or ``"module:Class"``.
+
+    Args:
+        name: the name ``backend=`` will take.
+        factory: the backend class (or a callable returning a backend), or ``"module:Class"``,
+            imported only when the backend is first used."""
     _REGISTRY[name] = factory
     for key in [k for k in _INSTANCES if k[0] == name]:
         del _INSTANCES[key]
 
 
 def available_backends() -> list[str]:
+    """The registered backend names, sorted (registered, not necessarily installed)."""
     return sorted(_REGISTRY)
 
 
@@ -334,6 +340,17 @@ def get_backend(name: str | Backend | None = None, **options: Any) -> Backend:
 
     ``options`` (e.g. ``device``, ``dtype`` for torch) go to the backend's constructor.
     Backends are stateless, so instances are shared between calls with equal options.
+
+    Args:
+        name: a registered backend name, a backend object (returned as is), or ``None`` for the default.
+        **options: the backend's constructor options.
+
+    Returns:
+        The configured backend.
+
+    Raises:
+        BackendError: the name is unknown, its framework is not installed (the error names the
+            extra to install), or an option is refused (a device this build cannot use).
     """
     if isinstance(name, Backend):
         if options:

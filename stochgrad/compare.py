@@ -63,6 +63,19 @@ class Row:
 
 @dataclass(frozen=True)
 class Comparison:
+    """What :func:`compare` measured: ``print(c)`` or ``c.table()`` shows one row per node and estimator.
+
+    Attributes:
+        expr: the expression compared.
+        n: samples per estimator run.
+        backend: the backend's name.
+        exact: the exact gradient by parameter, where known (SymPy oracle or enumeration), else ``None``.
+        exact_source: where ``exact`` came from.
+        rows: one :class:`Row` per node and estimator: gradient, standard error, variance per sample,
+            bias against ``exact``, seconds per sample.
+        seed: the seed every estimator ran with.
+    """
+
     expr: Any
     n: int
     backend: str
@@ -160,7 +173,29 @@ def compare(
     :func:`stochgrad.estimate`) draws a fresh seed, reported as :attr:`Comparison.seed`;
     ``backend`` and ``backend_options`` are :func:`stochgrad.estimate`'s, and so are ``chunk_size``,
     ``enumerate_budget``, ``batch_axes`` and ``memory_limit``, passed to every run.  A bare backend
-    option (``dtype="float32"``) is deprecated; any other unknown keyword is a ``TypeError``."""
+    option (``dtype="float32"``) is deprecated; any other unknown keyword is a ``TypeError``.
+
+    Args:
+        expr: DSL text or an expression.
+        params: parameter values by name.
+        n: samples per estimator run.
+        backend: a backend name or a configured backend object.
+        backend_options: options for the named backend.
+        seed: seed shared by every estimator's run (``None``: fresh, reported).
+        temperatures: the relaxations' temperatures to run.
+        repeats: independent runs per estimator and size for the plots (0: none; else at least 2).
+        repeat_sizes: the sample sizes of those repeated runs.
+        chunk_size: at most this many samples in memory at once.
+        enumerate_budget: the most joint states summed exactly.
+        batch_axes: leading axes of independent examples.
+        memory_limit: bytes a chunk may take.
+
+    Returns:
+        A :class:`Comparison`: one row per estimator and node, printable as a table.
+
+    Raises:
+        ValidationError: invalid parameters, ``repeats`` or ``repeat_sizes``.
+        TypeError: an unknown keyword (with a did-you-mean)."""
     B = resolve_backend("compare", backend, backend_options, extra, _KEYWORDS)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0 or repeats == 1:
         raise ValidationError(f"repeats must be 0 (none) or an integer >= 2, got {repeats!r}")

@@ -54,7 +54,11 @@ class Objective:
 
     ``calls`` counts the calls (call ``k`` draws the noise of ``(seed, k)``); ``baseline_state`` is
     this objective's own :class:`stochgrad.baselines.BaselineState` (moving averages by variable:
-    ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``)."""
+    ``f.baseline_state["b"].value``, ``.updates``; ``f.baseline_state.reset()``).
+
+    Attributes:
+        calls: how many times the objective has been called.
+        baseline_state: the moving-average baselines' state, by variable."""
 
     def __init__(self, expr: Any, *, n: int, backend: Backend | str | None, estimators: Mapping[str, Any] | None = None,
                  policy: str = "unbiased", seed: int | None = None, enumerate_budget: int = DEFAULT_BUDGET,
@@ -289,7 +293,31 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     ``distributed=True`` (inside an initialised ``torch.distributed`` group, e.g. with
     ``DistributedDataParallel``): every rank draws independent noise, from a hash of ``seed`` and its
     rank (``f.noise_seed``), and moving-average baselines average every rank's batch, so their state
-    is the same on all ranks; see :mod:`stochgrad.distributed`."""
+    is the same on all ranks; see :mod:`stochgrad.distributed`.
+
+    Args:
+        expr: DSL text or an expression.
+        n: samples per call.
+        backend: a backend name (``"autograd"``, ``"torch"``, ``"jax"``) or a configured backend object.
+        estimators: per-variable overrides (``{"z": "score"}``, ``{"b": sg.Relax(surrogate=net)}``).
+        policy: ``"unbiased"`` (default), ``"low_variance"`` or ``"min_variance"``.
+        seed: seed of the first call's noise (``None``: fresh); call k draws its own noise.
+        enumerate_budget: the most joint states summed exactly.
+        batch_axes: leading axes of independent examples (a declared plate).
+        fuse: compile each call into one ``torch.compile`` graph (torch only).
+        validate: check the distribution parameters on every call.
+        distributed: one rank of data-parallel training (independent noise per rank).
+        backend_options: options for the named backend (``{"dtype": "float32"}``).
+
+    Returns:
+        An :class:`Objective`: call it with the parameters as keywords (native arrays or tensors) to
+        get a native scalar whose gradient is the planned estimator.
+
+    Raises:
+        ParseError: the text is not a valid expression.
+        PlanError: an override does not apply, or ``fuse=True`` meets a plan it cannot compile.
+        BackendError: the backend cannot be loaded.
+        TypeError: an unknown keyword (with a did-you-mean)."""
     B = resolve_backend("compile", backend, backend_options, extra, _KEYWORDS)
     return Objective(expr, n=n, backend=B, estimators=estimators, policy=policy, seed=seed,
                      enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,

@@ -242,7 +242,16 @@ DISTRIBUTIONS: dict[str, Distribution] = {}
 
 def register_distribution(dist: Distribution) -> Distribution:
     """Add a distribution to the DSL (text and embedded forms) under ``dist.name``.  A
-    :class:`stochgrad.userdist.UserDistribution` may not take a built-in's name (see there)."""
+    :class:`stochgrad.userdist.UserDistribution` may not take a built-in's name (see there).
+
+    Args:
+        dist: the distribution instance; its ``name`` becomes the DSL name.
+
+    Returns:
+        ``dist``, so that it can be used inline.
+
+    Raises:
+        StochgradError: the name is not an identifier, or a user distribution takes a built-in's name."""
     ir.check_name(dist.name)
     if getattr(dist, "user_defined", False):
         from .userdist import before_register

@@ -283,7 +283,17 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
 
     ``functions`` maps names to user functions (backend-native callables or
     :class:`~stochgrad.functions.UserFunction`) that the text may call, e.g.
-    ``parse("E[loglik(x, z), z ~ Normal(mu, 1)]", functions={"loglik": fn})``."""
+    ``parse("E[loglik(x, z), z ~ Normal(mu, 1)]", functions={"loglik": fn})``.
+
+    Args:
+        text: the DSL text.
+        functions: user functions the text may call, by name.
+
+    Returns:
+        The expression (an immutable, hashable :class:`~stochgrad.ir.Expr`); ``str()`` prints it back.
+
+    Raises:
+        ParseError: the text is not valid, with the line, column and a caret under the problem."""
     if not functions:
         return _parse(text, ())
     taken = sorted(DENSITY_CALLS.union({"iid"}).intersection(functions))

@@ -61,6 +61,20 @@ class Estimate:
 
     ``grad[name]`` is the gradient of ``value`` (summed over its entries, if it is
     an array) with respect to parameter ``name``; ``stderr[name]`` has its shape.
+
+    Attributes:
+        value: the estimate of the expectation (a float, or an array for a vector-valued body).
+        value_stderr: its standard error.
+        grad: the gradient estimate by parameter name, shaped like the parameter.
+        stderr: the gradient's standard errors, shaped like ``grad``.
+        plan: the :class:`~stochgrad.api.Plan` that was run.
+        n: the number of samples.
+        backend: the backend's name.
+        seed: the seed the noise came from (drawn when none was given).
+        chunk_size: the samples per chunk the run used.
+        nonfinite: counts of NaN or infinite entries by result (empty: all finite).
+        tail_index: Hill's tail index of the per-sample contributions, where assessed.
+        heavy_tails: the entries whose tail index is too low for their standard error to be trusted.
     """
 
     value: float | np.ndarray

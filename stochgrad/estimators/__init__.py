@@ -72,7 +72,17 @@ def register_estimator(cls: type[EstimatorSpec]) -> type[EstimatorSpec]:
     """Make ``cls`` requestable by its ``name`` and known to ``applicable``, ``compare``, the pilots
     and the CLI.  It must subclass :class:`EstimatorSpec` (a frozen dataclass: plans are cached by
     spec, so its subclasses are frozen too), and its default configuration ``cls()`` must be valid;
-    usable as a class decorator."""
+    usable as a class decorator.
+
+    Args:
+        cls: the :class:`EstimatorSpec` subclass.
+
+    Returns:
+        ``cls`` (so it works as a decorator).
+
+    Raises:
+        StochgradError: not a subclass, no identifier ``name``, a name taken by another class, or
+            contradictory facts (both ``enumerates`` and ``scores``)."""
     if not (isinstance(cls, type) and issubclass(cls, EstimatorSpec)):
         raise StochgradError(f"register_estimator takes an EstimatorSpec subclass, got {cls!r}")
     name = cls.name
@@ -110,7 +120,15 @@ register_estimator(UnorderedSet)
 def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
     """The default configuration of every registered estimator whose ``requires`` accepts
     distribution ``d`` with ``states`` joint states (None: infinite or unknown) on a backend with
-    ``capabilities`` (None: unchecked), in registry order."""
+    ``capabilities`` (None: unchecked), in registry order.
+
+    Args:
+        d: the distribution of the node.
+        states: its joint support size, or ``None`` when infinite or unknown.
+        capabilities: the backend's capabilities (``None``: not checked).
+
+    Returns:
+        The estimators' default configurations, in registry order."""
     out = []
     for cls in ESTIMATORS.values():
         spec = cls()

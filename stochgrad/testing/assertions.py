@@ -63,7 +63,16 @@ def assert_estimate(
 ) -> None:
     """Check a :class:`stochgrad.Estimate` against exact values and/or gradients.
 
-    The false-failure rate ``alpha`` is shared by all entries compared."""
+    The false-failure rate ``alpha`` is shared by all entries compared.
+
+    Args:
+        result: the :class:`~stochgrad.run.Estimate` to check.
+        value: the exact value (``None``: not checked).
+        grad: exact gradients by parameter name (a subset is fine).
+        alpha: family-wise probability of failing when the estimate is right.
+
+    Raises:
+        AssertionError: an entry is further than ``z_threshold(alpha, k)`` standard errors from its exact value."""
     checks: list[tuple[str, Any, Any, Any]] = []
     if value is not None:
         checks.append(("value", result.value, value, result.value_stderr))
@@ -87,7 +96,23 @@ def assert_unbiased(
 ) -> Any:
     """Estimate ``expr`` at ``params`` and z-test it against exact values; returns the estimate.
 
-    ``estimate_options`` go to :func:`stochgrad.estimate` (``backend``, ``estimators``, ...)."""
+    ``estimate_options`` go to :func:`stochgrad.estimate` (``backend``, ``estimators``, ...).
+
+    Args:
+        expr: DSL text or an expression.
+        params: parameter values.
+        exact_value: the exact value (``None``: not checked).
+        exact_grad: exact gradients by parameter name.
+        n: number of samples.
+        seed: the seed of the estimate.
+        alpha: family-wise false-failure rate.
+        **estimate_options: passed to :func:`stochgrad.estimate`.
+
+    Returns:
+        The :class:`~stochgrad.run.Estimate` that was tested.
+
+    Raises:
+        AssertionError: the estimate is inconsistent with the exact values."""
     from ..api import estimate
 
     result = estimate(expr, params, n=n, seed=seed, **estimate_options)
@@ -122,7 +147,20 @@ def check_pathwise(
     have and gradients come out silently wrong.  Check 1 is skipped for implicitly
     reparameterized distributions (Gamma, Beta, Dirichlet): their draws come from rejection
     samplers whose noise use changes with the parameters, so the same seed is not the same path.  ``dist`` is DSL text such as
-    ``"Weibull(lam, k)"``; the sampled variable is ``z``; parameters are scalars."""
+    ``"Weibull(lam, k)"``; the sampled variable is ``z``; parameters are scalars.
+
+    Args:
+        dist: the distribution as DSL text (``"Weibull(lam, k)"``).
+        params: scalar parameter values.
+        costs: the costs of ``z`` tested.
+        n: samples per estimate.
+        seed: the seed.
+        alpha: family-wise false-failure rate of the z-tests.
+        rtol: relative tolerance of the finite-difference check.
+        **estimate_options: passed to :func:`stochgrad.estimate`.
+
+    Raises:
+        AssertionError: a check fails, naming the cost and the parameter."""
     from ..api import as_expression, estimate
     from ..distributions import lookup
 

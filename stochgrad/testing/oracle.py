@@ -314,6 +314,19 @@ def exact(expr_or_text: str | ir.Expr, params: Mapping[str, Any] | None = None, 
     limit; enforced in the main thread only).  Raises like
     :func:`stochgrad.estimate` for invalid text or parameters; see the module
     docstring for what is supported.
+
+    Args:
+        expr_or_text: DSL text or an expression.
+        params: a number or array for every parameter.
+        timeout: seconds for the whole call (``None``: no limit).
+
+    Returns:
+        An :class:`Exact` (value, gradient by parameter, the formula), or ``None`` where SymPy cannot
+        integrate the expectation within the time.
+
+    Raises:
+        ParseError: the text is not valid.
+        ValidationError: a parameter is missing or invalid.
     """
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
