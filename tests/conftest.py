@@ -31,6 +31,14 @@ def not_on_jax(reason):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "not_on_jax(reason): the backend fixture skips the test's jax case")
+    config.addinivalue_line("markers", "jax: a test's jax case (added by collection; CI may run them apart, -m jax)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "jax":
+            item.add_marker(pytest.mark.jax)
 
 
 def grad_of(backend):
