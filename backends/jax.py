@@ -161,6 +161,12 @@ def _implicit_gamma_jvp(refusal: str, primals: Any, tangents: Any) -> Any:
     return z, _refusing(alpha, dz, refusal) * tangents[0]
 
 
+def _value_and_row_grads(fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+    """``(fn(x), d sum(fn(x)) / dx)`` by one ``jax.vjp`` with an all-ones cotangent."""
+    out, pull = jax.vjp(fn, x)
+    return out, pull(jnp.ones_like(out))[0]
+
+
 def _compare(op: Callable[[Any, Any], Any], backend: JaxBackend) -> Callable[[Any, Any], Any]:
     return lambda a, b: jnp.where(op(a, b), 1.0, 0.0).astype(backend.dtype)
 
@@ -179,7 +185,7 @@ def _x64() -> bool:
 
 class JaxBackend(Backend):
     name = "jax"
-    capabilities = frozenset({"implicit_reparam", "explicit_state"})
+    capabilities = frozenset({"implicit_reparam", "explicit_state", "grad_inside", "hvp_inside"})
 
     def __init__(self, dtype: Any = None) -> None:
         if dtype is not None:
@@ -362,6 +368,24 @@ class JaxBackend(Backend):
                            " numpy); use fuse=False")
 
     # -- autodiff ------------------------------------------------------------------------------------
+    def grad_inside(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
+        """``jax.vjp`` of ``fn`` at the gradient-free ``x`` (JAX nests: the outer trace's arrays are
+        constants to it), the cotangent all ones: the gradient of ``sum(fn(x))``, row by row."""
+        out, g = _value_and_row_grads(fn, jax.lax.stop_gradient(x))
+        return jax.lax.stop_gradient(out), jax.lax.stop_gradient(g)
+
+    def hvp_inside(self, fn: Callable[[Any], Any], x: Any, v: Any) -> tuple[Any, Any, Any]:
+        """Reverse over reverse: the gradient of ``sum(grad . v)`` (forward mode would meet the implicit
+        gradients' ``custom_vjp``); ``v`` gradient-free."""
+        v = jax.lax.stop_gradient(v)
+
+        def slope(y: Any) -> tuple[Any, Any]:
+            out, g = _value_and_row_grads(fn, y)
+            return jnp.sum(g * v), (out, g)
+
+        (_, (out, g)), hv = jax.value_and_grad(slope, has_aux=True)(jax.lax.stop_gradient(x))
+        return jax.lax.stop_gradient(out), jax.lax.stop_gradient(g), jax.lax.stop_gradient(hv)
+
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
         if not leaves:
             return fn([])[1], []

@@ -4,7 +4,7 @@ A compiled objective keeps its moving averages in ``f.baseline_state``, which it
 and reads on the host (:mod:`stochgrad.baselines`): right for torch and autograd loops, impossible in a
 pure function.  On the jax backend an objective also takes the state explicitly and returns the next one::
 
-    f = sg.compile("E[(y - 0.3)**2, y ~ Bernoulli(p)]", backend="jax", n=64, estimators={"y": "score:ema"})
+    f = sg.compile("E[(y - 0.3)**2, y ~ Bernoulli(p)]", backend="jax", n=64, estimators={"y": "score:baseline=ema"})
     state = f.init_state(p=0.4)                    # {"y": {"value": 0.0, "updates": 0}}: a pytree of arrays
     value, state = f(key=k, state=state, p=0.4)    # jax.jit, jax.grad(..., has_aux=True), lax.scan all apply
 

@@ -4,12 +4,12 @@ both backends, while a compiled
 objective's first derivative is unchanged by the guard: it equals the same objective's gradient
 without it (same seed, same noise), bit for bit up to rounding."""
 
-import autograd
 import numpy as np
 import pytest
 import torch
 
 import stochgrad as sg
+from conftest import grad_of
 from stochgrad.estimators import ESTIMATORS
 
 # (expression, estimator): each first-order-only estimator on a cost it applies to
@@ -72,7 +72,7 @@ def test_second_derivative_is_refused_by_name(backend, text, estimator):
             (g,) = torch.autograd.grad(f(x), x, create_graph=True)
             torch.autograd.grad(g, x)
         else:
-            autograd.grad(autograd.grad(f))(X0)
+            grad_of(backend)(grad_of(backend)(f))(X0)
 
 
 @pytest.mark.parametrize("text, estimator", CASES, ids=[_name(e) for _, e in CASES])
@@ -86,6 +86,6 @@ def test_first_derivative_is_the_estimate_runs(backend, text, estimator):
         (g,) = torch.autograd.grad(f(x), x)
         g = g.item()
     else:
-        g = float(autograd.grad(f)(X0))
+        g = float(grad_of(backend)(f)(X0))
     r = sg.estimate(text, {"x": X0, **CONST}, n=64, seed=7, backend=backend, estimators={var: estimator})
     assert np.isfinite(g) and g == pytest.approx(float(r.grad["x"]), rel=1e-9, abs=1e-12)

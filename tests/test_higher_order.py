@@ -10,7 +10,6 @@ score function gives the closed-form second derivative.
 
 import math
 
-import autograd
 import numpy as np
 import pytest
 import sympy as sp
@@ -19,6 +18,7 @@ from hypothesis import given, settings, strategies as st
 from scipy import special
 
 import stochgrad as sg
+from conftest import grad_of
 from stochgrad.testing import assert_estimate, assert_within_stderr
 
 # E[z**2] in closed form for each family, by hand (moments of Gamma / Beta / Dirichlet), as a function of x
@@ -54,7 +54,7 @@ def _second_derivative(family, backend, n, seed, estimator):
         (g,) = torch.autograd.grad(f(x), x, create_graph=True)
         (h,) = torch.autograd.grad(g, x)
         return g.item(), h.item()
-    return float(autograd.grad(f)(X0)), float(autograd.grad(autograd.grad(f))(X0))
+    return float(grad_of(backend)(f)(X0)), float(grad_of(backend)(grad_of(backend)(f))(X0))
 
 
 @pytest.mark.parametrize("family", sorted(CASES))
@@ -78,7 +78,7 @@ def test_first_derivative_through_the_guard_matches_the_closed_form(backend, fam
             (g,) = torch.autograd.grad(f(x), x, create_graph=True)  # a graph for more: still fine
             grads.append(g.item())
     else:
-        grads = [float(autograd.grad(f)(X0)) for _ in range(10)]
+        grads = [float(grad_of(backend)(f)(X0)) for _ in range(10)]
     assert_within_stderr(np.mean(grads), _exact(family, 1), np.std(grads, ddof=1) / math.sqrt(len(grads)))
 
 
@@ -101,7 +101,7 @@ def test_second_derivative_in_other_parameters_still_works(backend):
         (h,) = torch.autograd.grad(g, r)
         h = h.item()
     else:
-        h = float(autograd.grad(autograd.grad(lambda r: f(r=r)))(2.0))
+        h = float(grad_of(backend)(grad_of(backend)(lambda r: f(r=r)))(2.0))
     # pathwise: d^2/dr^2 (G / r) = 2 G / r^3 per sample, mean 2 * 3 / 8; standard error sqrt(3) * 2 / 8 / sqrt(n)
     assert_within_stderr(h, 6 / 8, 2 * math.sqrt(3) / 8 / math.sqrt(50_000))
 
@@ -154,7 +154,7 @@ def test_implicit_gradient_is_the_derivative_of_the_inverse_cdf(a, u, backend):
         (got,) = torch.autograd.grad(B.implicit_gamma(alpha, torch.tensor([z0], dtype=torch.float64), "x").sum(), alpha)
         got = got.item()
     else:
-        got = float(autograd.grad(lambda al: B.implicit_gamma(al, np.array([z0]), "x").sum())(np.array([a]))[0])
+        got = float(grad_of(backend)(lambda al: B.implicit_gamma(al, np.array([z0]), "x").sum())(np.array([a]))[0])
     assert got == pytest.approx(want, rel=1e-4, abs=1e-9)
 
 

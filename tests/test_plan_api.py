@@ -20,6 +20,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
+from conftest import grad_of
 from stochgrad import api, compiled, variance
 from stochgrad.noise import BLOCK
 
@@ -78,10 +79,9 @@ def _value_and_grad(backend, f, mu):
         out = f(mu=x)
         out.backward()
         return float(out.detach()), float(x.grad)
-    import autograd
 
     value = float(f(mu=mu))
-    return value, float(autograd.grad(lambda m: f(mu=m))(mu))
+    return value, float(grad_of(backend)(lambda m: f(mu=m))(mu))
 
 
 @pytest.mark.parametrize("text", ["E[z**2, z ~ Normal(mu, 1)]", "E[(z > 0) * mu, z ~ Normal(mu, 1)]",

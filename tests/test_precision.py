@@ -57,11 +57,18 @@ def _hook_and_log_prob(backend, family, values):
     for which in (0, 1):
         def f(*xs, which=which):
             return both(*xs)[which]
-        egrad = autograd.elementwise_grad
+        egrad = _jax_egrad if backend == "jax" else autograd.elementwise_grad
         firsts = [egrad(f, i) for i in range(len(names))]
-        out[which] = [f(*start)] + [g(*start) for g in firsts] + [
+        out[which] = [np.asarray(f(*start))] + [np.asarray(g(*start)) for g in firsts] + [
             np.broadcast_to(egrad(g, j)(*start), (N,)) for g in firsts for j in range(len(names))]
     return out[0], out[1]
+
+
+def _jax_egrad(fn, i):
+    """autograd's elementwise_grad on jax: the gradient of the sum (each sample has its own leaf)."""
+    import jax
+
+    return jax.grad(lambda *xs: fn(*xs).sum(), argnums=i)
 
 
 @pytest.mark.parametrize("family", sorted(HOOKED))

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 import stochgrad as sg
+from conftest import numpy_of
 from stochgrad.errors import PlanError, StochgradError
 from stochgrad.backend import get_backend
 from stochgrad.estimators import Rebar, register_estimator, unregister_estimator
@@ -60,7 +61,7 @@ def rowwise_net(backend):
     if backend == "torch":
         ta = torch.tensor(a)
         return lambda z: torch.tanh(z @ ta).sum(-1) * 0.5 + c
-    import autograd.numpy as anp
+    anp = numpy_of(backend)
     return lambda z: anp.sum(anp.tanh(anp.dot(z, a)), -1) * 0.5 + c
 
 
@@ -189,7 +190,7 @@ def cat_net(backend):
     if backend == "torch":
         ta = torch.tensor(a)
         return lambda z: torch.tanh(z @ ta).sum((-1, -2))
-    import autograd.numpy as anp
+    anp = numpy_of(backend)
     return lambda z: anp.sum(anp.tanh(anp.dot(z, a)), (-1, -2))
 
 
@@ -380,7 +381,7 @@ def test_categorical_batch_unbiased_per_example(backend, spec):
         ta = torch.tensor(a)
         net = lambda z: torch.tanh(z @ ta)  # noqa: E731  # row-wise: (n, N, K) -> (n, N)
     else:
-        import autograd.numpy as anp
+        anp = numpy_of(backend)
         net = lambda z: anp.tanh(anp.dot(z, a))  # noqa: E731
     made = sg.Relax(surrogate=net, learn=False) if spec == "relax" else spec
     r = estimate(backend, made, text=text, theta=CAT_THETA, w=CAT_W)

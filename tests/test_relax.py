@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-import autograd.numpy as anp
 import numpy as np
 import pytest
 import torch
@@ -22,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
+from conftest import numpy_of
 from _bernoulli_exact import exact
 from stochgrad.errors import PlanError, StochgradError
 from stochgrad.estimators import register_estimator, unregister_estimator
@@ -43,7 +43,8 @@ def mlp(backend):
     if backend == "torch":
         a, c, d = (torch.tensor(x) for x in (W1, B1, W2))
         return lambda z: torch.tanh(z @ a + c) @ d
-    return lambda z: anp.dot(anp.tanh(anp.dot(z, W1) + B1), W2)
+    xp = numpy_of(backend)
+    return lambda z: xp.dot(xp.tanh(xp.dot(z, W1) + B1), W2)
 
 
 class Net(torch.nn.Module):

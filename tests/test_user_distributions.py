@@ -29,6 +29,10 @@ def _ops(backend):
     """The few backend ops the user callables need, written natively for each backend."""
     if backend == "torch":
         return dict(lt=lambda a, b: (a < b).to(torch.float64), log=torch.log, log1p=torch.log1p)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return dict(lt=lambda a, b: jnp.where(a < b, 1.0, 0.0), log=jnp.log, log1p=jnp.log1p)
     return dict(lt=lambda a, b: anp.where(a < b, 1.0, 0.0), log=anp.log, log1p=anp.log1p)
 
 

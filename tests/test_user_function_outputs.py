@@ -65,7 +65,7 @@ def test_wrong_outputs_are_errors_naming_the_function(backend, kind, k, compiled
 
 def test_the_sum_of_issue_12_names_type_shape_and_dtype(backend):
     e = sg.parse("E[f(z), z ~ Normal(mu, 1)]", functions={"f": lambda z: z.sum()})
-    kind = "torch.Tensor" if backend == "torch" else "autograd.numpy.numpy_boxes.ArrayBox"
+    kind = {"torch": "torch.Tensor", "autograd": "autograd.numpy.numpy_boxes.ArrayBox"}.get(backend, r"jax\S+Tracer")
     with pytest.raises(sg.StochgradError, match=rf"user function f\(\) returned {kind} of shape \(\), dtype "
                                                  rf"(torch\.)?float64 for inputs with 1000 samples"):
         sg.estimate(e, {"mu": 0.7}, n=1000, backend=backend, seed=0)
@@ -107,6 +107,10 @@ def test_right_outputs_pass_and_give_the_closed_form(backend, dtype):
     # elementwise f(z) = z**2 and a parameter-only g(mu) (sample axis 1): E[z^2 + g] = mu^2 + 1 + 3 mu
     if backend == "torch":
         f, g = (lambda z: z * z), (lambda m: 3.0 * m)
+    elif backend == "jax":
+        import jax.numpy as jnp
+
+        f, g = (lambda z: jnp.square(z)), (lambda m: 3.0 * m)
     else:
         f, g = (lambda z: anp.square(z)), (lambda m: 3.0 * m)
     e = sg.parse("E[f(z) + g(mu), z ~ Normal(mu, 1)]", functions={"f": f, "g": g})
