@@ -42,3 +42,16 @@ def test_compare_skips_them_on_a_plain_expectation(backend):
     names = _names(c)
     assert "vimco" not in names and "dreg" not in names
     assert "pathwise" in names or any("pathwise" in r.estimator for r in c.rows)
+
+
+def test_min_variance_picks_vimco_over_score_on_a_k_sample_bernoulli_bound(backend):
+    """vimco is ``piloted`` (unbiased wherever it applies); on an 8-example, K = 5 bound (2^40 joint
+    states: nothing enumerates) its pilot cost (variance x evaluations, deterministic for a fixed seed, so
+    machine load cannot flip it) was 2.6 against the score function's 7.6 (ratio 2.9 > the pilot's margin 2)."""
+    logw = ("sum(log_prob(Bernoulli(0.5), z) + log_prob(Normal(2 * z - 1, 1), x)"
+            " - log_prob(Bernoulli(logits=a), z), axis=-1)")
+    expr = f"E[logmeanexp({logw}, axis=0), z ~ iid(5, Bernoulli(logits=a))]"
+    values = dict(a=np.linspace(-0.6, 0.6, 8), x=np.linspace(-1.2, 0.9, 8))
+    node = sg.plan(expr, values, policy="min_variance", seed=1, backend=backend).node("z")
+    assert node.estimator == "vimco" and not node.biased
+    assert "score (leave-one-out baseline)" in node.reason and "vimco" in node.reason
