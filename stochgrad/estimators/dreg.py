@@ -62,7 +62,7 @@ class DReG(Pathwise):
     """Pathwise through the K copies, with DReG's squared-weight gradient for q's parameters."""
 
     name: ClassVar[str] = "dreg"
-    compared: ClassVar[bool] = False  # it applies to K-sample bounds only: request it by name
+    compared: ClassVar[bool] = True  # compare runs it; it refuses (PlanError) anything but a K-sample bound
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     cost_form: ClassVar[str] = "a K-sample bound logmeanexp(T, axis=0) of z ~ iid(K, Q), K >= 2"
 

@@ -80,7 +80,8 @@ class Vimco(EstimatorSpec):
     """VIMCO's per-copy score terms with the geometric-mean leave-one-out baseline of the other copies."""
 
     name: ClassVar[str] = "vimco"
-    compared: ClassVar[bool] = False  # it applies to K-sample bounds only: request it by name
+    compared: ClassVar[bool] = True  # compare runs it; it refuses (PlanError) anything but a K-sample bound
+    piloted: ClassVar[bool] = True  # unbiased wherever it applies (a K-sample bound); refuses anything else
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     cost_form: ClassVar[str] = "a K-sample bound logmeanexp(T, axis=0) of z ~ iid(K, Q), K >= 2"
     pairing: str = "example"  # "whole": each bound element with the whole log q per copy (module docstring)
