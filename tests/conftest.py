@@ -11,7 +11,8 @@ per core.
 
 The ``backend`` fixture runs a test on every backend; on ``"jax"`` in float64 (``jax_enable_x64`` on for
 the test, restored after it), so tolerances written for float64 hold (float32, JAX's default, has its own
-tests in ``tests/test_jax_backend.py``).  ``@not_on_jax("why")`` skips a test's jax case, naming why.
+tests in ``tests/test_jax_backend.py``).  ``@not_on_jax("why")`` skips a test's jax case, naming why.  By default the
+jax cases of the closed-form suites in ``JAX_SUITES`` run; ``STOCHGRAD_JAX=all`` runs every jax case.
 """
 
 import os
@@ -45,11 +46,27 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "jax: a test's jax case (added by collection; CI may run them apart, -m jax)")
 
 
-def pytest_collection_modifyitems(items):
+#: the closed-form suites whose jax cases run by default; every other test's jax case runs with
+#: STOCHGRAD_JAX=all (they pass, but JAX's op-by-op dispatch makes them about 1 s each: all of them
+#: would more than double the suite's time)
+JAX_SUITES = frozenset({"test_distributions.py", "test_estimators.py", "test_kl.py", "test_log_prob.py",
+                        "test_multisample.py", "test_vimco_dreg.py"})
+
+
+def pytest_collection_modifyitems(config, items):
+    everything = os.environ.get("STOCHGRAD_JAX") == "all"
+    kept, left = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("backend") == "jax":
             item.add_marker(pytest.mark.jax)
+            if not everything and item.path.name not in JAX_SUITES:
+                left.append(item)
+                continue
+        kept.append(item)
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 def grad_of(backend):
