@@ -77,21 +77,27 @@ def _gamma_dz(alpha: np.ndarray, z: np.ndarray, refusal: str) -> np.ndarray:
 def _refuse(refusal: str) -> Callable[[Any], Any]:
     def vjp(g: Any) -> Any:
         raise PlanError(refusal)
+
     return vjp
 
 
 def _dz_dalpha(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
     h = 1e-5 * np.maximum(alpha, 1.0)
     dF = (special.gammainc(alpha + h, z) - special.gammainc(np.maximum(alpha - h, 1e-300), z)) / (
-        alpha + h - np.maximum(alpha - h, 1e-300))
+        alpha + h - np.maximum(alpha - h, 1e-300)
+    )
     log_pdf = (alpha - 1.0) * np.log(z) - z - special.gammaln(alpha)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         out = -dF * np.exp(-log_pdf)
     return np.where(np.isfinite(out), out, 0.0)
 
 
-defvjp(_implicit_gamma, lambda ans, alpha, z, refusal: lambda g: _unbroadcast(
-    g * _gamma_dz(anp.broadcast_to(alpha, anp.shape(ans)), ans, refusal), anp.shape(alpha)))
+defvjp(
+    _implicit_gamma,
+    lambda ans, alpha, z, refusal: (
+        lambda g: _unbroadcast(g * _gamma_dz(anp.broadcast_to(alpha, anp.shape(ans)), ans, refusal), anp.shape(alpha))
+    ),
+)
 defvjp(_gamma_dz, lambda ans, alpha, z, refusal: _refuse(refusal), lambda ans, alpha, z, refusal: _refuse(refusal))
 
 
@@ -128,8 +134,12 @@ def _refused(x: Any, dz_dx: Any, refusal: str) -> Any:
     return dz_dx
 
 
-defvjp(_implicit, lambda ans, x, z, dz_dx, refusal: lambda g: _unbroadcast(
-    g * _refused(anp.broadcast_to(x, anp.shape(ans)), dz_dx, refusal), anp.shape(x)))
+defvjp(
+    _implicit,
+    lambda ans, x, z, dz_dx, refusal: (
+        lambda g: _unbroadcast(g * _refused(anp.broadcast_to(x, anp.shape(ans)), dz_dx, refusal), anp.shape(x))
+    ),
+)
 defvjp(_refused, lambda ans, x, dz_dx, refusal: _refuse(refusal))
 
 
@@ -146,11 +156,17 @@ def _solve_triangular_vjp_a(ans: Any, a: Any, b: Any, lower: bool) -> Callable[[
         gb = _solve_triangular(anp.swapaxes(a, -1, -2), g, not lower)
         ga = -anp.matmul(gb, anp.swapaxes(ans, -1, -2))
         return _unbroadcast(anp.tril(ga) if lower else anp.triu(ga), anp.shape(a))
+
     return vjp
 
 
-defvjp(_solve_triangular, _solve_triangular_vjp_a, lambda ans, a, b, lower: lambda g: _unbroadcast(
-    _solve_triangular(anp.swapaxes(a, -1, -2), g, not lower), anp.shape(b)))
+defvjp(
+    _solve_triangular,
+    _solve_triangular_vjp_a,
+    lambda ans, a, b, lower: (
+        lambda g: _unbroadcast(_solve_triangular(anp.swapaxes(a, -1, -2), g, not lower), anp.shape(b))
+    ),
+)
 
 
 def _unbroadcast(x: Any, shape: tuple[int, ...]) -> Any:
@@ -172,17 +188,38 @@ class AutogradBackend(Backend):
         except TypeError:
             self.dtype = None
         if self.dtype not in (np.float32, np.float64):
-            raise ValidationError(f"autograd backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64'"
-                                  " (default 'float64')")
+            raise ValidationError(
+                f"autograd backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64' (default 'float64')"
+            )
         self.fn = {
-            "exp": anp.exp, "log": anp.log, "log1p": anp.log1p, "expm1": anp.expm1, "sqrt": anp.sqrt,
-            "abs": anp.abs, "sin": anp.sin, "cos": anp.cos, "tan": anp.tan, "tanh": _tanh,
-            "sigmoid": _sigmoid, "softplus": _softplus, "floor": anp.floor, "round": anp.round,
-            "sign": anp.sign, "lt": _compare(np.less), "le": _compare(np.less_equal),
-            "gt": _compare(np.greater), "ge": _compare(np.greater_equal), "clip": anp.clip,
-            "lgamma": gammaln, "digamma": digamma,
+            "exp": anp.exp,
+            "log": anp.log,
+            "log1p": anp.log1p,
+            "expm1": anp.expm1,
+            "sqrt": anp.sqrt,
+            "abs": anp.abs,
+            "sin": anp.sin,
+            "cos": anp.cos,
+            "tan": anp.tan,
+            "tanh": _tanh,
+            "sigmoid": _sigmoid,
+            "softplus": _softplus,
+            "floor": anp.floor,
+            "round": anp.round,
+            "sign": anp.sign,
+            "lt": _compare(np.less),
+            "le": _compare(np.less_equal),
+            "gt": _compare(np.greater),
+            "ge": _compare(np.greater_equal),
+            "clip": anp.clip,
+            "lgamma": gammaln,
+            "digamma": digamma,
             # the function table's (stochgrad.functions)
-            "erf": erf, "maximum": anp.maximum, "minimum": anp.minimum, "where": _where, "permute": anp.transpose,
+            "erf": erf,
+            "maximum": anp.maximum,
+            "minimum": anp.minimum,
+            "where": _where,
+            "permute": anp.transpose,
         }
         self.fn.update({"i0e": _i0e, "i1e": _i1e, "acos": anp.arccos})  # von Mises
 
@@ -200,8 +237,10 @@ class AutogradBackend(Backend):
         if v.dtype != self.dtype:
             if v.dtype.kind != "f":
                 return f"its dtype is {v.dtype}, not floating point (the backend computes in {self.dtype})"
-            return (f"its dtype is {v.dtype}, but the backend computes in {self.dtype}: pass dtype={v.dtype.name!r}"
-                    f" (backend option of sg.estimate/sg.compile) to compute in {v.dtype.name}, or convert it")
+            return (
+                f"its dtype is {v.dtype}, but the backend computes in {self.dtype}: pass dtype={v.dtype.name!r}"
+                f" (backend option of sg.estimate/sg.compile) to compute in {v.dtype.name}, or convert it"
+            )
         return None
 
     def parameter(self, name: str, value: Any) -> Any:
@@ -214,9 +253,11 @@ class AutogradBackend(Backend):
                 raise ValidationError(f"parameter {name!r}: {problem}")
             return value
         if type(value).__module__.split(".")[0] in ("torch", "jax", "jaxlib", "tensorflow"):
-            raise ValidationError(f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}; the"
-                                  " autograd backend takes numpy arrays and autograd values (use backend='torch' for"
-                                  " torch tensors)")
+            raise ValidationError(
+                f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}; the"
+                " autograd backend takes numpy arrays and autograd values (use backend='torch' for"
+                " torch tensors)"
+            )
         return self.asarray(as_real_array(name, value))
 
     def leaf(self, value: np.ndarray, count: int) -> Any:
@@ -270,8 +311,9 @@ class AutogradBackend(Backend):
     def implicit_grad(self, x: Any, z: Any, dz_dx: Any, refusal: str) -> Any:
         return _implicit(x, getval(z), getval(dz_dx), refusal)
 
-    def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
-                     shape: tuple[int, ...]) -> Any:
+    def noise_blocks(
+        self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int], shape: tuple[int, ...]
+    ) -> Any:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
         return fill(kind, generators, counts, np.empty((sum(counts), *shape), dtype=self.dtype))
@@ -293,6 +335,7 @@ class AutogradBackend(Backend):
 
     def grad_inside(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:
         """A nested trace (autograd nests: the outer trace's boxes are constants to it)."""
+
         def inner(leaves: list[Any]) -> tuple[Any, Any]:
             out = fn(leaves[0])
             return anp.sum(out), out
@@ -334,4 +377,6 @@ def _value_and_grads(fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[An
                 continue
             for parent, ingrad in zip(node.parents, node.vjp(g)):
                 outgrads[parent] = add_outgrads(outgrads.get(parent), ingrad)
-    return aux, [grads[root] if root in grads else np.zeros(np.shape(x), np.result_type(x)) for root, x in zip(roots, leaves)]
+    return aux, [
+        grads[root] if root in grads else np.zeros(np.shape(x), np.result_type(x)) for root, x in zip(roots, leaves)
+    ]

@@ -56,7 +56,8 @@ def _concrete(x: Any) -> Any:
                 "the jax backend needs a concrete value here, but the array is abstract (traced by jax.jit or"
                 " jax.vmap): this step reads a value on the host (von Mises' rejection sampler, a moving-average"
                 " baseline, seeded numpy noise), so it cannot be traced; call the objective outside"
-                " jax.jit/jax.vmap (jax.grad works), or choose another estimator or baseline")
+                " jax.jit/jax.vmap (jax.grad works), or choose another estimator or baseline"
+            )
         return v
     return x
 
@@ -77,10 +78,14 @@ class KeyNoise:
     :meth:`JaxBackend.implicit_gamma`).  ``traced``: the call is abstract, so host-side checks are off."""
 
     def __init__(self, key: Any, count: int, backend: JaxBackend, traced: bool) -> None:
-        if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-                                                or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)))):
-            raise ValidationError(f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), got"
-                                  f" {type(key).__module__}.{type(key).__qualname__}")
+        if not (
+            isinstance(key, jax.Array)
+            and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,)))
+        ):
+            raise ValidationError(
+                f"key must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), got"
+                f" {type(key).__module__}.{type(key).__qualname__}"
+            )
         self.key, self.count, self.B, self.traced = key, count, backend, traced
 
     def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
@@ -194,19 +199,44 @@ class JaxBackend(Backend):
             except TypeError:
                 wanted = None
             if wanted not in _FLOATS.values():
-                raise ValidationError(f"jax backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64'"
-                                      " (default: float64 when jax_enable_x64 is on, else float32)")
+                raise ValidationError(
+                    f"jax backend option dtype={dtype!r}: the dtype must be 'float32' or 'float64'"
+                    " (default: float64 when jax_enable_x64 is on, else float32)"
+                )
         self._dtype: np.dtype[Any] | None = None if dtype is None else np.dtype(dtype)
         f = jnp
         self.fn = {
-            "exp": f.exp, "log": f.log, "log1p": f.log1p, "expm1": f.expm1, "sqrt": f.sqrt, "abs": f.abs,
-            "sin": f.sin, "cos": f.cos, "tan": f.tan, "tanh": f.tanh, "sigmoid": jax.nn.sigmoid,
-            "softplus": jax.nn.softplus, "floor": f.floor, "round": f.round, "sign": f.sign,
-            "lt": _compare(f.less, self), "le": _compare(f.less_equal, self), "gt": _compare(f.greater, self),
-            "ge": _compare(f.greater_equal, self), "clip": f.clip, "lgamma": jsp.gammaln, "digamma": jsp.digamma,
+            "exp": f.exp,
+            "log": f.log,
+            "log1p": f.log1p,
+            "expm1": f.expm1,
+            "sqrt": f.sqrt,
+            "abs": f.abs,
+            "sin": f.sin,
+            "cos": f.cos,
+            "tan": f.tan,
+            "tanh": f.tanh,
+            "sigmoid": jax.nn.sigmoid,
+            "softplus": jax.nn.softplus,
+            "floor": f.floor,
+            "round": f.round,
+            "sign": f.sign,
+            "lt": _compare(f.less, self),
+            "le": _compare(f.less_equal, self),
+            "gt": _compare(f.greater, self),
+            "ge": _compare(f.greater_equal, self),
+            "clip": f.clip,
+            "lgamma": jsp.gammaln,
+            "digamma": jsp.digamma,
             # the function table's (stochgrad.functions)
-            "erf": jsp.erf, "maximum": f.maximum, "minimum": f.minimum, "where": _where, "permute": f.transpose,
-            "i0e": jsp.i0e, "i1e": jsp.i1e, "acos": f.arccos,  # von Mises
+            "erf": jsp.erf,
+            "maximum": f.maximum,
+            "minimum": f.minimum,
+            "where": _where,
+            "permute": f.transpose,
+            "i0e": jsp.i0e,
+            "i1e": jsp.i1e,
+            "acos": f.arccos,  # von Mises
         }
 
     @property
@@ -217,8 +247,10 @@ class JaxBackend(Backend):
         if self._dtype is None:
             return _FLOATS["float64" if x64 else "float32"]
         if self._dtype == np.float64 and not x64:
-            raise BackendError("jax backend option dtype='float64' needs 64-bit JAX: set"
-                               " jax.config.update('jax_enable_x64', True) (or JAX_ENABLE_X64=1) first")
+            raise BackendError(
+                "jax backend option dtype='float64' needs 64-bit JAX: set"
+                " jax.config.update('jax_enable_x64', True) (or JAX_ENABLE_X64=1) first"
+            )
         return self._dtype
 
     # -- arrays -----------------------------------------------------------------------------------
@@ -231,8 +263,10 @@ class JaxBackend(Backend):
         if x.dtype != self.dtype:
             if not jnp.issubdtype(x.dtype, jnp.floating):
                 return f"its dtype is {x.dtype}, not floating point (the backend computes in {self.dtype})"
-            return (f"its dtype is {x.dtype}, but the backend computes in {self.dtype} (jax_enable_x64 is"
-                    f" {'on' if _x64() else 'off'}): convert it with .astype({self.dtype.name!r})")
+            return (
+                f"its dtype is {x.dtype}, but the backend computes in {self.dtype} (jax_enable_x64 is"
+                f" {'on' if _x64() else 'off'}): convert it with .astype({self.dtype.name!r})"
+            )
         return None
 
     def parameter(self, name: str, value: Any) -> Any:
@@ -245,15 +279,19 @@ class JaxBackend(Backend):
             if jnp.issubdtype(value.dtype, jnp.integer):
                 return value.astype(self.dtype)
             if value.dtype == jnp.bool_ or jnp.issubdtype(value.dtype, jnp.complexfloating):
-                raise ValidationError(f"parameter {name!r} is a {value.dtype} array; stochgrad computes with real"
-                                      f" floating numbers ({self.dtype}): convert it")
+                raise ValidationError(
+                    f"parameter {name!r} is a {value.dtype} array; stochgrad computes with real"
+                    f" floating numbers ({self.dtype}): convert it"
+                )
             problem = self.native_problem(value)
             if problem is not None:
                 raise ValidationError(f"parameter {name!r}: {problem}")
             return value
         if type(value).__module__.split(".")[0] in ("torch", "tensorflow", "autograd"):
-            raise ValidationError(f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}; the"
-                                  " jax backend takes numbers, numpy arrays and jax arrays")
+            raise ValidationError(
+                f"parameter {name!r} is a {type(value).__module__}.{type(value).__qualname__}; the"
+                " jax backend takes numbers, numpy arrays and jax arrays"
+            )
         return self.asarray(as_real_array(name, value))
 
     def leaf(self, value: np.ndarray, count: int) -> Any:
@@ -328,14 +366,17 @@ class JaxBackend(Backend):
         abstract = any(_abstract(v) for v in native.values())
         if key is None:
             if abstract:
-                raise BackendError("the objective is traced abstractly (jax.jit or jax.vmap) but got no PRNG key:"
-                                   " its seeded numpy noise would be frozen into the trace; call it as"
-                                   " f(key=jax.random.key(0), ...) and split the key between calls")
+                raise BackendError(
+                    "the objective is traced abstractly (jax.jit or jax.vmap) but got no PRNG key:"
+                    " its seeded numpy noise would be frozen into the trace; call it as"
+                    " f(key=jax.random.key(0), ...) and split the key between calls"
+                )
             return None
         return KeyNoise(key, count, self, traced=abstract or _abstract(key))
 
-    def noise_blocks(self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int],
-                     shape: tuple[int, ...]) -> Any:
+    def noise_blocks(
+        self, kind: str, generators: Sequence[NumpyStream], counts: Sequence[int], shape: tuple[int, ...]
+    ) -> Any:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
         return jnp.asarray(fill(kind, generators, counts, np.empty((sum(counts), *shape), dtype=self.dtype)))
@@ -360,12 +401,14 @@ class JaxBackend(Backend):
         batch = jnp.broadcast_shapes(jnp.shape(a)[:-2], jnp.shape(b)[:-2])
         tri = jnp.tril(a) if lower else jnp.triu(a)  # only the triangle is read, and gets a gradient
         tri = jnp.broadcast_to(tri, batch + jnp.shape(a)[-2:])
-        return jax.lax.linalg.triangular_solve(tri, jnp.broadcast_to(b, batch + jnp.shape(b)[-2:]),
-                                               left_side=True, lower=lower)
+        return jax.lax.linalg.triangular_solve(
+            tri, jnp.broadcast_to(b, batch + jnp.shape(b)[-2:]), left_side=True, lower=lower
+        )
 
     def fuse(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        raise BackendError("the jax backend cannot fuse a stochgrad objective (its lowering reads values with"
-                           " numpy); use fuse=False")
+        raise BackendError(
+            "the jax backend cannot fuse a stochgrad objective (its lowering reads values with numpy); use fuse=False"
+        )
 
     # -- autodiff ------------------------------------------------------------------------------------
     def grad_inside(self, fn: Callable[[Any], Any], x: Any) -> tuple[Any, Any]:

@@ -28,7 +28,9 @@ from stochgrad.validation import as_real_array
 
 def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile would use on the CPU, if one is installed."""
-    return shutil.which(os.environ.get("CXX", "")) or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    return (
+        shutil.which(os.environ.get("CXX", "")) or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    )
 
 
 def _compare(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -49,8 +51,10 @@ def _device(device: Any) -> torch.device:
     if out.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise BackendError(f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device"
-                               " (torch.cuda.is_available() is False); use device='cpu'")
+            raise BackendError(
+                f"device {device!r}: this torch ({torch.__version__}) sees no CUDA device"
+                " (torch.cuda.is_available() is False); use device='cpu'"
+            )
         if out.index is not None and out.index >= count:
             raise BackendError(f"device {device!r}: there are {count} CUDA devices (indices 0 to {count - 1})")
     return out
@@ -66,8 +70,10 @@ def _dtype(dtype: Any) -> torch.dtype:
         return torch.float64
     out = _FLOATS.get(dtype) if isinstance(dtype, str) else dtype
     if out not in _FLOATS.values():
-        raise ValidationError(f"torch backend option dtype={dtype!r}: the dtype must be a floating torch dtype or"
-                              f" its name ({', '.join(repr(k) for k in _FLOATS)}); default 'float64'")
+        raise ValidationError(
+            f"torch backend option dtype={dtype!r}: the dtype must be a floating torch dtype or"
+            f" its name ({', '.join(repr(k) for k in _FLOATS)}); default 'float64'"
+        )
     return out  # type: ignore[return-value]  # checked against _FLOATS above
 
 
@@ -77,7 +83,9 @@ def _on(device: torch.device) -> Callable[[torch.Tensor], bool]:
     if device.type == "cpu":
         return lambda x: x.is_cpu
     if device.type == "cuda":
-        return (lambda x: x.is_cuda) if device.index is None else (lambda x: x.is_cuda and x.get_device() == device.index)
+        return (
+            (lambda x: x.is_cuda) if device.index is None else (lambda x: x.is_cuda and x.get_device() == device.index)
+        )
     return lambda x: x.device.type == device.type and (device.index is None or x.device.index == device.index)
 
 
@@ -149,15 +157,20 @@ class _Refused(torch.autograd.Function):
 
 class TorchBackend(Backend):
     name = "torch"
-    capabilities = frozenset({"implicit_reparam", "grad_inside", "hvp_inside"})  # torch._standard_gamma has an implicit gradient
+    capabilities = frozenset(
+        {"implicit_reparam", "grad_inside", "hvp_inside"}
+    )  # torch._standard_gamma has an implicit gradient
 
     def __init__(self, device: Any = None, dtype: Any = None, chunk_workers: int | None = None) -> None:
         self.device = _device(device)
         self.dtype = _dtype(dtype)
-        if chunk_workers is not None and (isinstance(chunk_workers, bool) or not isinstance(chunk_workers, int)
-                                          or chunk_workers < 1):
-            raise ValidationError(f"torch backend option chunk_workers={chunk_workers!r}: give an integer >= 1"
-                                  " (chunks of an estimate run at once), or None for one per torch thread")
+        if chunk_workers is not None and (
+            isinstance(chunk_workers, bool) or not isinstance(chunk_workers, int) or chunk_workers < 1
+        ):
+            raise ValidationError(
+                f"torch backend option chunk_workers={chunk_workers!r}: give an integer >= 1"
+                " (chunks of an estimate run at once), or None for one per torch thread"
+            )
         self._chunk_workers = chunk_workers
         self._on_device = _on(self.device)
         eps = torch.finfo(self.dtype).eps
@@ -166,13 +179,33 @@ class TorchBackend(Backend):
         # about 10 ns each here against torch.randn's 17; the same numbers as the autograd backend)
         self._numpy_noise = self.device.type == "cpu" and self.dtype == torch.float64
         self.fn = {
-            "exp": torch.exp, "log": torch.log, "log1p": torch.log1p, "expm1": torch.expm1, "sqrt": torch.sqrt,
-            "abs": torch.abs, "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh,
-            "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "floor": torch.floor,
-            "round": torch.round, "sign": torch.sign, "lgamma": torch.lgamma, "digamma": torch.digamma, "lt": _compare(torch.lt), "le": _compare(torch.le),
-            "gt": _compare(torch.gt), "ge": _compare(torch.ge), "clip": torch.clamp,
+            "exp": torch.exp,
+            "log": torch.log,
+            "log1p": torch.log1p,
+            "expm1": torch.expm1,
+            "sqrt": torch.sqrt,
+            "abs": torch.abs,
+            "sin": torch.sin,
+            "cos": torch.cos,
+            "tan": torch.tan,
+            "tanh": torch.tanh,
+            "sigmoid": torch.sigmoid,
+            "softplus": torch.nn.functional.softplus,
+            "floor": torch.floor,
+            "round": torch.round,
+            "sign": torch.sign,
+            "lgamma": torch.lgamma,
+            "digamma": torch.digamma,
+            "lt": _compare(torch.lt),
+            "le": _compare(torch.le),
+            "gt": _compare(torch.gt),
+            "ge": _compare(torch.ge),
+            "clip": torch.clamp,
             # the function table's (stochgrad.functions)
-            "erf": torch.special.erf, "maximum": torch.maximum, "minimum": torch.minimum, "where": _where,
+            "erf": torch.special.erf,
+            "maximum": torch.maximum,
+            "minimum": torch.minimum,
+            "where": _where,
             "permute": torch.permute,
         }
         self.fn.update({"i0e": torch.special.i0e, "i1e": torch.special.i1e, "acos": torch.acos})  # von Mises
@@ -187,8 +220,10 @@ class TorchBackend(Backend):
             if not x.is_floating_point():
                 return f"its dtype is {x.dtype}, not floating point (the backend computes in {self.dtype})"
             name = str(x.dtype).replace("torch.", "")
-            return (f"its dtype is {x.dtype}, but the backend computes in {self.dtype}: pass dtype={name!r} (backend"
-                    f" option of sg.estimate/sg.compile) to compute in {name}, or convert it with .to({self.dtype})")
+            return (
+                f"its dtype is {x.dtype}, but the backend computes in {self.dtype}: pass dtype={name!r} (backend"
+                f" option of sg.estimate/sg.compile) to compute in {name}, or convert it with .to({self.dtype})"
+            )
         if not self._on_device(x):
             return f"it is on device {x.device}, but the backend's device is {self.device} (backend option device=...)"
         return None
@@ -204,8 +239,10 @@ class TorchBackend(Backend):
         if not isinstance(value, torch.Tensor):
             return self.asarray(as_real_array(name, value))
         if value.dtype == torch.bool or value.is_complex():
-            raise ValidationError(f"parameter {name!r} is a {value.dtype} tensor; stochgrad computes with real floating"
-                                  f" numbers ({self.dtype}): convert it (e.g. .to({self.dtype}) or .real)")
+            raise ValidationError(
+                f"parameter {name!r} is a {value.dtype} tensor; stochgrad computes with real floating"
+                f" numbers ({self.dtype}): convert it (e.g. .to({self.dtype}) or .real)"
+            )
         if not value.is_floating_point():
             return value.to(device=self.device, dtype=self.dtype)
         problem = self.native_problem(value)
@@ -220,7 +257,7 @@ class TorchBackend(Backend):
     def take(self, x: torch.Tensor, index: np.ndarray, axis: int) -> torch.Tensor:
         flat = torch.as_tensor(np.ascontiguousarray(index).reshape(-1), dtype=torch.long, device=x.device)
         shape = tuple(x.shape)
-        return torch.index_select(x, axis, flat).reshape(shape[:axis] + index.shape + shape[axis + 1:])
+        return torch.index_select(x, axis, flat).reshape(shape[:axis] + index.shape + shape[axis + 1 :])
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().to("cpu", torch.float64).numpy()
@@ -320,8 +357,9 @@ class TorchBackend(Backend):
     def implicit_grad(self, x: torch.Tensor, z: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
         return _Implicit.apply(x.expand(z.shape), z.detach(), dz_dx.detach(), refusal)
 
-    def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int],
-                     shape: tuple[int, ...]) -> torch.Tensor:
+    def noise_blocks(
+        self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]
+    ) -> torch.Tensor:
         if kind not in ("normal", "uniform"):
             return super().noise_blocks(kind, generators, counts, shape)
         if self._numpy_noise:
@@ -329,7 +367,7 @@ class TorchBackend(Backend):
         out = torch.empty((sum(counts), *shape), dtype=self.dtype, device=self.device)
         draw, start = (torch.randn if kind == "normal" else torch.rand), 0
         for g, c in zip(generators, counts):
-            draw((c, *shape), generator=g, dtype=self.dtype, device=self.device, out=out[start:start + c])
+            draw((c, *shape), generator=g, dtype=self.dtype, device=self.device, out=out[start : start + c])
             start += c
         return out if kind == "normal" else out.clamp_(self._lo, self._hi)
 
@@ -359,8 +397,10 @@ class TorchBackend(Backend):
 
         Inductor writes C++ for the CPU, so there it needs a compiler (``$CXX``, g++ or clang++)."""
         if self.device.type == "cpu" and not cxx_compiler():
-            raise BackendError("fuse=True on the CPU needs a C++ compiler for torch.compile (set $CXX, or install"
-                               " g++ or clang++); none was found, so use fuse=False")
+            raise BackendError(
+                "fuse=True on the CPU needs a C++ compiler for torch.compile (set $CXX, or install"
+                " g++ or clang++); none was found, so use fuse=False"
+            )
         return torch.compile(fn, dynamic=False)
 
     def value_and_grad(self, fn: Callable[[list[Any]], tuple[Any, Any]], leaves: list[Any]) -> tuple[Any, list[Any]]:
@@ -371,7 +411,9 @@ class TorchBackend(Backend):
             grads = torch.autograd.grad(out, leaves, allow_unused=True)
         return aux, [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
 
-    def grad_inside(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def grad_inside(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
             out = fn(leaf)
@@ -380,8 +422,9 @@ class TorchBackend(Backend):
             (g,) = torch.autograd.grad(out.sum(), leaf, allow_unused=True, retain_graph=True)
         return out.detach(), torch.zeros_like(leaf) if g is None else g.detach()
 
-    def hvp_inside(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                   v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def hvp_inside(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         zero = torch.zeros_like(x)
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)

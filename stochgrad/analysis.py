@@ -44,10 +44,15 @@ def check_scopes(expr: ir.Expr) -> None:
             item[0](*item[1:])
         elif isinstance(item, ir.Name):
             if status.get(item.id) == "pending":
-                raise StochgradError(f"{item.id!r} is used before it is bound (bind it earlier in the E[...])", item.span)
+                raise StochgradError(
+                    f"{item.id!r} is used before it is bound (bind it earlier in the E[...])", item.span
+                )
         elif isinstance(item, Index) and item.gather is not None and status.get(item.gather.id) == "bound":
-            raise StochgradError(f"`{item}` indexes with the random variable {item.gather.id!r}: an index is data (an"
-                                 " integer array parameter), and indexing is not differentiable in it", item.span)
+            raise StochgradError(
+                f"`{item}` indexes with the random variable {item.gather.id!r}: an index is data (an"
+                " integer array parameter), and indexing is not differentiable in it",
+                item.span,
+            )
         elif isinstance(item, ir.Expect):
             outer = {b.var: status.get(b.var) for b in item.bindings}
             first: dict[str, int] = {}
@@ -157,8 +162,15 @@ def nondiff_uses(e: ir.Expr) -> dict[str, str]:
         blocked = _blocked_args(node) if breaking is None else ()
         if any(blocked):
             fn = FUNCTIONS[node.fn]  # type: ignore[attr-defined]
-            stack.extend((c, f"{fn.name}() is not differentiable in its {fn.params[i]}: `{node}`"
-                          if i < len(blocked) and blocked[i] else None) for i, c in reversed(list(enumerate(kids))))
+            stack.extend(
+                (
+                    c,
+                    f"{fn.name}() is not differentiable in its {fn.params[i]}: `{node}`"
+                    if i < len(blocked) and blocked[i]
+                    else None,
+                )
+                for i, c in reversed(list(enumerate(kids)))
+            )
         else:
             stack.extend((c, breaking) for c in reversed(kids))
     return out

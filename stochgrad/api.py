@@ -103,10 +103,18 @@ class Plan(planned.Plan):
     policy: str = "unbiased"
 
     @shardable
-    def estimate(self, params: Mapping[str, Any] | None = None, *, n: int, seed: int | None = None,
-                 chunk_size: int | None = None, wrt: Iterable[str] | None = None,
-                 progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
-                 distributed: bool = False) -> Estimate:
+    def estimate(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        n: int,
+        seed: int | None = None,
+        chunk_size: int | None = None,
+        wrt: Iterable[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        memory_limit: int | None = None,
+        distributed: bool = False,
+    ) -> Estimate:
         """Run this plan on ``params`` (values of the planned shapes); the keywords are
         :func:`stochgrad.estimate`'s (``seed=None``: a fresh seed, reported as :attr:`Estimate.seed`;
         ``distributed=True``: this rank's share of a sharded run, :mod:`stochgrad.distributed`).
@@ -134,11 +142,13 @@ class Plan(planned.Plan):
         values = _check_params(self.parameters, params, index_parameters(self.expr))
         self.check_shapes({k: v.shape for k, v in values.items()})
         seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
-        return self._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress,
-                         memory_limit=memory_limit)
+        return self._run(
+            values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit
+        )
 
-    def objective(self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True,
-                  distributed: bool = False) -> Objective:
+    def objective(
+        self, *, n: int, seed: int | None = None, fuse: bool = False, validate: bool = True, distributed: bool = False
+    ) -> Objective:
         """A native objective that runs this plan (see :func:`stochgrad.compile`, whose objective it
         equals for the same seed), for parameters of this plan's shapes only.
 
@@ -150,8 +160,17 @@ class Plan(planned.Plan):
 
         Returns:
             A callable :class:`~stochgrad.compiled.Objective` of the parameters (keywords)."""
-        return Objective(self.expr, n=n, backend=self._backend(), seed=seed, batch_axes=self.batch_axes, fuse=fuse,
-                         validate=validate, planned=self, distributed=distributed)
+        return Objective(
+            self.expr,
+            n=n,
+            backend=self._backend(),
+            seed=seed,
+            batch_axes=self.batch_axes,
+            fuse=fuse,
+            validate=validate,
+            planned=self,
+            distributed=distributed,
+        )
 
     def _backend(self) -> Backend:
         return get_backend(None) if self.backend is None else self.backend
@@ -163,16 +182,35 @@ class Plan(planned.Plan):
         nodes = tuple(replace(n, plate_note=declared) if n.plate_note else n for n in self.nodes)
         return planned.Plan.__str__(replace(self, nodes=nodes))
 
-    def _run(self, values: dict[str, np.ndarray], *, n: int, seed: int, chunk_size: int | None,
-             wrt: Iterable[str] | None, progress: Callable[[int, int], None] | None,
-             memory_limit: int | None) -> Estimate:
+    def _run(
+        self,
+        values: dict[str, np.ndarray],
+        *,
+        n: int,
+        seed: int,
+        chunk_size: int | None,
+        wrt: Iterable[str] | None,
+        progress: Callable[[int, int], None] | None,
+        memory_limit: int | None,
+    ) -> Estimate:
         """Run on checked values and arguments: what :meth:`estimate` and :func:`estimate` share."""
         for node in self.nodes:  # a biased choice the user did not ask for must not pass silently
             if node.biased and not node.reason.startswith("requested") and self.policy != "low_variance":
                 warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=3)
         p = single_sample(self) if n == 1 else self  # leave-one-out has no other sample: say, and run, no baseline
-        return run_estimate(p, values, self._backend(), n=n, seed=seed, chunk_size=chunk_size, wrt=wrt,
-                            progress=progress, memory_limit=memory_limit, batch_axes=self.batch_axes, shard=take())
+        return run_estimate(
+            p,
+            values,
+            self._backend(),
+            n=n,
+            seed=seed,
+            chunk_size=chunk_size,
+            wrt=wrt,
+            progress=progress,
+            memory_limit=memory_limit,
+            batch_axes=self.batch_axes,
+            shard=take(),
+        )
 
 
 def plan(
@@ -241,8 +279,11 @@ def plan(
     if _is_estimators(shapes_or_params):
         if estimators is not None:
             raise TypeError("plan() got estimators both as its second argument and as estimators=")
-        warnings.warn("sg.plan(expr, {var: estimator}) is deprecated; write sg.plan(expr, estimators={...})",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            "sg.plan(expr, {var: estimator}) is deprecated; write sg.plan(expr, estimators={...})",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         estimators, shapes_or_params = shapes_or_params, None
     if shapes_or_params is not None:
         if shapes is not None or params is not None:
@@ -250,14 +291,25 @@ def plan(
         shapes, params = _split(shapes_or_params)
     e = as_expression(expr)
     values = None if params is None else _check_params(parameters(e), params, index_parameters(e))
-    return _plan(e, B, values, shapes, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
-                 batch_axes=batch_axes, seed=seed, n=n)
+    return _plan(
+        e,
+        B,
+        values,
+        shapes,
+        estimators=estimators,
+        policy=policy,
+        enumerate_budget=enumerate_budget,
+        batch_axes=batch_axes,
+        seed=seed,
+        n=n,
+    )
 
 
 def _is_estimators(given: Any) -> bool:
     """The old positional form ``sg.plan(text, {"z": "score"})``: every value an estimator."""
-    return (isinstance(given, Mapping) and bool(given)
-            and all(isinstance(v, (str, EstimatorSpec)) for v in given.values()))
+    return (
+        isinstance(given, Mapping) and bool(given) and all(isinstance(v, (str, EstimatorSpec)) for v in given.values())
+    )
 
 
 def _split(given: Any) -> tuple[dict[str, tuple[int, ...]] | None, dict[str, Any] | None]:
@@ -268,18 +320,30 @@ def _split(given: Any) -> tuple[dict[str, tuple[int, ...]] | None, dict[str, Any
     if given and all(tuples):
         for k, s in given.items():
             if any(isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 0 for x in s):
-                raise ValidationError(f"shapes_or_params: the shape of {k!r} must be a tuple of integers >= 0,"
-                                      f" got {s!r}")
+                raise ValidationError(
+                    f"shapes_or_params: the shape of {k!r} must be a tuple of integers >= 0, got {s!r}"
+                )
         return {k: tuple(int(x) for x in s) for k, s in given.items()}, None
     if any(tuples):
-        raise ValidationError("shapes_or_params mixes shapes (tuples) and values (numbers, arrays); give all shapes"
-                              " or all values")
+        raise ValidationError(
+            "shapes_or_params mixes shapes (tuples) and values (numbers, arrays); give all shapes or all values"
+        )
     return None, dict(given)
 
 
-def _plan(e: ir.Expr, B: Backend | None, values: dict[str, np.ndarray] | None, shapes: Mapping[str, Any] | None, *,
-          estimators: Mapping[str, Any] | None, policy: str, enumerate_budget: int, batch_axes: int,
-          seed: int | None, n: int | None) -> Plan:
+def _plan(
+    e: ir.Expr,
+    B: Backend | None,
+    values: dict[str, np.ndarray] | None,
+    shapes: Mapping[str, Any] | None,
+    *,
+    estimators: Mapping[str, Any] | None,
+    policy: str,
+    enumerate_budget: int,
+    batch_axes: int,
+    seed: int | None,
+    n: int | None,
+) -> Plan:
     """The plan for checked values (or shapes, or neither: all scalar) on backend ``B``."""
     if n is not None:
         n = check_count("n", n, 1, "the number of samples")
@@ -294,11 +358,19 @@ def _plan(e: ir.Expr, B: Backend | None, values: dict[str, np.ndarray] | None, s
     caps = None if B is None else B.capabilities
     if policy == "min_variance" and values is not None:  # pilots pick, per node, the cheapest unbiased estimator
         B = get_backend(None) if B is None else B
-        base = min_variance_plan(e, values, estimators, B=B, seed=secrets.randbits(63) if seed is None else seed,
-                                 enumerate_budget=enumerate_budget, batch_axes=batch_axes)
+        base = min_variance_plan(
+            e,
+            values,
+            estimators,
+            B=B,
+            seed=secrets.randbits(63) if seed is None else seed,
+            enumerate_budget=enumerate_budget,
+            batch_axes=batch_axes,
+        )
     else:  # values matter only through their shapes; the planner refuses min_variance without values
-        base = static_plan(e, estimators, policy=policy, shapes=shapes, enumerate_budget=enumerate_budget,
-                           capabilities=caps)
+        base = static_plan(
+            e, estimators, policy=policy, shapes=shapes, enumerate_budget=enumerate_budget, capabilities=caps
+        )
     check_batch_axes_fit(batch_axes, base.nodes)
     out = _runnable(base, B, batch_axes, policy)
     return cast(Plan, single_sample(out)) if n == 1 else out  # single_sample replaces fields: the class stays
@@ -311,8 +383,9 @@ def _runnable(base: planned.Plan, B: Backend | None, batch_axes: int, policy: st
     kept = _RUNNABLE.get(key)
     if kept is not None and kept[0] is base and kept[1] is B:
         return kept[2]
-    out = Plan(**{f.name: getattr(base, f.name) for f in fields(planned.Plan)}, backend=B, batch_axes=batch_axes,
-               policy=policy)
+    out = Plan(
+        **{f.name: getattr(base, f.name) for f in fields(planned.Plan)}, backend=B, batch_axes=batch_axes, policy=policy
+    )
     if len(_RUNNABLE) >= _KEEP:
         _RUNNABLE.pop(next(iter(_RUNNABLE)))
     _RUNNABLE[key] = (base, B, out)
@@ -411,15 +484,47 @@ def estimate(
     e = as_expression(expr)
     values = _check_params(parameters(e), params, index_parameters(e))
     seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
-    p = _plan(e, B, values, None, estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
-              batch_axes=batch_axes, seed=seed, n=None)
+    p = _plan(
+        e,
+        B,
+        values,
+        None,
+        estimators=estimators,
+        policy=policy,
+        enumerate_budget=enumerate_budget,
+        batch_axes=batch_axes,
+        seed=seed,
+        n=None,
+    )
     return p._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit)
 
 
 #: each entry point's own keywords, for the did-you-mean of a misspelt one (``sead=0``)
-_KEYWORDS = ("n", "backend", "backend_options", "seed", "estimators", "chunk_size", "policy", "enumerate_budget",
-             "progress", "batch_axes", "wrt", "memory_limit", "distributed")
-_PLAN_KEYWORDS = ("shapes_or_params", "backend", "backend_options", "estimators", "policy", "enumerate_budget",
-                  "batch_axes", "seed", "n", "shapes", "params")
-
-
+_KEYWORDS = (
+    "n",
+    "backend",
+    "backend_options",
+    "seed",
+    "estimators",
+    "chunk_size",
+    "policy",
+    "enumerate_budget",
+    "progress",
+    "batch_axes",
+    "wrt",
+    "memory_limit",
+    "distributed",
+)
+_PLAN_KEYWORDS = (
+    "shapes_or_params",
+    "backend",
+    "backend_options",
+    "estimators",
+    "policy",
+    "enumerate_budget",
+    "batch_axes",
+    "seed",
+    "n",
+    "shapes",
+    "params",
+)

@@ -138,20 +138,28 @@ def check_items(items: tuple[Any, ...]) -> None:
         if isinstance(i, ir.Name):
             names += 1
         elif isinstance(i, ir.Num) and i.value == np.pi:
-            raise StochgradError("pi is not an integer: an index is an integer, a slice, ... or an integer array parameter")
+            raise StochgradError(
+                "pi is not an integer: an index is an integer, a slice, ... or an integer array parameter"
+            )
         elif isinstance(i, ir.Expr):
-            raise StochgradError(f"cannot index with `{i}`: an index is an integer, a slice, ... or the name of an"
-                                 " integer array parameter")
+            raise StochgradError(
+                f"cannot index with `{i}`: an index is an integer, a slice, ... or the name of an"
+                " integer array parameter"
+            )
         elif not (i is Ellipsis or isinstance(i, Slice) or (isinstance(i, int) and not isinstance(i, bool))):
-            raise StochgradError(f"cannot index with {i!r}: an index is an integer, a slice, ... or the name of an"
-                                 " integer array parameter")
+            raise StochgradError(
+                f"cannot index with {i!r}: an index is an integer, a slice, ... or the name of an"
+                " integer array parameter"
+            )
     if sum(i is Ellipsis for i in items) > 1:
         raise StochgradError("an index can only have a single ellipsis ('...')")
     if names > 1:
         raise StochgradError("at most one integer array parameter per index; gather in two steps, e.g. x[i][:, j]")
     if names and any(isinstance(i, int) for i in items):
-        raise StochgradError("an integer and an integer array parameter in one index would follow numpy's advanced"
-                             " indexing rules; index in two steps, e.g. x[0][:, school]")
+        raise StochgradError(
+            "an integer and an integer array parameter in one index would follow numpy's advanced"
+            " indexing rules; index in two steps, e.g. x[0][:, school]"
+        )
 
 
 def subscript(value: ir.Expr, key: Any) -> Index:
@@ -190,8 +198,9 @@ def as_index_array(name: str, value: Any) -> np.ndarray:
         raise ValidationError(f"index parameter {name!r} must be an integer array: {exc}") from None
     if array.dtype.kind not in "iu":
         got = "bools" if array.dtype.kind == "b" else f"dtype {array.dtype}"
-        raise ValidationError(f"parameter {name!r} is an index (it gathers, as in theta[{name}]), so it must hold"
-                              f" integers, got {got}")
+        raise ValidationError(
+            f"parameter {name!r} is an index (it gathers, as in theta[{name}]), so it must hold integers, got {got}"
+        )
     return array.astype(np.int64, copy=False)
 
 
@@ -199,20 +208,25 @@ def as_index_array(name: str, value: Any) -> np.ndarray:
 def matmul_shape(a: Shape, b: Shape, e: ir.Expr) -> Shape:
     """numpy's matmul shape rule, or a :class:`StochgradError` naming both shapes and ``e``."""
     if not a or not b:
-        raise StochgradError(f"`@` needs values with at least one axis, got shapes {tuple(a)} and {tuple(b)} in `{e}`",
-                             getattr(e, "span", None))
+        raise StochgradError(
+            f"`@` needs values with at least one axis, got shapes {tuple(a)} and {tuple(b)} in `{e}`",
+            getattr(e, "span", None),
+        )
     a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
     b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
     if a2[-1] != b2[-2]:
         where = "its only" if len(b) == 1 else "its second-to-last"
-        raise StochgradError(f"shapes {tuple(a)} and {tuple(b)} do not match in `{e}`: the last axis of the left"
-                             f" operand ({a2[-1]}) must equal {where} axis of the right one ({b2[-2]})",
-                             getattr(e, "span", None))
+        raise StochgradError(
+            f"shapes {tuple(a)} and {tuple(b)} do not match in `{e}`: the last axis of the left"
+            f" operand ({a2[-1]}) must equal {where} axis of the right one ({b2[-2]})",
+            getattr(e, "span", None),
+        )
     try:
         batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
     except ValueError:
-        raise StochgradError(f"the batch axes of shapes {tuple(a)} and {tuple(b)} do not broadcast in `{e}`",
-                             getattr(e, "span", None)) from None
+        raise StochgradError(
+            f"the batch axes of shapes {tuple(a)} and {tuple(b)} do not broadcast in `{e}`", getattr(e, "span", None)
+        ) from None
     return batch + (() if len(a) == 1 else (a2[-2],)) + (() if len(b) == 1 else (b2[-1],))
 
 
@@ -221,8 +235,10 @@ def resolve(items: tuple[Any, ...], shape: Shape, e: ir.Expr) -> list[tuple[int,
     checked against the axis length); a :class:`StochgradError` naming ``e`` otherwise."""
     used = sum(i is not Ellipsis for i in items)
     if used > len(shape):
-        raise StochgradError(f"too many indices in `{e}`: {used} for a value with {len(shape)} axes (shape"
-                             f" {tuple(shape)})", getattr(e, "span", None))
+        raise StochgradError(
+            f"too many indices in `{e}`: {used} for a value with {len(shape)} axes (shape {tuple(shape)})",
+            getattr(e, "span", None),
+        )
     out: list[tuple[int, Any]] = []
     axis = 0
     for i in items:
@@ -230,8 +246,9 @@ def resolve(items: tuple[Any, ...], shape: Shape, e: ir.Expr) -> list[tuple[int,
             axis += len(shape) - used
             continue
         if isinstance(i, int) and not -shape[axis] <= i < shape[axis]:
-            raise StochgradError(f"index {i} is out of range for axis {axis} of length {shape[axis]} in `{e}`",
-                                 getattr(e, "span", None))
+            raise StochgradError(
+                f"index {i} is out of range for axis {axis} of length {shape[axis]} in `{e}`", getattr(e, "span", None)
+            )
         out.append((axis, i))
         axis += 1
     return out
@@ -246,7 +263,7 @@ def index_shape(shape: Shape, e: Index, gathered: Shape = ()) -> Shape:
         elif isinstance(i, Slice):
             out[axis] = len(range(*i.as_slice().indices(shape[axis])))
         else:
-            out[axis:axis + 1] = list(gathered)
+            out[axis : axis + 1] = list(gathered)
     return tuple(out)
 
 

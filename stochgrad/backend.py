@@ -33,11 +33,35 @@ from .types import Array
 #: elementwise primitives a backend must supply in :attr:`Backend.fn`
 PRIMITIVES = frozenset(
     {
-        "exp", "log", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "tanh",
-        "sigmoid", "softplus", "floor", "round", "sign", "lt", "le", "gt", "ge", "clip", "lgamma", "digamma",
+        "exp",
+        "log",
+        "log1p",
+        "expm1",
+        "sqrt",
+        "abs",
+        "sin",
+        "cos",
+        "tan",
+        "tanh",
+        "sigmoid",
+        "softplus",
+        "floor",
+        "round",
+        "sign",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "clip",
+        "lgamma",
+        "digamma",
         # the function table's (stochgrad.functions): erf(x); maximum(a, b), minimum(a, b) (differentiable in
         # both); where(c, a, b) (a where c != 0, else b; no derivative in c); permute(x, axes) (numpy's transpose)
-        "erf", "maximum", "minimum", "where", "permute",
+        "erf",
+        "maximum",
+        "minimum",
+        "where",
+        "permute",
     }
 )
 #: exponentially scaled modified Bessel functions ``i0e(x) = exp(-|x|) I0(x)``, ``i1e`` likewise, and ``acos``
@@ -219,18 +243,22 @@ class Backend(ABC):
         with one row per sample, the gradient holds each sample's own.  For the delta-method control
         variate (:mod:`stochgrad.estimators.delta`).  Backends with the ``"grad_inside"`` capability
         implement it."""
-        raise BackendError(f"the {self.name} backend cannot differentiate inside a forward pass (capability"
-                           " grad_inside)")
+        raise BackendError(
+            f"the {self.name} backend cannot differentiate inside a forward pass (capability grad_inside)"
+        )
 
     def hvp_inside(self, fn: Callable[[Array], Array], x: Array, v: Array) -> tuple[Array, Array, Array]:
         """``(fn(x), grad, H v)`` of ``sum(fn(x))`` at ``x``, all gradient-free, inside a traced forward
         pass (as :meth:`grad_inside`; ``v`` gradient-free, the shape of ``x``): per row, the Hessian of
         that row's cost times that row of ``v``.  For the second-order delta method
         (:mod:`stochgrad.estimators.pathwise_delta`); capability ``"hvp_inside"``."""
-        raise BackendError(f"the {self.name} backend cannot take Hessian-vector products inside a forward pass"
-                           " (capability hvp_inside)")
+        raise BackendError(
+            f"the {self.name} backend cannot take Hessian-vector products inside a forward pass (capability hvp_inside)"
+        )
 
-    def noise_blocks(self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]) -> Array:
+    def noise_blocks(
+        self, kind: str, generators: Sequence[Any], counts: Sequence[int], shape: tuple[int, ...]
+    ) -> Array:
         """Parameter-free noise (``"normal"``, ``"uniform"``) of shape ``(sum(counts), *shape)``, block
         ``i`` from ``generators[i]``: the numbers of :meth:`noise` per block, concatenated.  This
         default does just that; a backend may fill one array in place instead (no copy)."""
@@ -243,8 +271,10 @@ class Backend(ABC):
         traced abstractly, so the host-side checks are skipped), or ``None`` for stochgrad's own
         seeded streams.  This default takes no key (the JAX backend's noise is a function of one)."""
         if key is not None:
-            raise BackendError(f"the {self.name} backend takes no PRNG key (key=...); its noise comes from the"
-                               " objective's seed and call count")
+            raise BackendError(
+                f"the {self.name} backend takes no PRNG key (key=...); its noise comes from the"
+                " objective's seed and call count"
+            )
         return None
 
     @abstractmethod
@@ -273,16 +303,19 @@ class Backend(ABC):
         the lower triangle, differentiable with a symmetric gradient.  A matrix with no factor raises
         ``numpy.linalg.LinAlgError`` (the caller names the parameter).  Optional (a
         MultivariateNormal's ``covariance_matrix`` needs it)."""
-        raise BackendError(f"the {self.name} backend has no cholesky (a MultivariateNormal's covariance_matrix"
-                           " needs it; give scale_tril instead)")
+        raise BackendError(
+            f"the {self.name} backend has no cholesky (a MultivariateNormal's covariance_matrix"
+            " needs it; give scale_tril instead)"
+        )
 
     def solve_triangular(self, a: Array, b: Array, lower: bool = True) -> Array:
         """``x`` with ``a @ x = b`` for triangular ``a`` (..., d, d), reading only its ``lower`` (or
         upper) triangle, and ``b`` (..., d, k); leading axes broadcast (numpy's rules, the sample
         axis included); differentiable in both.  Optional (a MultivariateNormal's log density and
         KL need it)."""
-        raise BackendError(f"the {self.name} backend has no solve_triangular (a MultivariateNormal's log density"
-                           " needs it)")
+        raise BackendError(
+            f"the {self.name} backend has no solve_triangular (a MultivariateNormal's log density needs it)"
+        )
 
     def fuse(self, fn: Callable[..., Array]) -> Callable[..., Array]:
         """``fn`` compiled into fused kernels (for ``sg.compile(..., fuse=True)``); ``fn`` takes
@@ -409,7 +442,9 @@ def _factory(name: str) -> Callable[..., Backend]:
             if missing == name and name in _INSTALL_HINT:
                 hint = _INSTALL_HINT[name]
             else:
-                hint = f"pip install {missing}" + (f"  (or: pip install 'stochgrad[{name}]')" if name in _INSTALL_HINT else "")
+                hint = f"pip install {missing}" + (
+                    f"  (or: pip install 'stochgrad[{name}]')" if name in _INSTALL_HINT else ""
+                )
             raise BackendError(f"backend {name!r} needs {missing}, which is not installed: {hint}") from exc
         factory = getattr(module, cls_name)
     return factory

@@ -49,7 +49,8 @@ class AverageState:
             raise StochgradError(
                 f"the moving-average baseline of {self.var} holds a value of shape {np.shape(self.value)}, but this"
                 f" batch's costs have shape {np.shape(batch_mean)}; reset the state (f.baseline_state.reset())"
-                " or use one objective per shape")
+                " or use one objective per shape"
+            )
         self.value = batch_mean if self.value is None else decay * self.value + (1 - decay) * batch_mean
         self.updates += 1
 
@@ -73,8 +74,10 @@ class BaselineState:
         found = [s for s in self._nodes.values() if s.var == var]
         if len(found) != 1:
             have = ", ".join(sorted({s.var for s in self._nodes.values()})) or "none yet"
-            raise KeyError(f"{var!r}: {'no' if not found else 'more than one'} moving-average baseline of that"
-                           f" name (states: {have})")
+            raise KeyError(
+                f"{var!r}: {'no' if not found else 'more than one'} moving-average baseline of that"
+                f" name (states: {have})"
+            )
         return found[0]
 
     def __iter__(self) -> Iterator[str]:

@@ -81,8 +81,10 @@ def fit(n: int, size: int, p: Plan, values: Mapping[str, np.ndarray], names: lis
     """The chunk size to use: ``size`` (already whole blocks, or ``n``), lowered in whole blocks to
     fit ``limit``; raises :class:`MemoryLimitError` when even the smallest chunk cannot."""
     if n > MAX_SAMPLES:
-        raise ValidationError(f"n = {n:.3g} samples is more than a run can take (at most 2**53 = {MAX_SAMPLES:,},"
-                              " the most float64 counts exactly; at 1e8 samples a second that is 3 years)")
+        raise ValidationError(
+            f"n = {n:.3g} samples is more than a run can take (at most 2**53 = {MAX_SAMPLES:,},"
+            " the most float64 counts exactly; at 1e8 samples a second that is 3 years)"
+        )
     per = footprint(p, values, names)
     if size * per <= limit:
         return size
@@ -92,13 +94,16 @@ def fit(n: int, size: int, p: Plan, values: Mapping[str, np.ndarray], names: lis
         why = [f"{per:,} bytes a sample"]
         if k > 1:
             why.append(f"{k:,} enumerated joint states of {', '.join(enumerated)} copy every per-sample array")
-        cures = (["fewer samples (n)"] if n < BLOCK else []) + (
-            ["a smaller enumerate_budget (fewer states summed exactly; the rest sampled)"] if k > 1 else []) + [
-            "smaller parameters", "wrt= fewer parameters", "a larger memory_limit"]
+        cures = (
+            (["fewer samples (n)"] if n < BLOCK else [])
+            + (["a smaller enumerate_budget (fewer states summed exactly; the rest sampled)"] if k > 1 else [])
+            + ["smaller parameters", "wrt= fewer parameters", "a larger memory_limit"]
+        )
         raise MemoryLimitError(
             f"the smallest chunk, {smallest:,} samples ({'n' if n < BLOCK else 'one noise block'}), needs about"
             f" {_bytes(smallest * per)} ({'; '.join(why)}), over memory_limit = {_bytes(limit)}; to reduce it use "
-            + ", ".join(cures))
+            + ", ".join(cures)
+        )
     return max(BLOCK, limit // per // BLOCK * BLOCK)
 
 

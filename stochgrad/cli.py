@@ -50,7 +50,9 @@ def _value(name: str, text: str) -> Any:
     except json.JSONDecodeError:
         value = _loose_numbers(text)
         if value is None:
-            raise StochgradError(f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]") from None
+            raise StochgradError(
+                f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]"
+            ) from None
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
         raise StochgradError(f"--at {name}={text}: the value must be a number or a JSON array such as [1, 2]")
     return np.asarray(value, dtype=float) if isinstance(value, list) else float(value)
@@ -68,6 +70,7 @@ def _loose_numbers(text: str) -> Any:
     if any(p.strip().lower() in ("nan", "inf", "-inf", "infinity", "+inf") for p in parts):
         return None
     return numbers if bracketed else numbers[0]
+
 
 class _UsageError(Exception):
     """An argparse error, raised instead of exiting, so that ``--json`` can answer it as JSON."""
@@ -113,43 +116,82 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("expression", help=expression)
-        p.add_argument("--estimator", "-e", action="append", type=_assignment, default=[], metavar="VAR=NAME",
-                       help=f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
-                            " options as NAME:KEY=VALUE, e.g. y=relaxed:temperature=0.1 or z=score:baseline=none")
-        p.add_argument("--policy", default="unbiased", choices=POLICIES,
-                       help="unbiased (default), low_variance (may relax discrete nodes)"
-                            " or min_variance (pilot runs: needs --at)")
+        p.add_argument(
+            "--estimator",
+            "-e",
+            action="append",
+            type=_assignment,
+            default=[],
+            metavar="VAR=NAME",
+            help=f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
+            " options as NAME:KEY=VALUE, e.g. y=relaxed:temperature=0.1 or z=score:baseline=none",
+        )
+        p.add_argument(
+            "--policy",
+            default="unbiased",
+            choices=POLICIES,
+            help="unbiased (default), low_variance (may relax discrete nodes) or min_variance (pilot runs: needs --at)",
+        )
         p.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE", help=at)
 
     def backend_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default=None, help="torch device, e.g. cuda or cuda:1 (default cpu)")
-        p.add_argument("--dtype", default=None, choices=("float64", "float32"),
-                       help="floating type of the computation (default float64)")
+        p.add_argument(
+            "--dtype",
+            default=None,
+            choices=("float64", "float32"),
+            help="floating type of the computation (default float64)",
+        )
 
     backends = f"{', '.join(available_backends())} (default: $STOCHGRAD_BACKEND, else autograd)"
     p_cmp = sub.add_parser("compare", help="run every applicable estimator for each random node, side by side")
     p_cmp.add_argument("expression", help=expression)
     p_cmp.add_argument("--at", action="append", type=_assignment, default=[], metavar="NAME=VALUE", help=at)
-    p_cmp.add_argument("-n", "--samples", type=sample_count, default=10_000, help=f"{count} per estimator"
-                       " (default 10000)")
+    p_cmp.add_argument(
+        "-n", "--samples", type=sample_count, default=10_000, help=f"{count} per estimator (default 10000)"
+    )
     p_cmp.add_argument("--backend", "-b", default=None, choices=available_backends(), help=backends)
     p_cmp.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
-    p_cmp.add_argument("--temperature", type=float, action="append", default=None,
-                       help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)")
+    p_cmp.add_argument(
+        "--temperature",
+        type=float,
+        action="append",
+        default=None,
+        help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)",
+    )
     p_cmp.add_argument("--json", action="store_true", help="print the table as JSON (errors too)")
     p_cmp.add_argument("--plot", metavar="PNG", help="write a plot (needs matplotlib)")
-    p_cmp.add_argument("--repeats", type=int, default=None, metavar="R",
-                       help="runs of each estimator at n = 10, 100, 1000 for measured distributions and errors"
-                            " (default: 50 with --plot, else 0)")
+    p_cmp.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        metavar="R",
+        help="runs of each estimator at n = 10, 100, 1000 for measured distributions and errors"
+        " (default: 50 with --plot, else 0)",
+    )
     backend_options(p_cmp)
     p_plan = sub.add_parser("plan", help="show the estimator chosen for each random node, and why")
     common(p_plan)
-    p_plan.add_argument("-n", "--samples", type=sample_count, default=None,
-                        help="samples of the estimate to show the plan of (n=1 has no leave-one-out baseline)")
-    p_plan.add_argument("--backend", "-b", default=None, choices=available_backends(),
-                        help="the backend of the estimate (its capabilities; min_variance pilots run on it)")
-    p_plan.add_argument("--seed", type=int, default=None,
-                        help="the seed of the estimate to match (min_variance pilots derive theirs from it)")
+    p_plan.add_argument(
+        "-n",
+        "--samples",
+        type=sample_count,
+        default=None,
+        help="samples of the estimate to show the plan of (n=1 has no leave-one-out baseline)",
+    )
+    p_plan.add_argument(
+        "--backend",
+        "-b",
+        default=None,
+        choices=available_backends(),
+        help="the backend of the estimate (its capabilities; min_variance pilots run on it)",
+    )
+    p_plan.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="the seed of the estimate to match (min_variance pilots derive theirs from it)",
+    )
     p_plan.add_argument("--json", action="store_true", help="print the plan as JSON (errors too)")
     backend_options(p_plan)
     p_est = sub.add_parser("estimate", help="estimate the expectation and its gradient")
@@ -158,17 +200,33 @@ def _parser() -> argparse.ArgumentParser:
     p_est.add_argument("--backend", "-b", default=None, choices=available_backends(), help=backends)
     p_est.add_argument("--seed", type=int, default=None, help="random seed (default: fresh; printed)")
     p_est.add_argument("--chunk-size", type=sample_count, default=None, help="samples held in memory at once")
-    p_est.add_argument("--wrt", action="append", default=None, metavar="NAME",
-                       help="differentiate only this parameter (repeatable; default: all)")
+    p_est.add_argument(
+        "--wrt",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="differentiate only this parameter (repeatable; default: all)",
+    )
     p_est.add_argument("--json", action="store_true", help="print the result as JSON (errors too)")
-    p_est.add_argument("--distributed", action="store_true",
-                       help="shard the samples over the ranks of torchrun (torchrun --nproc_per_node=2 -m stochgrad"
-                            " estimate ... --distributed); only rank 0 prints")
-    p_est.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
-                       help="also print the closed form (SymPy, when installed and it finds one) and z-scores"
-                            " (default: yes; --exact asks for it and says when SymPy is missing)")
-    p_est.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                       help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)")
+    p_est.add_argument(
+        "--distributed",
+        action="store_true",
+        help="shard the samples over the ranks of torchrun (torchrun --nproc_per_node=2 -m stochgrad"
+        " estimate ... --distributed); only rank 0 prints",
+    )
+    p_est.add_argument(
+        "--exact",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also print the closed form (SymPy, when installed and it finds one) and z-scores"
+        " (default: yes; --exact asks for it and says when SymPy is missing)",
+    )
+    p_est.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when n spans several chunks and stderr is a terminal)",
+    )
     backend_options(p_est)
     return ap
 
@@ -189,9 +247,16 @@ def _compare(args: argparse.Namespace, notes: list[str]) -> int:
     params = {k: _value(k, v) for k, v in args.at}
     repeats = args.repeats if args.repeats is not None else (50 if args.plot else 0)
     with reported(notes):
-        c = compare(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                    temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)), repeats=repeats,
-                    backend_options=_options(args))
+        c = compare(
+            args.expression,
+            params,
+            n=args.samples,
+            backend=args.backend,
+            seed=args.seed,
+            temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)),
+            repeats=repeats,
+            backend_options=_options(args),
+        )
     if args.plot:
         try:
             plot(c, args.plot)
@@ -228,17 +293,49 @@ def _plan(args: argparse.Namespace, notes: list[str]) -> int:
     overrides, params = dict(args.estimator), {k: _value(k, v) for k, v in args.at}
     with reported(notes):  # the plan `estimate` runs for these inputs, on this backend
         if args.policy == "min_variance":  # the same pilots: they need every value
-            p = plan(args.expression, params, estimators=overrides, policy=args.policy, seed=args.seed,
-                     backend=args.backend, backend_options=_options(args), n=args.samples)
+            p = plan(
+                args.expression,
+                params,
+                estimators=overrides,
+                policy=args.policy,
+                seed=args.seed,
+                backend=args.backend,
+                backend_options=_options(args),
+                n=args.samples,
+            )
         else:  # values matter only through their shapes
             shapes = {k: np.shape(v) for k, v in params.items()} if params else None
-            p = plan(args.expression, shapes, estimators=overrides, policy=args.policy, n=args.samples,
-                     backend=args.backend, backend_options=_options(args))
+            p = plan(
+                args.expression,
+                shapes,
+                estimators=overrides,
+                policy=args.policy,
+                n=args.samples,
+                backend=args.backend,
+                backend_options=_options(args),
+            )
     _say(notes)
     if args.json:
-        print(dumps({"expression": str(p.expr), "policy": p.policy, "notes": list(p.notes), "warnings": notes,
-                     "plan": [{"var": nd.var, "estimator": nd.estimator, "described": nd.spec.describe(),
-                               "reason": nd.reason, "biased": nd.biased} for nd in p.nodes]}))
+        print(
+            dumps(
+                {
+                    "expression": str(p.expr),
+                    "policy": p.policy,
+                    "notes": list(p.notes),
+                    "warnings": notes,
+                    "plan": [
+                        {
+                            "var": nd.var,
+                            "estimator": nd.estimator,
+                            "described": nd.spec.describe(),
+                            "reason": nd.reason,
+                            "biased": nd.biased,
+                        }
+                        for nd in p.nodes
+                    ],
+                }
+            )
+        )
     else:
         print(p)
     return 0
@@ -255,12 +352,23 @@ def _estimate(args: argparse.Namespace, notes: list[str]) -> int:
     show = args.progress if args.progress is not None else sys.stderr.isatty() and args.samples > (1 << 20)
     if args.distributed:  # join torchrun's group (stochgrad.distributed)
         init_from_env()
-    with reported(notes), (progress_bar(sys.stderr) if show else nullcontext()) as bar:
+    with reported(notes), progress_bar(sys.stderr) if show else nullcontext() as bar:
         if show and bar is None:
             notes.append(f"--progress draws with rich, which is not installed: {missing_extra('rich')}")
-        r = estimate(args.expression, params, n=args.samples, backend=args.backend, seed=args.seed,
-                     estimators=dict(args.estimator), chunk_size=args.chunk_size, policy=args.policy,
-                     progress=bar, wrt=args.wrt, backend_options=_options(args), distributed=args.distributed)
+        r = estimate(
+            args.expression,
+            params,
+            n=args.samples,
+            backend=args.backend,
+            seed=args.seed,
+            estimators=dict(args.estimator),
+            chunk_size=args.chunk_size,
+            policy=args.policy,
+            progress=bar,
+            wrt=args.wrt,
+            backend_options=_options(args),
+            distributed=args.distributed,
+        )
     if args.distributed and _rank() != 0:  # every rank holds the estimate; rank 0 says it
         return 0
     with reported(notes):
@@ -270,19 +378,37 @@ def _estimate(args: argparse.Namespace, notes: list[str]) -> int:
         notes.append("standard error undefined at n = 1 (it needs at least two samples)")
     _say(notes)
     if args.json:
-        print(dumps({**r.to_json(), "expression": args.expression, "exact": None if closed is None else {
-            "formula": closed.formula, "value": jsonable(closed.value),
-            "grad": {k: jsonable(v) for k, v in closed.grad.items()},
-        }, "warnings": notes}))
+        print(
+            dumps(
+                {
+                    **r.to_json(),
+                    "expression": args.expression,
+                    "exact": None
+                    if closed is None
+                    else {
+                        "formula": closed.formula,
+                        "value": jsonable(closed.value),
+                        "grad": {k: jsonable(v) for k, v in closed.grad.items()},
+                    },
+                    "warnings": notes,
+                }
+            )
+        )
         return 0
     print(f"{args.expression}   (n={r.n}, backend={r.backend}, seed={r.seed})")
     print(r)
     if closed is not None:
         print(f"exact (SymPy): {closed.formula}")
-        print("  " + "   ".join(f"{name} = {fmt(x)} (z = {z_text(est, x, se)})" for name, x, est, se in [
-            ("value", closed.value, r.value, r.value_stderr),
-            *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad if k in r.grad),
-        ]))
+        print(
+            "  "
+            + "   ".join(
+                f"{name} = {fmt(x)} (z = {z_text(est, x, se)})"
+                for name, x, est, se in [
+                    ("value", closed.value, r.value, r.value_stderr),
+                    *((f"d/d{k}", closed.grad[k], r.grad[k], r.stderr[k]) for k in closed.grad if k in r.grad),
+                ]
+            )
+        )
     print("plan:")
     print("  " + str(r.plan).replace("\n", "\n  "))
     return 0

@@ -30,8 +30,17 @@ import numpy as np
 from .errors import BiasWarning, HeavyTailWarning, NonFiniteWarning, PrecisionWarning
 
 #: module (top-level name) -> the extra of pyproject.toml that installs it
-EXTRAS = {"autograd": "autograd", "scipy": "autograd", "torch": "torch", "jax": "jax", "jaxlib": "jax",
-          "optax": "jax", "sympy": "oracle", "matplotlib": "examples", "rich": None}
+EXTRAS = {
+    "autograd": "autograd",
+    "scipy": "autograd",
+    "torch": "torch",
+    "jax": "jax",
+    "jaxlib": "jax",
+    "optax": "jax",
+    "sympy": "oracle",
+    "matplotlib": "examples",
+    "rich": None,
+}
 #: the largest -n accepted (anything larger is a typo: it would not fit in memory or time)
 MAX_COUNT = 10**15
 
@@ -51,7 +60,8 @@ def sample_count(text: str) -> int:
         d = Decimal(text.strip())
     except InvalidOperation:
         raise argparse.ArgumentTypeError(
-            f"expected a whole number such as 10000, 100_000 or 1e5, got {text!r}") from None
+            f"expected a whole number such as 10000, 100_000 or 1e5, got {text!r}"
+        ) from None
     if not d.is_finite() or d != d.to_integral_value():
         raise argparse.ArgumentTypeError(f"expected a whole number such as 10000 or 1e5, got {text!r}")
     if d < 1:

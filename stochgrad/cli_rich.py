@@ -35,13 +35,26 @@ def progress_bar(stream: Any) -> Iterator[Callable[[int, int], None] | None]:
         return
     from rich.console import Console
     from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
-    bar = Progress(TextColumn("sampling"), BarColumn(), TaskProgressColumn(), MofNCompleteColumn(),
-                   TextColumn("samples"), TimeElapsedColumn(), TimeRemainingColumn(),
-                   console=Console(file=stream), refresh_per_second=10)
+    bar = Progress(
+        TextColumn("sampling"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=stream),
+        refresh_per_second=10,
+    )
     task: list[Any] = []
 
     def update(done: int, total: int) -> None:

@@ -85,8 +85,10 @@ class Comparison:
     seed: int | None = None  # the seed every estimator ran with (compare(seed=None) draws one)
 
     def __repr__(self) -> str:  # one line, not every row's arrays
-        return (f"<Comparison {short(str(self.expr), 60)}: {len(self.rows)} estimator runs, n={self.n}, {self.backend},"
-                f" exact from {self.exact_source or 'nowhere'}>")
+        return (
+            f"<Comparison {short(str(self.expr), 60)}: {len(self.rows)} estimator runs, n={self.n}, {self.backend},"
+            f" exact from {self.exact_source or 'nowhere'}>"
+        )
 
     def table(self) -> str:
         names = sorted(self.rows[0].grad) if self.rows else []
@@ -104,21 +106,40 @@ class Comparison:
                     line += f"{_num(r.bias[k]) + ' (' + z + ')':>18}"
             lines.append(line + f"{r.seconds_per_sample:>11.2e}")
         if self.exact is not None:
-            lines.append("exact (" + str(self.exact_source) + "): "
-                         + ", ".join(f"d/d{k} = {_num(v)}" for k, v in self.exact.items()))
+            lines.append(
+                "exact ("
+                + str(self.exact_source)
+                + "): "
+                + ", ".join(f"d/d{k} = {_num(v)}" for k, v in self.exact.items())
+            )
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         def js(x: Any) -> Any:
             return None if x is None else {k: np.asarray(v).tolist() for k, v in x.items()}
 
-        return {"n": self.n, "backend": self.backend, "seed": self.seed, "exact": js(self.exact), "exact_source": self.exact_source,
-                "rows": [{"var": r.var, "estimator": r.estimator, "unbiased": r.unbiased, "grad": js(r.grad),
-                          "stderr": js(r.stderr), "variance_per_sample": js(r.variance), "bias": js(r.bias),
-                          "seconds_per_sample": r.seconds_per_sample,
-                          "runs": {str(m): js(g) for m, g in r.runs.items()},
-                          "measured_error": {str(m): js(r.measured_error(m, self.exact)) for m in r.runs}}
-                         for r in self.rows]}
+        return {
+            "n": self.n,
+            "backend": self.backend,
+            "seed": self.seed,
+            "exact": js(self.exact),
+            "exact_source": self.exact_source,
+            "rows": [
+                {
+                    "var": r.var,
+                    "estimator": r.estimator,
+                    "unbiased": r.unbiased,
+                    "grad": js(r.grad),
+                    "stderr": js(r.stderr),
+                    "variance_per_sample": js(r.variance),
+                    "bias": js(r.bias),
+                    "seconds_per_sample": r.seconds_per_sample,
+                    "runs": {str(m): js(g) for m, g in r.runs.items()},
+                    "measured_error": {str(m): js(r.measured_error(m, self.exact)) for m in r.runs},
+                }
+                for r in self.rows
+            ],
+        }
 
 
 def _num(x: Any) -> str:
@@ -139,8 +160,9 @@ def _z(bias: Any, se: Any, scale: Any = 1.0) -> str:
     return "exact" if abs(b) <= 1e-9 * max(1.0, abs(float(scale))) else "s.e. 0"
 
 
-def candidates(p: Plan, var: str, temperatures: Sequence[float],
-               capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
+def candidates(
+    p: Plan, var: str, temperatures: Sequence[float], capabilities: frozenset[str] | None = None
+) -> list[EstimatorSpec]:
     """Every registered estimator that applies to node ``var`` of plan ``p`` and is ``compared``,
     in each of its variants (``temperatures`` for the relaxation), in registry order."""
     node = p.node(var)
@@ -206,8 +228,13 @@ def compare(
     e = as_expression(expr)
     shapes = {k: np.shape(v) for k, v in params.items()}
     base = plan(e, shapes=shapes)
-    options: dict[str, Any] = {"backend": B, "chunk_size": chunk_size, "enumerate_budget": enumerate_budget,
-                               "batch_axes": batch_axes, "memory_limit": memory_limit}
+    options: dict[str, Any] = {
+        "backend": B,
+        "chunk_size": chunk_size,
+        "enumerate_budget": enumerate_budget,
+        "batch_axes": batch_axes,
+        "memory_limit": memory_limit,
+    }
     exact, source = _exact(e, params, base, seed, options)
     rows = []
     for node in base.nodes:
@@ -223,21 +250,53 @@ def compare(
             bias = None if exact is None else {k: np.asarray(r.grad[k]) - exact[k] for k in r.grad}
             runs = {}
             for i, m in enumerate(sizes if repeats else ()):  # independent seeds for every run
-                found = [estimate(e, params, n=int(m), seed=derive_seed(seed, REPLICATE, i, j),
-                                  estimators={node.var: spec}, **options).grad for j in range(repeats)]
+                found = [
+                    estimate(
+                        e,
+                        params,
+                        n=int(m),
+                        seed=derive_seed(seed, REPLICATE, i, j),
+                        estimators={node.var: spec},
+                        **options,
+                    ).grad
+                    for j in range(repeats)
+                ]
                 runs[int(m)] = {k: np.array([g[k] for g in found], dtype=float) for k in r.grad}
-            rows.append(Row(node.var, spec.describe(), not r.plan.node(node.var).biased, dict(r.grad),
-                            dict(r.stderr), variance, bias, seconds, runs))
+            rows.append(
+                Row(
+                    node.var,
+                    spec.describe(),
+                    not r.plan.node(node.var).biased,
+                    dict(r.grad),
+                    dict(r.stderr),
+                    variance,
+                    bias,
+                    seconds,
+                    runs,
+                )
+            )
     return Comparison(e, n, B.name, exact, source, tuple(rows), seed)
 
 
 #: compare's own keywords, for the did-you-mean of a misspelt one
-_KEYWORDS = ("n", "backend", "backend_options", "seed", "temperatures", "repeats", "repeat_sizes", "chunk_size",
-             "enumerate_budget", "batch_axes", "memory_limit")
+_KEYWORDS = (
+    "n",
+    "backend",
+    "backend_options",
+    "seed",
+    "temperatures",
+    "repeats",
+    "repeat_sizes",
+    "chunk_size",
+    "enumerate_budget",
+    "batch_axes",
+    "memory_limit",
+)
 
 
-def _exact(e: Any, params: Mapping[str, Any], base: Plan, seed: int,
-           options: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+def _exact(
+    e: Any, params: Mapping[str, Any], base: Plan, seed: int, options: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
     if base.nodes and all(n.spec.enumerates for n in base.nodes):
         r = estimate(e, params, n=2, seed=seed, **options)
         return dict(r.grad), "enumeration"
@@ -278,8 +337,7 @@ def figure(c: Comparison) -> Any:
     cols = max(1, len(names))
     labels = [f"{r.var}: {r.estimator}" for r in c.rows]  # in full in the legend, cut on the axis
     ticks = [label if len(label) <= 40 else label[:39] + "\u2026" for label in labels]
-    fig, axes = plt.subplots(2, cols, figsize=(8.5 * cols, 9 + 0.16 * len(c.rows)), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(2, cols, figsize=(8.5 * cols, 9 + 0.16 * len(c.rows)), squeeze=False, layout="constrained")
     sizes = sorted(c.rows[0].runs)
     ns = np.logspace(1, 7, 50)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -291,14 +349,18 @@ def figure(c: Comparison) -> Any:
             runs = [r.runs[at][k] for r in c.rows]
             spread = [i for i, g in enumerate(runs) if np.ptp(g) > 1e-12 * max(1.0, np.abs(g).max())]
             if spread:
-                ax.violinplot([runs[i] for i in spread], positions=spread, orientation="horizontal",
-                              showextrema=False)
+                ax.violinplot([runs[i] for i in spread], positions=spread, orientation="horizontal", showextrema=False)
             flat = [i for i in range(len(runs)) if i not in spread]
             ax.plot([runs[i][0] for i in flat], flat, "|", markersize=14, color="C0")
             title = f"d/d{k}: {len(runs[0])} runs of n = {at} (violins)\nn = {c.n} run: mean ± 2 s.e."
-        ax.errorbar([float(r.grad[k]) for r in c.rows], range(len(c.rows)),
-                    xerr=[2 * float(r.stderr[k]) for r in c.rows], fmt="o", color="k",
-                    label=f"n = {c.n} run: mean ± 2 s.e.")
+        ax.errorbar(
+            [float(r.grad[k]) for r in c.rows],
+            range(len(c.rows)),
+            xerr=[2 * float(r.stderr[k]) for r in c.rows],
+            fmt="o",
+            color="k",
+            label=f"n = {c.n} run: mean ± 2 s.e.",
+        )
         if c.exact is not None:
             ax.axvline(float(c.exact[k]), color="k", linestyle="--", label=f"exact ({str(c.exact_source)[:40]})")
         ax.set_yticks(range(len(c.rows)), ticks, fontsize=8)
@@ -317,12 +379,13 @@ def figure(c: Comparison) -> Any:
                 ax.loglog(sizes, measured, "o", color=colour, markersize=4)
         ax.set_xlabel("n (samples)")
         ax.set_ylabel(f"d/d{k}: " + ("RMS error" if c.exact is not None else "standard error (bias unknown)"))
-        ax.set_title("lines: predicted from the long run" + ("\ndots: measured from the repeated runs" if sizes else ""),
-                     fontsize=9)
+        ax.set_title(
+            "lines: predicted from the long run" + ("\ndots: measured from the repeated runs" if sizes else ""),
+            fontsize=9,
+        )
     handles: dict[str, Any] = {}
     for ax in (axes[0][0], axes[1][0]):  # every column has the same entries
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=cols,
-               fontsize=7)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=cols, fontsize=7)
     return fig

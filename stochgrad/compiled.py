@@ -60,10 +60,22 @@ class Objective:
         calls: how many times the objective has been called.
         baseline_state: the moving-average baselines' state, by variable."""
 
-    def __init__(self, expr: Any, *, n: int, backend: Backend | str | None, estimators: Mapping[str, Any] | None = None,
-                 policy: str = "unbiased", seed: int | None = None, enumerate_budget: int = DEFAULT_BUDGET,
-                 batch_axes: int = 0, fuse: bool = False, validate: bool = True, planned: Plan | None = None,
-                 distributed: bool = False) -> None:
+    def __init__(
+        self,
+        expr: Any,
+        *,
+        n: int,
+        backend: Backend | str | None,
+        estimators: Mapping[str, Any] | None = None,
+        policy: str = "unbiased",
+        seed: int | None = None,
+        enumerate_budget: int = DEFAULT_BUDGET,
+        batch_axes: int = 0,
+        fuse: bool = False,
+        validate: bool = True,
+        planned: Plan | None = None,
+        distributed: bool = False,
+    ) -> None:
         """``backend`` is a configured backend (:func:`compile` resolves names and options; a name
         or ``None`` here means that backend with its default options).  With
         ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
@@ -75,8 +87,9 @@ class Objective:
         self.B = backend if isinstance(backend, Backend) else get_backend(backend)
         self.parameters = parameters(self.expr)
         self._names = frozenset(self.parameters)
-        self._options = dict(estimators=estimators, policy=policy, enumerate_budget=enumerate_budget,
-                             capabilities=self.B.capabilities)
+        self._options = dict(
+            estimators=estimators, policy=policy, enumerate_budget=enumerate_budget, capabilities=self.B.capabilities
+        )
         self._planned = planned
         self._estimators = estimators
         self.seed = secrets.randbits(63) if seed is None else check_seed(seed, "compile: seed")
@@ -106,11 +119,15 @@ class Objective:
     def _bad_names(self, params: Mapping[str, Any]) -> None:
         missing = [k for k in self.parameters if k not in params]
         if missing:
-            raise ValidationError(f"parameter {missing[0]!r} is missing; the expression needs: {', '.join(self.parameters)}")
+            raise ValidationError(
+                f"parameter {missing[0]!r} is missing; the expression needs: {', '.join(self.parameters)}"
+            )
         for k in params:
             if k not in self.parameters:
-                raise ValidationError(f"unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the expression's"
-                                      f" parameters are: {', '.join(self.parameters) or 'none'}")
+                raise ValidationError(
+                    f"unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the expression's"
+                    f" parameters are: {', '.join(self.parameters) or 'none'}"
+                )
 
     def plan(self, **shapes: tuple[int, ...]) -> Plan:
         """The plan used for parameters of these shapes (built once, then reused)."""
@@ -126,8 +143,9 @@ class Objective:
             check_batch_axes_fit(self.batch_axes, p.nodes)
             if self.batch_axes:  # the declared plate replaces what the planner inferred (as api.Plan prints it)
                 note = f"plate declared (batch_axes={self.batch_axes})"
-                p = dataclasses.replace(p, nodes=tuple(dataclasses.replace(n, plate_note=note) if n.plate_note else n
-                                                       for n in p.nodes))
+                p = dataclasses.replace(
+                    p, nodes=tuple(dataclasses.replace(n, plate_note=note) if n.plate_note else n for n in p.nodes)
+                )
             self._plans[key] = single_sample(p) if self.n == 1 else p
         return self._plans[key]
 
@@ -139,8 +157,10 @@ class Objective:
         B = self.B
         parameter, shape = B.parameter, B.shape
         known = {k: as_index_array(k, params[k]) for k in self._index}  # gather indices: integers, on the host
-        native = {k: B.asarray(known[k]) if k in known else parameter(k, v)  # native arrays checked, numbers made
-                  for k, v in params.items()}  # constants
+        native = {
+            k: B.asarray(known[k]) if k in known else parameter(k, v)  # native arrays checked, numbers made
+            for k, v in params.items()
+        }  # constants
         shapes = tuple([shape(native[k]) for k in self.parameters])
         p = self._plans.get(shapes)
         if p is None:
@@ -151,9 +171,16 @@ class Objective:
         if explicit is not None:  # moving averages in and out: (value, next state)
             call = self.calls
             self.calls += keyed is None and state is not _RECORD  # seeded noise: call k draws (seed, k)
-            frame = Frame(B, with_sample_axis(B, native), keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False,
-                          call=call), known=known, batch_axes=self.batch_axes, memo=self._memo, checks=checks,
-                          baselines=explicit)  # type: ignore[arg-type]  # BaselineState.node, duck-typed
+            frame = Frame(
+                B,
+                with_sample_axis(B, native),
+                keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call),
+                known=known,
+                batch_axes=self.batch_axes,
+                memo=self._memo,
+                checks=checks,
+                baselines=explicit,  # type: ignore[arg-type]  # BaselineState.node, duck-typed
+            )
             out = self._finish(frame, lower(p).run(frame))
             return (self._check_finite(out, p, native, call, keyed) if checks else out), explicit.out()
         if getattr(keyed, "traced", False):
@@ -162,12 +189,21 @@ class Objective:
                 raise BackendError(
                     f"node {stateful[0].var}'s estimator ({stateful[0].spec.describe()}) keeps state between calls,"
                     " which a traced (jax.jit) call cannot mutate: pass it in and out explicitly,"
-                    " state = f.init_state(**params); value, state = f(key=k, state=state, **params)")
+                    " state = f.init_state(**params); value, state = f(key=k, state=state, **params)"
+                )
         if keyed is not None:
             if self.fuse:
                 raise ValidationError("fuse=True cannot take a PRNG key (key=...)")
-            frame = Frame(B, with_sample_axis(B, native), keyed, known=known, batch_axes=self.batch_axes,
-                          memo=self._memo, checks=checks, baselines=self.baseline_state)
+            frame = Frame(
+                B,
+                with_sample_axis(B, native),
+                keyed,
+                known=known,
+                batch_axes=self.batch_axes,
+                memo=self._memo,
+                checks=checks,
+                baselines=self.baseline_state,
+            )
             out = self._finish(frame, lower(p).run(frame))
             return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
@@ -179,19 +215,37 @@ class Objective:
         if self.fuse:
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.noise_seed, 0, self.n, blocked=False, call=call)
-        frame = Frame(B, with_sample_axis(B, native), noise, known=known, batch_axes=self.batch_axes, memo=self._memo,
-                      checks=self.validate, baselines=self.baseline_state)
+        frame = Frame(
+            B,
+            with_sample_axis(B, native),
+            noise,
+            known=known,
+            batch_axes=self.batch_axes,
+            memo=self._memo,
+            checks=self.validate,
+            baselines=self.baseline_state,
+        )
         out = self._finish(frame, lower(p).run(frame))
         if self.fuse:  # the first call for these shapes ran eagerly (and checked everything); later ones fuse
-            self._fused[fused_key] = FusedCall(B, p, noise, batch_axes=self.batch_axes, memo=self._memo,  # type: ignore[arg-type]
-                                               finish=self._finish, validate=self.validate, known=known)
+            self._fused[fused_key] = FusedCall(
+                B,
+                p,
+                noise,  # type: ignore[arg-type]
+                batch_axes=self.batch_axes,
+                memo=self._memo,
+                finish=self._finish,
+                validate=self.validate,
+                known=known,
+            )
         return self._check_finite(out, p, native, call)
 
     def _explicit(self, p: Plan, state: Any) -> ExplicitState:
         if "explicit_state" not in self.B.capabilities:
-            raise ValidationError(f"state=... (explicit moving-average state) needs a backend with the explicit_state"
-                                  f" capability (jax); a {self.B.name} objective keeps its moving averages in"
-                                  " f.baseline_state")
+            raise ValidationError(
+                f"state=... (explicit moving-average state) needs a backend with the explicit_state"
+                f" capability (jax); a {self.B.name} objective keeps its moving averages in"
+                " f.baseline_state"
+            )
         if self.fuse:
             raise ValidationError("fuse=True cannot take an explicit state (state=...)")
         return ExplicitState(p, None, record=True) if state is _RECORD else ExplicitState(p, state)
@@ -202,8 +256,10 @@ class Objective:
         forward call): ``{var: {"value": zeros, "updates": 0}}``, empty when no node has one.  Then
         ``value, state = f(key=k, state=state, **params)``; see :mod:`stochgrad.explicit_state`."""
         if "explicit_state" not in self.B.capabilities:
-            raise ValidationError(f"init_state needs a backend with the explicit_state capability (jax); a {self.B.name}"
-                                  " objective keeps its moving averages in f.baseline_state")
+            raise ValidationError(
+                f"init_state needs a backend with the explicit_state capability (jax); a {self.B.name}"
+                " objective keeps its moving averages in f.baseline_state"
+            )
         return self(state=_RECORD, **params)[1]  # one recording call on seeded noise, not counted as a call
 
     def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
@@ -217,10 +273,19 @@ class Objective:
             return out
         B = self.B
         params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
-        located = diagnostics.locate_call(B, p.root, params, keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False,
-                                                                                  call=call), self.batch_axes)
-        warnings.warn(f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
-                      + (f"; first seen in {located}" if located else ""), NonFiniteWarning, stacklevel=3)
+        located = diagnostics.locate_call(
+            B,
+            p.root,
+            params,
+            keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call),
+            self.batch_axes,
+        )
+        warnings.warn(
+            f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
+            + (f"; first seen in {located}" if located else ""),
+            NonFiniteWarning,
+            stacklevel=3,
+        )
         return out
 
     def check_gradients(self, **grads: Any) -> dict[str, int]:
@@ -230,8 +295,10 @@ class Objective:
         per gradient: ``f.check_gradients(mu=mu.grad)``."""
         for k in grads:
             if k not in self.parameters:
-                raise TypeError(f"check_gradients: unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the"
-                                f" expression's parameters are: {', '.join(self.parameters) or 'none'}")
+                raise TypeError(
+                    f"check_gradients: unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the"
+                    f" expression's parameters are: {', '.join(self.parameters) or 'none'}"
+                )
         counts = diagnostics.nonfinite({f"grad[{k!r}]": self.B.to_numpy(g) for k, g in grads.items()})
         if counts:
             shown = ", ".join(f"{k} ({c} entr{'y' if c == 1 else 'ies'})" for k, c in counts.items())
@@ -319,13 +386,34 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         BackendError: the backend cannot be loaded.
         TypeError: an unknown keyword (with a did-you-mean)."""
     B = resolve_backend("compile", backend, backend_options, extra, _KEYWORDS)
-    return Objective(expr, n=n, backend=B, estimators=estimators, policy=policy, seed=seed,
-                     enumerate_budget=enumerate_budget, batch_axes=batch_axes, fuse=fuse, validate=validate,
-                     distributed=distributed)
+    return Objective(
+        expr,
+        n=n,
+        backend=B,
+        estimators=estimators,
+        policy=policy,
+        seed=seed,
+        enumerate_budget=enumerate_budget,
+        batch_axes=batch_axes,
+        fuse=fuse,
+        validate=validate,
+        distributed=distributed,
+    )
 
 
 _NO_STATE, _RECORD = object(), object()  # __call__ without state=; init_state's recording call
 
 #: compile's own keywords, for the did-you-mean of a misspelt one
-_KEYWORDS = ("n", "backend", "backend_options", "estimators", "policy", "seed", "enumerate_budget", "batch_axes",
-             "fuse", "validate", "distributed")
+_KEYWORDS = (
+    "n",
+    "backend",
+    "backend_options",
+    "estimators",
+    "policy",
+    "seed",
+    "enumerate_budget",
+    "batch_axes",
+    "fuse",
+    "validate",
+    "distributed",
+)

@@ -335,14 +335,20 @@ def check_precision(d: Distribution, values: Mapping[str, Any], dtype: Any, wher
         count, size = int(bad.sum()), bad.size
         loc, scale = float(loc[bad].flat[0]), float(scale[bad].flat[0])
     space = " (in log space)" if isinstance(d, LogNormal) else ""
-    fix = ("compute in float64 (backend option dtype='float64')" if eps > _EPSILONS["float64"] else
-           "reparameterize so that the scale is not below the location's precision (a variable for z - loc)")
+    fix = (
+        "compute in float64 (backend option dtype='float64')"
+        if eps > _EPSILONS["float64"]
+        else "reparameterize so that the scale is not below the location's precision (a variable for z - loc)"
+    )
     entries = f" in {count} of {size} entries, e.g." if size > 1 else ":"
-    warnings.warn(f"{where()}: the scale is below one unit in the last place of the location{space} in {name}"
-                  f"{entries} scale={scale!r}, loc={loc!r} (eps={eps:.3g}): every sample rounds to the location,"
-                  " so the sampled values, and a score-function gradient built on them, cannot be trusted (a"
-                  f" pathwise gradient stays right); {fix} or use the pathwise estimator", PrecisionWarning,
-                  stacklevel=2)
+    warnings.warn(
+        f"{where()}: the scale is below one unit in the last place of the location{space} in {name}"
+        f"{entries} scale={scale!r}, loc={loc!r} (eps={eps:.3g}): every sample rounds to the location,"
+        " so the sampled values, and a score-function gradient built on them, cannot be trusted (a"
+        f" pathwise gradient stays right); {fix} or use the pathwise estimator",
+        PrecisionWarning,
+        stacklevel=2,
+    )
 
 
 for _cls in (Normal, LogNormal, Exponential, Weibull, Uniform, Laplace, Gumbel, Logistic, Cauchy, Kumaraswamy):

@@ -172,13 +172,21 @@ def has_entropy(law: Distribution) -> bool:
 
 def _distribution(fn: str, arg: Any, what: str = "first argument") -> ir.Dist:
     if isinstance(arg, Iid) and fn == "iid":
-        raise StochgradError(f"{fn}: its {what} is an iid(...) of several copies; iid(K, D) takes one law D, not"
-                             " copies of one", getattr(arg, "span", None))
+        raise StochgradError(
+            f"{fn}: its {what} is an iid(...) of several copies; iid(K, D) takes one law D, not copies of one",
+            getattr(arg, "span", None),
+        )
     if not isinstance(arg, ir.Dist):
-        example = "log_prob(Normal(mu, s), x)" if fn == "log_prob" else "entropy(Normal(mu, s))" if fn == "entropy" \
+        example = (
+            "log_prob(Normal(mu, s), x)"
+            if fn == "log_prob"
+            else "entropy(Normal(mu, s))"
+            if fn == "entropy"
             else "iid(5, Normal(mu, s))"
-        raise StochgradError(f"{fn} needs a distribution as its {what}, got `{arg}`; e.g. {example}",
-                             getattr(arg, "span", None))
+        )
+        raise StochgradError(
+            f"{fn} needs a distribution as its {what}, got `{arg}`; e.g. {example}", getattr(arg, "span", None)
+        )
     return arg
 
 
@@ -206,13 +214,15 @@ def make_iid(name: str, args: tuple[Any, ...], kwargs: tuple[tuple[str, ir.Expr]
         raise StochgradError(f"iid(K, D) takes 2 arguments (the number of copies and a distribution), got {len(args)}")
     k, dist = args
     if not (isinstance(k, ir.Num) and k.value.is_integer() and 1 <= k.value <= MAX_COPIES):
-        raise StochgradError(f"iid(K, D): the number of copies K must be a positive integer literal, got `{k}`",
-                             getattr(k, "span", None))
+        raise StochgradError(
+            f"iid(K, D): the number of copies K must be a positive integer literal, got `{k}`", getattr(k, "span", None)
+        )
     dist = _distribution("iid", dist, "second argument")
     return Iid(dist.name, dist.params, dist.positional, count=int(k.value))
 
 
 # -- embedded constructors (sg.log_prob, sg.entropy, sg.iid) ----------------------------------------
+
 
 def log_prob(dist: ir.Dist, x: Any) -> LogProb:
     """``sg.log_prob(sg.Normal(mu, s), x)``: the log density of ``x`` under ``dist``."""
@@ -232,6 +242,7 @@ def iid(count: int, dist: ir.Dist) -> Iid:
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+
 
 def _outside_support(B: Backend, dist: ir.Dist, p: dict[str, Array], x: Array) -> tuple[Array | None, Array | None]:
     """``(outside, inside)``: a gradient-free 0/1 indicator of the values (events) outside ``dist``'s
@@ -330,4 +341,3 @@ def entropy_value(B: Backend, dist: ir.Dist, p: dict[str, Array]) -> Array:
         zero = zero + (B.sum(z, tuple(range(rank - own, rank))) if own else z)
     out = out + zero
     return with_copies(B, dist, p, out, batch_rank(B, dist, p)) if isinstance(dist, Iid) else out
-

@@ -102,14 +102,14 @@ def indices(tails: list[Tail]) -> list[np.ndarray | None]:
     tops = [t.top for t in live if t.top is not None]  # all of them (live is filtered): narrowed for the checker
     kept = np.concatenate(tops) if len(tops) > 1 else tops[0]
     k = min(count // TAIL_FRACTION, kept.shape[1] - 1)
-    largest = np.partition(kept, kept.shape[1] - k - 1, axis=1)[:, -k - 1:]  # the k + 1 largest
+    largest = np.partition(kept, kept.shape[1] - k - 1, axis=1)[:, -k - 1 :]  # the k + 1 largest
     top = -np.sort(-largest, axis=1)
     alpha = np.maximum(_hill(top, k), _hill(top, k // 4))
     distinct = 1 + (np.diff(top, axis=1) != 0).sum(axis=1)
     alpha[distinct < (k + 1) / 2] = np.inf
     alpha[~np.isfinite(top).all(axis=1)] = np.nan
     ends = np.cumsum([top.shape[0] for top in tops])
-    out = {id(t): alpha[end - top.shape[0]:end] for t, top, end in zip(live, tops, ends)}
+    out = {id(t): alpha[end - top.shape[0] : end] for t, top, end in zip(live, tops, ends)}
     return [out.get(id(t)) for t in tails]
 
 
@@ -117,7 +117,7 @@ def observe_all(chunk: list[tuple[Tail, np.ndarray]]) -> None:
     """:meth:`Tail.observe` for several tails at once (a chunk's value and gradients): each
     one's rows are compared where they lie, and the fixed work per call (the pilot's partial
     sorts, the merge) is done once for all their entries together."""
-    chunk = [(t, rows[:, :TAIL_SAMPLES - t.count]) for t, rows in chunk]
+    chunk = [(t, rows[:, : TAIL_SAMPLES - t.count]) for t, rows in chunk]
     chunk = [(t, rows) for t, rows in chunk if rows.shape[0] <= TAIL_ENTRIES and rows.shape[1] >= 2]
     if len({(t.count, t.center is None, rows.shape[1]) for t, rows in chunk}) > 1:
         for item in chunk:  # tails at different stages: one at a time
@@ -130,16 +130,21 @@ def observe_all(chunk: list[tuple[Tail, np.ndarray]]) -> None:
     ends = np.cumsum(sizes)
     fresh = chunk[0][0].center is None
     if fresh:  # the pilot: a median, and the quantile about 2 TAIL_KEEP exceed
-        pilot = np.concatenate([rows[:, :_PILOT] for _, rows in chunk]) if len(chunk) > 1 else \
-            np.ascontiguousarray(chunk[0][1][:, :_PILOT])
+        pilot = (
+            np.concatenate([rows[:, :_PILOT] for _, rows in chunk])
+            if len(chunk) > 1
+            else np.ascontiguousarray(chunk[0][1][:, :_PILOT])
+        )
         m = pilot.shape[1]
         center = np.partition(pilot, m // 2, axis=1)[:, m // 2]
         q = int(max(0.0, 1.0 - 2.0 * TAIL_KEEP / count) * (m - 1))
         threshold = np.partition(np.abs(pilot - center[:, None]), q, axis=1)[:, q]
         top = np.zeros((int(ends[-1]), TAIL_KEEP))
     else:
-        center, threshold, top = (np.concatenate([getattr(t, f) for t, _ in chunk]) if len(chunk) > 1
-                                  else getattr(chunk[0][0], f) for f in ("center", "threshold", "top"))
+        center, threshold, top = (
+            np.concatenate([getattr(t, f) for t, _ in chunk]) if len(chunk) > 1 else getattr(chunk[0][0], f)
+            for f in ("center", "threshold", "top")
+        )
     lo, hi = center - threshold, center + threshold
     found: list[tuple[np.ndarray, np.ndarray]] = []  # (entry, value) of the values beyond the threshold
     for (_, rows), end, size in zip(chunk, ends, sizes):
@@ -172,8 +177,11 @@ def observe_all(chunk: list[tuple[Tail, np.ndarray]]) -> None:
         # the i-th value (of entry e, grouped) goes to row(e), column kept + i - (first index of e's values)
         offset = (np.cumsum(hits > 0) - 1) * width + kept - (np.cumsum(hits) - hits)
         wide.ravel()[np.arange(at.size) + offset[at]] = values
-        merged = wide if wide.shape[1] == TAIL_KEEP else \
-            np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
+        merged = (
+            wide
+            if wide.shape[1] == TAIL_KEEP
+            else np.partition(wide, wide.shape[1] - TAIL_KEEP, axis=1)[:, -TAIL_KEEP:]
+        )
         top[touched] = merged
         threshold[touched] = np.maximum(threshold[touched], merged.min(axis=1))
     for (t, _), end, size in zip(chunk, ends, sizes):
@@ -214,8 +222,9 @@ def nonfinite(fields: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
-def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], n: int,
-           out: Callable[[Any, bool], Any]) -> dict[str, Any]:
+def report(
+    value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], n: int, out: Callable[[Any, bool], Any]
+) -> dict[str, Any]:
     """The finiteness and tail fields of an :class:`~stochgrad.Estimate`, from the running moments
     (``mean``, ``stderr()``, ``tail``) of the value and of each gradient; ``out(x, scalar)`` gives
     a result's public form."""
@@ -231,8 +240,7 @@ def report(value_m: Any, grad_m: Mapping[str, Any], scalar: Mapping[str, bool], 
             continue
         shape = np.shape(m.mean)
         tails[name] = out(alpha.reshape(shape), name == "value" or scalar[name[6:-2]])
-        heavy |= {label(name, shape, int(i)): float(alpha[i])
-                  for i in np.flatnonzero(alpha < HEAVY_TAIL_INDEX)}
+        heavy |= {label(name, shape, int(i)): float(alpha[i]) for i in np.flatnonzero(alpha < HEAVY_TAIL_INDEX)}
     return {"nonfinite": nonfinite(fields), "tail_index": tails, "heavy_tails": heavy}
 
 
@@ -250,13 +258,19 @@ def describe(report: Mapping[str, int], sizes: Mapping[str, int], n: int) -> str
         parts.append(f"{name} ({count} of {sizes[name]} entries)" if sizes[name] > 1 else name)
     text = f"non-finite results: {', '.join(parts)}" if parts else ""
     if n == 1:
-        text = "; ".join(filter(None, [text, "standard errors are undefined at n = 1 (they need two samples):"
-                                              " value_stderr and stderr are NaN"]))
+        text = "; ".join(
+            filter(
+                None,
+                [
+                    text,
+                    "standard errors are undefined at n = 1 (they need two samples): value_stderr and stderr are NaN",
+                ],
+            )
+        )
     return text
 
 
-def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noise,
-                     **options: Any) -> str | None:
+def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noise, **options: Any) -> str | None:
     """Run ``root``'s program forward, traced (:mod:`stochgrad.program.compile`; a frame with
     ``options``), and name the first subexpression, in evaluation order, whose value has a NaN or
     infinity, else None."""
@@ -267,8 +281,11 @@ def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise
             a = np.asarray(out, dtype=float) if isinstance(out, float) else B.to_numpy(fr.array(out))
             bad = ~np.isfinite(a)
             if bad.any():
-                found.append(f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
-                             if a.size > 1 else f"`{e}` is {_kind(a[bad])}")
+                found.append(
+                    f"`{e}` is {_kind(a[bad])} in {int(bad.sum())} of {a.size} entries"
+                    if a.size > 1
+                    else f"`{e}` is {_kind(a[bad])}"
+                )
 
     with np.errstate(all="ignore"):
         try:
@@ -278,8 +295,9 @@ def _first_nonfinite(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise
     return found[0] if found else None
 
 
-def locate(B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int,
-           batch_axes: int) -> str | None:
+def locate(
+    B: Backend, root: ir.Expr, values: Mapping[str, np.ndarray], seed: int, start: int, count: int, batch_axes: int
+) -> str | None:
     """Re-run samples ``start .. start + count`` (the same noise) forward, and name the first
     subexpression whose value has a NaN or infinity: ``"`log(z)` is NaN in 49 of 100 entries"``."""
     params = {k: B.asarray(np.asarray(v)[None]) for k, v in values.items()}
@@ -291,9 +309,12 @@ def describe_tails(heavy: Mapping[str, float]) -> str:
     """The sentence for entries with heavy tails (``heavy`` maps each to its tail index)."""
     items = list(heavy.items())
     shown = ", ".join(f"{h} (tail index {a:.2g})" for h, a in items[:5]) + (
-        f" and {len(items) - 5} more" if len(items) > 5 else "")
-    return (f"heavy-tailed per-sample contributions to {shown}: with a tail index below {HEAVY_TAIL_INDEX}"
-            " (2 or less: infinite variance) the standard error cannot be trusted")
+        f" and {len(items) - 5} more" if len(items) > 5 else ""
+    )
+    return (
+        f"heavy-tailed per-sample contributions to {shown}: with a tail index below {HEAVY_TAIL_INDEX}"
+        " (2 or less: infinite variance) the standard error cannot be trusted"
+    )
 
 
 def locate_call(B: Backend, root: ir.Expr, params: Mapping[str, Any], noise: Noise, batch_axes: int) -> str | None:

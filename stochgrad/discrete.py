@@ -47,8 +47,11 @@ _TINIES["bfloat16"] = 2.0**-126
 MAX_COUNT = 2.0**53
 
 unit_interval = Constraint("in [0, 1]", lambda x: (x >= 0) & (x <= 1), lambda x: 0.0 <= x <= 1.0)
-count = Constraint("a non-negative integer", lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x),
-                   lambda x: 0.0 <= x < math.inf and x.is_integer())
+count = Constraint(
+    "a non-negative integer",
+    lambda x: (x >= 0) & (np.floor(x) == x) & np.isfinite(x),
+    lambda x: 0.0 <= x < math.inf and x.is_integer(),
+)
 
 
 def _on_simplex(x: np.ndarray) -> np.ndarray:
@@ -143,12 +146,16 @@ class Bernoulli(_Discrete, Relaxable):
 
 class Categorical(_Discrete, Relaxable):
     name = "Categorical"
-    params = (Param("probs", simplex, "category probabilities (last axis)"),
-              Param("logits", vector, "unnormalized log-probabilities (last axis)"))
+    params = (
+        Param("probs", simplex, "category probabilities (last axis)"),
+        Param("logits", vector, "unnormalized log-probabilities (last axis)"),
+    )
     parameterizations = (("probs",), ("logits",))
     event_rank = 1
-    doc = ("Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
-           " probs are normalized over that axis, as in torch.distributions")
+    doc = (
+        "Categorical(probs=...) or Categorical(logits=...): one-hot samples over the last axis;"
+        " probs are normalized over that axis, as in torch.distributions"
+    )
 
     @staticmethod
     def log_weights(B: Backend, p: P) -> Array:
@@ -204,8 +211,11 @@ class Categorical(_Discrete, Relaxable):
 #: the largest Poisson rate both backends' samplers draw from (numpy refuses rates near 2**63, torch
 #: returns NaN above about 1e19)
 MAX_POISSON_RATE = 1e18
-sampleable_rate = Constraint(f"> 0 and at most {MAX_POISSON_RATE:g} (the samplers' range)",
-                             lambda x: (x > 0) & (x <= MAX_POISSON_RATE), lambda x: 0.0 < x <= MAX_POISSON_RATE)
+sampleable_rate = Constraint(
+    f"> 0 and at most {MAX_POISSON_RATE:g} (the samplers' range)",
+    lambda x: (x > 0) & (x <= MAX_POISSON_RATE),
+    lambda x: 0.0 < x <= MAX_POISSON_RATE,
+)
 
 
 class Poisson(_Discrete):
@@ -233,15 +243,17 @@ class Binomial(_Discrete):
 
     def log_prob(self, B: Backend, p: P, x: Array) -> Array:
         n, lg = B.stop_gradient(p["total_count"]), B.fn["lgamma"]
-        return (lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
-                + x * _log(B, p["probs"]) + (n - x) * _log(B, 1.0 - p["probs"]))
+        return (
+            lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0) + x * _log(B, p["probs"]) + (n - x) * _log(B, 1.0 - p["probs"])
+        )
 
     def prob(self, B: Backend, p: P, x: Array) -> Array:
         n, q, clip = B.stop_gradient(p["total_count"]), p["probs"], B.fn["clip"]
         hit, miss = clip(x, 0.0, 1.0), clip(n - x, 0.0, 1.0)  # [k >= 1], [k < n] for integer k
         lg = B.fn["lgamma"]
-        rest = B.fn["exp"](lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0)
-                           + (x - hit) * _log(B, q) + (n - x - miss) * _log(B, 1.0 - q))
+        rest = B.fn["exp"](
+            lg(n + 1.0) - lg(x + 1.0) - lg(n - x + 1.0) + (x - hit) * _log(B, q) + (n - x - miss) * _log(B, 1.0 - q)
+        )
         return (hit * q + (1.0 - hit)) * (miss * (1.0 - q) + (1.0 - miss)) * rest
 
     @staticmethod
@@ -265,8 +277,10 @@ class Binomial(_Discrete):
     def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
         n = np.asarray(values["total_count"])
         if np.any(n > MAX_COUNT):
-            return (f"parameter 'total_count' must be at most 2**53 = {MAX_COUNT:.0f} (the largest count a float holds"
-                    f" exactly), got {float(n[n > MAX_COUNT].flat[0]) if n.ndim else float(n)!r}")
+            return (
+                f"parameter 'total_count' must be at most 2**53 = {MAX_COUNT:.0f} (the largest count a float holds"
+                f" exactly), got {float(n[n > MAX_COUNT].flat[0]) if n.ndim else float(n)!r}"
+            )
         return None
 
 

@@ -80,12 +80,15 @@ def _dist(where: str) -> Any:
     try:
         import torch.distributed as dist
     except ImportError:
-        raise DistributedError(f"{where}: distributed=True needs torch (torch.distributed): pip install torch") from None
+        raise DistributedError(
+            f"{where}: distributed=True needs torch (torch.distributed): pip install torch"
+        ) from None
     if not dist.is_available() or not dist.is_initialized():
         raise DistributedError(
             f"{where}: distributed=True needs an initialised torch.distributed process group; call"
             " torch.distributed.init_process_group(...) on every rank first (torchrun sets the environment:"
-            " init_process_group('gloo') on CPU, 'nccl' on GPUs), or drop distributed=True")
+            " init_process_group('gloo') on CPU, 'nccl' on GPUs), or drop distributed=True"
+        )
     return dist
 
 
@@ -139,12 +142,29 @@ class Shard:
                     self._gather(None, exc)
             raise
 
-    def agree(self, p: Plan, values: Mapping[str, np.ndarray], names: Sequence[str], B: Backend, *, n: int,
-              seed: int, size: int, batch_axes: int) -> int:
+    def agree(
+        self,
+        p: Plan,
+        values: Mapping[str, np.ndarray],
+        names: Sequence[str],
+        B: Backend,
+        *,
+        n: int,
+        seed: int,
+        size: int,
+        batch_axes: int,
+    ) -> int:
         """Check that every rank runs the same thing (see the module docstring); the chunk size all use."""
-        fields = {"expression": str(p.expr), "plan": str(p), "seed": str(seed), "n": str(n), "wrt": ",".join(names),
-                  "batch_axes": str(batch_axes), "backend": f"{B.name} {getattr(B, 'dtype', '')}",
-                  "parameters": _digest_values(values)}
+        fields = {
+            "expression": str(p.expr),
+            "plan": str(p),
+            "seed": str(seed),
+            "n": str(n),
+            "wrt": ",".join(names),
+            "batch_axes": str(batch_axes),
+            "backend": f"{B.name} {getattr(B, 'dtype', '')}",
+            "parameters": _digest_values(values),
+        }
         mine = {k: hashlib.blake2b(v.encode(), digest_size=16).hexdigest() for k, v in fields.items()}
         got = self._gather((mine, size))
         differ = [k for k in mine if len({g[0][k] for g in got}) > 1]
@@ -153,21 +173,24 @@ class Shard:
             raise DistributedMismatchError(
                 f"{self.where}: the ranks disagree on {', '.join(differ)} (rank{'s' * (len(ranks) > 1)}"
                 f" {', '.join(map(str, ranks))} {'differ' if len(ranks) > 1 else 'differs'} from rank 0); every rank of a distributed run must be given the same expression, parameters,"
-                " seed and options")
+                " seed and options"
+            )
         stateful = [node for node in p.nodes if node.spec.stateful]
         if stateful:
             raise DistributedError(
                 f"{self.where}: node {stateful[0].var}'s estimator ({stateful[0].spec.describe()}) carries a moving"
                 " average from chunk to chunk, which split chunks cannot reproduce; use a leave-one-out baseline"
-                " (score:baseline=loo) or run without distributed=True")
+                " (score:baseline=loo) or run without distributed=True"
+            )
         return min(s for _, s in got)
 
     def select(self, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """This rank's chunks: ``r, r + W, ...``."""
-        return spans[self.rank::self.world]
+        return spans[self.rank :: self.world]
 
-    def progress(self, progress: Callable[[int, int], None] | None, mine: list[tuple[int, int]],
-                 n: int) -> Callable[[int, int], None] | None:
+    def progress(
+        self, progress: Callable[[int, int], None] | None, mine: list[tuple[int, int]], n: int
+    ) -> Callable[[int, int], None] | None:
         """On rank 0 only: ``progress`` told the run's progress as rank 0's share done, scaled to ``n``."""
         if progress is None or self.rank != 0:
             return None
@@ -185,8 +208,11 @@ class Shard:
         import torch
 
         local = moments[0].n > 0
-        info = {"shapes": [np.shape(m.mean) for m in moments] if local else None, "first_bad": first_bad,
-                "tails": [m.tail for m in moments] if self.rank == 0 else None}
+        info = {
+            "shapes": [np.shape(m.mean) for m in moments] if local else None,
+            "first_bad": first_bad,
+            "tails": [m.tail for m in moments] if self.rank == 0 else None,
+        }
         got = self._gather(info)
         shapes = next(g["shapes"] for g in got if g["shapes"] is not None)  # rank 0 always has chunk 0
         parts = []
@@ -207,7 +233,7 @@ class Shard:
             for row in rows:  # rank order: the same merge, so the same bits, on every rank
                 count = int(row[at])
                 if count:
-                    mean, m2 = row[at + 1:at + 1 + size], row[at + 1 + size:at + 1 + 2 * size]
+                    mean, m2 = row[at + 1 : at + 1 + size], row[at + 1 + size : at + 1 + 2 * size]
                     merged.update(count, mean.reshape(shape), m2.reshape(shape))
             at += 1 + 2 * size
             m.n, m.mean, m.m2, m._stderr = merged.n, merged.mean, merged.m2, None
@@ -285,7 +311,8 @@ class SharedAverage(AverageState):
         if len(shapes) > 1:
             raise DistributedMismatchError(
                 f"the moving-average baseline of {self.var}: the ranks' batch costs have different shapes"
-                f" ({', '.join(map(str, sorted(shapes)))}); give every rank batches of one shape (drop_last=True)")
+                f" ({', '.join(map(str, sorted(shapes)))}); give every rank batches of one shape (drop_last=True)"
+            )
         total = got[0]
         for g in got[1:]:
             total = total + g
@@ -318,8 +345,10 @@ def init_from_env(where: str = "--distributed") -> bool:
     import os
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise DistributedError(f"{where}: no process group to join (RANK and WORLD_SIZE unset); launch with"
-                               " torchrun --nproc_per_node=2 -m stochgrad estimate ... --distributed")
+        raise DistributedError(
+            f"{where}: no process group to join (RANK and WORLD_SIZE unset); launch with"
+            " torchrun --nproc_per_node=2 -m stochgrad estimate ... --distributed"
+        )
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

@@ -152,8 +152,9 @@ class Distribution(ABC):
         batch shape (a formula in ``scale`` alone), the caller broadcasts it."""
         return None
 
-    def sample_and_log_prob(self, B: Backend, p: Mapping[str, Array], draw: Draw,
-                            shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_and_log_prob(
+        self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """A :meth:`sample` ``z`` and ``log_prob(z)`` with ``z`` held fixed (for the score function).
 
         A sampler that knows its base noise may compute the log density from it, avoiding the
@@ -171,8 +172,12 @@ class Distribution(ABC):
         """A constraint that couples parameters; return a message when violated."""
         return None
 
-    def validate(self, values: Mapping[str, np.ndarray | float], where: str | Callable[[], str],
-                 sources: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None) -> None:
+    def validate(
+        self,
+        values: Mapping[str, np.ndarray | float],
+        where: str | Callable[[], str],
+        sources: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
+    ) -> None:
         """Raise a :class:`StochgradError` naming the parameter, constraint and offending value.
 
         ``where`` names the place; ``sources`` maps parameter names to the DSL text that gave them.
@@ -191,8 +196,10 @@ class Distribution(ABC):
                 bad = v[~ok].flat[0] if np.ndim(v) else v
                 src = ((sources() if callable(sources) else sources) or {}).get(spec.name)
                 given = f" (given as `{src}`)" if src and src != spec.name else ""
-                raise StochgradError(f"{where() if callable(where) else where}: parameter {spec.name!r}{given}"
-                                     f" must be {spec.constraint.text}, got {float(bad)!r}")
+                raise StochgradError(
+                    f"{where() if callable(where) else where}: parameter {spec.name!r}{given}"
+                    f" must be {spec.constraint.text}, got {float(bad)!r}"
+                )
         message = self.extra_check(values)
         if message:
             raise StochgradError(f"{where() if callable(where) else where}: {message}")
@@ -280,16 +287,20 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
     keys = [k for k, _ in kwargs]
     for key in keys:
         if key not in known:
-            raise StochgradError(f"{name} has no parameter {key!r}{did_you_mean(key, known)}; it takes {dist.signature()}")
+            raise StochgradError(
+                f"{name} has no parameter {key!r}{did_you_mean(key, known)}; it takes {dist.signature()}"
+            )
         if keys.count(key) > 1:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
     form: tuple[str, ...] | None
     if args:  # the first form, or the first whose names after the positional ones hold the keywords
-        form = next((f for f in forms if keys and set(keys) <= set(f[len(args):])), forms[0])
+        form = next((f for f in forms if keys and set(keys) <= set(f[len(args) :])), forms[0])
     else:
         form = next((f for f in forms if set(keys) <= set(f)), None)
         if form is None:
-            raise StochgradError(f"{name}: parameters {', '.join(map(repr, keys))} do not go together; it takes {dist.signature()}")
+            raise StochgradError(
+                f"{name}: parameters {', '.join(map(repr, keys))} do not go together; it takes {dist.signature()}"
+            )
     if len(args) > len(form):
         raise StochgradError(f"{dist.signature()} takes {len(form)} arguments, got {len(args)}")
     given: dict[str, ir.Expr] = dict(zip(form, args))
@@ -297,7 +308,9 @@ def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
         if key in given:
             raise StochgradError(f"{name}: parameter {key!r} given twice")
         if key not in form:
-            raise StochgradError(f"{name}: parameters {', '.join(map(repr, list(given) + [key]))} do not go together; it takes {dist.signature()}")
+            raise StochgradError(
+                f"{name}: parameters {', '.join(map(repr, list(given) + [key]))} do not go together; it takes {dist.signature()}"
+            )
         given[key] = value
     missing = [n for n in form if n not in given]
     if missing:
@@ -341,8 +354,10 @@ def joint_states(d: Distribution, node: ir.Dist, shape: tuple[int, ...] | None) 
     if k is None:
         return None
     if k < 1:
-        raise PlanError(f"{node}: a {d.name} of shape {tuple(shape)} has no values to take"
-                        f" (an empty last axis: it needs at least one category)")
+        raise PlanError(
+            f"{node}: a {d.name} of shape {tuple(shape)} has no values to take"
+            f" (an empty last axis: it needs at least one category)"
+        )
     m = int(np.prod(shape[:split], dtype=np.int64))
     return k**m if m * math.log2(max(k, 2)) < 63 else 1 << 63
 

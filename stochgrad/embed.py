@@ -35,7 +35,9 @@ def E(body: Any, **bindings: ir.Dist) -> ir.Expect:
     pairs = []
     for var, dist in bindings.items():
         if not isinstance(dist, ir.Dist):
-            raise TypeError(f"binding {var}= must be a distribution such as Normal(mu, sigma), got {type(dist).__name__}")
+            raise TypeError(
+                f"binding {var}= must be a distribution such as Normal(mu, sigma), got {type(dist).__name__}"
+            )
         pairs.append(ir.Binding(var, dist))
     from .analysis import check_scopes
 

@@ -55,10 +55,13 @@ class ExplicitAverage:
             raise StochgradError(
                 f"the moving-average state of {self.name} holds a value of shape {tuple(B.shape(value))}, but this"
                 f" call's costs have shape {tuple(B.shape(mean))}; make the state with f.init_state(...) for"
-                " parameters of these shapes")
+                " parameters of these shapes"
+            )
         seen = B.fn["gt"](updates, 0)  # 1.0 after the first update, else 0.0 (a float of the backend's dtype)
-        self.out = {"value": B.stop_gradient(seen * (decay * value + (1 - decay) * mean) + (1 - seen) * mean),
-                    "updates": updates + 1}
+        self.out = {
+            "value": B.stop_gradient(seen * (decay * value + (1 - decay) * mean) + (1 - seen) * mean),
+            "updates": updates + 1,
+        }
         return B.stop_gradient(B.reshape(seen * value, (1, *B.shape(value))))
 
 
@@ -69,13 +72,15 @@ class ExplicitState:
 
     def __init__(self, plan: Any, state: Any, record: bool = False) -> None:
         vars_ = [n.var for n in plan.nodes if n.spec.stateful]
-        self.names = {n.uid: n.var if vars_.count(n.var) == 1 else f"{n.var}#{n.uid}"
-                      for n in plan.nodes if n.spec.stateful}
+        self.names = {
+            n.uid: n.var if vars_.count(n.var) == 1 else f"{n.var}#{n.uid}" for n in plan.nodes if n.spec.stateful
+        }
         self.state = None if record else state
         self._nodes: dict[int, ExplicitAverage] = {}
         if not record and not isinstance(state, Mapping):
-            raise ValidationError(f"state must be the dict f.init_state(...) made (or a call returned), got"
-                                  f" {type(state).__name__}")
+            raise ValidationError(
+                f"state must be the dict f.init_state(...) made (or a call returned), got {type(state).__name__}"
+            )
 
     def node(self, node: Any) -> ExplicitAverage:
         name = self.names.get(node.uid, node.var)
@@ -85,8 +90,10 @@ class ExplicitState:
                 given = self.state.get(name)
                 if not (isinstance(given, Mapping) and "value" in given and "updates" in given):
                     have = ", ".join(map(repr, self.state)) or "none"
-                    raise ValidationError(f"state has no moving-average entry {name!r} ({{'value', 'updates'}}; it"
-                                          f" has: {have}); make it with f.init_state(...)")
+                    raise ValidationError(
+                        f"state has no moving-average entry {name!r} ({{'value', 'updates'}}; it"
+                        f" has: {have}); make it with f.init_state(...)"
+                    )
             self._nodes[node.uid] = ExplicitAverage(name, given)
         return self._nodes[node.uid]
 
@@ -96,7 +103,9 @@ class ExplicitState:
         nxt.update({a.name: a.out for a in self._nodes.values() if a.out is not None})
         extra = [k for k in nxt if k not in self.names.values()] if self.state is not None else []
         if extra:
-            raise ValidationError(f"state has entries {', '.join(map(repr, extra))} that this objective's plan does"
-                                  " not have (its moving averages: "
-                                  f"{', '.join(map(repr, self.names.values())) or 'none'}); make it with f.init_state(...)")
+            raise ValidationError(
+                f"state has entries {', '.join(map(repr, extra))} that this objective's plan does"
+                " not have (its moving averages: "
+                f"{', '.join(map(repr, self.names.values())) or 'none'}); make it with f.init_state(...)"
+            )
         return nxt

@@ -27,11 +27,14 @@ from .distributions import make_dist
 from .errors import StochgradError
 from .functions import UserFunction, make_call
 
-_TOKEN = re.compile(r"""(?:[ \t\f\r\n]+|\#[^\n]*)*(?:
+_TOKEN = re.compile(
+    r"""(?:[ \t\f\r\n]+|\#[^\n]*)*(?:
     (?P<NUMBER>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<OP>\*\*|<=|>=|\|\||\.\.\.|[-+*/@:<>()\[\],~=])
-  | (?P<END>\Z))""", re.X)
+  | (?P<END>\Z))""",
+    re.X,
+)
 _KEYWORDS = {"E", "KL"}
 _PREC = {"+": 2, "-": 2, "*": 3, "/": 3, "@": 3}
 
@@ -99,7 +102,9 @@ class _Parser:
 
     def binop(self, op: str, left: Any, right: Any, height: int) -> tuple[ir.Expr, int, int, int]:
         span = (left[2], right[3])
-        node = arraynodes.MatMul(left[0], right[0], span=span) if op == "@" else ir.BinOp(op, left[0], right[0], span=span)
+        node = (
+            arraynodes.MatMul(left[0], right[0], span=span) if op == "@" else ir.BinOp(op, left[0], right[0], span=span)
+        )
         return node, height, left[2], right[3]
 
     def chain(self, prec: int) -> tuple[ir.Expr, int, int, int]:
@@ -126,7 +131,11 @@ class _Parser:
             height = self.check(height + 1)
             if tok[1] == "-":
                 neg = ir.negate(node)
-                node = ir.Num(neg.value, span=(tok[2], end)) if isinstance(neg, ir.Num) else ir.Neg(node, span=(tok[2], end))
+                node = (
+                    ir.Num(neg.value, span=(tok[2], end))
+                    if isinstance(neg, ir.Num)
+                    else ir.Neg(node, span=(tok[2], end))
+                )
             out = (node, height, tok[2], end)
         return out
 

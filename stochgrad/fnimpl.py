@@ -64,8 +64,9 @@ def option(e: ir.Call, key: str) -> int | None:
 
 
 def _axis_error(e: ir.Call, k: int, shape: Shape) -> StochgradError:
-    return StochgradError(f"{e.fn}(): axis {k} is out of range for a value with {len(shape)} axes (shape {shape})"
-                          f" in `{e}`", e.span)
+    return StochgradError(
+        f"{e.fn}(): axis {k} is out of range for a value with {len(shape)} axes (shape {shape}) in `{e}`", e.span
+    )
 
 
 # -- shape rules ---------------------------------------------------------------------
@@ -79,7 +80,7 @@ def reduction(e: ir.Call, shapes: list[Shape]) -> Shape:
         return ()
     if not -len(shape) <= k < len(shape):
         raise _axis_error(e, k, shape)
-    return shape[: k % len(shape)] + shape[k % len(shape) + 1:]
+    return shape[: k % len(shape)] + shape[k % len(shape) + 1 :]
 
 
 def along_axis(e: ir.Call, shapes: list[Shape]) -> Shape:
@@ -104,6 +105,7 @@ def reversed_axes(e: ir.Call, shapes: list[Shape]) -> Shape:
 # -- implementations -------------------------------------------------------------------
 def unary(prim: str) -> Impl:
     """One backend primitive of one argument."""
+
     def impl(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Array:
         return fr.B.fn[prim](fr.array(xs[0]))
 
@@ -112,6 +114,7 @@ def unary(prim: str) -> Impl:
 
 def nary(prim: str) -> Impl:
     """One backend primitive of several arguments, aligned (broadcast) first."""
+
     def impl(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Array:
         arrays = fr.align(*(fr.array(x) for x in xs))
         try:
@@ -172,7 +175,7 @@ def _tree(fr: SampleAxis, x: Array, ax: int, op: Callable[[Any, Any], Any], e: i
         size = half
     if rest is not None:
         x = op(x, rest)
-    return B.reshape(x, shape[:ax] + shape[ax + 1:])
+    return B.reshape(x, shape[:ax] + shape[ax + 1 :])
 
 
 def tree_reduction(kind: str) -> Impl:
@@ -192,7 +195,7 @@ def tree_reduction(kind: str) -> Impl:
 def _logsumexp(fr: SampleAxis, x: Array, ax: int, e: ir.Call) -> Array:
     B = fr.B
     shape = B.shape(x)
-    kept = shape[:ax] + (1,) + shape[ax + 1:]
+    kept = shape[:ax] + (1,) + shape[ax + 1 :]
     fixed = B.stop_gradient(x)
     m = B.reshape(_tree(fr, fixed, ax, B.fn["maximum"], e), kept)
     m = B.fn["where"](B.fn["lt"](B.fn["abs"](m), fr.array(math.inf)), m, fr.array(0.0))
@@ -200,7 +203,7 @@ def _logsumexp(fr: SampleAxis, x: Array, ax: int, e: ir.Call) -> Array:
     u = x - m
     # sum_i exp(u_i) - 1 without cancellation: expm1 at the largest entries, plus their count less one (exact)
     rest = B.sum(B.fn["where"](below, B.fn["exp"](u), B.fn["expm1"](u)), (ax,)) + (B.sum(1.0 - below, (ax,)) - 1.0)
-    return B.fn["log1p"](rest) + B.reshape(m, shape[:ax] + shape[ax + 1:])
+    return B.fn["log1p"](rest) + B.reshape(m, shape[:ax] + shape[ax + 1 :])
 
 
 def logsumexp(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Array:
@@ -243,6 +246,7 @@ def transpose(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Ar
 
 def total(mean: bool) -> Impl:
     """``sum``/``mean`` over all logical axes or ``axis``."""
+
     def impl(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Array:
         x = fr.array(xs[0])
         rank = len(fr.B.shape(x)) - 1

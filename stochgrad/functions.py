@@ -63,13 +63,21 @@ def _elementwise(name: str, doc: str, differentiable: bool = True) -> Function:
 
 
 def _reduction(name: str, doc: str, impl: fnimpl.Impl) -> Function:
-    return Function(name, ("x",), (True,), f"{doc} over all non-sample axes, or over axis=k", fnimpl.reduction,
-                    impl, options=("axis",))
+    return Function(
+        name,
+        ("x",),
+        (True,),
+        f"{doc} over all non-sample axes, or over axis=k",
+        fnimpl.reduction,
+        impl,
+        options=("axis",),
+    )
 
 
 def _along(name: str, doc: str, impl: fnimpl.Impl) -> Function:
-    return Function(name, ("x",), (True,), f"{doc} along the last axis, or along axis=k", fnimpl.along_axis, impl,
-                    options=("axis",))
+    return Function(
+        name, ("x",), (True,), f"{doc} along the last axis, or along axis=k", fnimpl.along_axis, impl, options=("axis",)
+    )
 
 
 FUNCTIONS: dict[str, Function] = {
@@ -90,22 +98,57 @@ FUNCTIONS: dict[str, Function] = {
         _elementwise("lgamma", "log|Gamma(x)|"),
         _elementwise("digamma", "d/dx log Gamma(x)"),
         _elementwise("erf", "the error function, 2/sqrt(pi) * integral of exp(-t**2) from 0 to x"),
-        Function("logsigmoid", ("x",), (True,), "log(sigmoid(x)) = -softplus(-x), computed stably",
-                 fnimpl.elementwise, fnimpl.logsigmoid),
+        Function(
+            "logsigmoid",
+            ("x",),
+            (True,),
+            "log(sigmoid(x)) = -softplus(-x), computed stably",
+            fnimpl.elementwise,
+            fnimpl.logsigmoid,
+        ),
         _elementwise("floor", "largest integer <= x (not differentiable)", differentiable=False),
         _elementwise("round", "nearest integer, halves to even (not differentiable)", differentiable=False),
         _elementwise("sign", "-1, 0 or 1 (not differentiable)", differentiable=False),
-        Function("maximum", ("a", "b"), (True, True), "the larger of a and b, elementwise (broadcast)",
-                 fnimpl.elementwise, fnimpl.nary("maximum")),
-        Function("minimum", ("a", "b"), (True, True), "the smaller of a and b, elementwise (broadcast)",
-                 fnimpl.elementwise, fnimpl.nary("minimum")),
-        Function("where", ("condition", "a", "b"), (False, True, True),
-                 "a where the condition is nonzero, else b, elementwise (differentiable in a and b, not in the"
-                 " condition)", fnimpl.elementwise, fnimpl.nary("where")),
-        Function("clip", ("x", "lo", "hi"), (True, True, True), "minimum(maximum(x, lo), hi), elementwise",
-                 fnimpl.elementwise, fnimpl.clip),
-        Function("argmax", ("x",), (False,), "index of the largest entry along the last axis (not differentiable)",
-                 fnimpl.drop_last, fnimpl.argmax),
+        Function(
+            "maximum",
+            ("a", "b"),
+            (True, True),
+            "the larger of a and b, elementwise (broadcast)",
+            fnimpl.elementwise,
+            fnimpl.nary("maximum"),
+        ),
+        Function(
+            "minimum",
+            ("a", "b"),
+            (True, True),
+            "the smaller of a and b, elementwise (broadcast)",
+            fnimpl.elementwise,
+            fnimpl.nary("minimum"),
+        ),
+        Function(
+            "where",
+            ("condition", "a", "b"),
+            (False, True, True),
+            "a where the condition is nonzero, else b, elementwise (differentiable in a and b, not in the condition)",
+            fnimpl.elementwise,
+            fnimpl.nary("where"),
+        ),
+        Function(
+            "clip",
+            ("x", "lo", "hi"),
+            (True, True, True),
+            "minimum(maximum(x, lo), hi), elementwise",
+            fnimpl.elementwise,
+            fnimpl.clip,
+        ),
+        Function(
+            "argmax",
+            ("x",),
+            (False,),
+            "index of the largest entry along the last axis (not differentiable)",
+            fnimpl.drop_last,
+            fnimpl.argmax,
+        ),
         _reduction("sum", "sum", fnimpl.total(mean=False)),
         _reduction("mean", "mean", fnimpl.total(mean=True)),
         _reduction("max", "largest entry (its gradient goes to that entry)", fnimpl.tree_reduction("maximum")),
@@ -115,8 +158,14 @@ FUNCTIONS: dict[str, Function] = {
         _reduction("logmeanexp", "log(mean(exp(x))), computed stably", fnimpl.logmeanexp),
         _along("softmax", "exp(x) / sum(exp(x))", fnimpl.softmax),
         _along("log_softmax", "x - logsumexp(x)", fnimpl.log_softmax),
-        Function("transpose", ("x",), (True,), "the axes reversed (a matrix transposed; a vector or scalar unchanged)",
-                 fnimpl.reversed_axes, fnimpl.transpose),
+        Function(
+            "transpose",
+            ("x",),
+            (True,),
+            "the axes reversed (a matrix transposed; a vector or scalar unchanged)",
+            fnimpl.reversed_axes,
+            fnimpl.transpose,
+        ),
     ]
 }
 
@@ -162,8 +211,10 @@ def check_function_name(name: Any) -> None:
     from .distributions import DISTRIBUTIONS
 
     if name in DISTRIBUTIONS:
-        raise StochgradError(f"user function {name!r} has the name of the distribution {name}, which the DSL reads"
-                             " as one; choose another name")
+        raise StochgradError(
+            f"user function {name!r} has the name of the distribution {name}, which the DSL reads"
+            " as one; choose another name"
+        )
 
 
 def as_user_function(name: str, value: Any) -> UserFunction:
@@ -175,8 +226,12 @@ def as_user_function(name: str, value: Any) -> UserFunction:
     return UserFunction(value, True, name)
 
 
-def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.Expr], ...],
-              user: Mapping[str, UserFunction] | None = None) -> ir.Call:
+def make_call(
+    name: str,
+    args: tuple[ir.Expr, ...],
+    kwargs: tuple[tuple[str, ir.Expr], ...],
+    user: Mapping[str, UserFunction] | None = None,
+) -> ir.Call:
     """Validate a call against the table (or the user's functions) and build the node
     (shared by parser and embedded form)."""
     if user and name in user:
@@ -188,8 +243,9 @@ def make_call(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.
         from .distributions import DISTRIBUTIONS
 
         if name in DISTRIBUTIONS:
-            raise StochgradError(f"unknown function {name!r}: {name} is a distribution; draw from it with"
-                                 f" E[..., v ~ {name}(...)]")
+            raise StochgradError(
+                f"unknown function {name!r}: {name} is a distribution; draw from it with E[..., v ~ {name}(...)]"
+            )
         known = list(FUNCTIONS) + list(user or ())
         raise StochgradError(f"unknown function {name!r}{did_you_mean(name, known)}")
     if len(args) != fn.arity:

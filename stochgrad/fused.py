@@ -83,12 +83,23 @@ _NO_NOISE = _NoNoise()
 class FusedCall:
     """The compiled function for one plan (one set of parameter shapes) of an objective."""
 
-    def __init__(self, B: Backend, p: Plan, recorded: RecordingNoise, *, batch_axes: int, memo: dict[Any, Any],
-                 finish: Callable[[Any, Any], Any], validate: bool = True,
-                 known: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        B: Backend,
+        p: Plan,
+        recorded: RecordingNoise,
+        *,
+        batch_axes: int,
+        memo: dict[Any, Any],
+        finish: Callable[[Any, Any], Any],
+        validate: bool = True,
+        known: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         if recorded.needs_values:
-            raise PlanError(f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
-                            " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False")
+            raise PlanError(
+                f"fuse=True needs noise that can be drawn before the call, but {recorded.needs_values[0]!r}"
+                " noise depends on parameter values (Poisson, Binomial, Gamma, Beta, Dirichlet); use fuse=False"
+            )
         check_fusable(p)
         self.B, self.plan, self.draws, self.batch_axes, self.memo = B, p, recorded.log, batch_axes, memo
         self.finish, self.known = finish, dict(known or {})  # gather indices, checked by the eager call
@@ -97,13 +108,22 @@ class FusedCall:
         self.fn = B.fuse(self._body)
 
     def _body(self, params: dict[str, Any], noise: list[Any], count: int) -> Any:
-        frame = Frame(self.B, params, ReplayNoise(noise, count), known=self.known, batch_axes=self.batch_axes,
-                      memo=self.memo, checks=False)
+        frame = Frame(
+            self.B,
+            params,
+            ReplayNoise(noise, count),
+            known=self.known,
+            batch_axes=self.batch_axes,
+            memo=self.memo,
+            checks=False,
+        )
         return self.finish(frame, self.program.run(frame))
 
     def __call__(self, native: Mapping[str, Any], source: NoiseSource) -> Any:
         self.check(native)
-        noise = [source.draw(uid, stream, kind, shape, branch=branch) for uid, stream, kind, shape, branch in self.draws]
+        noise = [
+            source.draw(uid, stream, kind, shape, branch=branch) for uid, stream, kind, shape, branch in self.draws
+        ]
         params = with_sample_axis(self.B, native)
         return self.fn(params, noise, source.count)
 
@@ -124,6 +144,8 @@ def check_fusable(p: Plan) -> None:
     """Refuse, before anything runs, a plan with state that changes between calls."""
     for node in p.nodes:
         if node.spec.stateful:
-            raise PlanError(f"fuse=True cannot carry the running state of {node.var}'s estimator ({node.spec.describe()})"
-                            " across calls inside a compiled function; use fuse=False (or an estimator without state, e.g."
-                            " the leave-one-out baseline)")
+            raise PlanError(
+                f"fuse=True cannot carry the running state of {node.var}'s estimator ({node.spec.describe()})"
+                " across calls inside a compiled function; use fuse=False (or an estimator without state, e.g."
+                " the leave-one-out baseline)"
+            )

@@ -57,9 +57,11 @@ class _Implicit(Distribution):
         """The error for a second derivative, naming the node the lowering's ``draw`` samples."""
         node = getattr(draw, "node", None)
         var, where = (node.var, f"{node.var} ~ {node.dist}") if node is not None else ("z", f"a {self.name} node")
-        return (f"{where}: no second derivative through its pathwise gradient: {self.name} is sampled by implicit"
-                " reparameterization, whose gradient dz/dalpha supports first derivatives only; use"
-                f" estimators={{{var!r}: 'score'}}, which supports derivatives of every order")
+        return (
+            f"{where}: no second derivative through its pathwise gradient: {self.name} is sampled by implicit"
+            " reparameterization, whose gradient dz/dalpha supports first derivatives only; use"
+            f" estimators={{{var!r}: 'score'}}, which supports derivatives of every order"
+        )
 
 
 class Gamma(_Implicit):

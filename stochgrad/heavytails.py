@@ -40,8 +40,11 @@ _LOG_2 = math.log(2.0)
 
 class StudentT(_Implicit):
     name = "StudentT"
-    params = (Param("df", positive, "degrees of freedom"), Param("loc", real, "location"),
-              Param("scale", positive, "scale"))
+    params = (
+        Param("df", positive, "degrees of freedom"),
+        Param("loc", real, "location"),
+        Param("scale", positive, "scale"),
+    )
     doc = "StudentT(df, loc, scale): loc + scale * Normal(0, 1) / sqrt(Chi2(df) / df); pathwise in all three"
 
     def standard(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
@@ -67,8 +70,7 @@ class StudentT(_Implicit):
     def _standard_log_prob(B: Backend, p: P, t: Array) -> Array:
         df, lg, log = p["df"], B.fn["lgamma"], B.fn["log"]
         half = 0.5 * (df + 1.0)
-        return (lg(half) - lg(0.5 * df) - 0.5 * log(math.pi * df) - log(p["scale"])
-                - half * B.fn["log1p"](t * t / df))
+        return lg(half) - lg(0.5 * df) - 0.5 * log(math.pi * df) - log(p["scale"]) - half * B.fn["log1p"](t * t / df)
 
     def entropy(self, B: Backend, p: P) -> Array | None:
         df, lg, psi = p["df"], B.fn["lgamma"], B.fn["digamma"]

@@ -28,9 +28,17 @@ def _sigmoid(x: np.float64) -> np.float64:
 
 #: binary operators of the DSL on float64 scalars (comparisons give 1.0 or 0.0)
 BINARY: dict[str, Callable[[np.float64, np.float64], np.float64]] = {
-    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "**": np.power,
-    "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.divide,
+    "**": np.power,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
 }
+
 
 def _logsigmoid(x: np.float64) -> np.float64:
     return -np.logaddexp(0.0, -x)
@@ -58,15 +66,32 @@ def _clip(x: np.float64, lo: np.float64, hi: np.float64) -> np.float64:
 #: one-argument functions of the DSL (elementwise backend primitives, :data:`stochgrad.backend.PRIMITIVES`,
 #: and composites) on float64 scalars
 UNARY: dict[str, Callable[[np.float64], np.float64 | float]] = {
-    "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "abs": np.abs,
-    "sin": np.sin, "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "sigmoid": _sigmoid,
-    "softplus": lambda x: np.logaddexp(0.0, x), "floor": np.floor, "round": np.round, "sign": np.sign,
-    "lgamma": _lgamma, "erf": _erf, "logsigmoid": _logsigmoid,
+    "exp": np.exp,
+    "log": np.log,
+    "log1p": np.log1p,
+    "expm1": np.expm1,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
+    "softplus": lambda x: np.logaddexp(0.0, x),
+    "floor": np.floor,
+    "round": np.round,
+    "sign": np.sign,
+    "lgamma": _lgamma,
+    "erf": _erf,
+    "logsigmoid": _logsigmoid,
 }
 
 #: functions of the DSL of several arguments on float64 scalars
 NARY: dict[str, Callable[..., np.float64 | float]] = {
-    "maximum": np.maximum, "minimum": np.minimum, "where": _where, "clip": _clip,
+    "maximum": np.maximum,
+    "minimum": np.minimum,
+    "where": _where,
+    "clip": _clip,
 }
 
 

@@ -374,7 +374,9 @@ def check_name(name: str) -> None:
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise StochgradError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
     if name in RESERVED:
-        raise StochgradError(f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence, pi is 3.14159...)")
+        raise StochgradError(
+            f"{name!r} is reserved (E[...] writes an expectation, KL(p || q) a divergence, pi is 3.14159...)"
+        )
 
 
 def negate(e: Expr) -> Expr:
@@ -392,9 +394,7 @@ def as_expr(value: object) -> Expr:
         return Num(float(value))
     if hasattr(value, "__float__") and getattr(value, "shape", ()) == ():
         return Num(float(value))  # numpy scalars
-    raise TypeError(
-        f"cannot use {type(value).__name__} inside an expression; pass arrays as parameters by name"
-    )
+    raise TypeError(f"cannot use {type(value).__name__} inside an expression; pass arrays as parameters by name")
 
 
 def walk(e: Expr):

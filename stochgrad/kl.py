@@ -163,6 +163,7 @@ def kl_value(B: Backend, e: ir.KL, p: P, q: P, verdicts: dict[Any, str] | None =
     shape) for a pair :func:`verdict` finds infinite.  The parameters' own last axes are checked
     here too (the plan may not have known the shapes); ``verdicts`` keeps the verdict by the two
     logical shapes (a program's step passes its own, so a call decides nothing it decided before)."""
+
     def shape(x: Array | float) -> tuple[int, ...]:
         return () if isinstance(x, float) else B.shape(x)[1:]
 

@@ -120,7 +120,7 @@ def summarize(B: Backend, items: list[tuple[Any, float]], count: int, tails: boo
             mean, m2 = mean_m2(s1, s2, functools.partial(B.to_numpy, x), count)
             rows = None
             if tails and math.prod(shape[1:]) <= diagnostics.TAIL_ENTRIES:
-                head = x[:diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
+                head = x[: diagnostics.TAIL_SAMPLES]  # all the tail diagnostic looks at
                 rows = B.to_numpy(head).reshape(B.shape(head)[0], -1).T
             out[i] = (count, scale * mean, scale * scale * m2, rows)
     if small:
@@ -129,13 +129,19 @@ def summarize(B: Backend, items: list[tuple[Any, float]], count: int, tails: boo
         at = 0
         for i, scale, shape, r in small:
             part = slice(at, at + r.shape[0])
-            out[i] = (count, scale * mean[part].reshape(shape), scale * scale * m2[part].reshape(shape),
-                      rows[part] if tails else None)
+            out[i] = (
+                count,
+                scale * mean[part].reshape(shape),
+                scale * scale * m2[part].reshape(shape),
+                rows[part] if tails else None,
+            )
             at += r.shape[0]
     return out  # type: ignore[return-value]
 
 
-def mean_m2(s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int) -> tuple[np.ndarray, np.ndarray]:
+def mean_m2(
+    s1: np.ndarray, s2: np.ndarray, values: Callable[[], np.ndarray], count: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sum of squared deviations from a chunk's sums (see :func:`accumulate`);
     ``values()`` gives the chunk's values (sample axis first), needed only when the sums cancel."""
     mean = s1 / count

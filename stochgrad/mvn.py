@@ -81,14 +81,20 @@ class MultivariateNormal(Distribution):
     name = "MultivariateNormal"
     params = (
         Param("loc", real, "mean vector (last axis: the d coordinates)", event_rank=1),
-        Param("scale_tril", real, "lower-triangular d x d factor L of the covariance L L^T (positive diagonal)",
-              event_rank=2),
+        Param(
+            "scale_tril",
+            real,
+            "lower-triangular d x d factor L of the covariance L L^T (positive diagonal)",
+            event_rank=2,
+        ),
         Param("covariance_matrix", real, "symmetric positive definite d x d covariance", event_rank=2),
     )
     parameterizations = (("loc", "scale_tril"), ("loc", "covariance_matrix"))
     event_rank = 1
-    doc = ("MultivariateNormal(loc, scale_tril=L) or MultivariateNormal(loc, covariance_matrix=S): the normal on"
-           " d-vectors with mean loc and covariance L L^T = S")
+    doc = (
+        "MultivariateNormal(loc, scale_tril=L) or MultivariateNormal(loc, covariance_matrix=S): the normal on"
+        " d-vectors with mean loc and covariance L L^T = S"
+    )
 
     # -- shapes and checks -------------------------------------------------------------------
     def value_shape(self, shapes: Mapping[str, tuple[int, ...]], where: ir.Expr | None = None) -> tuple[int, ...]:
@@ -99,12 +105,18 @@ class MultivariateNormal(Distribution):
         key = "scale_tril" if "scale_tril" in shapes else "covariance_matrix"
         m, loc = tuple(shapes[key]), tuple(shapes["loc"])
         if len(m) < 2 or m[-1] != m[-2] or m[-1] == 0:
-            raise StochgradError(f"parameter {key!r} must be d x d matrices over its last two axes (shape (..., d, d),"
-                                 f" d >= 1), got shape {m} in `{here}`", span)
+            raise StochgradError(
+                f"parameter {key!r} must be d x d matrices over its last two axes (shape (..., d, d),"
+                f" d >= 1), got shape {m} in `{here}`",
+                span,
+            )
         d = m[-1]
         if not loc or loc[-1] != d:
-            raise StochgradError(f"parameter 'loc' must have the d = {d} coordinates of {key!r} (shape {m}) as its last"
-                                 f" axis (shape (..., {d})), got shape {loc} in `{here}`", span)
+            raise StochgradError(
+                f"parameter 'loc' must have the d = {d} coordinates of {key!r} (shape {m}) as its last"
+                f" axis (shape (..., {d})), got shape {loc} in `{here}`",
+                span,
+            )
         return broadcast([loc[:-1], m[:-2]], here) + (d,)
 
     def extra_check(self, values: Mapping[str, np.ndarray | float]) -> str | None:
@@ -119,27 +131,35 @@ class MultivariateNormal(Distribution):
             above = (m != 0) & np.triu(np.ones((d, d), dtype=bool), 1)
             if above.any():
                 i = np.argwhere(above)[0]
-                return (f"parameter 'scale_tril' must be lower-triangular: its entry {_entry(i)} above the diagonal"
-                        f" is {float(m[tuple(i)])!r}, not 0")
+                return (
+                    f"parameter 'scale_tril' must be lower-triangular: its entry {_entry(i)} above the diagonal"
+                    f" is {float(m[tuple(i)])!r}, not 0"
+                )
             diag = np.diagonal(m, axis1=-2, axis2=-1)
             if not (diag > 0).all():
                 i = np.argwhere(~(diag > 0))[0]
-                return (f"parameter 'scale_tril' must have a positive diagonal: its entry [{i[-1]}, {i[-1]}]"
-                        f" is {float(diag[tuple(i)])!r}")
+                return (
+                    f"parameter 'scale_tril' must have a positive diagonal: its entry [{i[-1]}, {i[-1]}]"
+                    f" is {float(diag[tuple(i)])!r}"
+                )
             return None
         t = np.swapaxes(m, -1, -2)
         asym = np.abs(m - t) > _SYMMETRY_RTOL * np.maximum(np.abs(m), np.abs(t))
         if asym.any():
             i = np.argwhere(asym)[0]
             j = tuple(i[:-2]) + (i[-1], i[-2])
-            return (f"parameter 'covariance_matrix' must be symmetric: its entries {_entry(i)} = {float(m[tuple(i)])!r}"
-                    f" and {_entry(np.array(j))} = {float(m[j])!r} differ")
+            return (
+                f"parameter 'covariance_matrix' must be symmetric: its entries {_entry(i)} = {float(m[tuple(i)])!r}"
+                f" and {_entry(np.array(j))} = {float(m[j])!r} differ"
+            )
         try:
             np.linalg.cholesky(m)
         except np.linalg.LinAlgError:
             low = float(np.linalg.eigvalsh(m).min())
-            return (f"parameter 'covariance_matrix' must be positive definite: its smallest eigenvalue is {low:.6g}"
-                    " (its Cholesky factorization fails)")
+            return (
+                f"parameter 'covariance_matrix' must be positive definite: its smallest eigenvalue is {low:.6g}"
+                " (its Cholesky factorization fails)"
+            )
         return None
 
     # -- the factor L ----------------------------------------------------------------------
@@ -153,8 +173,10 @@ class MultivariateNormal(Distribution):
         try:
             return B.cholesky(p["covariance_matrix"])
         except np.linalg.LinAlgError:
-            raise StochgradError(f"{self.name}: parameter 'covariance_matrix' is not positive definite (its Cholesky"
-                                 " factorization failed)") from None
+            raise StochgradError(
+                f"{self.name}: parameter 'covariance_matrix' is not positive definite (its Cholesky"
+                " factorization failed)"
+            ) from None
 
     @staticmethod
     def half_log_det(B: Backend, L: Array) -> Array:

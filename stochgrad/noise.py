@@ -115,8 +115,12 @@ class NumpyStream:
         gen = getattr(_LOCAL, "generator", None)
         if gen is None:
             gen = _LOCAL.generator = np.random.Generator(np.random.PCG64(0))
-        gen.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": self.state, "inc": self.inc},
-                                   "has_uint32": 0, "uinteger": 0}
+        gen.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": self.state, "inc": self.inc},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
         return gen
 
 
@@ -125,7 +129,7 @@ def fill(kind: str, streams: Sequence[NumpyStream], counts: Sequence[int], out: 
     float64): the first ``counts[0]`` rows from ``streams[0]``, and so on; returns ``out``."""
     start = 0
     for stream, count in zip(streams, counts):
-        part, gen = (out if count == len(out) else out[start:start + count]), stream.generator()
+        part, gen = (out if count == len(out) else out[start : start + count]), stream.generator()
         gen.standard_normal(dtype=out.dtype, out=part) if kind == "normal" else gen.random(dtype=out.dtype, out=part)
         start += count
     if kind == "uniform":  # see NumpyStream: only 0 moves
@@ -144,8 +148,7 @@ class Noise(Protocol):
 
     count: int
 
-    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any:
-        ...
+    def draw(self, uid: int, stream: int, kind: str, shape: tuple[int, ...], *params: Any, branch: int = 0) -> Any: ...
 
 
 class NoiseSource:

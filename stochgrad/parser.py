@@ -104,8 +104,8 @@ class _ToIR:
                 values.append(node)
             elif ready:
                 n = len(node.children)
-                args = values[len(values) - n:]
-                del values[len(values) - n:]
+                args = values[len(values) - n :]
+                del values[len(values) - n :]
                 values.append(getattr(self, node.data)(node.meta, *args))
             else:
                 _mark_distributions(node)
@@ -267,14 +267,21 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
         expected = _describe(set(exc.accepts or exc.expected))
         tok = exc.token
         if tok.type == "$END":
-            return ParseError(f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected)
+            return ParseError(
+                f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected
+            )
         return ParseError(
             f"unexpected {str(tok)!r}; expected {' or '.join(expected)}",
-            text, tok.start_pos, length=len(str(tok)), expected=expected,
+            text,
+            tok.start_pos,
+            length=len(str(tok)),
+            expected=expected,
         )
     if isinstance(exc, UnexpectedEOF):
         expected = _describe(set(exc.expected))
-        return ParseError(f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected)
+        return ParseError(
+            f"unexpected end of input; expected {' or '.join(expected)}", text, len(text), expected=expected
+        )
     return ParseError(str(exc), text, getattr(exc, "pos_in_stream", 0) or 0)
 
 

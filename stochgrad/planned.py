@@ -106,7 +106,8 @@ class Plan:
                 made = "" if self.shapes is not None else " (a plan made without shapes is for scalars)"
                 raise ValidationError(
                     f"parameter {k!r} has shape {got}, but this plan was made for shape {want}{made}; make a plan"
-                    f" for these shapes: sg.plan(expr, {{{k!r}: {got}, ...}}) or pass the values to sg.plan")
+                    f" for these shapes: sg.plan(expr, {{{k!r}: {got}, ...}}) or pass the values to sg.plan"
+                )
 
     def node(self, var: str) -> NodePlan:
         for n in self.nodes:

@@ -69,12 +69,19 @@ class Rule:
 
 #: first match wins; only the low_variance policy picks a biased estimator
 RULES: tuple[Rule, ...] = (
-    Rule(lambda f: f.reparameterized and f.nondiff is None, Pathwise(),
-         "reparameterizable, cost differentiable in {var}"),
-    Rule(lambda f: f.states is not None and f.states <= f.budget, Enumerate(),
-         "finite support: exact sum over {states} states, zero variance"),
-    Rule(lambda f: f.policy == "low_variance" and f.relaxable and f.nondiff is None, Relaxed(),
-         "low_variance policy: cost differentiable in {var}, so a relaxation trades bias for variance"),
+    Rule(
+        lambda f: f.reparameterized and f.nondiff is None, Pathwise(), "reparameterizable, cost differentiable in {var}"
+    ),
+    Rule(
+        lambda f: f.states is not None and f.states <= f.budget,
+        Enumerate(),
+        "finite support: exact sum over {states} states, zero variance",
+    ),
+    Rule(
+        lambda f: f.policy == "low_variance" and f.relaxable and f.nondiff is None,
+        Relaxed(),
+        "low_variance policy: cost differentiable in {var}, so a relaxation trades bias for variance",
+    ),
     Rule(lambda f: f.reparameterized, Score(), "cost not differentiable in {var}: {nondiff}"),
     Rule(lambda f: bool(f.missing), Score(), "{missing}"),
     Rule(lambda f: f.discrete, Score(), "discrete, {support}"),
@@ -83,8 +90,14 @@ RULES: tuple[Rule, ...] = (
 
 
 class _Planner:
-    def __init__(self, overrides: Mapping[str, EstimatorSpec], policy: str, shapes: Mapping[str, Shape] | None,
-                 budget: int, capabilities: frozenset[str]) -> None:
+    def __init__(
+        self,
+        overrides: Mapping[str, EstimatorSpec],
+        policy: str,
+        shapes: Mapping[str, Shape] | None,
+        budget: int,
+        capabilities: frozenset[str],
+    ) -> None:
         self.overrides, self.policy, self.budget, self.capabilities = overrides, policy, budget, capabilities
         self.shapes = shapes
         self.uids: dict[int, int] = {}
@@ -117,16 +130,21 @@ class _Planner:
                 continue
             if isinstance(item, tuple):  # a KL (or Monte Carlo entropy) node, after its children
                 kl = item[0]
-                b = (ir.Binding(f"_entropy{len(self.kl_bindings)}", kl.dist) if isinstance(kl, Entropy)
-                     else ir.Binding(f"_kl{len(self.kl_bindings)}", kl.p))
+                b = (
+                    ir.Binding(f"_entropy{len(self.kl_bindings)}", kl.dist)
+                    if isinstance(kl, Entropy)
+                    else ir.Binding(f"_kl{len(self.kl_bindings)}", kl.p)
+                )
                 self.kl_bindings[id(kl)] = b
                 self.uids[id(b)] = len(self.uids)
                 continue
             if not isinstance(item, (ir.BinOp, ir.Neg, ir.Num, ir.Name)):
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise PlanError(f"expression nested too deeply: calls, distributions and expectations nested"
-                                    f" more than {MAX_NESTING} levels, at `{_clip(item)}`")
+                    raise PlanError(
+                        f"expression nested too deeply: calls, distributions and expectations nested"
+                        f" more than {MAX_NESTING} levels, at `{_clip(item)}`"
+                    )
             if isinstance(item, ir.Expect):
                 todo: list[Any] = []
                 for b in item.bindings:
@@ -134,7 +152,11 @@ class _Planner:
                 todo.append(item.body)
                 stack.extend((x, depth) for x in reversed(todo))
                 continue
-            if isinstance(item, ir.KL) and kl_verdict(item) == "finite" and (item.p.name, item.q.name) not in KL_FORMULAS:
+            if (
+                isinstance(item, ir.KL)
+                and kl_verdict(item) == "finite"
+                and (item.p.name, item.q.name) not in KL_FORMULAS
+            ):
                 stack.append(((item,), depth))
             if isinstance(item, Entropy) and not item.closed:
                 stack.append(((item,), depth))
@@ -160,8 +182,8 @@ class _Planner:
                 stack.extend((c, False) for c in reversed(node.children()))
             else:
                 n = len(node.children())
-                kids = values[len(values) - n:]
-                del values[len(values) - n:]
+                kids = values[len(values) - n :]
+                del values[len(values) - n :]
                 values.append(_rebuild(node, kids))
         return values[0]
 
@@ -170,11 +192,15 @@ class _Planner:
         # supports, with the shapes known here: an error across spaces, or +inf (see kl.verdict)
         infinite = kl_verdict(e, self.shape(e.p, scope), self.shape(e.q, scope)) == "infinite"
         if id(e) not in self.kl_bindings:  # closed form, or infinite
-            self.notes.append(f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form"))
+            self.notes.append(
+                f"{e}: " + ("+inf: the support of p is not inside that of q" if infinite else "closed form")
+            )
             return dataclasses.replace(e, p=p, q=q)  # type: ignore[arg-type]
         b = self.kl_bindings[id(e)]
-        self.notes.append(f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above;"
-                          f" {monte_carlo_reason(e.p.name, e.q.name)})")
+        self.notes.append(
+            f"{e}: Monte Carlo, E[log p(x) - log q(x)] with {b.var} ~ {e.p} (plan above;"
+            f" {monte_carlo_reason(e.p.name, e.q.name)})"
+        )
         return self.plan_expect(ir.Expect(LogRatio(ir.Name(b.var), p, q), (b,)), scope)  # type: ignore[arg-type]
 
     def plan_entropy(self, e: Entropy, scope: Scope) -> ir.Expr:
@@ -226,8 +252,9 @@ class _Planner:
             if final[i].spec.pathwise and final[i].biased:
                 mark_ancestors(self.parents, node.uid, b.var, through, overwrite=True, within=local)
         for k, n in enumerate(final):  # estimators that rewrite the cost (e.g. sticking the landing)
-            rewrite = n.spec.rewrite_cost(body, n.var, n.dist, _rebuild,
-                                          None if self.shapes is None else ShapeEnv(self.shapes, scope))
+            rewrite = n.spec.rewrite_cost(
+                body, n.var, n.dist, _rebuild, None if self.shapes is None else ShapeEnv(self.shapes, scope)
+            )
             if rewrite is None:
                 continue
             body = rewrite.body
@@ -239,8 +266,10 @@ class _Planner:
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)
         terms = tuple(additive_terms(body))
-        boxes = tuple(tuple(sorted(frozenset().union(*(ancestors[positions[u]] for u in uses(t, scope) if u in positions))))
-                      for _, t in terms)
+        boxes = tuple(
+            tuple(sorted(frozenset().union(*(ancestors[positions[u]] for u in uses(t, scope) if u in positions))))
+            for _, t in terms
+        )
         plates: tuple[Any, ...] = ()
         if self.shapes is not None and any(score):  # per-example score terms where the cost allows (stochgrad.plates)
             found = infer_plates(tuple(final), terms, boxes, ShapeEnv(self.shapes, scope))
@@ -273,8 +302,19 @@ class _Planner:
         else:
             count = f"{states:,}" if states < 1 << 63 else "more than 2**63"  # joint_states caps the count there
             support = f"{count} joint states exceed the enumeration budget ({self.budget:,} left)"
-        facts = Facts(b.var, b.dist.name, d.reparameterized and not lacking, nondiff, d.discrete,
-                      d.relaxable, states, self.budget, self.policy, support, missing)
+        facts = Facts(
+            b.var,
+            b.dist.name,
+            d.reparameterized and not lacking,
+            nondiff,
+            d.discrete,
+            d.relaxable,
+            states,
+            self.budget,
+            self.policy,
+            support,
+            missing,
+        )
         requested = self.overrides.get(b.var)
         if requested is not None:
             try:
@@ -282,8 +322,10 @@ class _Planner:
             except PlanError as exc:
                 raise PlanError(f"{b}: {exc}") from None
             if requested.relaxes_cost and nondiff is not None:  # a relaxation control variate
-                raise PlanError(f"{b}: {requested.name} evaluates and differentiates the cost at relaxed values of"
-                                f" {b.var}, but the cost is not differentiable in {b.var}: {nondiff}")
+                raise PlanError(
+                    f"{b}: {requested.name} evaluates and differentiates the cost at relaxed values of"
+                    f" {b.var}, but the cost is not differentiable in {b.var}: {nondiff}"
+                )
             spec, reason = requested, "requested"
         else:
             rule = next(r for r in RULES if r.when(facts))
@@ -307,7 +349,7 @@ def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
     if isinstance(node, ir.BinOp):
         return dataclasses.replace(node, left=kids[0], right=kids[1])
     if isinstance(node, ir.Call):
-        return dataclasses.replace(node, args=tuple(kids[:len(node.args)]))
+        return dataclasses.replace(node, args=tuple(kids[: len(node.args)]))
     if isinstance(node, LogProb):
         return node.rebuild(kids)
     return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined, type-var]
@@ -338,10 +380,14 @@ def plan(
     ``enumerate_budget`` caps the joint states enumerated exactly.
     """
     if policy not in POLICIES:
-        raise PlanError(f"unknown policy {policy!r}{did_you_mean(str(policy), POLICIES)}; choose from {', '.join(POLICIES)}")
+        raise PlanError(
+            f"unknown policy {policy!r}{did_you_mean(str(policy), POLICIES)}; choose from {', '.join(POLICIES)}"
+        )
     if policy == "min_variance":
-        raise PlanError("policy 'min_variance' chooses estimators by pilot runs, which need parameter values: pass"
-                        " params={...} to plan (and the seed of the estimate to match), or --at NAME=VALUE")
+        raise PlanError(
+            "policy 'min_variance' chooses estimators by pilot runs, which need parameter values: pass"
+            " params={...} to plan (and the seed of the estimate to match), or --at NAME=VALUE"
+        )
     budget = enumerate_budget
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise PlanError(f"the enumeration budget must be an integer >= 1, got {budget!r}")
@@ -353,8 +399,14 @@ def plan(
 
 
 @functools.lru_cache(maxsize=256)
-def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], policy: str,
-                 shapes: tuple[tuple[str, Shape], ...] | None, budget: int, capabilities: frozenset[str]) -> Plan:
+def _plan_cached(
+    e: ir.Expr,
+    overrides: tuple[tuple[str, EstimatorSpec], ...],
+    policy: str,
+    shapes: tuple[tuple[str, Shape], ...] | None,
+    budget: int,
+    capabilities: frozenset[str],
+) -> Plan:
     planner = _Planner(dict(overrides), policy, None if shapes is None else dict(shapes), budget, capabilities)
     planner.number(e)
     root = planner.plan(e, Scope())
@@ -362,6 +414,8 @@ def _plan_cached(e: ir.Expr, overrides: tuple[tuple[str, EstimatorSpec], ...], p
     for var in dict(overrides):
         if var not in bound:
             where = ", ".join(sorted(bound)) or "none"
-            raise PlanError(f"estimator override for {var!r}, which is not a random variable{did_you_mean(var, bound)}; random variables: {where}")
+            raise PlanError(
+                f"estimator override for {var!r}, which is not a random variable{did_you_mean(var, bound)}; random variables: {where}"
+            )
     nodes = tuple(sorted(planner.nodes, key=lambda n: n.uid))
     return Plan(e, root, nodes, parameters(e), tuple(planner.notes), shapes)

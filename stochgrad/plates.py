@@ -105,8 +105,11 @@ def _opaque(node: ir.Expr, local: Mapping[str, Value], env: Mapping[str, Shape])
     """A user function, nested expectation or KL: global if it names no row or joint value."""
     for sub in ir.walk(node):
         if isinstance(sub, ir.Name) and sub.id in local and local[sub.id][1] != GLOBAL:
-            what = (f"uses the user function {node.fn}()" if isinstance(node, ir.Call)
-                    else f"puts the examples through `{_clip(node)}`")
+            what = (
+                f"uses the user function {node.fn}()"
+                if isinstance(node, ir.Call)
+                else f"puts the examples through `{_clip(node)}`"
+            )
             return None, _joint(what)
     source = getattr(node, "source", node)  # a planned expectation: its shape is its source's
     try:
@@ -125,15 +128,18 @@ def analyze(e: ir.Expr, n: int, local: Mapping[str, Value], env: Mapping[str, Sh
             values.append(((), GLOBAL))
         elif isinstance(node, ir.Name):
             values.append(local[node.id] if node.id in local else (_param_shape(env, node.id), GLOBAL))
-        elif not (isinstance(node, (ir.Neg, ir.BinOp, LogProb, MatMul, Index)) or (isinstance(node, ir.Call) and node.impl is None)):
+        elif not (
+            isinstance(node, (ir.Neg, ir.BinOp, LogProb, MatMul, Index))
+            or (isinstance(node, ir.Call) and node.impl is None)
+        ):
             values.append(_opaque(node, local, env))
         elif not ready:
             stack.append((node, True))
             stack.extend((c, False) for c in reversed(_kids(node)))
         else:
             k = len(_kids(node))
-            args = values[len(values) - k:]
-            del values[len(values) - k:]
+            args = values[len(values) - k :]
+            del values[len(values) - k :]
             values.append(_combine(node, args, n))
     return values[0]
 
@@ -192,7 +198,7 @@ def _combine(node: ir.Expr, args: list[Value], n: int) -> Value:
     if not -rank <= k < rank:
         return None, _joint(f"axis {k} is out of range in `{_clip(node)}`")
     k %= rank
-    out = shape[:k] + shape[k + 1:]
+    out = shape[:k] + shape[k + 1 :]
     if k == kind[1]:
         return None, _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
     return out, ("row", kind[1] - (k < kind[1]))
@@ -280,7 +286,11 @@ def _rows(term: ir.Call, shape: Shape, axis: int) -> ir.Expr:
 def _term(t: ir.Expr, sizes: list[int], kinds: Any, env: Mapping[str, Shape]) -> tuple[int | None, Any]:
     """(n, per-example expression) if ``t`` is a sum over ``n`` examples of per-example terms, else (None, why)."""
     if not (isinstance(t, ir.Call) and t.impl is None and t.fn in ("sum", "mean")):
-        what = "uses a user function" if isinstance(t, ir.Call) and t.impl is not None else "is not a sum over the examples"
+        what = (
+            "uses a user function"
+            if isinstance(t, ir.Call) and t.impl is not None
+            else "is not a sum over the examples"
+        )
         return None, f"the cost term `{_clip(t)}` {what}"
     why: str = ""
     for n in sizes:
@@ -302,8 +312,12 @@ def _term(t: ir.Expr, sizes: list[int], kinds: Any, env: Mapping[str, Shape]) ->
     return None, why
 
 
-def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr], ...],
-                 boxes: tuple[tuple[int, ...], ...], env: Mapping[str, Shape]) -> Plates:
+def infer_plates(
+    nodes: tuple[NodePlan, ...],
+    terms: tuple[tuple[float, ir.Expr], ...],
+    boxes: tuple[tuple[int, ...], ...],
+    env: Mapping[str, Shape],
+) -> Plates:
     """Plan the terms of one expectation per example where the analysis sees that it may."""
     memo: dict[int, dict[str, Value]] = {}
 
@@ -343,10 +357,20 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
             scores.setdefault(j, []).append(i)
     plated: set[int] = set()
     while True:  # a node is plated when all its terms are; a term keeps its plate when all its row nodes are
-        plated = {j for j, n in enumerate(sizes) if n is not None and j in scores and is_row(j, n)
-                  and all(i in found and found[i][0] == n for i in scores[j])}
-        drop = [i for i in found if any(is_row(j, found[i][0]) and j not in plated for j in boxes[i])
-                or not any(j in plated for j in boxes[i])]
+        plated = {
+            j
+            for j, n in enumerate(sizes)
+            if n is not None
+            and j in scores
+            and is_row(j, n)
+            and all(i in found and found[i][0] == n for i in scores[j])
+        }
+        drop = [
+            i
+            for i in found
+            if any(is_row(j, found[i][0]) and j not in plated for j in boxes[i])
+            or not any(j in plated for j in boxes[i])
+        ]
         if not drop:
             break
         for i in drop:
@@ -363,8 +387,11 @@ def infer_plates(nodes: tuple[NodePlan, ...], terms: tuple[tuple[float, ir.Expr]
             if not is_row(j, n):
                 reasons.insert(0, kinds(n)[node.var][1][1])
             if reasons:
-                node = replace(node, plate_note=f"joint over {n} {unit} ({reasons[0]}; declare batch_axes=1,"
-                               " with one cost per example, if the rows are independent)")
+                node = replace(
+                    node,
+                    plate_note=f"joint over {n} {unit} ({reasons[0]}; declare batch_axes=1,"
+                    " with one cost per example, if the rows are independent)",
+                )
         out_nodes.append(node)
     new_terms = tuple((s, found[i][1]) if i in found else (s, t) for i, (s, t) in enumerate(terms))
     plates = tuple(PlateTerm(found[i][0], t) if i in found else None for i, (_, t) in enumerate(terms))

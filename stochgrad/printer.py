@@ -42,8 +42,11 @@ def _pieces(node: Expr) -> list[Any]:
         if op == "**":  # right-associative; the exponent may be a bare unary minus
             return _wrapped(left, left.prec <= p) + [f" {op} "] + _wrapped(right, right.prec < PREC["neg"])
         # left-associative (comparisons are not associative at all)
-        return (_wrapped(left, left.prec < p or (p == 1 and left.prec == 1)) + [f" {op} "]
-                + _wrapped(right, right.prec <= p))
+        return (
+            _wrapped(left, left.prec < p or (p == 1 and left.prec == 1))
+            + [f" {op} "]
+            + _wrapped(right, right.prec <= p)
+        )
     if t is Neg:
         operand = node.operand  # type: ignore[attr-defined]
         return ["-"] + _wrapped(operand, operand.prec < PREC["neg"])
@@ -51,12 +54,17 @@ def _pieces(node: Expr) -> list[Any]:
         parts = list(node.args) + [[f"{k}=", v] for k, v in node.kwargs]  # type: ignore[attr-defined]
         return [f"{node.fn}("] + _joined(parts) + [")"]  # type: ignore[attr-defined]
     if t is Dist:
-        parts = [v if i < node.positional else [f"{k}=", v]  # type: ignore[attr-defined]
-                 for i, (k, v) in enumerate(node.params)]  # type: ignore[attr-defined]
+        parts = [
+            v if i < node.positional else [f"{k}=", v]  # type: ignore[attr-defined]
+            for i, (k, v) in enumerate(node.params)  # type: ignore[attr-defined]
+        ]
         return [f"{node.name}("] + _joined(parts) + [")"]  # type: ignore[attr-defined]
     if t is Expect:
-        return (["E[", node.body, ", "]  # type: ignore[attr-defined]
-                + _joined([[f"{b.var} ~ ", b.dist] for b in node.bindings]) + ["]"])  # type: ignore[attr-defined]
+        return (
+            ["E[", node.body, ", "]  # type: ignore[attr-defined]
+            + _joined([[f"{b.var} ~ ", b.dist] for b in node.bindings])  # type: ignore[attr-defined]
+            + ["]"]
+        )
     if t is KL:
         return ["KL(", node.p, " || ", node.q, ")"]  # type: ignore[attr-defined]
     if t is MatMul:  # binds like * and /, left-associative

@@ -117,13 +117,21 @@ class Estimate:
         as ``None``, and :attr:`nonfinite` says which they were): what ``stochgrad estimate --json``
         prints, less the CLI's own entries (exact values, warnings)."""
         return {
-            "expression": str(self.plan.expr), "n": self.n, "backend": self.backend, "seed": self.seed,
-            "chunk_size": self.chunk_size, "value": jsonable(self.value), "value_stderr": jsonable(self.value_stderr),
+            "expression": str(self.plan.expr),
+            "n": self.n,
+            "backend": self.backend,
+            "seed": self.seed,
+            "chunk_size": self.chunk_size,
+            "value": jsonable(self.value),
+            "value_stderr": jsonable(self.value_stderr),
             "grad": {k: jsonable(v) for k, v in self.grad.items()},
             "stderr": {k: jsonable(v) for k, v in self.stderr.items()},
-            "plan": [{"var": nd.var, "estimator": nd.estimator, "reason": nd.reason, "biased": nd.biased}
-                     for nd in self.plan.nodes],
-            "nonfinite": dict(self.nonfinite), "heavy_tails": dict(self.heavy_tails),
+            "plan": [
+                {"var": nd.var, "estimator": nd.estimator, "reason": nd.reason, "biased": nd.biased}
+                for nd in self.plan.nodes
+            ],
+            "nonfinite": dict(self.nonfinite),
+            "heavy_tails": dict(self.heavy_tails),
             "tail_index": {k: jsonable(v) for k, v in self.tail_index.items()},
         }
 
@@ -176,11 +184,14 @@ def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray], inde
         return [k for k in values if k not in index]  # an index parameter (theta[school]) is data: no gradient
     for k in names:
         if k in index:
-            raise ValidationError(f"wrt names {k!r}, an index parameter (it gathers, as in theta[{k}]): it has no"
-                                  " gradient")
+            raise ValidationError(
+                f"wrt names {k!r}, an index parameter (it gathers, as in theta[{k}]): it has no gradient"
+            )
         if k not in values:
-            raise ValidationError(f"wrt names {k!r}{did_you_mean(k, values)}, which is not a parameter of the"
-                                  f" expression; its parameters are: {', '.join(values) or 'none'}")
+            raise ValidationError(
+                f"wrt names {k!r}{did_you_mean(k, values)}, which is not a parameter of the"
+                f" expression; its parameters are: {', '.join(values) or 'none'}"
+            )
     return names
 
 
@@ -192,16 +203,26 @@ def pair_units(B: Backend, x: Any, count: int) -> Any:
     if B.shape(x)[0] != count:
         return x  # the same for every sample
     m = count // 2
-    units = x[:m] + x[m:2 * m]
+    units = x[:m] + x[m : 2 * m]
     if count % 2:
-        units = units + x[2 * m:] / m
+        units = units + x[2 * m :] / m
     return units * (m / count)
 
 
-def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: int, seed: int,
-                 chunk_size: int | None = None, wrt: Iterable[str] | None = None,
-                 progress: Callable[[int, int], None] | None = None, memory_limit: int | None = None,
-                 batch_axes: int = 0, shard: Shard | None = None) -> Estimate:
+def run_estimate(
+    p: Plan,
+    values: Mapping[str, np.ndarray],
+    B: Backend,
+    *,
+    n: int,
+    seed: int,
+    chunk_size: int | None = None,
+    wrt: Iterable[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    memory_limit: int | None = None,
+    batch_axes: int = 0,
+    shard: Shard | None = None,
+) -> Estimate:
     """Run plan ``p`` on checked parameter ``values`` (float64 arrays of the planned shapes) with ``n``
     samples of the noise of ``seed`` on backend ``B``; the keywords are :func:`stochgrad.estimate`'s,
     ``n``, ``seed`` and ``chunk_size`` already checked (``wrt`` is checked here).  With ``shard``
@@ -227,8 +248,18 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
         noise = NoiseSource(B, seed, start, count)
 
         def objective(leaves: list[Any]) -> tuple[Any, Any]:
-            s = program.run(Frame(B, {**fixed, **dict(zip(names, leaves))}, noise, known=values, memo=memo,
-                                  first_order=True, baselines=baselines, batch_axes=batch_axes))
+            s = program.run(
+                Frame(
+                    B,
+                    {**fixed, **dict(zip(names, leaves))},
+                    noise,
+                    known=values,
+                    memo=memo,
+                    first_order=True,
+                    baselines=baselines,
+                    batch_axes=batch_axes,
+                )
+            )
             shape = B.shape(s)
             return B.sum(s, tuple(range(len(shape)))) / shape[0], B.stop_gradient(s)
 
@@ -237,9 +268,17 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
             per_sample, grads = B.value_and_grad(objective, leaves)
             units = count
             if paired and count >= 2:  # antithetic partners are dependent: one unit per pair
-                per_sample, grads, units = pair_units(B, per_sample, count), [pair_units(B, g, count) for g in grads], count // 2
-            return summarize(B, [(per_sample, 1.0)] + [(g, count) for g in grads], units,
-                             tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES)
+                per_sample, grads, units = (
+                    pair_units(B, per_sample, count),
+                    [pair_units(B, g, count) for g in grads],
+                    count // 2,
+                )
+            return summarize(
+                B,
+                [(per_sample, 1.0)] + [(g, count) for g in grads],
+                units,
+                tails=n >= diagnostics.TAIL_MIN_N and start < diagnostics.TAIL_SAMPLES,
+            )
 
     spans = list(chunking.chunks(n, size))  # run k at a time where the backend can (stochgrad.parallel)
     several = len(spans) > 1
@@ -263,11 +302,18 @@ def run_estimate(p: Plan, values: Mapping[str, np.ndarray], B: Backend, *, n: in
         value_stderr=_out(value_m.stderr(), True),
         grad={k: _out(grad_m[k].mean, scalar[k]) for k in names},
         stderr={k: _out(grad_m[k].stderr(), scalar[k]) for k in names},
-        plan=p, n=n, backend=B.name, seed=seed, chunk_size=size,
+        plan=p,
+        n=n,
+        backend=B.name,
+        seed=seed,
+        chunk_size=size,
         **diagnostics.report(value_m, grad_m, scalar, n, _out),
     )
-    _warn(r, e, lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad,
-                                                                            batch_axes))
+    _warn(
+        r,
+        e,
+        lambda: None if first_bad is None else diagnostics.locate(B, p.root, values, int(seed), *first_bad, batch_axes),
+    )
     return r
 
 
@@ -276,8 +322,11 @@ def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
     problems = r.problems()
     if r.nonfinite:
         located = where()
-        warnings.warn(f"{e}: {problems[0]}" + (f"; first seen in {located}" if located else ""), NonFiniteWarning,
-                      stacklevel=_CALLER)
+        warnings.warn(
+            f"{e}: {problems[0]}" + (f"; first seen in {located}" if located else ""),
+            NonFiniteWarning,
+            stacklevel=_CALLER,
+        )
     if r.heavy_tails:
         warnings.warn(f"{e}: {problems[-1]}", HeavyTailWarning, stacklevel=_CALLER)
 
@@ -285,4 +334,3 @@ def _warn(r: Estimate, e: ir.Expr, where: Callable[[], str | None]) -> None:
 def _out(x: Any, scalar: bool) -> float | np.ndarray:
     a = np.asarray(x, dtype=float)
     return float(a) if scalar and a.ndim == 0 else a
-

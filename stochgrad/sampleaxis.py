@@ -52,15 +52,19 @@ class SampleAxis:
             return self._align_batch(xs, ranks)
         shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
         top = max(len(s) for s in shapes if s is not None) if any(s is not None for s in shapes) else 0
-        return [x if s is None or len(s) >= top else self.B.reshape(x, s[:1] + (1,) * (top - len(s)) + s[1:])
-                for x, s in zip(xs, shapes)]
+        return [
+            x if s is None or len(s) >= top else self.B.reshape(x, s[:1] + (1,) * (top - len(s)) + s[1:])
+            for x, s in zip(xs, shapes)
+        ]
 
     def _align_batch(self, xs: Sequence[Array | float], ranks: Sequence[int]) -> list[Array | float]:
         shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
         batch = [0 if s is None else max(0, len(s) - 1 - r) for s, r in zip(shapes, ranks)]
         top = max(batch, default=0)
-        return [x if s is None or b >= top else self.B.reshape(x, s[:1] + (1,) * (top - b) + s[1:])
-                for x, s, b in zip(xs, shapes, batch)]
+        return [
+            x if s is None or b >= top else self.B.reshape(x, s[:1] + (1,) * (top - b) + s[1:])
+            for x, s, b in zip(xs, shapes, batch)
+        ]
 
     def reduce_logical(self, x: Array, axis: int | None) -> tuple[Array, int]:
         """Sum over all logical axes (``axis=None``) or one; returns (sum, count summed)."""

@@ -112,8 +112,14 @@ def score_ancestors(parents: list[Iterable[int]], score: list[bool]) -> list[fro
     return out
 
 
-def mark_ancestors(graph: Mapping[int, Iterable[int]], start: int, label: str, marks: dict[int, str],
-                   overwrite: bool = False, within: Any = None) -> None:
+def mark_ancestors(
+    graph: Mapping[int, Iterable[int]],
+    start: int,
+    label: str,
+    marks: dict[int, str],
+    overwrite: bool = False,
+    within: Any = None,
+) -> None:
     """Label every ancestor of ``start`` in ``graph`` (uid -> parent uids).  Without ``overwrite``
     the search stops at nodes already labelled (their ancestors are labelled too);  ``within``
     (a container of uids) limits it to those nodes."""

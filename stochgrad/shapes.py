@@ -64,8 +64,8 @@ def infer(e: ir.Expr, env: Mapping[str, Shape]) -> Shape:
                 stack.extend((_VISIT, c) for c in reversed(kids))
         elif kind is _COMBINE:
             n = task[2]
-            shapes = values[len(values) - n:]
-            del values[len(values) - n:]
+            shapes = values[len(values) - n :]
+            del values[len(values) - n :]
             values.append(_rule(node, shapes))
         elif kind is _BIND:
             local[node] = values.pop()

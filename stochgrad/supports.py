@@ -25,9 +25,13 @@ from dataclasses import dataclass, replace
 from .errors import PlanError
 
 #: what one sample is: continuous scalars, integer scalars, one-hot vectors, probability vectors
-SPACES = {"real": "a density on the reals", "integer": "a mass function on the integers",
-          "one-hot": "a mass function on one-hot vectors", "simplex": "a density on the simplex",
-          "real-vector": "a density on real vectors"}
+SPACES = {
+    "real": "a density on the reals",
+    "integer": "a mass function on the integers",
+    "one-hot": "a mass function on one-hot vectors",
+    "simplex": "a density on the simplex",
+    "real-vector": "a density on real vectors",
+}
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,14 @@ class Support:
         hi = "a parameter" if self.high is None else _end(self.high)
         if self.space == "integer":
             return {(0.0, 1.0): "{0, 1}", (0.0, math.inf): "the non-negative integers"}.get(
-                (self.low, self.high), f"integers from {lo} to {hi}")  # type: ignore[arg-type]
-        return {(-math.inf, math.inf): "the real line", (0.0, math.inf): "the positive reals",
-                (0.0, 1.0): "the unit interval"}.get((self.low, self.high), f"reals from {lo} to {hi}")  # type: ignore[arg-type]
+                (self.low, self.high),  # type: ignore[arg-type]
+                f"integers from {lo} to {hi}",
+            )
+        return {
+            (-math.inf, math.inf): "the real line",
+            (0.0, math.inf): "the positive reals",
+            (0.0, 1.0): "the unit interval",
+        }.get((self.low, self.high), f"reals from {lo} to {hi}")  # type: ignore[arg-type]
 
     def with_categories(self, k: int | None) -> Support:
         return replace(self, categories=k)
@@ -85,13 +94,33 @@ INTERVAL = Support("real", None, None, ends=("low", "high"))
 
 #: the continuous built-ins (continuous.py, gammas.py), by name; a distribution that declares no
 #: support (a user's, not listed here) gets None, and KL checks nothing for it
-BUILTIN = {"Normal": REAL, "Laplace": REAL, "Gumbel": REAL, "Logistic": REAL, "Cauchy": REAL,
-           "LogNormal": POSITIVE, "Exponential": POSITIVE, "Weibull": POSITIVE, "Gamma": POSITIVE,
-           "Kumaraswamy": UNIT_INTERVAL, "Beta": UNIT_INTERVAL, "Uniform": INTERVAL, "Dirichlet": SIMPLEX,
-           "MultivariateNormal": REAL_VECTOR}
+BUILTIN = {
+    "Normal": REAL,
+    "Laplace": REAL,
+    "Gumbel": REAL,
+    "Logistic": REAL,
+    "Cauchy": REAL,
+    "LogNormal": POSITIVE,
+    "Exponential": POSITIVE,
+    "Weibull": POSITIVE,
+    "Gamma": POSITIVE,
+    "Kumaraswamy": UNIT_INTERVAL,
+    "Beta": UNIT_INTERVAL,
+    "Uniform": INTERVAL,
+    "Dirichlet": SIMPLEX,
+    "MultivariateNormal": REAL_VECTOR,
+}
 #: heavytails.py, gammafamily.py, vonmises.py (a VonMises sample lies within pi of its loc: a parameter)
-BUILTIN.update({"StudentT": REAL, "HalfNormal": POSITIVE, "HalfCauchy": POSITIVE, "InverseGamma": POSITIVE,
-                "Chi2": POSITIVE, "VonMises": Support("real", None, None)})
+BUILTIN.update(
+    {
+        "StudentT": REAL,
+        "HalfNormal": POSITIVE,
+        "HalfCauchy": POSITIVE,
+        "InverseGamma": POSITIVE,
+        "Chi2": POSITIVE,
+        "VonMises": Support("real", None, None),
+    }
+)
 
 
 def within(p: Support, q: Support) -> bool | None:
@@ -115,8 +144,9 @@ def kl_verdict(p: Support | None, q: Support | None, names: tuple[str, str]) -> 
     laws are on different spaces.  ``names`` are the two distributions as written."""
     if p is None or q is None:
         return "finite"
-    if p.space != q.space or (p.categories is not None and q.categories is not None
-                              and p.categories != q.categories):
-        raise PlanError(f"{names[0]} is {SPACES[p.space]} ({p}) and {names[1]} is {SPACES[q.space]} ({q}):"
-                        " the KL divergence between laws on different spaces is undefined")
+    if p.space != q.space or (p.categories is not None and q.categories is not None and p.categories != q.categories):
+        raise PlanError(
+            f"{names[0]} is {SPACES[p.space]} ({p}) and {names[1]} is {SPACES[q.space]} ({q}):"
+            " the KL divergence between laws on different spaces is undefined"
+        )
     return "infinite" if within(p, q) is False else "finite"

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .program.frame import Frame
 
 from .types import Array
+
 Step = Callable[["Frame", dict[str, Array]], Any]
 
 
@@ -54,8 +55,10 @@ def build_expect(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step
     once = [n for n in e.nodes if n.spec.orders == 1]
     if not once:
         return step
-    refusal = (f"{once[0].var} ~ {once[0].dist.name}: no second derivative through {once[0].spec.name}, a first-order"
-               f" estimator; use 'score' (or 'pathwise' where it applies) for higher-order derivatives")
+    refusal = (
+        f"{once[0].var} ~ {once[0].dist.name}: no second derivative through {once[0].spec.name}, a first-order"
+        f" estimator; use 'score' (or 'pathwise' where it applies) for higher-order derivatives"
+    )
 
     def first_order(fr: Frame, env: dict[str, Array]) -> Array:
         out = step(fr, env)
@@ -102,8 +105,9 @@ def _plain(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
     return plain
 
 
-def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step], terms: list[Step],
-           enumerates: list[bool]) -> Array:
+def expect(
+    low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step], terms: list[Step], enumerates: list[bool]
+) -> Array:
     """The per-sample surrogate of a planned expectation (see the module docstring), folded back
     to the multiplicity of ``env``."""
     B = low.B
@@ -147,8 +151,9 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
         if logq[j] is None or not terms or not node.spec.scores:
             continue
         cost = low.fold(mul(low, weight(lambda i, j=j: i > j, final), sum_aligned(low, terms)), up[j])
-        learned = node.spec.learned_baseline(low.B, cost, {**low.params, **scope}, node.var,
-                                             [m.var for m in e.nodes[j:]] if not weights else None)
+        learned = node.spec.learned_baseline(
+            low.B, cost, {**low.params, **scope}, node.var, [m.var for m in e.nodes[j:]] if not weights else None
+        )
         if learned is not None:  # a baseline of the node's context, and its value-zero training term
             bases[j] = learned[0]
             fits.append(low.tile(learned[1], up[j]))
@@ -167,8 +172,14 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
             value, plate = _examples(low, value), None
         if box:
             if low.batch_axes:  # a term with an inferred plate is a sum over the examples as written
-                _check_plate(low, value, [logq[j] for j in box], [e.nodes[j].var for j in box],
-                             text if plate is None else plate.source, None if plate is None else 0)
+                _check_plate(
+                    low,
+                    value,
+                    [logq[j] for j in box],
+                    [e.nodes[j].var for j in box],
+                    text if plate is None else plate.source,
+                    None if plate is None else 0,
+                )
             if box not in boxes:
                 boxes[box] = box_of(B, sum_aligned(low, [low.tile(logq[j], up[j]) for j in box]))
             j = box[0]
@@ -183,7 +194,9 @@ def expect(low: Frame, e: PlannedExpect, env: dict[str, Array], nodes: list[Step
             raise
     for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
         own = boxes[(j,)] if up[j] == 1 and (j,) in boxes else box_of(B, logq[j])
-        term = mul(low, weight(lambda i, j=j: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base))
+        term = mul(
+            low, weight(lambda i, j=j: i < j, level[j]), mul(low, own, -base) if first else mul(low, 1.0 - own, base)
+        )
         total = add(low, total, low.tile(_examples(low, term) if j in rowwise else term, up[j]))
     for fit in fits:
         total = add(low, total, fit)
@@ -201,8 +214,9 @@ def _scored(low: Frame, value: Array, box: Array, base: Array | None) -> Array:
     return add(low, mul(low, box, sub(low, value, base)), base)
 
 
-def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr,
-                 rank: int | None = None) -> None:
+def _check_plate(
+    low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr, rank: int | None = None
+) -> None:
     """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
     cost per example): a term summed over the examples would pair every example's score with
     the whole batch's cost, and be counted once per example.  ``rank``: the term's as written."""
@@ -214,7 +228,8 @@ def _check_plate(low: Frame, value: Array, logqs: list[Array], variables: list[s
                 f"batch_axes={low.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
                 f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
                 f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
-                f" only, e.g. sum(..., axis=-1)), or use batch_axes=0")
+                f" only, e.g. sum(..., axis=-1)), or use batch_axes=0"
+            )
 
 
 def _examples(low: Frame, value: Array | float) -> Array | float:
@@ -222,4 +237,3 @@ def _examples(low: Frame, value: Array | float) -> Array | float:
     if isinstance(value, float) or len(low.B.shape(value)) < 2:
         return value
     return low.B.sum(value, (1,))
-

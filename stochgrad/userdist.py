@@ -83,8 +83,10 @@ class Noise:
 
     def __call__(self, kind: str, shape: Sequence[int] | None = None) -> Array:
         if kind not in NOISE_KINDS:
-            raise StochgradError(f"distribution {self._name}: sample() asked noise({kind!r}): the kinds are"
-                                 f" {', '.join(map(repr, NOISE_KINDS))}{did_you_mean(str(kind), NOISE_KINDS)}")
+            raise StochgradError(
+                f"distribution {self._name}: sample() asked noise({kind!r}): the kinds are"
+                f" {', '.join(map(repr, NOISE_KINDS))}{did_you_mean(str(kind), NOISE_KINDS)}"
+            )
         logical = self.shape if shape is None else as_shape(shape, f"distribution {self._name}: sample(): noise shape")
         out = self._draw(kind, logical)
         self.rows = self._B.shape(out)[0]
@@ -105,12 +107,23 @@ class UserDistribution(Distribution):
 
     user_defined = True
 
-    def __init__(self, name: str, params: Sequence[str | Param] | Mapping[str, str | Constraint], *,
-                 sample: Callable[..., Any], log_prob: Callable[..., Any],
-                 value_shape: Callable[[dict[str, tuple[int, ...]]], Sequence[int]] | None = None,
-                 discrete: bool = False, pathwise: bool = False, support: Any = None, event_rank: int = 0,
-                 ranks: Mapping[str, int] | None = None, fixed_support: bool = True, check: bool = True,
-                 doc: str = "") -> None:
+    def __init__(
+        self,
+        name: str,
+        params: Sequence[str | Param] | Mapping[str, str | Constraint],
+        *,
+        sample: Callable[..., Any],
+        log_prob: Callable[..., Any],
+        value_shape: Callable[[dict[str, tuple[int, ...]]], Sequence[int]] | None = None,
+        discrete: bool = False,
+        pathwise: bool = False,
+        support: Any = None,
+        event_rank: int = 0,
+        ranks: Mapping[str, int] | None = None,
+        fixed_support: bool = True,
+        check: bool = True,
+        doc: str = "",
+    ) -> None:
         try:
             ir.check_name(name)
         except StochgradError as exc:
@@ -124,16 +137,24 @@ class UserDistribution(Distribution):
                 raise StochgradError(f"UserDistribution {name}: {what} must be callable, got {describe(fn)}")
         if value_shape is not None and not callable(value_shape):
             raise StochgradError(f"UserDistribution {name}: value_shape must be callable, got {describe(value_shape)}")
-        for flag, value in (("discrete", discrete), ("pathwise", pathwise), ("fixed_support", fixed_support),
-                            ("check", check)):
+        for flag, value in (
+            ("discrete", discrete),
+            ("pathwise", pathwise),
+            ("fixed_support", fixed_support),
+            ("check", check),
+        ):
             if not isinstance(value, bool):
                 raise StochgradError(f"UserDistribution {name}: {flag} must be True or False, got {value!r}")
         if discrete and pathwise:
-            raise StochgradError(f"UserDistribution {name}: a discrete law has no pathwise derivative (its samples"
-                                 " are integers); declare pathwise=False")
+            raise StochgradError(
+                f"UserDistribution {name}: a discrete law has no pathwise derivative (its samples"
+                " are integers); declare pathwise=False"
+            )
         if support is not None and not discrete:
-            raise StochgradError(f"UserDistribution {name}: a support (for exact enumeration) is for a discrete law;"
-                                 " declare discrete=True")
+            raise StochgradError(
+                f"UserDistribution {name}: a support (for exact enumeration) is for a discrete law;"
+                " declare discrete=True"
+            )
         if isinstance(event_rank, bool) or not isinstance(event_rank, int) or event_rank < 0:
             raise StochgradError(f"UserDistribution {name}: event_rank must be an integer >= 0, got {event_rank!r}")
         self._sample, self._log_prob, self._value_shape = sample, log_prob, value_shape
@@ -150,10 +171,13 @@ class UserDistribution(Distribution):
         from .distributions import DISTRIBUTIONS, make_dist
 
         if DISTRIBUTIONS.get(self.name) is not self:
-            raise StochgradError(f"distribution {self.name} is not registered: call sg.register_distribution on it"
-                                 " before building expressions with it")
-        return make_dist(self.name, tuple(ir.as_expr(a) for a in args),
-                         tuple((k, ir.as_expr(v)) for k, v in kwargs.items()))
+            raise StochgradError(
+                f"distribution {self.name} is not registered: call sg.register_distribution on it"
+                " before building expressions with it"
+            )
+        return make_dist(
+            self.name, tuple(ir.as_expr(a) for a in args), tuple((k, ir.as_expr(v)) for k, v in kwargs.items())
+        )
 
     # -- shapes and supports -------------------------------------------------------------------
 
@@ -165,12 +189,16 @@ class UserDistribution(Distribution):
             try:
                 given = self._value_shape(dict(shapes))
             except Exception as exc:
-                raise StochgradError(f"distribution {self.name}: value_shape() raised {type(exc).__name__}: {exc}"
-                                     f" (called on parameter shapes {dict(shapes)})") from exc
+                raise StochgradError(
+                    f"distribution {self.name}: value_shape() raised {type(exc).__name__}: {exc}"
+                    f" (called on parameter shapes {dict(shapes)})"
+                ) from exc
             out = as_shape(given, f"distribution {self.name}: value_shape() (given parameter shapes {dict(shapes)})")
         if len(out) < self.event_rank:
-            raise StochgradError(f"distribution {self.name}: a sample of shape {out} has fewer axes than its"
-                                 f" event_rank {self.event_rank}")
+            raise StochgradError(
+                f"distribution {self.name}: a sample of shape {out} has fewer axes than its"
+                f" event_rank {self.event_rank}"
+            )
         return out
 
     def element_support(self, event: tuple[int, ...], static: Mapping[str, float | None]) -> np.ndarray | None:
@@ -181,17 +209,22 @@ class UserDistribution(Distribution):
             try:
                 given = given(tuple(event))
             except Exception as exc:
-                raise StochgradError(f"distribution {self.name}: support() raised {type(exc).__name__}: {exc}"
-                                     f" (called on event shape {tuple(event)})") from exc
+                raise StochgradError(
+                    f"distribution {self.name}: support() raised {type(exc).__name__}: {exc}"
+                    f" (called on event shape {tuple(event)})"
+                ) from exc
         try:
             values = np.asarray(given, dtype=float)
         except (TypeError, ValueError):
-            raise StochgradError(f"distribution {self.name}: its support must be an array of numbers, got"
-                                 f" {describe(given)}") from None
+            raise StochgradError(
+                f"distribution {self.name}: its support must be an array of numbers, got {describe(given)}"
+            ) from None
         if values.ndim != 1 + len(event) or tuple(values.shape[1:]) != tuple(event) or not len(values):
-            raise StochgradError(f"distribution {self.name}: its support has shape {values.shape}; expected (k, *event)"
-                                 f" = (k, {', '.join(map(str, event))}{',' * (len(event) == 1)}) with k >= 1 values"
-                                 f" of one element (the last event_rank = {self.event_rank} axes of a sample)")
+            raise StochgradError(
+                f"distribution {self.name}: its support has shape {values.shape}; expected (k, *event)"
+                f" = (k, {', '.join(map(str, event))}{',' * (len(event) == 1)}) with k >= 1 values"
+                f" of one element (the last event_rank = {self.event_rank} axes of a sample)"
+            )
         if not np.isfinite(values).all():
             raise StochgradError(f"distribution {self.name}: its support has a non-finite value")
         return values
@@ -201,10 +234,12 @@ class UserDistribution(Distribution):
         rank = self._ranks.get(name)
         if rank is None or len(shape) == rank:
             return shape
-        if len(shape) < rank or any(s != 1 for s in shape[:len(shape) - rank]):
-            raise StochgradError(f"distribution {self.name}: parameter {name!r} has shape {shape}, but its declared"
-                                 f" rank is {rank} (ranks={dict(self._ranks)})")
-        return shape[len(shape) - rank:]
+        if len(shape) < rank or any(s != 1 for s in shape[: len(shape) - rank]):
+            raise StochgradError(
+                f"distribution {self.name}: parameter {name!r} has shape {shape}, but its declared"
+                f" rank is {rank} (ranks={dict(self._ranks)})"
+            )
+        return shape[len(shape) - rank :]
 
     def _params(self, B: Backend, p: Mapping[str, Array]) -> dict[str, Array]:
         """The parameters as the callables receive them: declared ranks restored."""
@@ -224,21 +259,28 @@ class UserDistribution(Distribution):
 
     def rsample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         if not self.reparameterized:
-            raise StochgradError(f"{self.name} has no pathwise sampler (declare pathwise=True if sample() is"
-                                 " differentiable in the parameters)")
+            raise StochgradError(
+                f"{self.name} has no pathwise sampler (declare pathwise=True if sample() is"
+                " differentiable in the parameters)"
+            )
         return self._draw(B, p, draw, shape)
 
     def sample(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
         return B.stop_gradient(self._draw(B, p, draw, shape))
 
-    def sample_and_log_prob(self, B: Backend, p: Mapping[str, Array], draw: Draw,
-                            shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_and_log_prob(
+        self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         z = self.sample(B, p, draw, shape)
         logq = self.log_prob(B, p, z)
         if self.check:
-            _check_finite(B, logq, f"distribution {self.name}: log_prob() of its own samples",
-                          "a sample the sampler can draw must have a finite log-probability: do sample() and"
-                          " log_prob() describe the same law?")
+            _check_finite(
+                B,
+                logq,
+                f"distribution {self.name}: log_prob() of its own samples",
+                "a sample the sampler can draw must have a finite log-probability: do sample() and"
+                " log_prob() describe the same law?",
+            )
         return z, logq
 
     def log_prob(self, B: Backend, p: Mapping[str, Array], x: Array) -> Array:
@@ -251,13 +293,17 @@ class UserDistribution(Distribution):
         given = self._params(B, p)
         out = call_user_function(B, f"{self.name}.log_prob", call, [*(given[k] for k in names), x])
         if isinstance(out, float):
-            raise StochgradError(f"distribution {self.name}: log_prob() returned the number {out!r}: it must be an"
-                                 " array of the backend, one value per sample, differentiable in the parameters")
+            raise StochgradError(
+                f"distribution {self.name}: log_prob() returned the number {out!r}: it must be an"
+                " array of the backend, one value per sample, differentiable in the parameters"
+            )
         got, want = B.shape(out)[1:], B.shape(x)[1:]
-        if tuple(want[:len(got)]) != tuple(got):
-            raise StochgradError(f"distribution {self.name}: log_prob() returned {describe(out)} for a value of shape"
-                                 f" {B.shape(x)}: after the sample axis its shape must be a prefix of the value's"
-                                 f" logical shape {want} (one entry per element, per event (), or per plate entry)")
+        if tuple(want[: len(got)]) != tuple(got):
+            raise StochgradError(
+                f"distribution {self.name}: log_prob() returned {describe(out)} for a value of shape"
+                f" {B.shape(x)}: after the sample axis its shape must be a prefix of the value's"
+                f" logical shape {want} (one entry per element, per event (), or per plate entry)"
+            )
         return out
 
     def _draw(self, B: Backend, p: Mapping[str, Array], draw: Draw, shape: tuple[int, ...]) -> Array:
@@ -268,20 +314,28 @@ class UserDistribution(Distribution):
         except StochgradError:
             raise
         except Exception as exc:
-            raise StochgradError(f"{where} raised {type(exc).__name__}: {exc} (called on parameters of shapes"
-                                 f" {({k: B.shape(v) for k, v in p.items()})})") from exc
+            raise StochgradError(
+                f"{where} raised {type(exc).__name__}: {exc} (called on parameters of shapes"
+                f" { ({k: B.shape(v) for k, v in p.items()}) })"
+            ) from exc
         if noise.rows is None:
-            raise StochgradError(f"{where} drew no noise: a sampler must take its randomness from noise(kind, shape)"
-                                 " (its second argument), so that seeds reproduce and chunks agree")
+            raise StochgradError(
+                f"{where} drew no noise: a sampler must take its randomness from noise(kind, shape)"
+                " (its second argument), so that seeds reproduce and chunks agree"
+            )
         expected = (noise.rows, *shape)
         problem = B.native_problem(z)
         if problem is not None or not hasattr(z, "shape"):
             hint = " (discrete values as floats: 0.0, 1.0, ...)" if self.discrete else ""
-            raise StochgradError(f"{where} returned {describe(z)}: {problem or 'it has no shape'}; expected an array"
-                                 f" of the {B.name} backend of shape {expected}{hint}")
+            raise StochgradError(
+                f"{where} returned {describe(z)}: {problem or 'it has no shape'}; expected an array"
+                f" of the {B.name} backend of shape {expected}{hint}"
+            )
         if tuple(B.shape(z)) != expected:
-            raise StochgradError(f"{where} returned {describe(z)}; expected shape {expected}: the {noise.rows} samples"
-                                 f" of its noise, then the logical shape {tuple(shape)} of one sample (value_shape)")
+            raise StochgradError(
+                f"{where} returned {describe(z)}; expected shape {expected}: the {noise.rows} samples"
+                f" of its noise, then the logical shape {tuple(shape)} of one sample (value_shape)"
+            )
         if self.check:
             _check_finite(B, z, f"{where} returned", "a sample must be finite")
         return z
@@ -296,8 +350,10 @@ def _check_finite(B: Backend, x: Array, what: str, why: str) -> None:
         return
     values = B.to_numpy(y)
     index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
-    raise StochgradError(f"{what} {float(values[index])!r} at index {index} (sample {index[0]}) of an array of shape"
-                         f" {tuple(shape)}: {why}")
+    raise StochgradError(
+        f"{what} {float(values[index])!r} at index {index} (sample {index[0]}) of an array of shape"
+        f" {tuple(shape)}: {why}"
+    )
 
 
 def before_register(dist: Distribution, old: Distribution | None) -> None:
@@ -307,11 +363,14 @@ def before_register(dist: Distribution, old: Distribution | None) -> None:
     from .functions import FUNCTIONS
 
     if dist.name in FUNCTIONS:
-        raise StochgradError(f"distribution name {dist.name!r} is the built-in function {dist.name}(); choose another"
-                             " name")
+        raise StochgradError(
+            f"distribution name {dist.name!r} is the built-in function {dist.name}(); choose another name"
+        )
     if old is not None and not getattr(old, "user_defined", False):
-        raise StochgradError(f"distribution name {dist.name!r} is taken by the built-in distribution"
-                             f" {old.signature()}; choose another name")
+        raise StochgradError(
+            f"distribution name {dist.name!r} is taken by the built-in distribution"
+            f" {old.signature()}; choose another name"
+        )
     if old is not None and old is not dist:
         forget_cached()
 

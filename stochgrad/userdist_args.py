@@ -37,8 +37,10 @@ def as_ranks(name: str, params: list[str], ranks: Any) -> dict[str, int]:
         raise StochgradError(f"UserDistribution {name}: ranks must map parameter names to ranks, got {describe(ranks)}")
     for key, rank in ranks.items():
         if key not in params:
-            raise StochgradError(f"UserDistribution {name}: ranks names {key!r}, which is not a parameter"
-                                 f"{did_you_mean(str(key), params)}; the parameters are {', '.join(params)}")
+            raise StochgradError(
+                f"UserDistribution {name}: ranks names {key!r}, which is not a parameter"
+                f"{did_you_mean(str(key), params)}; the parameters are {', '.join(params)}"
+            )
         if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 0:
             raise StochgradError(f"UserDistribution {name}: the rank of {key!r} must be an integer >= 0, got {rank!r}")
     return {k: int(r) for k, r in ranks.items()}
@@ -63,13 +65,17 @@ def as_params(name: str, params: Any) -> tuple[Param, ...]:
             constraint = real
         elif isinstance(constraint, str):
             if constraint not in CONSTRAINTS:
-                raise StochgradError(f"UserDistribution {name}: parameter {key!r}: unknown constraint {constraint!r}"
-                                     f"{did_you_mean(constraint, CONSTRAINTS)}; give 'real', 'positive' or a"
-                                     " Constraint")
+                raise StochgradError(
+                    f"UserDistribution {name}: parameter {key!r}: unknown constraint {constraint!r}"
+                    f"{did_you_mean(constraint, CONSTRAINTS)}; give 'real', 'positive' or a"
+                    " Constraint"
+                )
             constraint = CONSTRAINTS[constraint]
         elif not isinstance(constraint, Constraint):
-            raise StochgradError(f"UserDistribution {name}: parameter {key!r}: a constraint is 'real', 'positive' or"
-                                 f" a Constraint, got {describe(constraint)}")
+            raise StochgradError(
+                f"UserDistribution {name}: parameter {key!r}: a constraint is 'real', 'positive' or"
+                f" a Constraint, got {describe(constraint)}"
+            )
         out.append(Param(key, constraint))
     names = [p.name for p in out]
     for n in names:

@@ -43,27 +43,37 @@ def call_user_function(B: Backend, name: str, fn: Any, args: Sequence[Array]) ->
         out = fn(*args)
     except Exception as exc:
         dtype = getattr(B, "dtype", None)
-        hint = (f"; the backend computes in {dtype}: for a module or weights of another dtype pass the backend option"
-                f" dtype (e.g. dtype='float32')" if dtype is not None and _about_dtype(str(exc)) else "")
-        raise StochgradError(f"user function {name}() raised {type(exc).__name__}: {exc} (called on"
-                             f" {_inputs(B, args)}){hint}") from exc
+        hint = (
+            f"; the backend computes in {dtype}: for a module or weights of another dtype pass the backend option"
+            f" dtype (e.g. dtype='float32')"
+            if dtype is not None and _about_dtype(str(exc))
+            else ""
+        )
+        raise StochgradError(
+            f"user function {name}() raised {type(exc).__name__}: {exc} (called on {_inputs(B, args)}){hint}"
+        ) from exc
     if type(out) is int or type(out) is float:  # exactly: np.float64 subclasses float, a bool is an int
         return float(out)
     problem = B.native_problem(out)
     if problem is not None or not hasattr(out, "shape"):
-        raise StochgradError(f"user function {name}() returned {describe(out)}: {problem or 'it has no shape'};"
-                             f" {_expected(B, rows)}")
+        raise StochgradError(
+            f"user function {name}() returned {describe(out)}: {problem or 'it has no shape'}; {_expected(B, rows)}"
+        )
     shape = B.shape(out)
     if not shape:
         if rows == 1:
             return B.reshape(out, (1,))
-        raise StochgradError(f"user function {name}() returned {describe(out)} for inputs with {rows} samples"
-                             f" ({_inputs(B, args)}): a single number, e.g. a sum over the sample axis; "
-                             f"{_expected(B, rows)}")
+        raise StochgradError(
+            f"user function {name}() returned {describe(out)} for inputs with {rows} samples"
+            f" ({_inputs(B, args)}): a single number, e.g. a sum over the sample axis; "
+            f"{_expected(B, rows)}"
+        )
     if shape[0] != rows:
-        raise StochgradError(f"user function {name}() returned {describe(out)}, whose leading axis has size"
-                             f" {shape[0]}, for inputs with {rows} sample{'s' * (rows != 1)} ({_inputs(B, args)});"
-                             f" {_expected(B, rows)}")
+        raise StochgradError(
+            f"user function {name}() returned {describe(out)}, whose leading axis has size"
+            f" {shape[0]}, for inputs with {rows} sample{'s' * (rows != 1)} ({_inputs(B, args)});"
+            f" {_expected(B, rows)}"
+        )
     return out
 
 
@@ -102,7 +112,10 @@ def _inputs(B: Backend, args: Sequence[Array]) -> str:
 def _expected(B: Backend, rows: int) -> str:
     dtype = getattr(B, "dtype", None)
     native = f"an array of the {B.name} backend" + (f" of dtype {dtype}" if dtype is not None else "")
-    lead = ("a leading sample axis of size 1 (its inputs are the same for every sample)" if rows == 1 else
-            f"a leading sample axis of size {rows}, one value per sample (elementwise code keeps it;"
-            " reduce over the other axes only)")
+    lead = (
+        "a leading sample axis of size 1 (its inputs are the same for every sample)"
+        if rows == 1
+        else f"a leading sample axis of size {rows}, one value per sample (elementwise code keeps it;"
+        " reduce over the other axes only)"
+    )
     return f"expected {native} with {lead}, or a Python float for a constant"

@@ -40,8 +40,10 @@ def check_count(name: str, value: Any, minimum: int = 1, what: str = "") -> int:
     """``value`` as a Python int ``>= minimum``; ``what`` says what the count means, for the message."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < minimum:
         label = f"{name} ({what})" if what else name
-        raise ValidationError(f"{label} must be an integer >= {minimum}, got {value!r}"
-                              + (f" (a {type(value).__name__})" if not isinstance(value, (int, np.integer)) else ""))
+        raise ValidationError(
+            f"{label} must be an integer >= {minimum}, got {value!r}"
+            + (f" (a {type(value).__name__})" if not isinstance(value, (int, np.integer)) else "")
+        )
     return int(value)
 
 
@@ -56,8 +58,10 @@ def check_mapping(params: Any, what: str = "params") -> Mapping[str, Any]:
     if params is None:
         return {}
     if not isinstance(params, Mapping):
-        raise ValidationError(f"{what} must be a mapping from parameter names to values (a dict such as"
-                              f" {{'mu': 0.5}}), got {type(params).__name__} {_short(params)}")
+        raise ValidationError(
+            f"{what} must be a mapping from parameter names to values (a dict such as"
+            f" {{'mu': 0.5}}), got {type(params).__name__} {_short(params)}"
+        )
     for key in params:
         if not isinstance(key, str):
             raise ValidationError(f"{what}: parameter names must be strings, got {key!r}")
@@ -95,27 +99,35 @@ def as_real_array(name: str, value: Any, where: str = "parameter") -> np.ndarray
     label = f"{where} {name!r}"
     raw = host_value(value)
     if raw is None or isinstance(raw, (str, bytes)):
-        raise ValidationError(f"{label} must be a number or an array of numbers, got {_short(raw)}"
-                              + (" (a string is not read as a number)" if isinstance(raw, (str, bytes)) else ""))
+        raise ValidationError(
+            f"{label} must be a number or an array of numbers, got {_short(raw)}"
+            + (" (a string is not read as a number)" if isinstance(raw, (str, bytes)) else "")
+        )
     try:
         array = np.asarray(raw)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{label} must be a number or an array of numbers: {exc}") from None
     kind = array.dtype.kind
     if kind == "b":
-        raise ValidationError(f"{label} must be a number or an array of numbers, got a bool{'' if array.ndim == 0 else ' array'}"
-                              f" ({_short(raw)}); write 1.0/0.0 if a number is meant")
+        raise ValidationError(
+            f"{label} must be a number or an array of numbers, got a bool{'' if array.ndim == 0 else ' array'}"
+            f" ({_short(raw)}); write 1.0/0.0 if a number is meant"
+        )
     if kind == "c":
-        raise ValidationError(f"{label} is complex ({_short(raw)}); stochgrad computes with real numbers only"
-                              " (pass .real or abs() explicitly)")
+        raise ValidationError(
+            f"{label} is complex ({_short(raw)}); stochgrad computes with real numbers only"
+            " (pass .real or abs() explicitly)"
+        )
     if kind not in "iuf":
-        raise ValidationError(f"{label} must be a number or an array of numbers, got {_short(raw)}"
-                              f" (dtype {array.dtype})")
+        raise ValidationError(
+            f"{label} must be a number or an array of numbers, got {_short(raw)} (dtype {array.dtype})"
+        )
     return array.astype(float, copy=False)
 
 
-def check_options(caller: str, options: Mapping[str, Any], accepted: Sequence[str] | None, backend: str,
-                  own: Iterable[str]) -> None:
+def check_options(
+    caller: str, options: Mapping[str, Any], accepted: Sequence[str] | None, backend: str, own: Iterable[str]
+) -> None:
     """A :class:`KeywordError` (a ``TypeError``) for a keyword of ``caller`` that the chosen backend does not accept either, with a
     did-you-mean among ``caller``'s own keywords and the backend's options (``accepted``; ``None``: any)."""
     if accepted is None:
@@ -124,8 +136,10 @@ def check_options(caller: str, options: Mapping[str, Any], accepted: Sequence[st
         if key not in accepted:
             hint = did_you_mean(key, [*own, *accepted])
             listed = ", ".join(accepted) if accepted else "none"
-            raise KeywordError(f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options for"
-                            f" {backend} are: {listed}")
+            raise KeywordError(
+                f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options for"
+                f" {backend} are: {listed}"
+            )
 
 
 def backend_name(backend: str | Backend | None) -> str:
@@ -135,8 +149,13 @@ def backend_name(backend: str | Backend | None) -> str:
     return str(backend or os.environ.get("STOCHGRAD_BACKEND") or DEFAULT_BACKEND)
 
 
-def resolve_backend(caller: str, backend: str | Backend | None, backend_options: Mapping[str, Any] | None,
-                    extra: Mapping[str, Any], own: Sequence[str]) -> Backend:
+def resolve_backend(
+    caller: str,
+    backend: str | Backend | None,
+    backend_options: Mapping[str, Any] | None,
+    extra: Mapping[str, Any],
+    own: Sequence[str],
+) -> Backend:
     """The backend ``caller`` runs on: ``backend`` (a name, an instance, or ``None`` for the default)
     configured by the explicit ``backend_options`` mapping (``{"dtype": "float32"}``).
 
@@ -152,14 +171,20 @@ def resolve_backend(caller: str, backend: str | Backend | None, backend_options:
             if accepted is not None and key not in accepted:
                 hint = did_you_mean(key, [*own, *accepted])
                 listed = ", ".join(accepted) if accepted else "none"
-                raise KeywordError(f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options"
-                                   f" for {backend_name(backend)} are: {listed} (given as backend_options={{...}});"
-                                   f" {caller}'s own keywords are: {', '.join(own)}")
+                raise KeywordError(
+                    f"{caller}() got an unexpected keyword argument {key!r}{hint}; backend options"
+                    f" for {backend_name(backend)} are: {listed} (given as backend_options={{...}});"
+                    f" {caller}'s own keywords are: {', '.join(own)}"
+                )
             if key in options:
                 raise KeywordError(f"{caller}() got backend option {key!r} twice: as a keyword and in backend_options")
         shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
-        warnings.warn(f"{caller}(): backend options as bare keywords ({shown}) are deprecated; pass"
-                      f" backend_options={dict(extra)!r}", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{caller}(): backend options as bare keywords ({shown}) are deprecated; pass"
+            f" backend_options={dict(extra)!r}",
+            DeprecationWarning,
+            stacklevel=3,
+        )
         options.update(extra)
     if options:
         check_options(caller, options, option_names(backend), backend_name(backend), own)
@@ -177,10 +202,12 @@ def check_batch_axes_fit(batch_axes: int, nodes: Iterable[Any]) -> None:
     if shaped and all(len(node.shape) < batch_axes for node in shaped):
         widest = max(shaped, key=lambda node: len(node.shape))
         rank = len(widest.shape)
-        raise ValidationError(f"batch_axes={batch_axes}, but no random node has that many axes: the widest,"
-                              f" {widest.var} ~ {widest.dist}, has shape {widest.shape} ({rank}"
-                              f" ax{'is' if rank == 1 else 'es'}); batch_axes counts leading axes of independent"
-                              f" examples")
+        raise ValidationError(
+            f"batch_axes={batch_axes}, but no random node has that many axes: the widest,"
+            f" {widest.var} ~ {widest.dist}, has shape {widest.shape} ({rank}"
+            f" ax{'is' if rank == 1 else 'es'}); batch_axes counts leading axes of independent"
+            f" examples"
+        )
 
 
 def _short(value: Any) -> str:

@@ -82,8 +82,9 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
             reasons[node.var] = f"min_variance pilot (n={PILOT_N}, variance x evaluations per sample): {listing}"
         else:
             chosen[node.var] = static
-            reasons[node.var] = (f"{node.reason}; min_variance pilot kept it (n={PILOT_N}, variance x"
-                                 f" evaluations per sample: {listing})")
+            reasons[node.var] = (
+                f"{node.reason}; min_variance pilot kept it (n={PILOT_N}, variance x evaluations per sample: {listing})"
+            )
     return chosen, reasons
 
 
@@ -97,8 +98,16 @@ _OUTCOMES: OrderedDict[tuple[Any, ...], Plan] = OrderedDict()  # pilot outcomes,
 _KEEP = 64
 
 
-def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapping[str, Any] | None, *, B: Backend,
-                      seed: int, enumerate_budget: int, batch_axes: int = 0) -> Plan:
+def min_variance_plan(
+    e: Any,
+    values: Mapping[str, np.ndarray],
+    estimators: Mapping[str, Any] | None,
+    *,
+    B: Backend,
+    seed: int,
+    enumerate_budget: int,
+    batch_axes: int = 0,
+) -> Plan:
     """The plan ``policy="min_variance"`` runs for these parameter values (numpy arrays, checked) and
     seed: pilots on the backend ``B`` with the derived seed, then the static plan with the winners.
     It runs when the plan is made (``sg.plan`` with values, which ``sg.estimate`` calls), never when
@@ -110,8 +119,15 @@ def min_variance_plan(e: Any, values: Mapping[str, np.ndarray], estimators: Mapp
     caps = B.capabilities
     base = plan(e, estimators, shapes=shapes, enumerate_budget=budget, capabilities=caps)
     user = {k: as_spec(v, k) for k, v in (estimators or {}).items()}
-    key = (e, tuple((k, v.shape, v.tobytes()) for k, v in sorted(values.items())), tuple(sorted(user.items())),
-           B, seed, budget, batch_axes)
+    key = (
+        e,
+        tuple((k, v.shape, v.tobytes()) for k, v in sorted(values.items())),
+        tuple(sorted(user.items())),
+        B,
+        seed,
+        budget,
+        batch_axes,
+    )
     if key in _OUTCOMES:
         _OUTCOMES.move_to_end(key)
         return _OUTCOMES[key]

@@ -98,8 +98,10 @@ def centred_sample(B: Backend, k: Array, draw: Any, shape: tuple[int, ...]) -> A
         if left == 0:
             return theta
         if passes == MAX_PASSES:
-            raise StochgradError(f"VonMises sampler: {int(left)} samples had no accepted proposal in"
-                                 f" {ROUNDS * MAX_PASSES} rounds (the concentration is out of its working range)")
+            raise StochgradError(
+                f"VonMises sampler: {int(left)} samples had no accepted proposal in"
+                f" {ROUNDS * MAX_PASSES} rounds (the concentration is out of its working range)"
+            )
         more, still = _proposals(B, k, draw, shape)
         theta, pending, passes = theta + pending * more, pending * still, passes + 1
 
@@ -146,8 +148,10 @@ class VonMises(_Implicit):
     #: samples lie in (loc - pi, loc + pi), an interval that moves with loc: the score function misses its
     #: boundary terms for a cost that is not 2 pi-periodic (the plan flags it biased)
     fixed_support = False
-    doc = ("VonMises(loc, concentration): density exp(k cos(z - loc)) / (2 pi I0(k)); samples loc + theta,"
-           " theta in (-pi, pi)")
+    doc = (
+        "VonMises(loc, concentration): density exp(k cos(z - loc)) / (2 pi I0(k)); samples loc + theta,"
+        " theta in (-pi, pi)"
+    )
 
     def rsample(self, B: Backend, p: P, draw: Any, shape: tuple[int, ...]) -> Array:
         k = p["concentration"]

@@ -39,8 +39,6 @@ def test_ruff_clean():
     assert proc.returncode == 0, _report(proc)
 
 
-# TODO(lead): delete this skip once `ruff format stochgrad backends` has been run after the merge.
-@pytest.mark.skip(reason="until the lead runs `ruff format stochgrad backends` once, after merging")
 def test_ruff_format_clean():
     proc = _run("ruff", "format", "--check", "--no-cache", "stochgrad", "backends")
     assert proc.returncode == 0, _report(proc)

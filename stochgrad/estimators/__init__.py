@@ -54,13 +54,44 @@ if TYPE_CHECKING:
     from ..distributions import Distribution
 
 __all__ = [
-    "ARM", "ESTIMATORS", "Baseline", "Delta", "Detached", "DisARM", "Enumerate", "EstimatorSpec", "IndeCateR", "LoneScore",
+    "ARM",
+    "ESTIMATORS",
+    "Baseline",
+    "Delta",
+    "Detached",
+    "DisARM",
+    "Enumerate",
+    "EstimatorSpec",
+    "IndeCateR",
+    "LoneScore",
     "MeasureValued",
     "MovingAverage",
-    "Pathwise", "PathwiseDelta", "Rebar", "Relax", "Rewrite", "StandIn", "Relaxed", "Score", "Site", "StickingTheLanding", "StraightThrough",
-    "StraightThroughGumbel", "SumAndSample", "Tempered", "UnorderedSet", "applicable", "as_spec",
-    "baseline_value", "harden", "leave_one_out", "magic_box", "register_estimator", "score_term",
-    "unregister_estimator", "DReG", "Vimco",
+    "Pathwise",
+    "PathwiseDelta",
+    "Rebar",
+    "Relax",
+    "Rewrite",
+    "StandIn",
+    "Relaxed",
+    "Score",
+    "Site",
+    "StickingTheLanding",
+    "StraightThrough",
+    "StraightThroughGumbel",
+    "SumAndSample",
+    "Tempered",
+    "UnorderedSet",
+    "applicable",
+    "as_spec",
+    "baseline_value",
+    "harden",
+    "leave_one_out",
+    "magic_box",
+    "register_estimator",
+    "score_term",
+    "unregister_estimator",
+    "DReG",
+    "Vimco",
 ]
 
 #: estimator name -> spec class (``estimators={"z": "score"}``, or ``"relaxed:temperature=0.1"``), in
@@ -104,8 +135,20 @@ def unregister_estimator(name: str) -> None:
     del ESTIMATORS[name]
 
 
-for _cls in (Pathwise, Score, Enumerate, ARM, DisARM, Rebar, Relax, Relaxed, StraightThrough, StraightThroughGumbel,
-             StickingTheLanding, Detached):
+for _cls in (
+    Pathwise,
+    Score,
+    Enumerate,
+    ARM,
+    DisARM,
+    Rebar,
+    Relax,
+    Relaxed,
+    StraightThrough,
+    StraightThroughGumbel,
+    StickingTheLanding,
+    Detached,
+):
     register_estimator(_cls)
 register_estimator(IndeCateR)
 register_estimator(MeasureValued)
@@ -117,7 +160,9 @@ register_estimator(SumAndSample)
 register_estimator(UnorderedSet)
 
 
-def applicable(d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> list[EstimatorSpec]:
+def applicable(
+    d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None
+) -> list[EstimatorSpec]:
     """The default configuration of every registered estimator whose ``requires`` accepts
     distribution ``d`` with ``states`` joint states (None: infinite or unknown) on a backend with
     ``capabilities`` (None: unchecked), in registry order.

@@ -91,12 +91,13 @@ def reflect(B: Backend, kind: str, x: Array, var: str) -> Array:
         raise PlanError(
             f"antithetic noise on {var}: its sampler draws {kind} noise, which has no reflection;"
             f" antithetic applies to laws sampled from {' or '.join(REFLECTIONS)} noise only (e.g. Normal,"
-            " LogNormal, the inverse-CDF laws, Bernoulli, Categorical); drop antithetic=true for this node")
+            " LogNormal, the inverse-CDF laws, Bernoulli, Categorical); drop antithetic=true for this node"
+        )
     m = B.shape(x)[0] // 2
     if m == 0:
         return x
     half = x[:m]
-    return B.concat([half, -half if kind == "normal" else 1.0 - half, x[2 * m:]])
+    return B.concat([half, -half if kind == "normal" else 1.0 - half, x[2 * m :]])
 
 
 def partners(B: Backend, x: Array, count: int) -> Array:
@@ -106,8 +107,8 @@ def partners(B: Backend, x: Array, count: int) -> Array:
     m = count // 2
     parts = []
     for r in range(n // count):  # one piece per enumeration copy (copies are few), not per sample
-        own = x[r * count:(r + 1) * count]
-        parts += [own[m:2 * m], own[:m]] + ([own[2 * m:] * 0.0] if count % 2 else [])
+        own = x[r * count : (r + 1) * count]
+        parts += [own[m : 2 * m], own[:m]] + ([own[2 * m :] * 0.0] if count % 2 else [])
     return parts[0] if len(parts) == 1 else B.concat(parts)
 
 
@@ -127,6 +128,6 @@ def leave_pair_out(B: Backend, cost: Array, count: int) -> Array | None:
         return (total - c - partner) / (n - 2)
     m, parts = count // 2, []
     for r in range(n // count):  # the unpaired last row of each copy leaves out itself only
-        own = (total - c - partner)[r * count:(r + 1) * count]
-        parts += [own[:2 * m] / (n - 2), own[2 * m:] / (n - 1)]
+        own = (total - c - partner)[r * count : (r + 1) * count]
+        parts += [own[: 2 * m] / (n - 2), own[2 * m :] / (n - 1)]
     return B.concat(parts)

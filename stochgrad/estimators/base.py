@@ -120,14 +120,16 @@ class EstimatorSpec:
     def describe(self) -> str:
         return self.name
 
-    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
-                        state: Any = None) -> Array | None:
+    def control_variate(
+        self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None
+    ) -> Array | None:
         """The baseline subtracted from the per-sample ``cost`` of this node's score terms
         (``None``: none); ``state`` is the node's running state when :attr:`stateful`."""
         return None
 
-    def learned_baseline(self, B: Backend, cost: Array, scope: dict[str, Array], var: str,
-                         later: Sequence[str] | None) -> tuple[Array, Array] | None:
+    def learned_baseline(
+        self, B: Backend, cost: Array, scope: dict[str, Array], var: str, later: Sequence[str] | None
+    ) -> tuple[Array, Array] | None:
         """``(stop(b), fit)`` for a baseline computed from the node's context ``scope`` (a
         value-zero training term ``fit`` per sample, see :mod:`.learned`), or None; ``later``: the
         node's own variable and those sampled after it."""
@@ -138,12 +140,15 @@ class EstimatorSpec:
         joint support has ``states`` states (None: infinite or unknown), on a backend with these
         ``capabilities`` (None: not checked)."""
 
-    def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array | None]:
+    def sample(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array | None]:
         """The node's value, and its log-probability if the estimator needs a score term."""
         raise PlanError(f"{self.name} does not sample")
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                     shapes: Mapping[str, Any] | None = None) -> Rewrite | None:
+    def rewrite_cost(
+        self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
+    ) -> Rewrite | None:
         """The cost ``body`` of node ``var ~ dist``'s expectation rewritten for this estimator (e.g.
         sticking the landing stops the node's own law inside ``log_prob``), or None to leave it;
         ``shapes``: the logical shapes of the parameters and nodes in scope (None: unknown), for a
@@ -170,6 +175,7 @@ class EstimatorSpec:
         per sample it takes, when more than one (an enumeration's states are said already)."""
         count = 1 if self.enumerates else self.evaluations(states, node)
         return f"{count:,} cost evaluations per sample" if count > 1 else ""
+
     def control_parameters(self) -> list[Any]:
         """The native tensors of a learned control variate that a training loop's optimizer updates
         (``sg.Rebar(learn=True)``, ``sg.Relax``); none by default."""

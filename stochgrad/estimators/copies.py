@@ -34,8 +34,10 @@ def alone(fr: Frame, e: PlannedExpect, name: str, batched: bool = False) -> None
     unless the estimator combines its copies per example (``batched``)."""
     var = e.nodes[0].var
     if len(e.nodes) != 1:
-        raise PlanError(f"{name}: {var} must be the only random node of its expectation "
-                        f"(it has {', '.join(n.var for n in e.nodes)})")
+        raise PlanError(
+            f"{name}: {var} must be the only random node of its expectation "
+            f"(it has {', '.join(n.var for n in e.nodes)})"
+        )
     if fr.mult != 1 or (fr.batch_axes and not batched):
         why = f" ({name} pairs its copies with the whole log q, not per example)" if fr.mult == 1 else ""
         raise PlanError(f"{name}: {var} cannot sit inside an enumeration or a batch_axes run{why}")
@@ -46,8 +48,15 @@ def tiled(fr: Frame, env: dict[str, Array], copies: int) -> dict[str, Array]:
     return {k: fr.tile(x, copies) for k, x in env.items()}
 
 
-def cost_on_copies(fr: Frame, e: PlannedExpect, scope: dict[str, Array], terms: Sequence[Any], copies: int,
-                   name: str, keep: bool = False) -> list[Array]:
+def cost_on_copies(
+    fr: Frame,
+    e: PlannedExpect,
+    scope: dict[str, Array],
+    terms: Sequence[Any],
+    copies: int,
+    name: str,
+    keep: bool = False,
+) -> list[Array]:
     """The per-sample cost of expectation ``e`` (its signed terms summed; a term kept per example,
     an inferred plate, summed over the examples unless ``keep``) evaluated once on ``scope``, whose
     values hold ``copies`` blocks on the sample axis: the ``copies`` blocks of the cost, each of ``n``
@@ -69,7 +78,7 @@ def cost_on_copies(fr: Frame, e: PlannedExpect, scope: dict[str, Array], terms: 
     n = B.shape(f)[0] // copies
     if B.shape(f)[0] != copies * n or n == 0:
         raise StochgradError(f"{name}: the cost does not keep the sample axis")
-    return [f[c * n:(c + 1) * n] for c in range(copies)]
+    return [f[c * n : (c + 1) * n] for c in range(copies)]
 
 
 def paired_logq(fr: Frame, logq: Array, like: Array, var: str, name: str) -> Array:
@@ -83,9 +92,11 @@ def paired_logq(fr: Frame, logq: Array, like: Array, var: str, name: str) -> Arr
     axes = tuple(range(1 + min(kept, rank), 1 + rank))
     lq = B.sum(logq, axes) if axes else logq
     if kept and len(B.shape(like)) - 1 < min(kept, rank):
-        raise StochgradError(f"{name}: batch_axes={kept}: the cost of {var}'s expectation has shape"
-                             f" {tuple(B.shape(like))[1:]} per sample; keep one cost per example (sum over the"
-                             " other axes only, e.g. sum(..., axis=-1)), or use batch_axes=0")
+        raise StochgradError(
+            f"{name}: batch_axes={kept}: the cost of {var}'s expectation has shape"
+            f" {tuple(B.shape(like))[1:]} per sample; keep one cost per example (sum over the"
+            " other axes only, e.g. sum(..., axis=-1)), or use batch_axes=0"
+        )
     while len(B.shape(lq)) < len(B.shape(like)):
         lq = B.reshape(lq, B.shape(lq) + (1,))
     return lq

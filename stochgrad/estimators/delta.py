@@ -99,11 +99,13 @@ class Delta(Antithetic, EstimatorSpec):
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if d.name not in MEANS:
-            raise PlanError(f"delta needs a continuous node with a known mean ({', '.join(MEANS)}); this node is"
-                            f" {d.name}")
+            raise PlanError(
+                f"delta needs a continuous node with a known mean ({', '.join(MEANS)}); this node is {d.name}"
+            )
         if capabilities is not None and "grad_inside" not in capabilities:
-            raise PlanError("delta needs the cost's gradient inside the forward pass; the backend lacks the"
-                            " grad_inside capability")
+            raise PlanError(
+                "delta needs the cost's gradient inside the forward pass; the backend lacks the grad_inside capability"
+            )
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return 2  # the cost at z and at the mean (with its gradient)
@@ -119,8 +121,9 @@ class Delta(Antithetic, EstimatorSpec):
         :meth:`sample_copies`, which the node step prefers."""
         return d.sample_and_log_prob(B, p, draw, shape)
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """``z`` and the mean ``mu`` (broadcast to ``z``, differentiable) as two blocks on the sample
         axis, and ``log q(z)``."""
         z, logq = d.sample_and_log_prob(B, p, draw, shape)

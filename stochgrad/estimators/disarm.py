@@ -79,15 +79,16 @@ def _partners(B: Backend, x: Array) -> Array:
     ``n`` odd the last sample is its own partner."""
     n = B.shape(x)[0]
     m = n // 2
-    return B.concat([x[m:2 * m], x[:m], x[2 * m:]])
+    return B.concat([x[m : 2 * m], x[:m], x[2 * m :]])
 
 
 #: the laws with an independent-Bernoulli form (:func:`binary_form`)
 LAWS = ("Bernoulli", "Categorical")
 
 
-def binary_form(name: str, var: str, d: Distribution, B: Backend, p: Any,
-                shape: tuple[int, ...]) -> tuple[Array, Array, tuple[int, ...], Callable[[Array], Array]]:
+def binary_form(
+    name: str, var: str, d: Distribution, B: Backend, p: Any, shape: tuple[int, ...]
+) -> tuple[Array, Array, tuple[int, ...], Callable[[Array], Array]]:
     """The node as independent Bernoullis: their logits ``theta`` (differentiable in the node's
     parameters), their probabilities, their logical shape, and the map from their 0/1 draws to the node's value.  A
     Bernoulli is its own form; a Categorical over ``K`` classes (last axis) is its ``K - 1`` sticks
@@ -105,10 +106,10 @@ def binary_form(name: str, var: str, d: Distribution, B: Backend, p: Any,
     lp = B.log_softmax(B.reshape(lw, (rows, m, k)), 2)  # (rows, m, K), each row normalized
     after = np.tri(k, k - 1, -1)[None]  # [i, j] = 1 where i > j: the mass of the classes after stick j
     tail = B.fn["exp"](lp) @ B.asarray(after)
-    theta = lp[:, :, :k - 1] - B.fn["log"](B.fn["clip"](tail, tiny(B), math.inf))
+    theta = lp[:, :, : k - 1] - B.fn["log"](B.fn["clip"](tail, tiny(B), math.inf))
     place = B.asarray(np.eye(k - 1, k)[None])  # stick j -> class j
     before = B.asarray(np.triu(np.ones((k - 1, k)), 1)[None])  # [i, j] = 1 where i < j
-    last = B.asarray(np.eye(k)[k - 1:][None])  # b_K = 1
+    last = B.asarray(np.eye(k)[k - 1 :][None])  # b_K = 1
 
     def value(b: Array) -> Array:
         n = B.shape(b)[0]
@@ -152,34 +153,40 @@ class ARM(EstimatorSpec):
         if n < 2:
             raise StochgradError(
                 f"{self.name} on {var} needs at least 2 samples (one antithetic pair), got {n}"
-                " (with chunk=, every chunk needs 2)")
+                " (with chunk=, every chunk needs 2)"
+            )
         m = n // 2  # pairs; with n odd the last sample is its own partner and scores nothing
         for key, value in p.items():  # partners must share the law: parameters equal across each pair
             if B.shape(value)[0] != 1:
                 v = B.to_numpy(B.stop_gradient(value))
-                if not np.array_equal(v[:m], v[m:2 * m]):
+                if not np.array_equal(v[:m], v[m : 2 * m]):
                     raise StochgradError(
                         f"{self.name} on {var}: its {key} differ from sample to sample (they depend on another"
-                        " random node), so antithetic partners would have different laws; use score")
+                        " random node), so antithetic partners would have different laws; use score"
+                    )
         half = full[:m]
-        u = B.concat([half, 1.0 - half, full[2 * m:]])
+        u = B.concat([half, 1.0 - half, full[2 * m :]])
         q = B.stop_gradient(probs)
         b = B.fn["lt"](u, q)
         partner = _partners(B, b)
         w = B.stop_gradient(self.weights(B, u, b, partner, q)) * (n / (2 * m))  # the mean over the m pairs
         # value 0, gradient w in theta, and a second derivative refused by name (Backend.implicit_grad)
-        refusal = (f"{var} ~ {d.name}: no second derivative through {self.name}, a first-order estimator;"
-                   f" use estimators={{{var!r}: 'score'}} (or 'enumerate') for higher derivatives")
+        refusal = (
+            f"{var} ~ {d.name}: no second derivative through {self.name}, a first-order estimator;"
+            f" use estimators={{{var!r}: 'score'}} (or 'enumerate') for higher derivatives"
+        )
         return to_value(b), B.implicit_grad(theta, B.stop_gradient(w) * 0.0, w, refusal)
 
-    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None,
-                        state: Any = None) -> Array | None:
+    def control_variate(
+        self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None
+    ) -> Array | None:
         c = B.stop_gradient(cost)
         n = B.shape(c)[0]
         if n != count:
             raise StochgradError(
                 f"{self.name} cannot pair samples under copies of an enumerated node ({n} samples for {count}"
-                " draws): sample the enumerated node, or enumerate/score this one")
+                " draws): sample the enumerated node, or enumerate/score this one"
+            )
         return _partners(B, c)  # the partner's cost (an unpaired last sample: its own, so it scores 0)
 
 

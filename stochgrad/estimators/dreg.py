@@ -72,8 +72,9 @@ class DReG(Pathwise):
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return 2  # the log weights at z and at stop(z)
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
+    def rewrite_cost(
+        self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
+    ) -> Rewrite:
         law = _law(dist)
         k = int(getattr(dist, "count", 1))
         faults: list[str] = []
@@ -87,9 +88,11 @@ class DReG(Pathwise):
             return Bound(self.name, var, k, stuck, site, surrogate)
 
         body, sites = bound_sites(body, var, dist, rebuild, self.name, make)
-        note = (f"{var}: dreg stops {law}'s parameters in log_prob({law}, {var}) and weighs the path through the"
-                f" {k} copies by the squared normalized weights in {sites} bound{'s' if sites > 1 else ''}"
-                f" (Tucker et al. 2019; first order only)")
+        note = (
+            f"{var}: dreg stops {law}'s parameters in log_prob({law}, {var}) and weighs the path through the"
+            f" {k} copies by the squared normalized weights in {sites} bound{'s' if sites > 1 else ''}"
+            f" (Tucker et al. 2019; first order only)"
+        )
         if faults:
             note += "; " + "; ".join(faults) + ": biased there"
         return Rewrite(body, note, "dreg's identity needs the weights' - log q term" if faults else "")

@@ -34,8 +34,10 @@ class Enumerate(EstimatorSpec):
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if states is None:
-            raise PlanError(f"enumerate requested, but {d.name} has no finite support known before sampling"
-                            " (Poisson and Geometric never do; Binomial needs a literal total_count;"
-                            " a Categorical needs its parameter shapes)")
+            raise PlanError(
+                f"enumerate requested, but {d.name} has no finite support known before sampling"
+                " (Poisson and Geometric never do; Binomial needs a literal total_count;"
+                " a Categorical needs its parameter shapes)"
+            )
         if states > MAX_STATES:
             raise PlanError(f"enumerate requested, but its {states} joint states exceed {MAX_STATES}")

@@ -88,17 +88,21 @@ class IndeCateR(EstimatorSpec):
 
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         if d.name not in LAWS:
-            raise PlanError(f"indecater needs a Categorical or Bernoulli node (independent elements over finitely"
-                            f" many classes); this node is {d.name}")
+            raise PlanError(
+                f"indecater needs a Categorical or Bernoulli node (independent elements over finitely"
+                f" many classes); this node is {d.name}"
+            )
 
     def size(self, var: str, law: str, shape: tuple[int, ...]) -> tuple[int, int]:
         """``(D, K)`` of a node of logical ``shape``, refused by name beyond the budget."""
         k = 2 if law == "Bernoulli" else shape[-1]
         elements = math.prod(shape if law == "Bernoulli" else shape[:-1])
         if elements * k > self.budget:
-            raise PlanError(f"indecater on {var}: {elements} elements x {k} classes = {elements * k} cost evaluations"
-                            f" per sample exceed its budget of {self.budget}; raise it ('indecater:budget=N') or use"
-                            " score or disarm")
+            raise PlanError(
+                f"indecater on {var}: {elements} elements x {k} classes = {elements * k} cost evaluations"
+                f" per sample exceed its budget of {self.budget}; raise it ('indecater:budget=N') or use"
+                " score or disarm"
+            )
         return elements, k
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
@@ -114,8 +118,10 @@ class IndeCateR(EstimatorSpec):
         """The surrogate evaluates the cost on the ``D K`` copies (:func:`expect`)."""
         node = next(n for n in e.nodes if n.spec == self)
         if len(e.nodes) != 1:  # before anything runs, naming this node (copies.alone checks the frame)
-            raise PlanError(f"indecater: {node.var} must be the only random node of its expectation (it has"
-                            f" {', '.join(n.var for n in e.nodes)}); use score or disarm")
+            raise PlanError(
+                f"indecater: {node.var} must be the only random node of its expectation (it has"
+                f" {', '.join(n.var for n in e.nodes)}); use score or disarm"
+            )
         if node.shape is not None and node.dist.name in LAWS:
             self.size(node.var, node.dist.name, tuple(node.shape))
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
@@ -124,8 +130,9 @@ class IndeCateR(EstimatorSpec):
         """The sample alone (no score term); the surrogate draws through :meth:`sample_copies`."""
         return d.sample(B, p, draw, shape), None
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """The sample ``z`` (``n`` rows) followed by its ``C = D K`` copies (``C`` blocks of ``n``), and
         per copy row the probability of its changed element (``C n`` values, differentiable)."""
         var = getattr(getattr(draw, "node", None), "var", "the node")

@@ -28,8 +28,9 @@ class Scalars:
         try:
             import torch
         except ImportError:  # pragma: no cover - torch is installed with the torch backend
-            raise PlanError(f"{name}: learn=True needs torch (its parameters are torch tensors);"
-                           " pass learn=False for fixed values") from None
+            raise PlanError(
+                f"{name}: learn=True needs torch (its parameters are torch tensors); pass learn=False for fixed values"
+            ) from None
         self.log_temperature = torch.tensor(math.log(temperature), dtype=torch.float64, requires_grad=True)
         self.scale = torch.tensor(float(scale), dtype=torch.float64, requires_grad=True)
 

@@ -71,24 +71,31 @@ class Baseline:
         return f"learned baseline {name}({', '.join(self.inputs)}), trained to {self.goal} with the objective"
 
 
-def learned_control(baseline: Baseline, B: Backend, cost: Array, scope: dict[str, Array], var: str,
-                    later: Sequence[str] | None) -> tuple[Array, Array]:
+def learned_control(
+    baseline: Baseline, B: Backend, cost: Array, scope: dict[str, Array], var: str, later: Sequence[str] | None
+) -> tuple[Array, Array]:
     """``(stop(b), fit)``: the baseline of node ``var`` for its per-sample ``cost`` and the
     value-zero training term (one per sample), see the module docstring.  ``later`` names ``var``
     and the variables sampled after it, which the baseline may not read (None: the expectation
     enumerates a node, which this baseline does not support)."""
     if later is None:
-        raise PlanError(f"the learned baseline of {var} cannot be used in an expectation that enumerates a node;"
-                        " use the 'loo' baseline there, or another estimator for the enumerated node")
+        raise PlanError(
+            f"the learned baseline of {var} cannot be used in an expectation that enumerates a node;"
+            " use the 'loo' baseline there, or another estimator for the enumerated node"
+        )
     args = []
     for k in baseline.inputs:
         if k in later:
             what = "its own sample" if k == var else f"{k}, which is sampled after {var}"
-            raise PlanError(f"the learned baseline of {var} reads {what}: a baseline must not depend on the node's"
-                            " sample (it would bias the score function); give it parameters or earlier variables")
+            raise PlanError(
+                f"the learned baseline of {var} reads {what}: a baseline must not depend on the node's"
+                " sample (it would bias the score function); give it parameters or earlier variables"
+            )
         if k not in scope:
-            raise PlanError(f"the learned baseline of {var} reads {k!r}, which is not a parameter or variable in"
-                            f" scope here (known: {', '.join(sorted(scope))})")
+            raise PlanError(
+                f"the learned baseline of {var} reads {k!r}, which is not a parameter or variable in"
+                f" scope here (known: {', '.join(sorted(scope))})"
+            )
         args.append(B.stop_gradient(scope[k]))
     out = baseline.fn(*args)
     try:
@@ -102,8 +109,10 @@ def learned_control(baseline: Baseline, B: Backend, cost: Array, scope: dict[str
     except ValueError:
         fits = False
     if not fits:
-        raise PlanError(f"the learned baseline of {var} returned shape {got}; it must give one baseline per sample,"
-                        f" shape {want} (or one that broadcasts to it)")
+        raise PlanError(
+            f"the learned baseline of {var} returned shape {got}; it must give one baseline per sample,"
+            f" shape {want} (or one that broadcasts to it)"
+        )
     c = B.stop_gradient(cost)
     sq = (c - out) ** 2
     fit = GOALS[baseline.goal] * (sq - B.stop_gradient(sq))

@@ -75,8 +75,10 @@ class Bound(ir.Expr):
 
         def step(fr: Any, env: dict[str, Array]) -> Array:
             if fr.batch_axes:
-                raise PlanError(f"{self.estimator}: {self.var}'s K-sample bound cannot run with batch_axes"
-                                " (its copies are the bound's axis 0); use batch_axes=0")
+                raise PlanError(
+                    f"{self.estimator}: {self.var}'s K-sample bound cannot run with batch_axes"
+                    " (its copies are the bound's axis 0); use batch_axes=0"
+                )
             return surrogate(fr, self, weights, score, env)
 
         return step
@@ -86,8 +88,11 @@ class Bound(ir.Expr):
         w = fr.array(step(fr, env))
         shape = fr.B.shape(w)
         if len(shape) < 2 or shape[1] != self.count:
-            raise StochgradError(f"{self.estimator}: the log weights `{self.weights}` must keep the {self.count} copies"
-                                 f" of {self.var} on their axis 0, but have shape {tuple(shape[1:])}", self.source.span)
+            raise StochgradError(
+                f"{self.estimator}: the log weights `{self.weights}` must keep the {self.count} copies"
+                f" of {self.var} on their axis 0, but have shape {tuple(shape[1:])}",
+                self.source.span,
+            )
         return w
 
 
@@ -123,29 +128,35 @@ def _check_copies_kept(t: ir.Expr, var: str, name: str) -> None:
         if not isinstance(node, ir.Call) or node.impl is not None or not any(_mentions(a, var) for a in node.args):
             continue
         axis = _axis(node)
-        if (node.fn in _MIXING or (node.fn in _REDUCTIONS and axis in (None, 0))
-                or (node.fn in _ALONG and axis == 0)):
-            raise PlanError(f"{name}: `{node}` mixes the copies of {var} inside the log weights (axis 0 is the"
-                            f" copy axis): each weight must depend on its own copy only; reduce over other axes"
-                            f" (axis=-1)")
+        if node.fn in _MIXING or (node.fn in _REDUCTIONS and axis in (None, 0)) or (node.fn in _ALONG and axis == 0):
+            raise PlanError(
+                f"{name}: `{node}` mixes the copies of {var} inside the log weights (axis 0 is the"
+                f" copy axis): each weight must depend on its own copy only; reduce over other axes"
+                f" (axis=-1)"
+            )
 
 
-def bound_sites(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: str,
-                make: Callable[[ir.Call, ir.Expr], ir.Expr]) -> tuple[ir.Expr, int]:
+def bound_sites(
+    body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: str, make: Callable[[ir.Call, ir.Expr], ir.Expr]
+) -> tuple[ir.Expr, int]:
     """``body`` with each site ``logmeanexp(T, axis=0)`` of node ``var ~ dist`` replaced by
     ``make(site, T)``, and the number of sites; a :class:`PlanError` naming estimator ``name``
     where the structure is not there (module docstring)."""
     count = getattr(dist, "count", None)
     if count is None:
-        raise PlanError(f"{name} needs {var} ~ iid(K, Q) with K >= 2 copies, averaged in a K-sample bound"
-                        f" logmeanexp(..., axis=0); {var} ~ {dist} is a single draw")
+        raise PlanError(
+            f"{name} needs {var} ~ iid(K, Q) with K >= 2 copies, averaged in a K-sample bound"
+            f" logmeanexp(..., axis=0); {var} ~ {dist} is a single draw"
+        )
     if count < 2:
         raise PlanError(f"{name} needs K >= 2 copies (a leave-one-out over the copies); {var} ~ {dist} has K = 1")
     found = 0
 
     def outside(at: ir.Expr) -> PlanError:
-        return PlanError(f"{name}: {var} ~ {dist} is used outside a K-sample bound logmeanexp(..., axis=0),"
-                         f" in `{at}`; every use of {var} must lie inside one")
+        return PlanError(
+            f"{name}: {var} ~ {dist} is used outside a K-sample bound logmeanexp(..., axis=0),"
+            f" in `{at}`; every use of {var} must lie inside one"
+        )
 
     def linear_in(node: ir.Expr, child: ir.Expr) -> bool:
         from ..arraynodes import Index
@@ -173,12 +184,16 @@ def bound_sites(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: 
             t, axis = site
             if axis != 0:
                 over = "every axis" if axis is None else f"axis {axis}"
-                raise PlanError(f"{name}: `{node}` averages over {over}, but the copies of {var} ~ {dist} are axis 0:"
-                                f" write logmeanexp(..., axis=0)")
+                raise PlanError(
+                    f"{name}: `{node}` averages over {over}, but the copies of {var} ~ {dist} are axis 0:"
+                    f" write logmeanexp(..., axis=0)"
+                )
             if not linear:
-                raise PlanError(f"{name}: the bound `{node}` enters the cost nonlinearly (in `{parent}`); {name}"
-                                f" estimates the gradient of a bound that enters through + - sum mean or a factor"
-                                f" that does not depend on {var}")
+                raise PlanError(
+                    f"{name}: the bound `{node}` enters the cost nonlinearly (in `{parent}`); {name}"
+                    f" estimates the gradient of a bound that enters through + - sum mean or a factor"
+                    f" that does not depend on {var}"
+                )
             _check_copies_kept(t, var, name)
             found += 1
             return make(node, t)  # type: ignore[arg-type]
@@ -191,8 +206,7 @@ def bound_sites(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, name: 
 
     out = go(body, True, body)
     if not found:
-        raise PlanError(f"{name}: found no K-sample bound logmeanexp(T, axis=0) of {var} ~ {dist} in the cost"
-                        f" `{body}`")
+        raise PlanError(f"{name}: found no K-sample bound logmeanexp(T, axis=0) of {var} ~ {dist} in the cost `{body}`")
     return out, found
 
 
@@ -202,7 +216,9 @@ def alone_in_law(e: Any, name: str) -> None:
     for j, node in enumerate(e.nodes):
         if node.spec.name != name:
             continue
-        for later in e.nodes[j + 1:]:
+        for later in e.nodes[j + 1 :]:
             if node.uid in later.parents:
-                raise PlanError(f"{name}: {later.var} ~ {later.dist} depends on {node.var}; {name} needs every use"
-                                f" of {node.var} inside its K-sample bound logmeanexp(..., axis=0)")
+                raise PlanError(
+                    f"{name}: {later.var} ~ {later.dist} depends on {node.var}; {name} needs every use"
+                    f" of {node.var} inside its K-sample bound logmeanexp(..., axis=0)"
+                )

@@ -97,9 +97,11 @@ class MeasureValued(EstimatorSpec):
         live, refused = live_params(law, dict(dist.params), _constant)
         if refused and check:
             key = refused[0]
-            raise PlanError(f"mvd: {var} ~ {dist}: no measure-valued decomposition of {dist.name}'s {key} ("
-                            f"{law.refused[key]}); it decomposes {dist.name}'s {', '.join(law.given)}: make {key} a"
-                            f" constant, or use estimators={{{var!r}: 'score'}} (or 'pathwise')")
+            raise PlanError(
+                f"mvd: {var} ~ {dist}: no measure-valued decomposition of {dist.name}'s {key} ("
+                f"{law.refused[key]}); it decomposes {dist.name}'s {', '.join(law.given)}: make {key} a"
+                f" constant, or use estimators={{{var!r}: 'score'}} (or 'pathwise')"
+            )
         return law, live
 
     def count(self, var: str, dist: ir.Dist, shape: tuple[int, ...] | None, *, check: bool = True) -> int:
@@ -108,9 +110,11 @@ class MeasureValued(EstimatorSpec):
         law, live = self.live(var, dist, check=check)
         total = 1 + (math.prod(shape) if shape is not None else 1) * points(law, live)
         if check and total > self.budget:
-            raise PlanError(f"mvd: {var} ~ {dist} needs {total} cost evaluations per sample"
-                            f" ({_formula(law, live, shape)}), over its budget of {self.budget}: use 'score', or"
-                            f" raise it (estimators={{{var!r}: 'mvd:budget={total}'}})")
+            raise PlanError(
+                f"mvd: {var} ~ {dist} needs {total} cost evaluations per sample"
+                f" ({_formula(law, live, shape)}), over its budget of {self.budget}: use 'score', or"
+                f" raise it (estimators={{{var!r}: 'mvd:budget={total}'}})"
+            )
         return total
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
@@ -137,8 +141,9 @@ class MeasureValued(EstimatorSpec):
             raise PlanError(f"mvd has no measure-valued decomposition for {d.name}; it has one for {listing()}")
         return LAWS[d.name].draw(B, d, p, draw, shape, frozenset())[0], None
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """``z`` and its perturbed copies stacked on the sample axis (``C`` blocks of ``n``), and per
         block the pseudo log q ``L`` (value 0) at the coordinates each copy perturbs."""
         node = getattr(draw, "node", None)
@@ -153,8 +158,10 @@ class MeasureValued(EstimatorSpec):
         """The surrogate of the module docstring, on the copies (:func:`expect`)."""
         mine = next(n for n in e.nodes if n.spec == self)
         if len(e.nodes) != 1:
-            raise PlanError(f"mvd: {mine.var} must be the only random node of its expectation (it has"
-                            f" {', '.join(n.var for n in e.nodes)}): the copies would share the other nodes' draws")
+            raise PlanError(
+                f"mvd: {mine.var} must be the only random node of its expectation (it has"
+                f" {', '.join(n.var for n in e.nodes)}): the copies would share the other nodes' draws"
+            )
         self.count(mine.var, mine.dist, mine.shape)  # refusals at build time where the shape is known
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 

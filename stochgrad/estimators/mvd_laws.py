@@ -78,8 +78,9 @@ def _exponential(B: Backend, draw: Draw, shape: tuple[int, ...]) -> Array:
     return -B.fn["log"](draw("uniform", shape))
 
 
-def _normal(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-            live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _normal(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     stop = B.stop_gradient
     mu, sigma = p["loc"], p["scale"]
     z = stop(mu + sigma * draw("normal", shape))
@@ -98,37 +99,42 @@ def _normal(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...]
     return z, parts
 
 
-def _exp_law(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-             live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _exp_law(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     rate = B.stop_gradient(p["rate"])
     z = _exponential(B, draw, shape) / rate
     parts = [Part("rate", p["rate"], 1.0 / rate, None, z + _exponential(B, draw, shape) / rate)] if live else []
     return z, parts
 
 
-def _gamma(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-           live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _gamma(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     a, rate = B.stop_gradient(p["concentration"]), B.stop_gradient(p["rate"])
     z = draw("gamma", shape, a) / rate
     parts = [Part("rate", p["rate"], a / rate, None, z + _exponential(B, draw, shape) / rate)] if "rate" in live else []
     return z, parts
 
 
-def _poisson(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-             live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _poisson(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     z = B.stop_gradient(draw("poisson", shape, B.stop_gradient(p["rate"])))
     return z, ([Part("rate", p["rate"], 1.0, z + 1.0, None)] if live else [])
 
 
-def _bernoulli(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-               live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _bernoulli(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     q = d.probs(B, p)  # type: ignore[attr-defined]  # with logits: the chain rule through sigmoid
     z = B.fn["lt"](draw("uniform", shape), B.stop_gradient(q)) * 1.0
     return z, ([Part("probs", q, 2.0 * z - 1.0, None, 1.0 - z)] if live else [])
 
 
-def _binomial(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-              live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _binomial(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     stop = B.stop_gradient
     n, q = stop(p["total_count"]), p["probs"]
     some = B.fn["clip"](n, 0.0, 1.0)  # [n >= 1]: with no trials z = 0 and the gradient is 0
@@ -138,8 +144,9 @@ def _binomial(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ..
     return z, ([Part("probs", q, n * (2.0 * b - 1.0) * some, None, z + some * (1.0 - 2.0 * b))] if live else [])
 
 
-def _geometric(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...],
-               live: frozenset[str]) -> tuple[Array, list[Part]]:
+def _geometric(
+    B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, ...], live: frozenset[str]
+) -> tuple[Array, list[Part]]:
     z = B.stop_gradient(d.sample(B, p, draw, shape))
     if not live:
         return z, []
@@ -147,8 +154,7 @@ def _geometric(B: Backend, d: Distribution, p: P, draw: Any, shape: tuple[int, .
     return z, [Part("probs", p["probs"], 1.0 / q, None, z + 1.0 + B.stop_gradient(d.sample(B, p, draw, shape)))]
 
 
-_GAMMA_SHAPE = ("its weak derivative splits at exp(digamma(a)) / rate into truncated laws without a closed"
-                " constant")
+_GAMMA_SHAPE = "its weak derivative splits at exp(digamma(a)) / rate into truncated laws without a closed constant"
 LAWS: dict[str, Law] = {
     "Normal": Law({"loc": 2, "scale": 2}, {"loc": "loc", "scale": "scale"}, {}, _normal),
     "Exponential": Law({"rate": 1}, {"rate": "rate"}, {}, _exp_law),
@@ -170,7 +176,9 @@ def points(law: Law, live: frozenset[str]) -> int:
     return sum(k for name, k in law.params.items() if name in live)
 
 
-def live_params(law: Law, given: Mapping[str, Any], constant: Callable[[Any], bool]) -> tuple[frozenset[str], list[str]]:
+def live_params(
+    law: Law, given: Mapping[str, Any], constant: Callable[[Any], bool]
+) -> tuple[frozenset[str], list[str]]:
     """The canonical parameters to differentiate (given ones that are not constants), and the given
     names of the refused parameters that are not constants."""
     live, refused = set(), []

@@ -44,8 +44,10 @@ class Pathwise(Antithetic, EstimatorSpec):
             raise PlanError(f"pathwise estimator requested, but {d.name} has no pathwise sampler; use 'score'")
         lacking = d.needs - capabilities if capabilities is not None else frozenset()
         if lacking:
-            raise PlanError(f"pathwise estimator requested, but the backend lacks {', '.join(sorted(lacking))}"
-                            f" for a pathwise {d.name}")
+            raise PlanError(
+                f"pathwise estimator requested, but the backend lacks {', '.join(sorted(lacking))}"
+                f" for a pathwise {d.name}"
+            )
 
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.rsample(B, p, draw, shape), None

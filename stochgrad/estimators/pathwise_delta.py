@@ -66,8 +66,10 @@ class PathwiseDelta(EstimatorSpec):
         if d.name != "Normal":
             raise PlanError(f"pathwise_delta needs a Normal node (z = loc + scale * eps); this node is {d.name}")
         if capabilities is not None and "hvp_inside" not in capabilities:
-            raise PlanError("pathwise_delta needs Hessian-vector products inside the forward pass; the backend lacks"
-                            " the hvp_inside capability")
+            raise PlanError(
+                "pathwise_delta needs Hessian-vector products inside the forward pass; the backend lacks"
+                " the hvp_inside capability"
+            )
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return 4  # the cost, and Hessian-vector products at the mean (about 3 each; D + 1 of them)
@@ -78,8 +80,9 @@ class PathwiseDelta(EstimatorSpec):
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, None]:
         return d.rsample(B, p, draw, shape), None
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, None]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, None]:
         """``z``, ``loc`` and ``scale`` (broadcast to ``z``, differentiable) as three blocks on the sample axis."""
         z = d.rsample(B, p, draw, shape)
         zero = 0.0 * B.stop_gradient(z)
@@ -97,12 +100,14 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     alone(fr, e, "pathwise_delta")
     values, _ = node(fr, env)
     n = B.shape(values)[0] // 3
-    z, mu, sigma = values[:n], values[n:2 * n], values[2 * n:]
+    z, mu, sigma = values[:n], values[n : 2 * n], values[2 * n :]
     at, shape = B.stop_gradient(mu), B.shape(z)[1:]
     size = int(np.prod(shape, dtype=np.int64))
     if size > MAX_SIZE:
-        raise PlanError(f"pathwise_delta: {var} has {size} elements per sample; diag H costs one Hessian-vector"
-                        f" product per element, at most {MAX_SIZE} (use 'pathwise')")
+        raise PlanError(
+            f"pathwise_delta: {var} has {size} elements per sample; diag H costs one Hessian-vector"
+            f" product per element, at most {MAX_SIZE} (use 'pathwise')"
+        )
     (f,) = cost_on_copies(fr, e, {**env, var: z}, terms, 1, "pathwise_delta")
     # block 0: v = z - mu (the H (z - mu) of the path term); block 1 + d: the basis vector e_d (diag H)
     basis = np.eye(size).reshape((size, 1) + shape) + np.zeros((size, n) + shape)
@@ -122,5 +127,4 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
         return B.sum(a * b, axes) if axes else a * b
 
     var2 = sigma * sigma
-    return (f - dot(g + path, z - B.stop_gradient(z)) + dot(g, mu - at)
-            + 0.5 * dot(diag, var2 - B.stop_gradient(var2)))
+    return f - dot(g + path, z - B.stop_gradient(z)) + dot(g, mu - at) + 0.5 * dot(diag, var2 - B.stop_gradient(var2))

@@ -81,8 +81,10 @@ class Rebar(LearnedControl, EstimatorSpec):
         t, s = self.temperature, self.scale
         check_control(self.name, t, s)
         if not isinstance(self.learn, bool):
-            raise PlanError(f"{self.name}: learn must be True or False, got {self.learn!r} (learnable parameters are"
-                            f" made with the spec: pass sg.{type(self).__name__}(learn=True) as an object)")
+            raise PlanError(
+                f"{self.name}: learn must be True or False, got {self.learn!r} (learnable parameters are"
+                f" made with the spec: pass sg.{type(self).__name__}(learn=True) as an object)"
+            )
         if self.learn:
             object.__setattr__(self, "scalars", Scalars(self.name, t, s))
 
@@ -102,6 +104,7 @@ class Rebar(LearnedControl, EstimatorSpec):
         :func:`stochgrad.estimators.relax.expect`)."""
         if self.learn:
             from .relax import expect as learned
+
             return lambda fr, env: learned(fr, e, env, nodes[0], list(terms), self)
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
@@ -109,10 +112,11 @@ class Rebar(LearnedControl, EstimatorSpec):
         """The discrete sample ``b`` and its ``log p(b)`` alone (as the score function draws it); the
         surrogate draws through :meth:`sample_copies`, which the node step prefers."""
         values, logq = self.sample_copies(d, B, p, draw, shape)
-        return values[:B.shape(logq)[0]], logq
+        return values[: B.shape(logq)[0]], logq
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """``b``, ``s(z)`` and ``s(z~)`` concatenated on the sample axis (3 blocks), and ``log p(b)``;
         with ``learn``, :func:`raw_copies` (the relaxation is then built by :mod:`.relax`)."""
         logits, kind = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked the law
@@ -130,13 +134,13 @@ def law(d: Any, name: str) -> str:
     Categorical), or a PlanError naming estimator ``name``."""
     kind = KINDS.get(getattr(d, "name", None))  # type: ignore[arg-type]
     if kind is None:
-        raise PlanError(f"{name} needs a Bernoulli or Categorical node (its control variate relaxes b),"
-                        f" not {getattr(d, 'name', d)}")
+        raise PlanError(
+            f"{name} needs a Bernoulli or Categorical node (its control variate relaxes b), not {getattr(d, 'name', d)}"
+        )
     return kind
 
 
-def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array,
-                 kind: str = "binary") -> tuple[Array, Array, Array]:
+def relaxed_pair(B: Backend, logits: Array, u: Array, v: Array, kind: str = "binary") -> tuple[Array, Array, Array]:
     """REBAR's reparameterization (module docstring): ``b`` (gradient stopped), the relaxed logit
     ``z`` from ``u`` and ``z~`` conditioned on ``b`` from ``v``, for either law; REBAR and RELAX share it."""
     if kind == "categorical":
@@ -190,8 +194,10 @@ def raw_copies(B: Backend, logits: Array, u: Array, v: Array, kind: str = "binar
 def combine(B: Backend, fb: Array, lq: Array, cz: Array | float, ct: Array | float) -> Array:
     """``f(b) + stop(f(b) - c(z~)) (L - stop L) + (c(z) - stop c(z)) - (c(z~) - stop c(z~))``: value
     ``f(b)``, first derivative ``[f(b) - c(z~)] grad L + grad c(z) - grad c(z~)`` (REBAR, RELAX)."""
+
     def box(x: Array | float) -> Array | float:  # value 0, gradient that of x (a number has none)
         return 0.0 if isinstance(x, float) else x - B.stop_gradient(x)
+
     return fb + B.stop_gradient(fb - ct) * box(lq) + box(cz) - box(ct)
 
 

@@ -94,8 +94,10 @@ class Relax(LearnedControl, EstimatorSpec):
         check_control(self.name, t, s)
         for key in ("learn", "cost_term"):
             if not isinstance(getattr(self, key), bool):
-                raise PlanError(f"relax: {key} must be True or False, got {getattr(self, key)!r}"
-                                " (pass sg.Relax(surrogate=net, ...) as an object)")
+                raise PlanError(
+                    f"relax: {key} must be True or False, got {getattr(self, key)!r}"
+                    " (pass sg.Relax(surrogate=net, ...) as an object)"
+                )
         if self.surrogate is not None and not callable(self.surrogate):
             raise PlanError(f"relax: surrogate must be a callable (e.g. a torch.nn.Module), got {self.surrogate!r}")
         if self.learn and self.cost_term and self.surrogate is not None:  # (the registry's default has no net)
@@ -117,8 +119,10 @@ class Relax(LearnedControl, EstimatorSpec):
     def requires(self, d: Distribution, *, states: int | None, capabilities: frozenset[str] | None = None) -> None:
         law(d, "relax")
         if self.surrogate is None:
-            raise PlanError("relax needs a surrogate network: estimators={var: sg.Relax(surrogate=net)}, net mapping"
-                            " the relaxed logits (samples first) to one value per sample")
+            raise PlanError(
+                "relax needs a surrogate network: estimators={var: sg.Relax(surrogate=net)}, net mapping"
+                " the relaxed logits (samples first) to one value per sample"
+            )
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return 3 if self.cost_term else 1
@@ -129,10 +133,11 @@ class Relax(LearnedControl, EstimatorSpec):
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, Array]:
         """The discrete sample ``b`` and its ``log p(b)`` (the surrogate draws :meth:`sample_copies`)."""
         values, logq = self.sample_copies(d, B, p, draw, shape)
-        return values[:B.shape(logq)[0]], logq
+        return values[: B.shape(logq)[0]], logq
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """:func:`.rebar.raw_copies`: ``b``, ``u``, ``v`` and the logits, for :func:`expect`."""
         logits, kind = d.relaxation(B, p)  # type: ignore[attr-defined]  # requires() checked the law
         return raw_copies(B, logits, draw("uniform", shape), draw("uniform", shape), kind)
@@ -143,9 +148,12 @@ def _learning(fr: Frame, spec: Any) -> bool:
     if not spec.learn or fr.first_order:  # estimate and the other first-order runs: fixed values
         return False
     if fr.B.name != "torch":
-        raise PlanError(f"{spec.name}: learn=True trains the control variate with torch (create_graph); on the"
-                        f" {fr.B.name} backend use learn=False (fixed values) or backend='torch'")
+        raise PlanError(
+            f"{spec.name}: learn=True trains the control variate with torch (create_graph); on the"
+            f" {fr.B.name} backend use learn=False (fixed values) or backend='torch'"
+        )
     import torch
+
     return torch.is_grad_enabled()
 
 
@@ -154,8 +162,10 @@ def _net(B: Backend, net: Callable[[Any], Any], z: Array, rows: tuple[int, ...])
     out = net(z)
     shape = tuple(B.shape(out)) if hasattr(out, "shape") else ()
     if shape not in (rows, rows + (1,)):
-        raise StochgradError(f"relax: the surrogate must return one value per sample{' and example' * (len(rows) > 1)}"
-                             f", shape {rows}; it returned shape {shape} for relaxed logits of shape {tuple(B.shape(z))}")
+        raise StochgradError(
+            f"relax: the surrogate must return one value per sample{' and example' * (len(rows) > 1)}"
+            f", shape {rows}; it returned shape {shape} for relaxed logits of shape {tuple(B.shape(z))}"
+        )
     return B.reshape(out, rows) if shape != rows else out
 
 
@@ -167,7 +177,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     alone(fr, e, name, batched=True)  # under batch_axes: per example (module docstring)
     raw, _ = node(fr, env)
     n = B.shape(raw)[0] // RAW
-    b, u, v, logits = (raw[k * n:(k + 1) * n] for k in range(RAW))
+    b, u, v, logits = (raw[k * n : (k + 1) * n] for k in range(RAW))
     learning = _learning(fr, spec)
     leaf = logits.detach().requires_grad_() if learning else logits
     if learning and spec.scalars is not None:
@@ -182,11 +192,15 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     scope[var] = B.concat([b, soften(B, z, lam, kind), soften(B, zt, lam, kind)]) if with_cost else b
     costs = cost_on_copies(fr, e, scope, terms, copies, name, keep=bool(fr.batch_axes))
     fb = costs[0]
-    rows = (n,) + tuple(B.shape(b))[1:1 + fr.batch_axes]  # (a Categorical's classes axis is last, never a batch axis)  # one value per sample (and example)
+    rows = (n,) + tuple(B.shape(b))[
+        1 : 1 + fr.batch_axes
+    ]  # (a Categorical's classes axis is last, never a batch axis)  # one value per sample (and example)
     if (net is not None or learning) and tuple(B.shape(fb)) != rows:
-        raise StochgradError(f"{name}: {'learning' if learning else 'the surrogate'} needs the cost of {var}'s"
-                             f" expectation to be one value per sample{' and example' if fr.batch_axes else ''};"
-                             f" it has shape {tuple(B.shape(fb))[1:]} per sample (sum it inside the expectation)")
+        raise StochgradError(
+            f"{name}: {'learning' if learning else 'the surrogate'} needs the cost of {var}'s"
+            f" expectation to be one value per sample{' and example' if fr.batch_axes else ''};"
+            f" it has shape {tuple(B.shape(fb))[1:]} per sample (sum it inside the expectation)"
+        )
     cz: Array | float = eta * costs[1] if with_cost else 0.0
     ct: Array | float = eta * costs[2] if with_cost else 0.0
     if net is not None:
@@ -197,13 +211,15 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     return _trained(fb, lq, cz, ct, leaf, logits, spec.control_parameters(), rows)
 
 
-def _trained(fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Array, phi: list[Any],
-             rows: tuple[int, ...]) -> Array:
+def _trained(
+    fb: Array, lq: Array, cz: Array, ct: Array, leaf: Array, logits: Array, phi: list[Any], rows: tuple[int, ...]
+) -> Array:
     """``f(b) + sum(stop(g) (logits - stop logits))`` plus a value-zero term that gives ``phi`` the
     variance gradient ``d/dphi mean |g|^2`` (torch; module docstring).  ``g`` is formed explicitly,
     ``(f(b) - c(z~)) dL/dl + d(c(z) - c(z~))/dl``, so that it keeps its dependence on ``phi`` through
     the score term's coefficient too (the surrogate's stop would cut it)."""
     import torch
+
     (dlq,) = torch.autograd.grad(lq.sum(), leaf, retain_graph=True)
     (dc,) = torch.autograd.grad((cz - ct).sum(), leaf, create_graph=True, retain_graph=True, allow_unused=True)
     coef = fb - ct

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from ..distributions import Distribution, Draw
 
 
-def relax(d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...], temperature: float) -> tuple[Array, str]:
+def relax(
+    d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...], temperature: float
+) -> tuple[Array, str]:
     """The relaxed sample at ``temperature`` and the kind of relaxation (``"binary"``, ``"categorical"``)."""
     logits, kind = cast(Relaxable, d).relaxation(B, p)  # requires() checked that d is one
     if kind == "binary":

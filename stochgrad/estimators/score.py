@@ -72,8 +72,10 @@ class MovingAverage:
         raise PlanError(_MOVED)
 
 
-_MOVED = ("a MovingAverage holds no state: read a compiled objective's f.baseline_state[var] (and reset it with"
-          " f.baseline_state.reset()); each estimate call starts from a fresh state")
+_MOVED = (
+    "a MovingAverage holds no state: read a compiled objective's f.baseline_state[var] (and reset it with"
+    " f.baseline_state.reset()); each estimate call starts from a fresh state"
+)
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,16 @@ class Score(Antithetic, EstimatorSpec):
     def stateful(self) -> bool:
         return isinstance(self.baseline, MovingAverage)
 
-    def learned_baseline(self, B: Backend, cost: Array, scope: dict[str, Array], var: str,
-                         later: Sequence[str] | None) -> tuple[Array, Array] | None:
+    def learned_baseline(
+        self, B: Backend, cost: Array, scope: dict[str, Array], var: str, later: Sequence[str] | None
+    ) -> tuple[Array, Array] | None:
         if not isinstance(self.baseline, Baseline):
             return None
         return learned_control(self.baseline, B, cost, scope, var, later)
 
-    def control_variate(self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None) -> Array | None:
+    def control_variate(
+        self, B: Backend, cost: Array, count: int, block: int | None, state: Any = None
+    ) -> Array | None:
         if isinstance(self.baseline, Baseline):
             return None  # see learned_baseline
         if self.antithetic and self.baseline == "loo":  # the partner depends on the sample's own noise
@@ -175,14 +180,17 @@ def leave_one_out(B: Backend, cost: Array, count: int = 0, block: int | None = N
     last = B.reshape(B.sum(column[cut:], (0,)), (1,) + rest)
     parts = []
     for r in range(copies):
-        own = c[r * count:(r + 1) * count] if copies > 1 else c
-        parts.append(B.reshape((heads - B.reshape(own[:cut], (full, block) + rest)) / (copies * block - 1), (cut,) + rest))
+        own = c[r * count : (r + 1) * count] if copies > 1 else c
+        parts.append(
+            B.reshape((heads - B.reshape(own[:cut], (full, block) + rest)) / (copies * block - 1), (cut,) + rest)
+        )
         parts.append((last - own[cut:]) / max(copies * tail - 1, 1))  # a lone sample: (c - c) / 1 = 0
     return B.concat(parts)
 
 
-def baseline_value(B: Backend, baseline: Any, cost: Array, count: int, block: int | None,
-                   state: Any = None) -> Array | None:
+def baseline_value(
+    B: Backend, baseline: Any, cost: Array, count: int, block: int | None, state: Any = None
+) -> Array | None:
     """The baseline for a score term given its per-sample ``cost`` (None: no baseline yet).
 
     A :class:`MovingAverage` gives ``state``'s value before this batch (the node's

@@ -48,8 +48,9 @@ class StickingTheLanding(Pathwise):
     compared: ClassVar[bool] = False
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
+    def rewrite_cost(
+        self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
+    ) -> Rewrite:
         """The cost with ``dist``'s parameters stopped in ``log_prob(dist, var)`` (:func:`stick`)."""
         body, stopped, nonlinear = stick(body, var, dist, rebuild)
         biased = "stl inside a nonlinear function of log q is biased" if nonlinear else ""
@@ -110,6 +111,8 @@ def note(var: str, dist: ir.Dist, count: int, nonlinear: int = 0) -> str:
         return f"{var}: stl found no log_prob({law}, {var}) in the cost; it is plain pathwise here"
     text = f"{var}: stl stops {law}'s parameters in {count} log_prob({law}, {var}) of the cost (first order only)"
     if nonlinear:
-        text += (f"; {nonlinear} of them inside a nonlinear function (e.g. logmeanexp of an importance weighted"
-                 " bound), where the removed score term is not zero-mean: biased there (Tucker et al. 2019)")
+        text += (
+            f"; {nonlinear} of them inside a nonlinear function (e.g. logmeanexp of an importance weighted"
+            " bound), where the removed score term is not zero-mean: biased there (Tucker et al. 2019)"
+        )
     return text

@@ -116,19 +116,21 @@ class SumAndSample(JointSubset):
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:
-        return (f"{self.name} (k={self.k}: the {self.k} most probable states summed, 1 sampled from the rest;"
-                " exact when k >= the states)")
+        return (
+            f"{self.name} (k={self.k}: the {self.k} most probable states summed, 1 sampled from the rest;"
+            " exact when k >= the states)"
+        )
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k + 1 if states is None or states > self.k else states
-
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on ``k + 1`` copies (:func:`expect`)."""
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """The ``k`` most probable joint states and a draw ``z`` from the rest, as blocks of ``n`` on the
         sample axis, and per block the weights the surrogate needs: ``q(c)`` for the summed blocks and
         ``log q(z)`` for the sampled one (which is absent when ``k >=`` the states)."""
@@ -149,10 +151,10 @@ class SumAndSample(JointSubset):
         q = joint_prob(B, d.prob(B, tiled_p, values))  # a product of probabilities: right where q(c) = 0
         if k == states:
             return values, q
-        z = values[k * n:]
+        z = values[k * n :]
         lq = d.log_prob(B, p, z)
         lq = B.sum(lq, tuple(range(1, len(B.shape(lq))))) if len(B.shape(lq)) > 1 else lq
-        return values, B.concat([q[:k * n], lq])
+        return values, B.concat([q[: k * n], lq])
 
     def combine(self, B: Backend, f: list[Array], w: list[Array], base: Array | float) -> Array:
         """The surrogate from the per-block costs ``f`` and weights ``w`` (module docstring)."""
@@ -181,7 +183,8 @@ def check_node(name: str, d: Distribution, states: int | None, what: str) -> Non
     if states > MAX_JOINT:
         raise PlanError(
             f"{name} {what}, but its {states} joint states exceed {MAX_JOINT}: a per-coordinate version would"
-            " need the product of the coordinates' sets when the cost couples them, which is not offered; use score")
+            " need the product of the coordinates' sets when the cost couples them, which is not offered; use score"
+        )
 
 
 def node_support(name: str, d: Distribution, draw: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -204,8 +207,10 @@ def host_log_probs(d: Distribution, B: Backend, p: Any, support: np.ndarray, n: 
     """``log q`` of every joint state (no gradient) for each distinct parameter row, ``(rows, states)``,
     and each sample's row ``(n,)``."""
     host = {key: B.to_numpy(B.stop_gradient(v)) for key, v in p.items()}
-    flat = np.concatenate([np.broadcast_to(a.reshape(a.shape[0], -1), (n, int(np.prod(a.shape[1:], dtype=int))))
-                           for a in host.values()], axis=1)
+    flat = np.concatenate(
+        [np.broadcast_to(a.reshape(a.shape[0], -1), (n, int(np.prod(a.shape[1:], dtype=int)))) for a in host.values()],
+        axis=1,
+    )
     rows, first, row = np.unique(flat, axis=0, return_index=True, return_inverse=True)
     rank = support.ndim - 1
     unique = {}
@@ -250,7 +255,7 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     scope = tiled(fr, env, blocks)
     scope[e.nodes[0].var] = values
     f = cost_on_copies(fr, e, scope, terms, blocks, spec.name)
-    w = [columns(B, packed[j * n:(j + 1) * n], f[0]) for j in range(blocks)]
+    w = [columns(B, packed[j * n : (j + 1) * n], f[0]) for j in range(blocks)]
     base: Array | float = 0.0
     if blocks > spec.k and n >= 2:
         base = leave_one_out(B, f[-1], fr.noise.count, fr.loo_block)

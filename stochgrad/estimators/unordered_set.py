@@ -74,24 +74,25 @@ class UnorderedSet(JointSubset):
     def __post_init__(self) -> None:
         k = self.k
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or not 2 <= k <= MAX_K:
-            raise PlanError(f"{self.name}: k must be an integer from 2 (its baseline uses the other samples) to"
-                            f" {MAX_K} (exact inclusion probabilities over its subsets), got {option_text(k)}")
+            raise PlanError(
+                f"{self.name}: k must be an integer from 2 (its baseline uses the other samples) to"
+                f" {MAX_K} (exact inclusion probabilities over its subsets), got {option_text(k)}"
+            )
         object.__setattr__(self, "k", int(k))
 
     def describe(self) -> str:
-        return (f"{self.name} (k={self.k} states without replacement, built-in baseline;"
-                " exact when k >= the states)")
+        return f"{self.name} (k={self.k} states without replacement, built-in baseline; exact when k >= the states)"
 
     def evaluations(self, states: int | None, node: NodePlan | None = None) -> int:
         return self.k if states is None else min(self.k, states)
-
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep:
         """The surrogate evaluates the cost on ``k`` copies (:func:`expect`)."""
         return lambda fr, env: expect(fr, e, env, nodes[0], list(terms))
 
-    def sample_copies(self, d: Distribution, B: Backend, p: Any, draw: Draw,
-                      shape: tuple[int, ...]) -> tuple[Array, Array]:
+    def sample_copies(
+        self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]
+    ) -> tuple[Array, Array]:
         """The set's ``k`` states as blocks of ``n`` on the sample axis, and packed on one axis: their
         ``log q`` (differentiable, ``k`` blocks), the weights ``w_j`` (``k`` blocks) and the baseline's
         weights ``p(s') R^{D\\{s_j}}(S, s')`` (``k x k`` blocks, row ``j`` first), without gradient."""
@@ -169,8 +170,8 @@ def expect(fr: Frame, e: PlannedExpect, env: dict[str, Array], node: Any, terms:
     scope = tiled(fr, env, k)
     scope[e.nodes[0].var] = values
     f = cost_on_copies(fr, e, scope, terms, k, spec.name)
-    part = [columns(B, packed[j * n:(j + 1) * n], f[0]) for j in range(k * (k + 2))]
-    L, w, weights = part[:k], part[k:2 * k], part[2 * k:]
+    part = [columns(B, packed[j * n : (j + 1) * n], f[0]) for j in range(k * (k + 2))]
+    L, w, weights = part[:k], part[k : 2 * k], part[2 * k :]
     fixed = [B.stop_gradient(fj) for fj in f]
     total: Array | float = 0.0
     for j in range(k):

@@ -96,8 +96,9 @@ class Vimco(EstimatorSpec):
     def sample(self, d: Distribution, B: Backend, p: Any, draw: Draw, shape: tuple[int, ...]) -> tuple[Array, None]:
         return B.stop_gradient(d.sample(B, p, draw, shape)), None  # the score terms are the bound's (surrogate)
 
-    def rewrite_cost(self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild,
-                     shapes: Mapping[str, Any] | None = None) -> Rewrite:
+    def rewrite_cost(
+        self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
+    ) -> Rewrite:
         from ..densities import LogProb
 
         law = _law(dist)  # iid(K, Q): Q
@@ -105,17 +106,25 @@ class Vimco(EstimatorSpec):
         pairs: list[str] = []
 
         def make(site: ir.Call, t: ir.Expr) -> Bound:
-            n, why = (None, "pairing='whole' was asked") if self.pairing == "whole" else example_axis(t, var, dist, shapes)
+            n, why = (
+                (None, "pairing='whole' was asked") if self.pairing == "whole" else example_axis(t, var, dist, shapes)
+            )
             pairs.append(f"per example over {n} examples" if n else f"with the whole log q per copy ({why})")
-            return Bound(self.name, var, k, t, site, partial(surrogate, per_example=n is not None),
-                         LogProb(law, ir.Name(var)))
+            return Bound(
+                self.name, var, k, t, site, partial(surrogate, per_example=n is not None), LogProb(law, ir.Name(var))
+            )
 
         body, sites = bound_sites(body, var, dist, rebuild, self.name, make)
-        note = (f"{var}: vimco scores each of the {k} copies in {sites} bound{'s' if sites > 1 else ''}"
-                f" logmeanexp(..., axis=0), with the leave-one-out (geometric mean) of the other copies as baseline"
-                f" (Mnih & Rezende 2016; first order only); paired {'; '.join(dict.fromkeys(pairs))}")
-        biased = "" if lookup(dist.name).fixed_support else (
-            f"vimco's score terms are biased: {dist.name}'s support depends on its parameters")
+        note = (
+            f"{var}: vimco scores each of the {k} copies in {sites} bound{'s' if sites > 1 else ''}"
+            f" logmeanexp(..., axis=0), with the leave-one-out (geometric mean) of the other copies as baseline"
+            f" (Mnih & Rezende 2016; first order only); paired {'; '.join(dict.fromkeys(pairs))}"
+        )
+        biased = (
+            ""
+            if lookup(dist.name).fixed_support
+            else (f"vimco's score terms are biased: {dist.name}'s support depends on its parameters")
+        )
         return Rewrite(body, note, biased)
 
     def own_surrogate(self, e: PlannedExpect, nodes: Sequence[Any], terms: Sequence[Any]) -> ExpectStep | None:
@@ -144,8 +153,11 @@ def surrogate(fr: Any, b: Bound, weights: Any, score: Any, env: dict[str, Array]
     kept = 3 if per_example else 2  # log q(z_{k,i}): (rows, K, N), or log q(z_k): (rows, K)
     lq = B.sum(lq, tuple(range(kept, len(B.shape(lq))))) if len(B.shape(lq)) > kept else lq
     if per_example and (len(B.shape(lq)) != 3 or not rest or B.shape(lq)[2] != rest[0]):
-        raise StochgradError(f"vimco: the bound `{b.source}` of shape {rest} does not keep {b.var}'s examples"
-                             f" (log q of shape {tuple(B.shape(lq)[1:])}) on its axis 0", b.source.span)
+        raise StochgradError(
+            f"vimco: the bound `{b.source}` of shape {rest} does not keep {b.var}'s examples"
+            f" (log q of shape {tuple(B.shape(lq)[1:])}) on its axis 0",
+            b.source.span,
+        )
     lq = B.fn["clip"](lq, -_HUGE, _HUGE)  # an infinite density at a sample (as the node steps clip it)
     term = B.reshape(lq - B.stop_gradient(lq), tuple(B.shape(lq)) + (1,) * (len(rest) + 2 - len(B.shape(lq))))
     return bound + B.sum(signal * term, (1,))

@@ -105,8 +105,11 @@ def take_items(fr: Frame, x: Array, e: Index, gathered: np.ndarray | None) -> Ar
         out_of_range = (gathered < -n) | (gathered >= n)
         if out_of_range.any():
             bad = int(gathered[out_of_range].flat[0])
-            raise StochgradError(f"index parameter {e.gather.id!r} has entry {bad}, out of range for axis {axis} of"  # type: ignore[union-attr]
-                                 f" length {n} in `{e}`", e.span)
+            raise StochgradError(
+                f"index parameter {e.gather.id!r} has entry {bad}, out of range for axis {axis} of"  # type: ignore[union-attr]
+                f" length {n} in `{e}`",
+                e.span,
+            )
         later.append((at, gathered % n if n else gathered))
     if any(not (isinstance(k, slice) and k == slice(None)) for k in key):
         x = x[tuple(key)]

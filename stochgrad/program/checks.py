@@ -24,6 +24,7 @@ from ..distributions import lookup
 from .frame import Frame
 
 from ..types import Array
+
 _NUM, _FREE, _COMPUTED = 0, 1, 2
 
 
@@ -35,18 +36,22 @@ class DistCheck:
 
     def __init__(self, d: ir.Dist, context: str | ir.Expr, bound: frozenset[str]) -> None:
         self.d, self.law, self.context = d, lookup(d.name), context
-        self.kinds = tuple(_NUM if type(v) is ir.Num else _FREE if type(v) is ir.Name and v.id not in bound
-                           else _COMPUTED for _, v in d.params)
+        self.kinds = tuple(
+            _NUM if type(v) is ir.Num else _FREE if type(v) is ir.Name and v.id not in bound else _COMPUTED
+            for _, v in d.params
+        )
         self.random = isinstance(context, str)
-        self.where: Callable[[], str] = ((lambda: f"{context} ~ {d}") if self.random else (lambda: f"{context}: {d}"))
+        self.where: Callable[[], str] = (lambda: f"{context} ~ {d}") if self.random else (lambda: f"{context}: {d}")
         self.sources: Callable[[], dict[str, str]] = lambda: {k: str(v) for k, v in d.params}
 
     def __call__(self, fr: Frame, p: Mapping[str, Array]) -> None:
         if not fr.checks:
             return
         known = fr.known
-        key = tuple((k, v) if kind == _NUM or (kind == _FREE and v.id in known) else (k, id(p[k]))  # type: ignore[attr-defined]
-                    for kind, (k, v) in zip(self.kinds, self.d.params))
+        key = tuple(
+            (k, v) if kind == _NUM or (kind == _FREE and v.id in known) else (k, id(p[k]))  # type: ignore[attr-defined]
+            for kind, (k, v) in zip(self.kinds, self.d.params)
+        )
         lasting = all(isinstance(k[1], ir.Expr) for k in key)
         seen = fr.memo if lasting else fr.checked_now
         full = (self.d.name, key)

@@ -50,6 +50,7 @@ from .frame import Frame
 from .nodes import enumerate_step, sample_step
 
 from ..types import Array
+
 Step = Callable[[Frame, dict[str, Array]], Any]
 Trace = Callable[[ir.Expr, Any, Frame], None]
 _ARITH = {
@@ -122,7 +123,9 @@ class _Builder:
                 slot = len(values)
                 fn = _operator(node)
                 if self.fold and all(isinstance(values[k], float) for k in kids):
-                    values.append(fn(None, *[values[k] for k in kids]) if len(kids) == 2 else fn(None, values[kids[0]], None))
+                    values.append(
+                        fn(None, *[values[k] for k in kids]) if len(kids) == 2 else fn(None, values[kids[0]], None)
+                    )
                 else:
                     values.append(None)
                     ops.append((slot, fn, kids[0], kids[1] if len(kids) == 2 else -1, node))
@@ -200,15 +203,24 @@ class _Builder:
 
         return call
 
-    def _dists(self, dists: list[ir.Dist], where: ir.Expr, bound: frozenset[str]) -> Callable[..., list[dict[str, Array]]]:
+    def _dists(
+        self, dists: list[ir.Dist], where: ir.Expr, bound: frozenset[str]
+    ) -> Callable[..., list[dict[str, Array]]]:
         """A step giving several distributions' parameters, aligned together and checked."""
         parts = []
         for d in dists:
-            form = (lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[attr-defined]
-                    if all(type(v) is ir.Num for _, v in d.params) else None)
+            form = (
+                lookup(d.name).constant_form({k: v.value for k, v in d.params})  # type: ignore[attr-defined]
+                if all(type(v) is ir.Num for _, v in d.params)
+                else None
+            )
             if form:
-                parts.append((list(form), [_const(float(x)) if isinstance(x, (int, float)) else _value(x)
-                                           for x in form.values()]))
+                parts.append(
+                    (
+                        list(form),
+                        [_const(float(x)) if isinstance(x, (int, float)) else _value(x) for x in form.values()],
+                    )
+                )
             else:
                 parts.append(([k for k, _ in d.params], [self.step(v, bound) for _, v in d.params]))
         checks = [self.check(d, where, bound) for d in dists]
@@ -262,8 +274,14 @@ class _Builder:
 
 
 _COMPILERS: dict[type, Callable[..., Any]] = {
-    ir.Name: _Builder._name, ir.Call: _Builder._call, ir.KL: _Builder._kl, LogRatio: _Builder._log_ratio,
-    PlannedExpect: _Builder._expect, MatMul: matmul_step, Index: index_step, LogProb: log_prob_step,
+    ir.Name: _Builder._name,
+    ir.Call: _Builder._call,
+    ir.KL: _Builder._kl,
+    LogRatio: _Builder._log_ratio,
+    PlannedExpect: _Builder._expect,
+    MatMul: matmul_step,
+    Index: index_step,
+    LogProb: log_prob_step,
     Entropy: entropy_step,
 }
 _TWO = ir.Num(2.0)

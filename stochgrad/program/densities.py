@@ -50,8 +50,11 @@ def log_prob_step(builder: Any, e: LogProb, bound: frozenset[str]) -> Any:
             return with_copies(fr.B, e.dist, dict(zip(names, values)), out, batch)
         except (ValueError, RuntimeError, TypeError) as exc:  # shapes that do not broadcast (jax: TypeError): name it
             shapes = ", ".join(f"{k} {fr.B.shape(v)[1:]}" for k, v in zip(names, values))
-            raise StochgradError(f"`{e}`: the value x of shape {fr.B.shape(value)[1:]} does not fit the"
-                                 f" distribution's parameters ({shapes}): {exc}", e.span) from None
+            raise StochgradError(
+                f"`{e}`: the value x of shape {fr.B.shape(value)[1:]} does not fit the"
+                f" distribution's parameters ({shapes}): {exc}",
+                e.span,
+            ) from None
 
     return log_prob
 

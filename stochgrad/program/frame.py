@@ -30,10 +30,19 @@ from ..types import Array
 class Frame(SampleAxis):
     """One evaluation's values (see the module docstring)."""
 
-    def __init__(self, B: Backend, params: Mapping[str, Array], noise: Noise, *,
-                 known: Mapping[str, np.ndarray] | None = None, memo: dict[Any, Any] | None = None,
-                 checks: bool = True, first_order: bool = False, baselines: BaselineState | None = None,
-                 batch_axes: int = 0) -> None:
+    def __init__(
+        self,
+        B: Backend,
+        params: Mapping[str, Array],
+        noise: Noise,
+        *,
+        known: Mapping[str, np.ndarray] | None = None,
+        memo: dict[Any, Any] | None = None,
+        checks: bool = True,
+        first_order: bool = False,
+        baselines: BaselineState | None = None,
+        batch_axes: int = 0,
+    ) -> None:
         self.B, self.params, self.noise = B, params, noise
         self.known: Mapping[str, np.ndarray] = known or {}
         self.memo: dict[Any, Any] = {} if memo is None else memo

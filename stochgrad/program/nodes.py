@@ -26,12 +26,15 @@ from .checks import DistCheck
 from .frame import Frame
 
 from ..types import Array
+
 Step = Callable[[Frame, dict[str, Array]], Any]
 NodeStep = Callable[[Frame, dict[str, Array]], tuple[Array, Array | None]]
 _HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a sample at the edge of range
 
 
-def parameters_step(node: NodePlan, steps: list[Step], check: DistCheck) -> Callable[..., tuple[dict[str, Array], tuple[int, ...]]]:
+def parameters_step(
+    node: NodePlan, steps: list[Step], check: DistCheck
+) -> Callable[..., tuple[dict[str, Array], tuple[int, ...]]]:
     """A step giving the node's parameters (aligned, checked) and the logical shape of one sample."""
     names = [k for k, _ in node.dist.params]
     law = lookup(node.dist.name)
@@ -71,12 +74,22 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
             if mult == 1:
                 return drawn(kind, noise.draw(uid, stream, kind, tuple(logical), *params))
             count = noise.count
-            return B.concat([  # independent noise in every enumeration copy
-                drawn(kind, noise.draw(uid, stream, kind, tuple(logical),
-                                       *(q if B.shape(q)[0] == 1 else q[r * count:(r + 1) * count] for q in params),
-                                       branch=r))
-                for r in range(mult)
-            ])
+            return B.concat(
+                [  # independent noise in every enumeration copy
+                    drawn(
+                        kind,
+                        noise.draw(
+                            uid,
+                            stream,
+                            kind,
+                            tuple(logical),
+                            *(q if B.shape(q)[0] == 1 else q[r * count : (r + 1) * count] for q in params),
+                            branch=r,
+                        ),
+                    )
+                    for r in range(mult)
+                ]
+            )
 
         draw.node = node  # type: ignore[attr-defined]  # named in errors raised later (stochgrad.gammas)
         z, logq = getattr(spec, "sample_copies", spec.sample)(d, B, p, draw, shape)  # copies: rebar.py

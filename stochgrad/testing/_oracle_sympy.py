@@ -27,8 +27,6 @@ class _Unsupported(Exception):
     """The expression uses something the oracle does not translate."""
 
 
-
-
 # -- sympy helpers -----------------------------------------------------------------------------
 
 
@@ -43,8 +41,7 @@ def _unevaluated_types(sp: Any) -> tuple[type, ...]:
     from sympy.stats.rv import RandomSymbol
     from sympy.stats.symbolic_probability import Expectation, Probability
 
-    return (sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Derivative, sp.Subs, RandomSymbol,
-            Expectation, Probability)
+    return (sp.Integral, sp.Sum, sp.Product, sp.Limit, sp.Derivative, sp.Subs, RandomSymbol, Expectation, Probability)
 
 
 def _number(sp: Any, v: float) -> Any:
@@ -63,8 +60,7 @@ def _tidy(sp: Any, expr: Any, share: float = 0.2, cap: float = 2.0) -> Any:
     if expr.has(*unevaluated):
         if not expr.is_Piecewise:
             return expr
-        pieces = [(e if e.has(*unevaluated) else _tidy(sp, e, share / len(expr.args), cap), c)
-                  for e, c in expr.args]
+        pieces = [(e if e.has(*unevaluated) else _tidy(sp, e, share / len(expr.args), cap), c) for e, c in expr.args]
         return sp.Piecewise(*pieces)
     budget = min(cap, max(0.05, share * _remaining()))
     candidates = [expr]
@@ -94,8 +90,12 @@ def _positive_params(e: ir.Expr, bound: frozenset[str] = frozenset(), out: set[s
             specs = {p.name: p for p in d.params} if d else {}
             for name, value in b.dist.params:
                 spec = specs.get(name)
-                if spec is not None and spec.constraint is positive and isinstance(value, ir.Name) \
-                        and value.id not in inner:
+                if (
+                    spec is not None
+                    and spec.constraint is positive
+                    and isinstance(value, ir.Name)
+                    and value.id not in inner
+                ):
                     out.add(value.id)
                 _positive_params(value, inner, out)
             inner = inner | {b.var}
@@ -164,8 +164,16 @@ class _Translator:
         if e.fn == "argmax":
             raise _Unsupported("argmax")
         x = self.expr(e.args[0], env)
-        simple = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "abs": sp.Abs, "sin": sp.sin,
-                  "cos": sp.cos, "tan": sp.tan, "tanh": sp.tanh}
+        simple = {
+            "exp": sp.exp,
+            "log": sp.log,
+            "sqrt": sp.sqrt,
+            "abs": sp.Abs,
+            "sin": sp.sin,
+            "cos": sp.cos,
+            "tan": sp.tan,
+            "tanh": sp.tanh,
+        }
         if e.fn in simple:
             return simple[e.fn](x)
         if e.fn == "log1p":
@@ -222,8 +230,13 @@ class _Translator:
             raise _Unsupported("nan")
         return r
 
-    def generic(self, params: Mapping[str, Any], kinds: Mapping[str, dict[str, bool]],
-                compute: Callable[[dict[str, Any]], Any], substitute: Callable[[dict[str, Any]], dict[Any, Any]] | None = None) -> Any:
+    def generic(
+        self,
+        params: Mapping[str, Any],
+        kinds: Mapping[str, dict[str, bool]],
+        compute: Callable[[dict[str, Any]], Any],
+        substitute: Callable[[dict[str, Any]], dict[Any, Any]] | None = None,
+    ) -> Any:
         """Compute with Dummy parameters of the given assumptions, tidy, then substitute the real ones."""
         sp = self.sp
         d = {k: sp.Dummy(k, **a) for k, a in kinds.items()}
@@ -242,8 +255,11 @@ class _Translator:
 
     def law_Normal(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"loc": {"real": True}, "scale": {"positive": True}},
-                            lambda d: self.stats_E(st.Normal("z", d["loc"], d["scale"]), var, g))
+        return self.generic(
+            params,
+            {"loc": {"real": True}, "scale": {"positive": True}},
+            lambda d: self.stats_E(st.Normal("z", d["loc"], d["scale"]), var, g),
+        )
 
     def law_LogNormal(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         n = self.sp.Dummy("n", real=True)
@@ -251,51 +267,75 @@ class _Translator:
 
     def law_Exponential(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"rate": {"positive": True}},
-                            lambda d: self.stats_E(st.Exponential("z", d["rate"]), var, g))
+        return self.generic(
+            params, {"rate": {"positive": True}}, lambda d: self.stats_E(st.Exponential("z", d["rate"]), var, g)
+        )
 
     def law_Weibull(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"scale": {"positive": True}, "concentration": {"positive": True}},
-                            lambda d: self.stats_E(st.Weibull("z", d["scale"], d["concentration"]), var, g))
+        return self.generic(
+            params,
+            {"scale": {"positive": True}, "concentration": {"positive": True}},
+            lambda d: self.stats_E(st.Weibull("z", d["scale"], d["concentration"]), var, g),
+        )
 
     def law_Uniform(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
         # high = low + width with width > 0, so SymPy knows the interval is not empty
         return self.generic(
-            params, {"low": {"real": True}, "width": {"positive": True}},
+            params,
+            {"low": {"real": True}, "width": {"positive": True}},
             lambda d: self.stats_E(st.Uniform("z", d["low"], d["low"] + d["width"]), var, g),
-            lambda d: {d["low"]: params["low"], d["width"]: params["high"] - params["low"]})
+            lambda d: {d["low"]: params["low"], d["width"]: params["high"] - params["low"]},
+        )
 
     def law_Laplace(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"loc": {"real": True}, "scale": {"positive": True}},
-                            lambda d: self.stats_E(st.Laplace("z", d["loc"], d["scale"]), var, g))
+        return self.generic(
+            params,
+            {"loc": {"real": True}, "scale": {"positive": True}},
+            lambda d: self.stats_E(st.Laplace("z", d["loc"], d["scale"]), var, g),
+        )
 
     def law_Gumbel(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats  # sympy's argument order is (scale, loc)
-        return self.generic(params, {"loc": {"real": True}, "scale": {"positive": True}},
-                            lambda d: self.stats_E(st.Gumbel("z", d["scale"], d["loc"]), var, g))
+        return self.generic(
+            params,
+            {"loc": {"real": True}, "scale": {"positive": True}},
+            lambda d: self.stats_E(st.Gumbel("z", d["scale"], d["loc"]), var, g),
+        )
 
     def law_Logistic(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"loc": {"real": True}, "scale": {"positive": True}},
-                            lambda d: self.stats_E(st.Logistic("z", d["loc"], d["scale"]), var, g))
+        return self.generic(
+            params,
+            {"loc": {"real": True}, "scale": {"positive": True}},
+            lambda d: self.stats_E(st.Logistic("z", d["loc"], d["scale"]), var, g),
+        )
 
     def law_Cauchy(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"loc": {"real": True}, "scale": {"positive": True}},
-                            lambda d: self.stats_E(st.Cauchy("z", d["loc"], d["scale"]), var, g))
+        return self.generic(
+            params,
+            {"loc": {"real": True}, "scale": {"positive": True}},
+            lambda d: self.stats_E(st.Cauchy("z", d["loc"], d["scale"]), var, g),
+        )
 
     def law_Gamma(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats  # sympy's Gamma takes the scale 1 / rate
-        return self.generic(params, {"concentration": {"positive": True}, "rate": {"positive": True}},
-                            lambda d: self.stats_E(st.Gamma("z", d["concentration"], 1 / d["rate"]), var, g))
+        return self.generic(
+            params,
+            {"concentration": {"positive": True}, "rate": {"positive": True}},
+            lambda d: self.stats_E(st.Gamma("z", d["concentration"], 1 / d["rate"]), var, g),
+        )
 
     def law_Beta(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         st = self.sp.stats
-        return self.generic(params, {"a": {"positive": True}, "b": {"positive": True}},
-                            lambda d: self.stats_E(st.Beta("z", d["a"], d["b"]), var, g))
+        return self.generic(
+            params,
+            {"a": {"positive": True}, "b": {"positive": True}},
+            lambda d: self.stats_E(st.Beta("z", d["a"], d["b"]), var, g),
+        )
 
     def law_Kumaraswamy(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         sp = self.sp
@@ -304,9 +344,18 @@ class _Translator:
             a, b = d["a"], d["b"]
             if g.is_polynomial(var):  # E[z**k] = b B(1 + k/a, b)
                 poly = sp.Poly(g, var)
-                return sum((c * (1 if k == 0 else b * sp.gamma(1 + sp.Integer(k) / a) * sp.gamma(b)
-                                 / sp.gamma(1 + sp.Integer(k) / a + b))
-                            for (k,), c in poly.terms()), sp.Integer(0))
+                return sum(
+                    (
+                        c
+                        * (
+                            1
+                            if k == 0
+                            else b * sp.gamma(1 + sp.Integer(k) / a) * sp.gamma(b) / sp.gamma(1 + sp.Integer(k) / a + b)
+                        )
+                        for (k,), c in poly.terms()
+                    ),
+                    sp.Integer(0),
+                )
             pdf = a * b * var ** (a - 1) * (1 - var**a) ** (b - 1)
             return sp.integrate(g * pdf, (var, 0, 1))
 
@@ -323,15 +372,23 @@ class _Translator:
         if not (n.is_Integer and 0 <= int(n) <= _MAX_BINOMIAL):
             raise _Unsupported("Binomial total_count must be a literal integer")
         n = int(n)
-        r = sp.Add(*[sp.binomial(n, k) * p**k * (1 - p) ** (n - k) * g.xreplace({var: sp.Integer(k)})
-                     for k in range(n + 1)])
+        r = sp.Add(
+            *[sp.binomial(n, k) * p**k * (1 - p) ** (n - k) * g.xreplace({var: sp.Integer(k)}) for k in range(n + 1)]
+        )
         return _tidy(sp, r)
 
     def law_Poisson(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         sp, st = self.sp, self.sp.stats
-        return self.generic(params, {"rate": {"positive": True}}, lambda d: self.counts(
-            var, g, lambda k: sp.exp(-d["rate"]) * d["rate"] ** k / sp.factorial(k),
-            lambda h: self.stats_E(st.Poisson("x", d["rate"]), var, h)))
+        return self.generic(
+            params,
+            {"rate": {"positive": True}},
+            lambda d: self.counts(
+                var,
+                g,
+                lambda k: sp.exp(-d["rate"]) * d["rate"] ** k / sp.factorial(k),
+                lambda h: self.stats_E(st.Poisson("x", d["rate"]), var, h),
+            ),
+        )
 
     def law_Geometric(self, var: Any, params: dict[str, Any], g: Any) -> Any:
         sp, st = self.sp, self.sp.stats
@@ -340,8 +397,11 @@ class _Translator:
             G = st.Geometric("x", d["probs"])
             return sp.stats.E(h.xreplace({var: G - 1}))
 
-        return self.generic(params, {"probs": {"positive": True}}, lambda d: self.counts(
-            var, g, lambda k: d["probs"] * (1 - d["probs"]) ** k, lambda h: full(d, h)))
+        return self.generic(
+            params,
+            {"probs": {"positive": True}},
+            lambda d: self.counts(var, g, lambda k: d["probs"] * (1 - d["probs"]) ** k, lambda h: full(d, h)),
+        )
 
     def counts(self, var: Any, g: Any, pmf: Callable[[int], Any], full: Callable[[Any], Any]) -> Any:
         """E over 0, 1, 2, ...: comparisons with numeric thresholds are summed exactly below them."""
@@ -362,7 +422,7 @@ class _Translator:
         if cut > _MAX_CUTOFF:
             return full(g)
         tail = g.xreplace({r: r.xreplace({var: sp.Integer(cut)}) for r in rels})
-        head = sp.Add(*[(g.xreplace({var: sp.Integer(k)}) - tail.xreplace({var: sp.Integer(k)})) * pmf(k)
-                        for k in range(cut)])
+        head = sp.Add(
+            *[(g.xreplace({var: sp.Integer(k)}) - tail.xreplace({var: sp.Integer(k)})) * pmf(k) for k in range(cut)]
+        )
         return head + full(tail)
-

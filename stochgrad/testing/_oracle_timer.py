@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+
 class _Timeout(BaseException):
     """Raised by the alarm handler; a BaseException so that ``except Exception`` in SymPy lets it through."""
-
 
 
 # -- timeouts ----------------------------------------------------------------------------------
@@ -99,4 +99,3 @@ def _remaining() -> float:
     if not _ALARM.deadlines or not _alarm_usable():
         return math.inf
     return _ALARM.earliest() - time.monotonic()
-

@@ -177,12 +177,17 @@ def check_pathwise(
                 continue
             h = 1e-5 * max(1.0, abs(float(params[k])))
             up, down = ({**params, k: float(params[k]) + s} for s in (h, -h))
-            fd = (estimate(text, up, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value
-                  - estimate(text, down, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value) / (2 * h)
+            fd = (
+                estimate(text, up, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value
+                - estimate(text, down, n=n, seed=seed, estimators={"z": "pathwise"}, **estimate_options).value
+            ) / (2 * h)
             if not abs(fd - a.grad[k]) <= rtol * (np.abs(a.grad[k]) + a.stderr[k]) + 1e-9:
-                raise AssertionError(f"{text}: d/d{k}: pathwise gradient {a.grad[k]:.6g} but finite differences of"
-                                     f" the same-noise expectation give {fd:.6g}")
+                raise AssertionError(
+                    f"{text}: d/d{k}: pathwise gradient {a.grad[k]:.6g} but finite differences of"
+                    f" the same-noise expectation give {fd:.6g}"
+                )
     total = sum(max(1, np.size(c[1])) for c in checks)
     for name, pathwise, score, se in checks:
-        assert_within_stderr(pathwise, score, se, alpha=alpha, comparisons=total,
-                             name=f"{name} (pathwise vs score function)")
+        assert_within_stderr(
+            pathwise, score, se, alpha=alpha, comparisons=total, name=f"{name} (pathwise vs score function)"
+        )

@@ -89,12 +89,18 @@ from ..api import _check_params, as_expression
 from ..distributions import DISTRIBUTIONS
 from ..errors import StochgradError
 from ._oracle_sympy import (
-    _CACHE_SIZE, _DPS, _positive_params, _sympy, _tidy, _Translator, _unevaluated_types, _Unsupported,
+    _CACHE_SIZE,
+    _DPS,
+    _positive_params,
+    _sympy,
+    _tidy,
+    _Translator,
+    _unevaluated_types,
+    _Unsupported,
 )
 from ._oracle_timer import _ALARM, _time_limit, _Timeout
 
 __all__ = ["Exact", "exact", "clear_cache"]
-
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,6 @@ class Exact:
     grad: dict[str, float | np.ndarray]
     formula: str
     grad_formula: dict[str, str] = field(default_factory=dict)
-
-
 
 
 # -- the cached symbolic part ------------------------------------------------------------------
@@ -162,12 +166,24 @@ def _build(e: ir.Expr, names: tuple[str, ...]) -> _Entry:
     value = _tidy(sp, value, share=0.3)
     grads = {n: sp.diff(value, syms[n]) for n in names}
     symbols = tuple(syms[n] for n in names)
-    checks = [(name, {k: (v, _compile(sp, symbols, v)) for k, v in p.items()}) for name, p in tr.checks
-              if all(v.free_symbols <= set(symbols) for v in p.values())]
+    checks = [
+        (name, {k: (v, _compile(sp, symbols, v)) for k, v in p.items()})
+        for name, p in tr.checks
+        if all(v.free_symbols <= set(symbols) for v in p.values())
+    ]
     compiled: dict[str, Callable[..., Any] | None] = {"": _compile(sp, symbols, value)}
     compiled.update({n: _compile(sp, symbols, grads[n]) for n in names})
-    return _Entry(names, symbols, value, grads, sp.sstr(value), {n: sp.sstr(g) for n, g in grads.items()},
-                  checks, not tr.reduces, compiled)
+    return _Entry(
+        names,
+        symbols,
+        value,
+        grads,
+        sp.sstr(value),
+        {n: sp.sstr(g) for n, g in grads.items()},
+        checks,
+        not tr.reduces,
+        compiled,
+    )
 
 
 def _compile(sp: Any, symbols: tuple[Any, ...], expr: Any) -> Callable[..., Any] | None:
@@ -224,8 +240,9 @@ def _real(x: Any) -> float | None:
     return c.real
 
 
-def _scalar(sp: Any, fn: Callable[..., Any] | None, expr: Any, symbols: tuple[Any, ...],
-            args: tuple[float, ...]) -> float | None:
+def _scalar(
+    sp: Any, fn: Callable[..., Any] | None, expr: Any, symbols: tuple[Any, ...], args: tuple[float, ...]
+) -> float | None:
     import mpmath
 
     if fn is not None:
@@ -244,8 +261,14 @@ def _scalar(sp: Any, fn: Callable[..., Any] | None, expr: Any, symbols: tuple[An
         return None
 
 
-def _array(sp: Any, fn: Callable[..., Any] | None, expr: Any, symbols: tuple[Any, ...],
-           arrays: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray | None:
+def _array(
+    sp: Any,
+    fn: Callable[..., Any] | None,
+    expr: Any,
+    symbols: tuple[Any, ...],
+    arrays: list[np.ndarray],
+    shape: tuple[int, ...],
+) -> np.ndarray | None:
     out = np.empty(shape)
     for index in np.ndindex(*shape):
         v = _scalar(sp, fn, expr, symbols, tuple(float(a[index]) for a in arrays))
@@ -298,15 +321,20 @@ def _evaluate(entry: _Entry, values: Mapping[str, np.ndarray], order: list[str])
             return None
         g = _sum_to(g, values[n].shape)
         grad[n] = float(g) if values[n].ndim == 0 else g
-    return Exact(value=float(value) if scalar else value, grad=grad, formula=entry.formula,
-                 grad_formula={n: entry.grad_formula[n] for n in order})
+    return Exact(
+        value=float(value) if scalar else value,
+        grad=grad,
+        formula=entry.formula,
+        grad_formula={n: entry.grad_formula[n] for n in order},
+    )
 
 
 # -- entry point -------------------------------------------------------------------------------
 
 
-def exact(expr_or_text: str | ir.Expr, params: Mapping[str, Any] | None = None, *,
-          timeout: float | None = 10.0) -> Exact | None:
+def exact(
+    expr_or_text: str | ir.Expr, params: Mapping[str, Any] | None = None, *, timeout: float | None = 10.0
+) -> Exact | None:
     """The exact value and gradient of an expression, or None where SymPy cannot find them.
 
     ``params`` maps every parameter of the expression to a number (or a numpy
@@ -346,4 +374,3 @@ def exact(expr_or_text: str | ir.Expr, params: Mapping[str, Any] | None = None, 
         return None
     except Exception:  # SymPy or mpmath failing in an unforeseen way
         return None
-

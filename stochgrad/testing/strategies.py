@@ -57,7 +57,16 @@ from .. import discrete, distributions, functions, ir
 from .. import gammas as _gammas  # noqa: F401
 from .. import mvn as _mvn  # noqa: F401
 
-__all__ = ["numbers", "expressions", "texts", "params_for", "params_for_expression", "BINARY_OPERATORS", "BOUND_NAMES", "COUPLED"]
+__all__ = [
+    "numbers",
+    "expressions",
+    "texts",
+    "params_for",
+    "params_for_expression",
+    "BINARY_OPERATORS",
+    "BOUND_NAMES",
+    "COUPLED",
+]
 
 #: every binary operator of the IR (arithmetic and comparisons), in a fixed order
 BINARY_OPERATORS: tuple[str, ...] = tuple(op for op in ir.PREC if op != "neg")
@@ -65,14 +74,49 @@ BINARY_OPERATORS: tuple[str, ...] = tuple(op for op in ir.PREC if op != "neg")
 #: names tried, in this order, for variables bound by ``E[...]`` (awkward but valid ones included:
 #: names that start with ``E``, the name of a function, a lone underscore)
 BOUND_NAMES: tuple[str, ...] = (
-    "z", "x", "y", "u", "w", "eps", "z1", "z_2", "t", "s",
-    "Ez", "E_", "e", "_", "exp", "Normal", "noise", "a1", "b_", "q",
+    "z",
+    "x",
+    "y",
+    "u",
+    "w",
+    "eps",
+    "z1",
+    "z_2",
+    "t",
+    "s",
+    "Ez",
+    "E_",
+    "e",
+    "_",
+    "exp",
+    "Normal",
+    "noise",
+    "a1",
+    "b_",
+    "q",
 )
 
 #: literal values with a tricky printed form (``repr`` with an exponent, ``-0``, subnormals, huge)
 _SPECIAL_FLOATS: tuple[float, ...] = (
-    0.0, -0.0, 0.1, -0.1, 0.5, 1e-7, -1e-7, 1e-3, 2.5, 123456.789, 1e15, 1e16, -1e16,
-    1e-300, 5e-324, 1.7976931348623157e308, -1.7976931348623157e308, 2.0**53, 2.0**53 + 2,
+    0.0,
+    -0.0,
+    0.1,
+    -0.1,
+    0.5,
+    1e-7,
+    -1e-7,
+    1e-3,
+    2.5,
+    123456.789,
+    1e15,
+    1e16,
+    -1e16,
+    1e-300,
+    5e-324,
+    1.7976931348623157e308,
+    -1.7976931348623157e308,
+    2.0**53,
+    2.0**53 + 2,
 )
 
 _LEAF_KINDS = ("num", "name")
@@ -123,9 +167,7 @@ def _expr(draw: Callable, visible: tuple[str, ...], taken: frozenset[str], depth
     if kind == "call":
         fn = functions.FUNCTIONS[draw(st.sampled_from(sorted(functions.FUNCTIONS)))]
         args = tuple(draw(_expr(visible, taken, sub)) for _ in range(fn.arity))
-        kwargs = tuple(
-            (opt, ir.Num(draw(st.integers(-3, 3)))) for opt in fn.options if draw(st.booleans())
-        )
+        kwargs = tuple((opt, ir.Num(draw(st.integers(-3, 3)))) for opt in fn.options if draw(st.booleans()))
         return functions.make_call(fn.name, args, kwargs)
     # an expectation with 1-3 fresh bindings; binding i sees only the earlier ones
     count = draw(st.integers(1, 3))
@@ -173,6 +215,7 @@ def texts(variables: Iterable[str] = ("mu", "sigma"), max_depth: int = 4) -> Sea
 
 
 # ---------------------------------------------------------------- parameters
+
 
 def _log_uniform(low: float, high: float) -> SearchStrategy[float]:
     """Positive floats spread evenly over the decades from ``low`` to ``high``."""
@@ -285,10 +328,12 @@ def params_for(
         strategy = COUPLED[dist_name](min_scale, max_magnitude)
     else:
         specs = {p.name: p for p in dist.params}
-        strategy = st.one_of(*(
-            st.fixed_dictionaries({n: _values(specs[n].constraint, min_scale, max_magnitude) for n in form})
-            for form in dist.forms()
-        ))
+        strategy = st.one_of(
+            *(
+                st.fixed_dictionaries({n: _values(specs[n].constraint, min_scale, max_magnitude) for n in form})
+                for form in dist.forms()
+            )
+        )
     return strategy.filter(lambda values: _extra_ok(dist, values))
 
 
