@@ -51,8 +51,12 @@ def _cost(run: Any, estimators: Mapping[str, Any], evaluations: int) -> float:
     return variance * evaluations
 
 
-def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, EstimatorSpec], dict[str, str]]:
-    """Overrides and reasons chosen by pilot runs; ``run(estimators, n)`` runs an estimate."""
+def pilot(
+    base: Plan, run: Any, user: Mapping[str, Any], budget: int | None = None
+) -> tuple[dict[str, EstimatorSpec], dict[str, str]]:
+    """Overrides and reasons chosen by pilot runs; ``run(estimators, n)`` runs an estimate.  An
+    enumerating candidate is piloted only where the node's states fit the enumeration ``budget``
+    (its pilot cost, zero variance, would otherwise win over any budget)."""
     chosen = {k: as_spec(v, k) for k, v in user.items()}
     reasons: dict[str, str] = {}
     for node in base.nodes:
@@ -62,6 +66,8 @@ def pilot(base: Plan, run: Any, user: Mapping[str, Any]) -> tuple[dict[str, Esti
         d = lookup(node.dist.name)
         states = joint_states(d, node.dist, node.shape)
         found = applicable(d, states=states)
+        over = budget is not None and (states is None or states > budget)
+        found = [c for c in found if not (c.enumerates and over)]
         candidates: list[EstimatorSpec] = [node.spec] + [c for c in found if c.piloted and c != node.spec]
         if len(candidates) < 2 or node.biased:
             continue
@@ -138,7 +144,7 @@ def min_variance_plan(
         check_batch_axes_fit(batch_axes, candidate.nodes)
         return run_estimate(candidate, values, B, n=m, seed=pilot_seed, batch_axes=batch_axes)
 
-    chosen, reasons = pilot(base, run, user)
+    chosen, reasons = pilot(base, run, user, budget)
     out = explain(plan(e, chosen, shapes=shapes, enumerate_budget=budget, capabilities=caps), reasons)
     _OUTCOMES[key] = out
     if len(_OUTCOMES) > _KEEP:

@@ -55,3 +55,18 @@ def test_min_variance_picks_vimco_over_score_on_a_k_sample_bernoulli_bound(backe
     node = sg.plan(expr, values, policy="min_variance", seed=1, backend=backend).node("z")
     assert node.estimator == "vimco" and not node.biased
     assert "score (leave-one-out baseline)" in node.reason and "vimco" in node.reason
+
+
+def test_min_variance_pilots_enumeration_only_within_the_budget(backend):
+    """A 2-example, K = 5 bound has 2^10 joint states.  Enumeration's pilot cost is zero variance, so
+    within the budget the pilot picks it; with ``enumerate_budget=1`` it must not be a candidate at all
+    (it used to win regardless of the budget)."""
+    logw = ("sum(log_prob(Bernoulli(0.5), z) + log_prob(Normal(2 * z - 1, 1), x)"
+            " - log_prob(Bernoulli(logits=a), z), axis=-1)")
+    expr = f"E[logmeanexp({logw}, axis=0), z ~ iid(5, Bernoulli(logits=a))]"
+    values = dict(a=np.array([-0.4, 0.3]), x=np.array([-1.0, 0.8]))
+    wide = sg.plan(expr, values, policy="min_variance", seed=1, backend=backend, enumerate_budget=4096).node("z")
+    assert wide.spec.enumerates, wide.reason
+    tight = sg.plan(expr, values, policy="min_variance", seed=1, backend=backend, enumerate_budget=1).node("z")
+    assert not tight.spec.enumerates, tight.reason
+    assert "enumerat" not in tight.reason.split("pilot", 1)[-1], tight.reason
