@@ -177,7 +177,8 @@ def test_refusals():
     big = {"m": np.zeros(300), "s": np.ones(300)}
     with pytest.raises(PlanError, match=r"1201 cost evaluations per sample .* over its budget of 1024.*mvd:budget=1201"):
         sg.estimate("E[sum(z), z ~ Normal(m, s)]", big, n=16, estimators={"z": "mvd"})
-    r = sg.estimate("E[sum(z), z ~ Normal(m, s)]", big, n=16, estimators={"z": "mvd:budget=1201"})
+    # a fixed seed: 300 entries each within 6 standard errors estimated from 16 samples failed about 1 run in 100
+    r = sg.estimate("E[sum(z), z ~ Normal(m, s)]", big, n=16, seed=0, estimators={"z": "mvd:budget=1201"})
     near(r.grad["m"], r.stderr["m"], np.ones(300))  # d/dm_i E[sum(z)] = 1
     with pytest.raises(PlanError, match="budget must be a whole number"):
         MeasureValued(budget=0)
