@@ -156,11 +156,11 @@ class Objective:
             self._bad_names(params)
         B = self.B
         parameter, shape = B.parameter, B.shape
-        known = {k: as_index_array(k, params[k]) for k in self._index}  # gather indices: integers, on the host
-        native = {
-            k: B.asarray(known[k]) if k in known else parameter(k, v)  # native arrays checked, numbers made
-            for k, v in params.items()
-        }  # constants
+        if self._index:  # gather indices: integers, on the host
+            known = {k: as_index_array(k, params[k]) for k in self._index}
+            native = {k: B.asarray(known[k]) if k in known else parameter(k, v) for k, v in params.items()}
+        else:
+            known, native = {}, {k: parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made
         shapes = tuple([shape(native[k]) for k in self.parameters])
         p = self._plans.get(shapes)
         if p is None:
@@ -208,11 +208,11 @@ class Objective:
             return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
         self.calls += 1
-        fused_key = fused_key_of(shapes, known)  # a gather's indices are constants of a compiled graph
-        if self.fuse and fused_key in self._fused:
-            out = self._fused[fused_key](native, NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call))
-            return self._check_finite(out, p, native, call)
         if self.fuse:
+            fused_key = fused_key_of(shapes, known)  # a gather's indices are constants of a compiled graph
+            if fused_key in self._fused:
+                noise = NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call)
+                return self._check_finite(self._fused[fused_key](native, noise), p, native, call)
             check_fusable(p)  # before the eager call changes any state
         noise = (RecordingNoise if self.fuse else NoiseSource)(B, self.noise_seed, 0, self.n, blocked=False, call=call)
         frame = Frame(

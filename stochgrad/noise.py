@@ -73,7 +73,9 @@ def stream_seed(seed: int, call: int, uid: int, stream: int, kind: str, block: i
     """A 63-bit seed for one block of one noise stream of call ``call`` (0 for ``estimate``):
     the seed's words, then each further word, folded in by SplitMix64 (see the module docstring)."""
     h = _seed_state(seed)
-    for word in (call, uid, stream, _KINDS[kind], block) + ((branch,) if branch else ()):
+    for word in (
+        (call, uid, stream, _KINDS[kind], block, branch) if branch else (call, uid, stream, _KINDS[kind], block)
+    ):
         h = _splitmix64(h ^ (word & _MASK))
     return h >> 1
 
@@ -112,10 +114,12 @@ class NumpyStream:
     def generator(self) -> np.random.Generator:
         """numpy's ``Generator`` at the start of this stream: one object per thread, reset on each
         call, so use it before the next call in the same thread."""
-        gen = getattr(_LOCAL, "generator", None)
-        if gen is None:
-            gen = _LOCAL.generator = np.random.Generator(np.random.PCG64(0))
-        gen.bit_generator.state = {
+        try:
+            gen, bits = _LOCAL.generator
+        except AttributeError:
+            bits = np.random.PCG64(0)
+            gen, _ = _LOCAL.generator = (np.random.Generator(bits), bits)
+        bits.state = {
             "bit_generator": "PCG64",
             "state": {"state": self.state, "inc": self.inc},
             "has_uint32": 0,
@@ -127,6 +131,8 @@ class NumpyStream:
 def fill(kind: str, streams: Sequence[NumpyStream], counts: Sequence[int], out: np.ndarray) -> np.ndarray:
     """Write ``"normal"`` or ``"uniform"`` (strictly inside (0, 1)) draws into ``out`` (float32 or
     float64): the first ``counts[0]`` rows from ``streams[0]``, and so on; returns ``out``."""
+    if len(streams) == 1 and counts[0] == len(out) and kind == "normal":  # one stream: the common case
+        return streams[0].generator().standard_normal(dtype=out.dtype, out=out)
     start = 0
     for stream, count in zip(streams, counts):
         part, gen = (out if count == len(out) else out[start : start + count]), stream.generator()

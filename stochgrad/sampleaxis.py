@@ -50,6 +50,16 @@ class SampleAxis:
         of shape (d,) and a matrix of shape (b, d, d) become (1, d) and (b, d, d))."""
         if ranks is not None:
             return self._align_batch(xs, ranks)
+        if len(xs) == 2:  # a binary operation: the common case, without the lists
+            a, b = xs
+            if isinstance(a, float) or isinstance(b, float):
+                return [a, b]
+            sa, sb = self.B.shape(a), self.B.shape(b)
+            if len(sa) == len(sb):
+                return [a, b]
+            if len(sa) < len(sb):
+                return [self.B.reshape(a, sa[:1] + (1,) * (len(sb) - len(sa)) + sa[1:]), b]
+            return [a, self.B.reshape(b, sb[:1] + (1,) * (len(sa) - len(sb)) + sb[1:])]
         shapes = [None if isinstance(x, float) else self.B.shape(x) for x in xs]
         top = max(len(s) for s in shapes if s is not None) if any(s is not None for s in shapes) else 0
         return [

@@ -29,6 +29,7 @@ from ..types import Array
 
 Step = Callable[[Frame, dict[str, Array]], Any]
 NodeStep = Callable[[Frame, dict[str, Array]], tuple[Array, Array | None]]
+_SHAPES = 64  # sets of parameter shapes remembered per node (an estimate's last chunk has its own)
 _HUGE = 1e30  # bound on |log q| (finite in float32 too): a larger one is a sample at the edge of range
 
 
@@ -40,15 +41,30 @@ def parameters_step(
     law = lookup(node.dist.name)
     copies = getattr(node.dist, "count", None)  # iid(K, D): K copies on a new first logical axis
     ranks = event_ranks(law, names)  # None: the parameters broadcast elementwise
+    # by the parameters' shapes: whether they align as they are, and the logical shape of one sample
+    by_shapes: dict[tuple[tuple[int, ...], ...], tuple[bool, tuple[int, ...]]] = {}
 
     def parameters(fr: Frame, env: dict[str, Array]) -> tuple[dict[str, Array], tuple[int, ...]]:
-        values = fr.align(*(fr.array(s(fr, env)) for s in steps), ranks=ranks)
+        B = fr.B
+        values = [fr.array(s(fr, env)) for s in steps]
+        shapes = tuple([B.shape(v) for v in values])
+        known = by_shapes.get(shapes)
+        if known is None:
+            aligned = fr.align(*values, ranks=ranks)
+            logical = {k: B.shape(v)[1:] for k, v in zip(names, aligned)}
+            if len(by_shapes) >= _SHAPES:
+                by_shapes.clear()
+            known = by_shapes[shapes] = (
+                all(a is v for a, v in zip(aligned, values)),
+                law.value_shape(logical, node.dist),
+            )
+        if not known[0]:
+            values = fr.align(*values, ranks=ranks)
         p = dict(zip(names, values))
         check(fr, p)
-        shape = law.value_shape({k: fr.B.shape(v)[1:] for k, v in p.items()}, node.dist)
+        shape = known[1]
         if copies is None:
             return p, shape
-        B = fr.B
         return {k: B.reshape(v, B.shape(v)[:1] + (1,) + B.shape(v)[1:]) for k, v in p.items()}, (copies,) + shape
 
     return parameters
@@ -60,6 +76,7 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
     d = lookup(node.dist.name)
     uid, spec, finite, plate = node.uid, node.spec, d.finite_log_prob, node.plate  # plate: inferred (planner)
     reflects = spec.reflects  # antithetic noise (estimators/antithetic.py)
+    sampler = getattr(spec, "sample_copies", spec.sample)  # copies: rebar.py
 
     def sample(fr: Frame, env: dict[str, Array]) -> tuple[Array, Array | None]:
         p, shape = parameters(fr, env)
@@ -72,7 +89,8 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
         def draw(kind: str, logical: tuple[int, ...], *params: Array) -> Array:
             stream = next(streams)
             if mult == 1:
-                return drawn(kind, noise.draw(uid, stream, kind, tuple(logical), *params))
+                x = noise.draw(uid, stream, kind, tuple(logical), *params)
+                return reflect(B, kind, x, node.var) if reflects else x
             count = noise.count
             return B.concat(
                 [  # independent noise in every enumeration copy
@@ -92,7 +110,7 @@ def sample_step(node: NodePlan, steps: list[Step], check: DistCheck) -> NodeStep
             )
 
         draw.node = node  # type: ignore[attr-defined]  # named in errors raised later (stochgrad.gammas)
-        z, logq = getattr(spec, "sample_copies", spec.sample)(d, B, p, draw, shape)  # copies: rebar.py
+        z, logq = sampler(d, B, p, draw, shape)
         if logq is None:
             return z, None
         lshape = B.shape(logq)  # sum log q over all axes but the leading batch (plate) axes
