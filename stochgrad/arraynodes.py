@@ -40,6 +40,8 @@ import numpy as np
 from . import ir
 from .errors import StochgradError
 from .types import Shape
+from .errors import ValidationError
+from .validation import host_value
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,6 @@ def index_parameters(e: ir.Expr) -> tuple[str, ...]:
 def as_index_array(name: str, value: Any) -> np.ndarray:
     """An index parameter's value as an int64 numpy array, or a ValidationError naming it: integers
     only (numpy's rule for an index: a float array, even of whole numbers, or a bool one is refused)."""
-    from .errors import ValidationError
-    from .validation import host_value
 
     raw = host_value(value)
     try:

@@ -44,6 +44,7 @@ from .distributions import Distribution, lookup, static_params
 from .errors import StochgradError
 from .kl import _infinite_where
 from .types import Array
+from .shapes import broadcast
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -98,8 +99,6 @@ class LogProb(ir.Expr):
         return ((self.dist, False), (self.x, lookup(self.dist.name).discrete))
 
     def shape_rule(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        from .shapes import broadcast
-
         shape = broadcast(shapes, self)
         return shape[: len(shape) - _event_rank(self.dist)]
 

@@ -53,6 +53,7 @@ from .baselines import AverageState, BaselineState
 from .errors import StochgradError
 from .noise import derive_seed
 from .validation import check_flag
+import os
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -342,7 +343,6 @@ def init_from_env(where: str = "--distributed") -> bool:
         raise DistributedError(f"{where} needs torch (torch.distributed): pip install torch") from None
     if dist.is_initialized():
         return False
-    import os
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise DistributedError(

@@ -28,6 +28,7 @@ from .errors import PlanError, StochgradError, did_you_mean
 from .supports import BUILTIN as BUILTIN_SUPPORTS
 from .supports import Support
 from .types import Array
+from .shapes import broadcast
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -100,8 +101,6 @@ class Distribution(ABC):
         distribution whose parameters have different event ranks (a MultivariateNormal's ``loc``
         and ``scale_tril``) or whose value has a shape of its own overrides it; a mismatch is a
         :class:`StochgradError` naming ``where``."""
-        from .shapes import broadcast
-
         values = list(shapes.values())
         if len(set(values)) == 1:
             return values[0]

@@ -20,6 +20,7 @@ from . import ir
 from .densities import entropy, iid, log_prob  # noqa: F401  (sg.log_prob, sg.entropy, sg.iid)
 from .distributions import DISTRIBUTIONS, make_dist
 from .functions import FUNCTIONS, make_call
+from .analysis import check_scopes
 
 
 def symbols(names: str) -> tuple[ir.Name, ...] | ir.Name:
@@ -39,7 +40,6 @@ def E(body: Any, **bindings: ir.Dist) -> ir.Expect:
                 f"binding {var}= must be a distribution such as Normal(mu, sigma), got {type(dist).__name__}"
             )
         pairs.append(ir.Binding(var, dist))
-    from .analysis import check_scopes
 
     e = ir.Expect(ir.as_expr(body), tuple(pairs))
     check_scopes(e)

@@ -47,6 +47,7 @@ from . import ir
 from .errors import StochgradError
 from .shapes import broadcast
 from .types import Array, Shape
+import numpy as np
 
 if TYPE_CHECKING:
     from .sampleaxis import SampleAxis
@@ -259,8 +260,6 @@ def total(mean: bool) -> Impl:
 
 
 def argmax(fr: SampleAxis, xs: list[Any], axis: int | None, e: ir.Call) -> Array:
-    import numpy as np
-
     v = fr.array(xs[0])
     B = fr.B
     shape = B.shape(v)

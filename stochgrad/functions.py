@@ -35,6 +35,7 @@ from typing import Any
 
 from . import fnimpl, ir
 from .errors import StochgradError, did_you_mean
+from .distributions import DISTRIBUTIONS
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,6 @@ def check_function_name(name: Any) -> None:
         raise StochgradError(f"user function name {name!r}: {exc}") from None
     if name in FUNCTIONS:
         raise StochgradError(f"user function {name!r} would hide the built-in {name}(); choose another name")
-    from .distributions import DISTRIBUTIONS
 
     if name in DISTRIBUTIONS:
         raise StochgradError(
@@ -240,8 +240,6 @@ def make_call(
         return ir.Call(name, tuple(args), (), impl=user[name])
     fn = FUNCTIONS.get(name)
     if fn is None:
-        from .distributions import DISTRIBUTIONS
-
         if name in DISTRIBUTIONS:
             raise StochgradError(
                 f"unknown function {name!r}: {name} is a distribution; draw from it with E[..., v ~ {name}(...)]"

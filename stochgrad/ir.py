@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import reprs
+from .errors import StochgradError
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 RESERVED = frozenset({"E", "KL", "pi"})
@@ -369,8 +370,6 @@ def _eq(self: Expr, other: object) -> bool:
 
 def check_name(name: str) -> None:
     """A :class:`~stochgrad.errors.StochgradError` (a ``ValueError``) unless ``name`` is a DSL identifier."""
-    from .errors import StochgradError
-
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise StochgradError(f"{name!r} is not a valid name (letters, digits and _, not starting with a digit)")
     if name in RESERVED:

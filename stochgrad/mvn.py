@@ -40,6 +40,7 @@ from . import ir
 from .distributions import HALF_LOG_2PI, Distribution, Param, real, register_distribution
 from .errors import StochgradError
 from .types import Array
+from .shapes import broadcast
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -98,8 +99,6 @@ class MultivariateNormal(Distribution):
 
     # -- shapes and checks -------------------------------------------------------------------
     def value_shape(self, shapes: Mapping[str, tuple[int, ...]], where: ir.Expr | None = None) -> tuple[int, ...]:
-        from .shapes import broadcast
-
         here = where if where is not None else ir.Name(self.name)
         span = getattr(where, "span", None)
         key = "scale_tril" if "scale_tril" in shapes else "covariance_matrix"

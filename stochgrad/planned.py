@@ -86,7 +86,16 @@ class LogRatio(ir.Expr):
 class Plan:
     """The planner's product: the rewritten expression (``root``), its random nodes, and the
     parameter shapes it was planned for (``shapes``, sorted by name; ``None``: all scalar).  The
-    runnable plan of ``sg.plan`` (:class:`stochgrad.api.Plan`) adds the backend that runs it."""
+    runnable plan of ``sg.plan`` (:class:`stochgrad.api.Plan`) adds the backend that runs it.
+
+    ``root`` is public on purpose, read-only like every field (the dataclass is frozen): it is the
+    planned IR that :func:`stochgrad.program.lower` compiles, and the one place a user can see what
+    the plan decided beyond the per-node lines of ``str(plan)``: each expectation is a
+    :class:`PlannedExpect` whose ``terms`` are the signed cost terms and whose ``boxes`` say which
+    score nodes multiply each term (``plan.root.boxes == ((0,), ())``: the first term is scored by
+    node 0, the second is not).  ``print(plan.root)`` shows it as text.  A plan cannot be run from a
+    modified ``root`` except through :func:`dataclasses.replace`, which builds a new plan (and a new
+    program: programs are cached by the identity of the root)."""
 
     expr: ir.Expr
     root: ir.Expr

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import ir
 from .errors import StochgradError
 from .estimators import magic_box, score_term
-from .estimators.base import first_order_only
+from .estimators.base import EstimatorSpec, first_order_only
 from .planned import PlannedExpect
 from .sampleaxis import add, mul, sub, sum_aligned
 from .userfn import check_operands
@@ -75,6 +75,8 @@ def _build(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
             return own
     if not any(enumerates) and not any(e.boxes):  # pathwise only: the surrogate is the sum of the terms
         return _plain(e, nodes, terms)
+    if not any(enumerates):  # score terms, no enumeration: the pairing decided here, once
+        return _unenumerated(e, nodes, terms)
 
     def step(fr: Frame, env: dict[str, Array]) -> Array:
         return expect(fr, e, env, nodes, terms, enumerates)
@@ -103,6 +105,96 @@ def _plain(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
         return fr.array(total)
 
     return plain
+
+
+def _unenumerated(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Step:
+    """The step of an expectation with score terms and no enumerated node: :func:`expect` with every
+    enumeration weight 1 and every multiplicity unchanged, so the same operations in the same
+    order, with which node scores which term, the plates and the signs resolved when it is built."""
+    plates = e.plates or (None,) * len(e.terms)
+    rowwise = {j for j, node in enumerate(e.nodes) if node.plate}  # log q kept per example
+    variables = [node.var for node in e.nodes]
+    signs = [sign == 1.0 for sign, _ in e.terms]
+    scored: dict[int, list[tuple[int, bool]]] = {}  # node -> its terms (index, summed over the examples?)
+    for i, (box, plate) in enumerate(zip(e.boxes, plates)):
+        for j in box:
+            scored.setdefault(j, []).append((i, not (plate is None or j in rowwise)))
+    later = {j: variables[j:] for j in range(len(e.nodes))}
+    # (node, its terms, learns a baseline from its context, its spec); scoring nodes only
+    scorers = [
+        (j, scored[j], type(node.spec).learned_baseline is not EstimatorSpec.learned_baseline, node)
+        for j, node in enumerate(e.nodes)
+        if j in scored and node.spec.scores
+    ]
+    # per term: (index, its box, the node whose baseline may fold in, summed over the examples before / after)
+    paired = [
+        (i, box, box[0] if len(box) == 1 else -1, plate is not None and not rowwise.intersection(box), plate)
+        for i, (box, plate) in enumerate(zip(e.boxes, plates))
+    ]
+
+    def step(low: Frame, env: dict[str, Array]) -> Array:
+        B = low.B
+        scope = dict(env)
+        logq: list[Array | None] = []
+        for var, draw in zip(variables, nodes):
+            scope[var], lq = draw(low, scope)
+            logq.append(lq)
+        values = [low.array(t(low, scope)) for t in terms]
+        values = [v if plus else -v for plus, v in zip(signs, values)]
+        bases: dict[int, Array] = {}
+        fits: list[Array] = []
+        for j, uses, learns, node in scorers:
+            if logq[j] is None:
+                continue
+            cost = sum_aligned(low, [_examples(low, values[i]) if whole else values[i] for i, whole in uses])
+            spec = node.spec
+            learned = spec.learned_baseline(B, cost, {**low.params, **scope}, node.var, later[j]) if learns else None
+            if learned is not None:
+                bases[j] = learned[0]
+                fits.append(learned[1])
+                continue
+            state = low.baselines.node(node) if spec.stateful else None
+            base = spec.control_variate(B, cost, low.noise.count, low.loo_block, state)
+            if base is not None:
+                bases[j] = base
+        first = low.first_order  # boxes are then score terms S = L - stop(L) (see Frame)
+        box_of = score_term if first else magic_box
+        boxes: dict[tuple[int, ...], Array] = {}
+        total: Array | float = 0.0
+        for i, box, single, whole, plate in paired:
+            value = values[i]
+            if whole:
+                value, plate = _examples(low, value), None
+            if box:
+                if low.batch_axes:
+                    text = e.terms[i][1]
+                    _check_plate(
+                        low,
+                        value,
+                        [logq[j] for j in box],
+                        [e.nodes[j].var for j in box],
+                        text if plate is None else plate.source,
+                        None if plate is None else 0,
+                    )
+                if box not in boxes:
+                    boxes[box] = box_of(B, sum_aligned(low, [logq[j] for j in box]))
+                value = _scored(low, value, boxes[box], bases.pop(single) if single in bases else None)
+            if plate is not None:
+                value = _examples(low, value)
+            try:
+                total = add(low, total, value)
+            except (ValueError, RuntimeError):  # terms whose shapes a user function made known: name them
+                check_operands(low.B, [total, value], e)
+                raise
+        for j, base in bases.items():  # baselines not folded into a term above: (1 - []L) b, or -S b
+            own = boxes[(j,)] if (j,) in boxes else box_of(B, logq[j])
+            term = mul(low, own, -base) if first else mul(low, 1.0 - own, base)
+            total = add(low, total, _examples(low, term) if j in rowwise else term)
+        for fit in fits:
+            total = add(low, total, fit)
+        return low.array(total)
+
+    return step
 
 
 def expect(

@@ -50,6 +50,7 @@ from .base import Array, ExpectStep, Rebuild, Rewrite
 from .multisample import Bound, alone_in_law, bound_sites
 from .pathwise import Pathwise
 from .stl import _law, stick
+from ..densities import LogProb
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -105,7 +106,6 @@ class DReG(Pathwise):
 def coefficient(t: ir.Expr, var: str, law: ir.Dist) -> float | None:
     """The total coefficient of the stopped ``log_prob(law, var)`` in ``t`` through ``+ - sum``,
     negation and constant factors; None where one sits under anything else."""
-    from ..densities import LogProb
 
     def go(node: ir.Expr) -> float | None:
         if isinstance(node, LogProb) and node.stopped and node.x == ir.Name(var) and _law(node.dist) == law:

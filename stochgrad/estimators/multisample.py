@@ -33,6 +33,8 @@ from .. import ir
 from ..errors import PlanError, StochgradError
 from ..types import Array
 from .base import Rebuild
+from ..arraynodes import Index, MatMul
+from ..densities import LogProb
 
 #: calls through which a bound still enters the cost linearly
 _LINEAR_CALLS = frozenset({"sum", "mean"})
@@ -159,8 +161,6 @@ def bound_sites(
         )
 
     def linear_in(node: ir.Expr, child: ir.Expr) -> bool:
-        from ..arraynodes import Index
-
         if isinstance(node, (ir.Neg, Index)):
             return child is node.children()[0]
         if isinstance(node, ir.BinOp):
@@ -172,8 +172,6 @@ def bound_sites(
 
     def go(node: ir.Expr, linear: bool, parent: ir.Expr) -> ir.Expr:
         nonlocal found
-        from ..arraynodes import Index, MatMul
-        from ..densities import LogProb
 
         if isinstance(node, ir.Name):
             if node.id == var:

@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 from .. import ir
 from .base import Rebuild, Rewrite
 from .pathwise import Pathwise
+from ..arraynodes import Index, MatMul
+from ..densities import LogProb
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,6 @@ def stick(body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild) -> tuple[ir.
     (not through ``+ - sum mean``, indexing or a constant factor: there the removed term is not
     zero-mean, and STL is biased).  It reads the arithmetic of one expectation's cost, not nested
     expectations (planned already), which keep the full pathwise gradient."""
-    from ..arraynodes import Index, MatMul
-    from ..densities import LogProb
 
     law, target = _law(dist), ir.Name(var)
     walk = (ir.Neg, ir.BinOp, ir.Call, MatMul, Index)

@@ -64,6 +64,7 @@ from .base import Array, EstimatorSpec, ExpectStep, Rebuild, Rewrite
 from .multisample import Bound, alone_in_law, bound_sites
 from .per_example import example_axis
 from .stl import _law
+from ..densities import LogProb
 
 _HUGE = 1e30  # bound on |log q(z_k)|, as stochgrad.program.nodes bounds a node's log q
 
@@ -99,8 +100,6 @@ class Vimco(EstimatorSpec):
     def rewrite_cost(
         self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
     ) -> Rewrite:
-        from ..densities import LogProb
-
         law = _law(dist)  # iid(K, Q): Q
         k = int(getattr(dist, "count", 1))
         pairs: list[str] = []
