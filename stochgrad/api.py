@@ -28,12 +28,12 @@ import numpy as np
 
 from . import ir, planned
 from .analysis import parameters
-from .arraynodes import index_parameters
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .distributed import shardable
 from .errors import BackendError, ValidationError
 from .estimators import EstimatorSpec
+from .labels import data_parameters, integer_names, mark
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
 from .moments import accumulate as _accumulate  # noqa: F401
 from .noise import check_seed
@@ -128,7 +128,8 @@ def plan(
             raise TypeError("plan() got shapes_or_params and shapes= or params=; give one of them")
         shapes, params = _split(shapes_or_params)
     e = as_expression(expr)
-    values = None if params is None else _check_params(parameters(e), params, index_parameters(e))
+    values = None if params is None else _check_params(parameters(e), params, data_parameters(e, params))
+    e = e if values is None else mark(e, integer_names(values))  # integer data: labels, counts
     return _plan(
         e,
         B,
@@ -320,7 +321,8 @@ def estimate(
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size, 1)
     e = as_expression(expr)
-    values = _check_params(parameters(e), params, index_parameters(e))
+    values = _check_params(parameters(e), params, data_parameters(e, params))
+    e = mark(e, integer_names(values))  # integer data: labels, counts (stochgrad.labels)
     seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
     p = _plan(
         e,

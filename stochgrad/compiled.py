@@ -33,7 +33,7 @@ from typing import Any
 
 from . import diagnostics
 from .analysis import parameters
-from .arraynodes import as_index_array, index_parameters
+from .arraynodes import index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
 from .distributed import training
@@ -41,6 +41,7 @@ from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mea
 from .estimators import EstimatorSpec
 from .explicit_state import ExplicitState
 from .fused import FusedCall, RecordingNoise, check_fusable, fused_key_of
+from .labels import check_kinds, host_integers, mark
 from .noise import NoiseSource, check_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -99,7 +100,7 @@ class Objective:
         if check_flag("distributed", distributed):  # one rank of data-parallel training (stochgrad.distributed)
             self.noise_seed, self.baseline_state = training(self.seed)
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
-        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
+        self._plans: dict[Any, Plan] = {}  # by the parameters' shapes, in their order, and the integer ones
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
         self.validate = check_flag("validate", validate)
         check_flag("fuse", fuse)
@@ -133,21 +134,26 @@ class Objective:
         """The plan used for parameters of these shapes (built once, then reused)."""
         if len(shapes) != len(self.parameters) or any(k not in shapes for k in self.parameters):
             self._bad_names(shapes)
-        key = tuple(tuple(shapes[k]) for k in self.parameters)
-        if key not in self._plans:
+        return self._plan_for(tuple(tuple(shapes[k]) for k in self.parameters), frozenset())
+
+    def _plan_for(self, key: tuple[tuple[int, ...], ...], ints: frozenset[str]) -> Plan:
+        """The plan for these shapes and integer-valued parameters (stochgrad.labels), made once."""
+        if (key, ints) not in self._plans:
             if self._planned is not None:  # Plan.objective: its one plan, for its shapes only
                 self._planned.check_shapes(dict(zip(self.parameters, key)))
+                check_kinds(self._planned.expr, ints)
                 p = self._planned
             else:
-                p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
+                shapes = dict(zip(self.parameters, key))
+                p = plan(mark(self.expr, ints), shapes=shapes, **self._options)  # type: ignore[arg-type]
             check_batch_axes_fit(self.batch_axes, p.nodes)
             if self.batch_axes:  # the declared plate replaces what the planner inferred (as api.Plan prints it)
                 note = f"plate declared (batch_axes={self.batch_axes})"
                 p = dataclasses.replace(
                     p, nodes=tuple(dataclasses.replace(n, plate_note=note) if n.plate_note else n for n in p.nodes)
                 )
-            self._plans[key] = single_sample(p) if self.n == 1 else p
-        return self._plans[key]
+            self._plans[key, ints] = single_sample(p) if self.n == 1 else p
+        return self._plans[key, ints]
 
     def __call__(self, **params: Any) -> Any:
         key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
@@ -156,15 +162,16 @@ class Objective:
             self._bad_names(params)
         B = self.B
         parameter, shape = B.parameter, B.shape
-        known = {k: as_index_array(k, params[k]) for k in self._index}  # gather indices: integers, on the host
+        known = host_integers(params, self._index)  # gather indices and integer data (labels): on the host
         native = {
             k: B.asarray(known[k]) if k in known else parameter(k, v)  # native arrays checked, numbers made
             for k, v in params.items()
         }  # constants
         shapes = tuple([shape(native[k]) for k in self.parameters])
-        p = self._plans.get(shapes)
+        ints = frozenset(known)
+        p = self._plans.get((shapes, ints))
         if p is None:
-            p = self.plan(**dict(zip(self.parameters, shapes)))
+            p = self._plan_for(shapes, ints)
         keyed = B.call_noise(key, self.n, native)
         checks = self.validate and not getattr(keyed, "traced", False)  # abstract under jax.jit: no host reads
         explicit = None if state is _NO_STATE else self._explicit(p, state)
@@ -208,7 +215,8 @@ class Objective:
             return self._check_finite(out, p, native, self.calls, keyed) if checks else out
         call = self.calls
         self.calls += 1
-        fused_key = fused_key_of(shapes, known)  # a gather's indices are constants of a compiled graph
+        gathers = {k: v for k, v in known.items() if k in self._index}  # constants of a compiled graph (labels: inputs)
+        fused_key = fused_key_of((shapes, ints), gathers)
         if self.fuse and fused_key in self._fused:
             out = self._fused[fused_key](native, NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call))
             return self._check_finite(out, p, native, call)

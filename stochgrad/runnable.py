@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from . import planned
-from .arraynodes import as_index_array, index_parameters
+from .arraynodes import as_index_array
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .compiled import Objective
 from .distributed import shardable, take
 from .errors import BiasWarning, ValidationError, did_you_mean
+from .labels import check_kinds, data_parameters, integer_names
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
 from .moments import accumulate as _accumulate  # noqa: F401
 from .noise import check_seed
@@ -38,7 +39,8 @@ from .validation import (
 
 def _check_params(names: tuple[str, ...], params: Any, index: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The parameters as float64 arrays, each checked by :func:`stochgrad.validation.as_real_array`
-    (the ``index`` ones, which gather as in ``theta[school]``, as int64 arrays: :func:`as_index_array`).
+    (the ``index`` ones, which gather as in ``theta[school]`` or hold integer data, as int64 arrays:
+    :func:`as_index_array`, :mod:`stochgrad.labels`).
     Their shapes need not broadcast together: each random node and each operation checks its own
     operands (the planner's shape pass, :mod:`stochgrad.shapes`)."""
     params = check_mapping(params)
@@ -123,8 +125,9 @@ class Plan(planned.Plan):
         n = check_count("n", n, 1, "the number of samples")
         if chunk_size is not None:
             chunk_size = check_count("chunk_size", chunk_size, 1)
-        values = _check_params(self.parameters, params, index_parameters(self.expr))
+        values = _check_params(self.parameters, params, data_parameters(self.expr, params))
         self.check_shapes({k: v.shape for k, v in values.items()})
+        check_kinds(self.expr, integer_names(values))
         seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
         return self._run(
             values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit
