@@ -39,6 +39,7 @@ from .baselines import BaselineState, single_sample
 from .distributed import training
 from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
+from .distscope import check_distributions, scoped
 from .explicit_state import ExplicitState
 from .fused import FusedCall, RecordingNoise, check_fusable, fused_key_of
 from .labels import check_kinds, host_integers, mark
@@ -76,14 +77,18 @@ class Objective:
         validate: bool = True,
         planned: Plan | None = None,
         distributed: bool = False,
+        distributions: Mapping[str, Any] | None = None,
     ) -> None:
         """``backend`` is a configured backend (:func:`compile` resolves names and options; a name
         or ``None`` here means that backend with its default options).  With
         ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
         runs that plan, and parameters of other shapes are refused; without, the objective plans once
-        per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``."""
+        per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``.
+        ``distributions`` are user distributions visible to this objective only (stochgrad.distscope)."""
         n = check_count("n", n, 1, "samples per call")
-        self.expr = as_expression(expr)
+        self._distributions = check_distributions(distributions, "compile: distributions")
+        with scoped(self._distributions):
+            self.expr = as_expression(expr)
         self.n = n
         self.B = backend if isinstance(backend, Backend) else get_backend(backend)
         self.parameters = parameters(self.expr)
@@ -134,7 +139,8 @@ class Objective:
         """The plan used for parameters of these shapes (built once, then reused)."""
         if len(shapes) != len(self.parameters) or any(k not in shapes for k in self.parameters):
             self._bad_names(shapes)
-        return self._plan_for(tuple(tuple(shapes[k]) for k in self.parameters), frozenset())
+        with scoped(self._distributions):
+            return self._plan_for(tuple(tuple(shapes[k]) for k in self.parameters), frozenset())
 
     def _plan_for(self, key: tuple[tuple[int, ...], ...], ints: frozenset[str]) -> Plan:
         """The plan for these shapes and integer-valued parameters (stochgrad.labels), made once."""
@@ -156,6 +162,12 @@ class Objective:
         return self._plans[key, ints]
 
     def __call__(self, **params: Any) -> Any:
+        if not self._distributions:
+            return self._call(**params)
+        with scoped(self._distributions):  # planned, lowered and run with its own laws
+            return self._call(**params)
+
+    def _call(self, **params: Any) -> Any:
         key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
         state = params.pop("state", _NO_STATE) if "state" not in self._names else _NO_STATE  # explicit_state
         if params.keys() != self._names:
@@ -337,6 +349,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     validate: bool = True,
     backend_options: Mapping[str, Any] | None = None,
     distributed: bool = False,
+    distributions: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
@@ -382,6 +395,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         fuse: compile each call into one ``torch.compile`` graph (torch only).
         validate: check the distribution parameters on every call.
         distributed: one rank of data-parallel training (independent noise per rank).
+        distributions: user distributions visible to this objective only, by name (:mod:`stochgrad.distscope`).
         backend_options: options for the named backend (``{"dtype": "float32"}``).
 
     Returns:
@@ -406,6 +420,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         fuse=fuse,
         validate=validate,
         distributed=distributed,
+        distributions=distributions,
     )
 
 
@@ -424,4 +439,5 @@ _KEYWORDS = (
     "fuse",
     "validate",
     "distributed",
+    "distributions",
 )

@@ -24,6 +24,8 @@ from .backend import Backend, get_backend
 from .baselines import single_sample
 from .compiled import Objective
 from .distributed import shardable, take
+from .distributions import Distribution
+from .distscope import scoped
 from .errors import BiasWarning, ValidationError, did_you_mean
 from .labels import check_kinds, data_parameters, integer_names
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
@@ -82,11 +84,14 @@ class Plan(planned.Plan):
     Attributes:
         backend: the backend that runs the plan (``None``: the default backend, looked up at run time).
         batch_axes: leading axes of independent examples the plan was made with.
-        policy: ``"unbiased"``, ``"low_variance"`` or ``"min_variance"``."""
+        policy: ``"unbiased"``, ``"low_variance"`` or ``"min_variance"``.
+        distributions: the user distributions scoped to the plan (``distributions=``), by name:
+            every run of the plan sees them (:mod:`stochgrad.distscope`)."""
 
     backend: Backend | None = field(default=None, compare=False, repr=False)
     batch_axes: int = 0
     policy: str = "unbiased"
+    distributions: tuple[tuple[str, Distribution], ...] = field(default=(), repr=False)
 
     @shardable
     def estimate(
@@ -157,6 +162,7 @@ class Plan(planned.Plan):
             validate=validate,
             planned=self,
             distributed=distributed,
+            distributions=dict(self.distributions),
         )
 
     def _backend(self) -> Backend:
@@ -185,16 +191,17 @@ class Plan(planned.Plan):
             if node.biased and not node.reason.startswith("requested") and self.policy != "low_variance":
                 warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=3)
         p = single_sample(self) if n == 1 else self  # leave-one-out has no other sample: say, and run, no baseline
-        return run_estimate(
-            p,
-            values,
-            self._backend(),
-            n=n,
-            seed=seed,
-            chunk_size=chunk_size,
-            wrt=wrt,
-            progress=progress,
-            memory_limit=memory_limit,
-            batch_axes=self.batch_axes,
-            shard=take(),
-        )
+        with scoped(dict(self.distributions)):  # the laws it was planned with (stochgrad.distscope)
+            return run_estimate(
+                p,
+                values,
+                self._backend(),
+                n=n,
+                seed=seed,
+                chunk_size=chunk_size,
+                wrt=wrt,
+                progress=progress,
+                memory_limit=memory_limit,
+                batch_axes=self.batch_axes,
+                shard=take(),
+            )
