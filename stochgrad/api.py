@@ -28,12 +28,13 @@ import numpy as np
 
 from . import ir, planned
 from .analysis import parameters
-from .arraynodes import index_parameters
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .distributed import shardable
 from .errors import BackendError, ValidationError
 from .estimators import EstimatorSpec
+from .distscope import active, check_distributions, scoped
+from .labels import data_parameters, integer_names, mark
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
 from .moments import accumulate as _accumulate  # noqa: F401
 from .noise import check_seed
@@ -65,6 +66,7 @@ def plan(
     n: int | None = None,
     shapes: Mapping[str, Any] | None = None,
     params: Mapping[str, Any] | None = None,
+    distributions: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Plan:
     """Plan an expression (text or IR) for a backend: an estimator per random node, with reasons.
@@ -96,6 +98,7 @@ def plan(
         n: the sample count the plan is for (``1``: no leave-one-out baseline).
         shapes: parameter shapes, by keyword.
         params: parameter values, by keyword.
+        distributions: user distributions visible to this plan only, by name (:mod:`stochgrad.distscope`).
 
     Returns:
         The :class:`Plan`: printable, comparable, runnable.
@@ -127,20 +130,22 @@ def plan(
         if shapes is not None or params is not None:
             raise TypeError("plan() got shapes_or_params and shapes= or params=; give one of them")
         shapes, params = _split(shapes_or_params)
-    e = as_expression(expr)
-    values = None if params is None else _check_params(parameters(e), params, index_parameters(e))
-    return _plan(
-        e,
-        B,
-        values,
-        shapes,
-        estimators=estimators,
-        policy=policy,
-        enumerate_budget=enumerate_budget,
-        batch_axes=batch_axes,
-        seed=seed,
-        n=n,
-    )
+    with scoped(check_distributions(distributions, "plan: distributions")):  # stochgrad.distscope
+        e = as_expression(expr)
+        values = None if params is None else _check_params(parameters(e), params, data_parameters(e, params))
+        e = e if values is None else mark(e, integer_names(values))  # integer data: labels, counts
+        return _plan(
+            e,
+            B,
+            values,
+            shapes,
+            estimators=estimators,
+            policy=policy,
+            enumerate_budget=enumerate_budget,
+            batch_axes=batch_axes,
+            seed=seed,
+            n=n,
+        )
 
 
 def _is_estimators(given: Any) -> bool:
@@ -222,7 +227,11 @@ def _runnable(base: planned.Plan, B: Backend | None, batch_axes: int, policy: st
     if kept is not None and kept[0] is base and kept[1] is B:
         return kept[2]
     out = Plan(
-        **{f.name: getattr(base, f.name) for f in fields(planned.Plan)}, backend=B, batch_axes=batch_axes, policy=policy
+        **{f.name: getattr(base, f.name) for f in fields(planned.Plan)},
+        backend=B,
+        batch_axes=batch_axes,
+        policy=policy,
+        distributions=tuple(sorted(active().items())),  # base is planned per scope: its laws run it
     )
     if len(_RUNNABLE) >= _KEEP:
         _RUNNABLE.pop(next(iter(_RUNNABLE)))
@@ -252,6 +261,7 @@ def estimate(
     wrt: Iterable[str] | None = None,
     memory_limit: int | None = None,
     distributed: bool = False,
+    distributions: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Estimate:
     """Estimate ``expr`` and its gradient with respect to every parameter (or those in ``wrt``).
@@ -302,6 +312,7 @@ def estimate(
         batch_axes: leading axes of independent examples (a declared plate).
         wrt: names of the parameters to differentiate (default: all).
         memory_limit: bytes a chunk may take (default: half the physical memory).
+        distributions: user distributions visible to this call only, by name (:mod:`stochgrad.distscope`).
 
     Returns:
         An :class:`~stochgrad.run.Estimate`: ``value``, ``value_stderr``, ``grad``, ``stderr``,
@@ -319,21 +330,23 @@ def estimate(
     n = check_count("n", n, 1, "the number of samples")
     if chunk_size is not None:
         chunk_size = check_count("chunk_size", chunk_size, 1)
-    e = as_expression(expr)
-    values = _check_params(parameters(e), params, index_parameters(e))
-    seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
-    p = _plan(
-        e,
-        B,
-        values,
-        None,
-        estimators=estimators,
-        policy=policy,
-        enumerate_budget=enumerate_budget,
-        batch_axes=batch_axes,
-        seed=seed,
-        n=None,
-    )
+    with scoped(check_distributions(distributions, "estimate: distributions")):  # stochgrad.distscope
+        e = as_expression(expr)
+        values = _check_params(parameters(e), params, data_parameters(e, params))
+        e = mark(e, integer_names(values))  # integer data: labels, counts (stochgrad.labels)
+        seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
+        p = _plan(
+            e,
+            B,
+            values,
+            None,
+            estimators=estimators,
+            policy=policy,
+            enumerate_budget=enumerate_budget,
+            batch_axes=batch_axes,
+            seed=seed,
+            n=None,
+        )
     return p._run(values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit)
 
 
@@ -352,6 +365,7 @@ _KEYWORDS = (
     "wrt",
     "memory_limit",
     "distributed",
+    "distributions",
 )
 _PLAN_KEYWORDS = (
     "shapes_or_params",
@@ -365,4 +379,5 @@ _PLAN_KEYWORDS = (
     "n",
     "shapes",
     "params",
+    "distributions",
 )

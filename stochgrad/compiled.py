@@ -33,14 +33,16 @@ from typing import Any
 
 from . import diagnostics
 from .analysis import parameters
-from .arraynodes import as_index_array, index_parameters
+from .arraynodes import index_parameters
 from .backend import Backend, get_backend
 from .baselines import BaselineState, single_sample
 from .distributed import training
 from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
+from .distscope import check_distributions, scoped
 from .explicit_state import ExplicitState
 from .fused import FusedCall, RecordingNoise, check_fusable, fused_key_of
+from .labels import check_kinds, host_integers, mark
 from .noise import NoiseSource, check_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -75,14 +77,18 @@ class Objective:
         validate: bool = True,
         planned: Plan | None = None,
         distributed: bool = False,
+        distributions: Mapping[str, Any] | None = None,
     ) -> None:
         """``backend`` is a configured backend (:func:`compile` resolves names and options; a name
         or ``None`` here means that backend with its default options).  With
         ``planned`` (a plan of ``expr`` for given shapes: :meth:`stochgrad.Plan.objective`) every call
         runs that plan, and parameters of other shapes are refused; without, the objective plans once
-        per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``."""
+        per set of parameter shapes from ``estimators``, ``policy`` and ``enumerate_budget``.
+        ``distributions`` are user distributions visible to this objective only (stochgrad.distscope)."""
         n = check_count("n", n, 1, "samples per call")
-        self.expr = as_expression(expr)
+        self._distributions = check_distributions(distributions, "compile: distributions")
+        with scoped(self._distributions):
+            self.expr = as_expression(expr)
         self.n = n
         self.B = backend if isinstance(backend, Backend) else get_backend(backend)
         self.parameters = parameters(self.expr)
@@ -99,7 +105,7 @@ class Objective:
         if check_flag("distributed", distributed):  # one rank of data-parallel training (stochgrad.distributed)
             self.noise_seed, self.baseline_state = training(self.seed)
         self.batch_axes = check_count("batch_axes", batch_axes, 0)
-        self._plans: dict[tuple[tuple[int, ...], ...], Plan] = {}  # by the parameters' shapes, in their order
+        self._plans: dict[Any, Plan] = {}  # by the parameters' shapes, in their order, and the integer ones
         self._memo: dict[Any, Any] = {}  # constants made and checked once, not once per call
         self.validate = check_flag("validate", validate)
         check_flag("fuse", fuse)
@@ -133,38 +139,51 @@ class Objective:
         """The plan used for parameters of these shapes (built once, then reused)."""
         if len(shapes) != len(self.parameters) or any(k not in shapes for k in self.parameters):
             self._bad_names(shapes)
-        key = tuple(tuple(shapes[k]) for k in self.parameters)
-        if key not in self._plans:
+        with scoped(self._distributions):
+            return self._plan_for(tuple(tuple(shapes[k]) for k in self.parameters), frozenset())
+
+    def _plan_for(self, key: tuple[tuple[int, ...], ...], ints: frozenset[str]) -> Plan:
+        """The plan for these shapes and integer-valued parameters (stochgrad.labels), made once."""
+        if (key, ints) not in self._plans:
             if self._planned is not None:  # Plan.objective: its one plan, for its shapes only
                 self._planned.check_shapes(dict(zip(self.parameters, key)))
+                check_kinds(self._planned.expr, ints)
                 p = self._planned
             else:
-                p = plan(self.expr, shapes=dict(zip(self.parameters, key)), **self._options)  # type: ignore[arg-type]
+                shapes = dict(zip(self.parameters, key))
+                p = plan(mark(self.expr, ints), shapes=shapes, **self._options)  # type: ignore[arg-type]
             check_batch_axes_fit(self.batch_axes, p.nodes)
             if self.batch_axes:  # the declared plate replaces what the planner inferred (as api.Plan prints it)
                 note = f"plate declared (batch_axes={self.batch_axes})"
                 p = dataclasses.replace(
                     p, nodes=tuple(dataclasses.replace(n, plate_note=note) if n.plate_note else n for n in p.nodes)
                 )
-            self._plans[key] = single_sample(p) if self.n == 1 else p
-        return self._plans[key]
+            self._plans[key, ints] = single_sample(p) if self.n == 1 else p
+        return self._plans[key, ints]
 
     def __call__(self, **params: Any) -> Any:
+        if not self._distributions:
+            return self._call(**params)
+        with scoped(self._distributions):  # planned, lowered and run with its own laws
+            return self._call(**params)
+
+    def _call(self, **params: Any) -> Any:
         key = params.pop("key", None) if "key" not in self._names else None  # a PRNG key (jax): B.call_noise
         state = params.pop("state", _NO_STATE) if "state" not in self._names else _NO_STATE  # explicit_state
         if params.keys() != self._names:
             self._bad_names(params)
         B = self.B
         parameter, shape = B.parameter, B.shape
-        if self._index:  # gather indices: integers, on the host
-            known = {k: as_index_array(k, params[k]) for k in self._index}
+        known = host_integers(params, self._index)  # gather indices and integer data (labels): on the host
+        if known:
             native = {k: B.asarray(known[k]) if k in known else parameter(k, v) for k, v in params.items()}
         else:
-            known, native = {}, {k: parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made
+            native = {k: parameter(k, v) for k, v in params.items()}  # native arrays checked, numbers made
         shapes = tuple([shape(native[k]) for k in self.parameters])
-        p = self._plans.get(shapes)
+        ints = frozenset(known)
+        p = self._plans.get((shapes, ints))
         if p is None:
-            p = self.plan(**dict(zip(self.parameters, shapes)))
+            p = self._plan_for(shapes, ints)
         keyed = B.call_noise(key, self.n, native)
         checks = self.validate and not getattr(keyed, "traced", False)  # abstract under jax.jit: no host reads
         explicit = None if state is _NO_STATE else self._explicit(p, state)
@@ -209,7 +228,8 @@ class Objective:
         call = self.calls
         self.calls += 1
         if self.fuse:
-            fused_key = fused_key_of(shapes, known)  # a gather's indices are constants of a compiled graph
+            gathers = {k: v for k, v in known.items() if k in self._index}  # graph constants (labels: inputs)
+            fused_key = fused_key_of((shapes, ints), gathers)  # a gather's indices are constants of a compiled graph
             if fused_key in self._fused:
                 noise = NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call)
                 return self._check_finite(self._fused[fused_key](native, noise), p, native, call)
@@ -329,6 +349,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
     validate: bool = True,
     backend_options: Mapping[str, Any] | None = None,
     distributed: bool = False,
+    distributions: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Objective:
     """A native objective: ``f = sg.compile(text, backend="torch", n=64); f(mu=mu_t).backward()``.
@@ -374,6 +395,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         fuse: compile each call into one ``torch.compile`` graph (torch only).
         validate: check the distribution parameters on every call.
         distributed: one rank of data-parallel training (independent noise per rank).
+        distributions: user distributions visible to this objective only, by name (:mod:`stochgrad.distscope`).
         backend_options: options for the named backend (``{"dtype": "float32"}``).
 
     Returns:
@@ -398,6 +420,7 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         fuse=fuse,
         validate=validate,
         distributed=distributed,
+        distributions=distributions,
     )
 
 
@@ -416,4 +439,5 @@ _KEYWORDS = (
     "fuse",
     "validate",
     "distributed",
+    "distributions",
 )

@@ -44,7 +44,6 @@ from .distributions import Distribution, lookup, static_params
 from .errors import StochgradError
 from .kl import _infinite_where
 from .types import Array
-from .shapes import broadcast
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -72,10 +71,11 @@ class LogProb(ir.Expr):
     x: ir.Expr
     span: ir.Span = _span()
     stopped: bool = False  # the law's parameters carry no gradient (the "stl" estimator)
+    data: str | None = None  # x is (an index of) this integer-typed parameter: labels, counts (labels.py)
 
     @property
     def extra_key(self) -> tuple[Any, ...]:
-        return (self.stopped,)
+        return (self.stopped, self.data)
 
     def children(self) -> tuple[ir.Expr, ...]:
         return (self.dist, self.x)
@@ -99,7 +99,18 @@ class LogProb(ir.Expr):
         return ((self.dist, False), (self.x, lookup(self.dist.name).discrete))
 
     def shape_rule(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        shape = broadcast(shapes, self)
+        from .labels import label_shape, one_hot_hint
+
+        labelled = label_shape(self, shapes)
+        if labelled is not None:
+            return labelled
+        try:
+            shape = tuple(np.broadcast_shapes(*shapes))
+        except ValueError:
+            listed = " and ".join(str(s) for s in shapes)
+            raise StochgradError(
+                f"shapes {listed} do not broadcast in `{self}`{one_hot_hint(self, shapes)}", self.span
+            ) from None
         return shape[: len(shape) - _event_rank(self.dist)]
 
 

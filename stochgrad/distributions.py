@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from . import ir
+from .distscope import active
 from .errors import PlanError, StochgradError, did_you_mean
 from .supports import BUILTIN as BUILTIN_SUPPORTS
 from .supports import Support
@@ -268,10 +269,17 @@ def register_distribution(dist: Distribution) -> Distribution:
 
 
 def lookup(name: str) -> Distribution:
+    """The distribution named ``name``: one scoped to the running call (``distributions=``,
+    :mod:`stochgrad.distscope`) first, then the registered ones."""
+    scope = active()
+    if scope:
+        found = scope.get(name)
+        if found is not None:
+            return found
     try:
         return DISTRIBUTIONS[name]
     except KeyError:
-        raise StochgradError(f"unknown distribution {name!r}{did_you_mean(name, DISTRIBUTIONS)}") from None
+        raise StochgradError(f"unknown distribution {name!r}{did_you_mean(name, {**DISTRIBUTIONS, **scope})}") from None
 
 
 def make_dist(name: str, args: tuple[ir.Expr, ...], kwargs: tuple[tuple[str, ir.Expr], ...]) -> ir.Dist:

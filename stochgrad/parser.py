@@ -28,6 +28,7 @@ from . import arraynodes, ir
 from .analysis import check_scopes
 from .densities import DENSITY_CALLS, Iid, make_density_call, make_iid
 from .distributions import make_dist
+from .distscope import check_distributions, scope_key, scoped
 from .errors import ParseError, StochgradError
 from .fastparse import fast_parse
 from .functions import UserFunction, as_user_function, make_call
@@ -285,7 +286,9 @@ def _syntax_error(exc: UnexpectedInput, text: str) -> ParseError:
     return ParseError(str(exc), text, getattr(exc, "pos_in_stream", 0) or 0)
 
 
-def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
+def parse(
+    text: str, functions: Mapping[str, Any] | None = None, *, distributions: Mapping[str, Any] | None = None
+) -> ir.Expr:
     """Parse DSL text into an immutable expression (cached: parse once, use many times).
 
     ``functions`` maps names to user functions (backend-native callables or
@@ -295,14 +298,19 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
     Args:
         text: the DSL text.
         functions: user functions the text may call, by name.
+        distributions: user distributions the text may name, for this parse only
+            (:mod:`stochgrad.distscope`); plan and run the expression with the same mapping.
 
     Returns:
         The expression (an immutable, hashable :class:`~stochgrad.ir.Expr`); ``str()`` prints it back.
 
     Raises:
         ParseError: the text is not valid, with the line, column and a caret under the problem."""
+    if distributions is not None:
+        with scoped(check_distributions(distributions)):
+            return parse(text, functions)
     if not functions:
-        return _parse(text, ())
+        return _parse(text, (), scope_key())
     taken = sorted(DENSITY_CALLS.union({"iid"}).intersection(functions))
     if taken:  # log_prob(D, x), entropy(D), iid(K, D): stochgrad.densities
         raise ParseError(f"user function {taken[0]!r} would hide the built-in {taken[0]}(...); choose another name")
@@ -310,7 +318,7 @@ def parse(text: str, functions: Mapping[str, Any] | None = None) -> ir.Expr:
         user = tuple((name, as_user_function(name, fn)) for name, fn in functions.items())
     except StochgradError as exc:
         raise ParseError(str(exc)) from None
-    return _parse(text, user)
+    return _parse(text, user, scope_key())
 
 
 def as_expression(expr: Any) -> ir.Expr:
@@ -325,7 +333,9 @@ def as_expression(expr: Any) -> ir.Expr:
 
 
 @functools.lru_cache(maxsize=512)
-def _parse(text: str, user: tuple[tuple[str, UserFunction], ...]) -> ir.Expr:
+def _parse(text: str, user: tuple[tuple[str, UserFunction], ...], scope: tuple[tuple[str, int], ...]) -> ir.Expr:
+    """The cached parse; ``scope`` (:func:`~stochgrad.distscope.scope_key`) keys the distributions
+    visible to the call."""
     if not isinstance(text, str):
         raise TypeError(f"parse() takes DSL text (str), got {type(text).__name__}")
     if len(text) > MAX_LENGTH:

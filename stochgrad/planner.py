@@ -26,6 +26,7 @@ from .analysis import additive_terms, nondiff_uses, parameters
 from .arraynodes import Index, MatMul
 from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
+from .distscope import scope_key
 from .errors import PlanError, StochgradError, did_you_mean
 from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
 from .kl import KL_FORMULAS, monte_carlo_reason
@@ -395,7 +396,7 @@ def plan(
     key = tuple(sorted(((k, as_spec(v, k)) for k, v in (estimators or {}).items()), key=lambda kv: kv[0]))
     shape_key = None if shapes is None else tuple(sorted((k, tuple(int(x) for x in s)) for k, s in shapes.items()))
     caps = ALL_CAPABILITIES if capabilities is None else frozenset(capabilities)
-    return _plan_cached(e, key, policy, shape_key, budget, caps)
+    return _plan_cached(e, key, policy, shape_key, budget, caps, scope_key())  # scope: stochgrad.distscope
 
 
 @functools.lru_cache(maxsize=256)
@@ -406,6 +407,7 @@ def _plan_cached(
     shapes: tuple[tuple[str, Shape], ...] | None,
     budget: int,
     capabilities: frozenset[str],
+    scope: tuple[tuple[str, int], ...] = (),  # the scoped distributions' identities: a cache key only
 ) -> Plan:
     planner = _Planner(dict(overrides), policy, None if shapes is None else dict(shapes), budget, capabilities)
     planner.number(e)

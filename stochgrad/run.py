@@ -32,6 +32,7 @@ import numpy as np
 
 from . import chunking, diagnostics, ir, parallel
 from .arraynodes import index_parameters
+from .labels import integer_names
 from .backend import Backend
 from .baselines import BaselineState
 from .errors import HeavyTailWarning, NonFiniteWarning, ValidationError, did_you_mean
@@ -178,14 +179,21 @@ def auto_chunk(p: Plan, values: Mapping[str, np.ndarray]) -> int:
     return max(BLOCK, CHUNK_ENTRIES // (max(widths, default=1) * chunking.copies(p)[0]) // BLOCK * BLOCK)
 
 
-def _check_wrt(wrt: Iterable[str] | None, values: Mapping[str, np.ndarray], index: tuple[str, ...] = ()) -> list[str]:
+def _check_wrt(
+    wrt: Iterable[str] | None, values: Mapping[str, np.ndarray], index: tuple[str, ...] = (), data: tuple[str, ...] = ()
+) -> list[str]:
     names = check_wrt(wrt)
-    if names is None:
-        return [k for k in values if k not in index]  # an index parameter (theta[school]) is data: no gradient
+    if names is None:  # an index parameter (theta[school]) and integer data (labels, counts): no gradient
+        return [k for k in values if k not in index and k not in data]
     for k in names:
         if k in index:
             raise ValidationError(
                 f"wrt names {k!r}, an index parameter (it gathers, as in theta[{k}]): it has no gradient"
+            )
+        if k in data:
+            raise ValidationError(
+                f"wrt names {k!r}, which was given integer values: integer data (labels, counts) is"
+                f" never differentiated; pass {k!r} as floats to differentiate it"
             )
         if k not in values:
             raise ValidationError(
@@ -228,7 +236,7 @@ def run_estimate(
     ``n``, ``seed`` and ``chunk_size`` already checked (``wrt`` is checked here).  With ``shard``
     (:mod:`stochgrad.distributed`) this rank runs its share of the chunks and returns the estimate of all."""
     e = p.expr
-    names = _check_wrt(wrt, values, index_parameters(e))
+    names = _check_wrt(wrt, values, index_parameters(e), integer_names(values))
     size = auto_chunk(p, {k: values[k] for k in names}) if chunk_size is None else chunk_size
     size = n if n <= size else max(BLOCK, size - size % BLOCK)
     limit = chunking.check_memory_limit(memory_limit)

@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 
 from . import planned
-from .arraynodes import as_index_array, index_parameters
+from .arraynodes import as_index_array
 from .backend import Backend, get_backend
 from .baselines import single_sample
 from .compiled import Objective
 from .distributed import shardable, take
+from .distributions import Distribution
+from .distscope import scoped
 from .errors import BiasWarning, ValidationError, did_you_mean
+from .labels import check_kinds, data_parameters, integer_names
 from .moments import Moments as _Moments  # noqa: F401  (kept importable from here)
 from .moments import accumulate as _accumulate  # noqa: F401
 from .noise import check_seed
@@ -38,7 +41,8 @@ from .validation import (
 
 def _check_params(names: tuple[str, ...], params: Any, index: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """The parameters as float64 arrays, each checked by :func:`stochgrad.validation.as_real_array`
-    (the ``index`` ones, which gather as in ``theta[school]``, as int64 arrays: :func:`as_index_array`).
+    (the ``index`` ones, which gather as in ``theta[school]`` or hold integer data, as int64 arrays:
+    :func:`as_index_array`, :mod:`stochgrad.labels`).
     Their shapes need not broadcast together: each random node and each operation checks its own
     operands (the planner's shape pass, :mod:`stochgrad.shapes`)."""
     params = check_mapping(params)
@@ -80,11 +84,14 @@ class Plan(planned.Plan):
     Attributes:
         backend: the backend that runs the plan (``None``: the default backend, looked up at run time).
         batch_axes: leading axes of independent examples the plan was made with.
-        policy: ``"unbiased"``, ``"low_variance"`` or ``"min_variance"``."""
+        policy: ``"unbiased"``, ``"low_variance"`` or ``"min_variance"``.
+        distributions: the user distributions scoped to the plan (``distributions=``), by name:
+            every run of the plan sees them (:mod:`stochgrad.distscope`)."""
 
     backend: Backend | None = field(default=None, compare=False, repr=False)
     batch_axes: int = 0
     policy: str = "unbiased"
+    distributions: tuple[tuple[str, Distribution], ...] = field(default=(), repr=False)
 
     @shardable
     def estimate(
@@ -123,8 +130,9 @@ class Plan(planned.Plan):
         n = check_count("n", n, 1, "the number of samples")
         if chunk_size is not None:
             chunk_size = check_count("chunk_size", chunk_size, 1)
-        values = _check_params(self.parameters, params, index_parameters(self.expr))
+        values = _check_params(self.parameters, params, data_parameters(self.expr, params))
         self.check_shapes({k: v.shape for k, v in values.items()})
+        check_kinds(self.expr, integer_names(values))
         seed = secrets.randbits(63) if seed is None else check_seed(seed, "estimate: seed")
         return self._run(
             values, n=n, seed=seed, chunk_size=chunk_size, wrt=wrt, progress=progress, memory_limit=memory_limit
@@ -154,6 +162,7 @@ class Plan(planned.Plan):
             validate=validate,
             planned=self,
             distributed=distributed,
+            distributions=dict(self.distributions),
         )
 
     def _backend(self) -> Backend:
@@ -182,16 +191,17 @@ class Plan(planned.Plan):
             if node.biased and not node.reason.startswith("requested") and self.policy != "low_variance":
                 warnings.warn(f"no unbiased estimator applies to {node}", BiasWarning, stacklevel=3)
         p = single_sample(self) if n == 1 else self  # leave-one-out has no other sample: say, and run, no baseline
-        return run_estimate(
-            p,
-            values,
-            self._backend(),
-            n=n,
-            seed=seed,
-            chunk_size=chunk_size,
-            wrt=wrt,
-            progress=progress,
-            memory_limit=memory_limit,
-            batch_axes=self.batch_axes,
-            shard=take(),
-        )
+        with scoped(dict(self.distributions)):  # the laws it was planned with (stochgrad.distscope)
+            return run_estimate(
+                p,
+                values,
+                self._backend(),
+                n=n,
+                seed=seed,
+                chunk_size=chunk_size,
+                wrt=wrt,
+                progress=progress,
+                memory_limit=memory_limit,
+                batch_axes=self.batch_axes,
+                shard=take(),
+            )

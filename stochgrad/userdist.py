@@ -169,15 +169,14 @@ class UserDistribution(Distribution):
 
     def __call__(self, *args: Any, **kwargs: Any) -> ir.Dist:
         from .distributions import DISTRIBUTIONS, make_dist
+        from .distscope import active, check_distributions, scoped
 
-        if DISTRIBUTIONS.get(self.name) is not self:
-            raise StochgradError(
-                f"distribution {self.name} is not registered: call sg.register_distribution on it"
-                " before building expressions with it"
+        registered = DISTRIBUTIONS.get(self.name) is self or active().get(self.name) is self
+        with scoped({} if registered else check_distributions({self.name: self})):
+            # an unregistered law builds its node by name: run it with distributions={name: law}
+            return make_dist(
+                self.name, tuple(ir.as_expr(a) for a in args), tuple((k, ir.as_expr(v)) for k, v in kwargs.items())
             )
-        return make_dist(
-            self.name, tuple(ir.as_expr(a) for a in args), tuple((k, ir.as_expr(v)) for k, v in kwargs.items())
-        )
 
     # -- shapes and supports -------------------------------------------------------------------
 

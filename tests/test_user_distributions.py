@@ -339,8 +339,9 @@ def test_names_and_declarations_are_checked(register):
     register(bernoulli("torch"))
     with pytest.raises(sg.ParseError, match="unknown distribution 'MyBren'.*did you mean 'MyBern'"):
         sg.parse("E[z, z ~ MyBren(p)]")
-    with pytest.raises(sg.StochgradError, match="is not registered"):
-        bernoulli("torch", name="Unregistered")(0.5)
+    node = bernoulli("torch", name="Unregistered")(0.5)  # built by name; running it needs the law
+    with pytest.raises(sg.StochgradError, match="unknown distribution 'Unregistered'"):
+        sg.estimate(sg.E(sg.symbols("b"), b=node), {}, n=4, seed=0, backend="torch")
     with pytest.raises(sg.StochgradError, match="discrete law has no pathwise"):
         bernoulli("torch", name="X", pathwise=True)
     with pytest.raises(sg.StochgradError, match="declare discrete=True"):
