@@ -22,7 +22,8 @@ from .analysis import parameters
 from .api import Estimate, Plan, estimate, plan
 from .compare import Comparison, compare
 from .compiled import Objective, compile  # noqa: A004
-from .backend import Backend, available_backends, get_backend, register_backend
+from .backend import Backend
+from .backend_registry import available_backends, get_backend, register_backend
 from .distributions import DISTRIBUTIONS, Distribution, InverseCDF, Param, register_distribution
 from .embed import KL, E, dist_constructor, function, symbols
 from .embed import entropy, iid, log_prob

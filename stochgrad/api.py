@@ -28,7 +28,8 @@ import numpy as np
 
 from . import ir, planned
 from .analysis import parameters
-from .backend import Backend, get_backend
+from .backend import Backend
+from .backend_registry import get_backend
 from .baselines import single_sample
 from .distributed import shardable
 from .errors import BackendError, ValidationError

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import __version__
-from .backend import available_backends
+from .backend_registry import available_backends
 from .cli_output import sample_count
 from .errors import StochgradError
 from .estimators import ESTIMATORS

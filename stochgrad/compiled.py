@@ -25,22 +25,20 @@ says and runs "no baseline" (see :func:`stochgrad.baselines.single_sample`).
 from __future__ import annotations
 
 import dataclasses
-import math
 import secrets
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from . import diagnostics
 from .analysis import parameters
 from .arraynodes import index_parameters
-from .backend import Backend, get_backend
+from .backend import Backend
+from .backend_registry import get_backend
 from .baselines import BaselineState, single_sample
 from .distributed import training
-from .errors import BackendError, NonFiniteWarning, ValidationError, did_you_mean
+from .errors import BackendError, ValidationError, did_you_mean
 from .estimators import EstimatorSpec
 from .distscope import check_distributions, scoped
-from .explicit_state import ExplicitState
+from .objective_parts import _NO_STATE, _RECORD, ObjectiveParts
 from .fused import FusedCall, RecordingNoise, check_fusable, fused_key_of
 from .labels import check_kinds, host_integers, mark
 from .noise import NoiseSource, check_seed
@@ -51,7 +49,7 @@ from .sampleaxis import with_sample_axis
 from .validation import check_batch_axes_fit, check_count, check_flag, resolve_backend
 
 
-class Objective:
+class Objective(ObjectiveParts):
     """``objective(**params) -> native scalar``; see :func:`compile`.
 
     ``calls`` counts the calls (call ``k`` draws the noise of ``(seed, k)``); ``baseline_state`` is
@@ -259,81 +257,6 @@ class Objective:
             )
         return self._check_finite(out, p, native, call)
 
-    def _explicit(self, p: Plan, state: Any) -> ExplicitState:
-        if "explicit_state" not in self.B.capabilities:
-            raise ValidationError(
-                f"state=... (explicit moving-average state) needs a backend with the explicit_state"
-                f" capability (jax); a {self.B.name} objective keeps its moving averages in"
-                " f.baseline_state"
-            )
-        if self.fuse:
-            raise ValidationError("fuse=True cannot take an explicit state (state=...)")
-        return ExplicitState(p, None, record=True) if state is _RECORD else ExplicitState(p, state)
-
-    def init_state(self, **params: Any) -> dict[str, Any]:
-        """The initial explicit state of the moving-average baselines (jax backend), for parameters like
-        ``params`` (values, as ``optax``'s ``opt.init(params)``; read for their shapes, with one
-        forward call): ``{var: {"value": zeros, "updates": 0}}``, empty when no node has one.  Then
-        ``value, state = f(key=k, state=state, **params)``; see :mod:`stochgrad.explicit_state`."""
-        if "explicit_state" not in self.B.capabilities:
-            raise ValidationError(
-                f"init_state needs a backend with the explicit_state capability (jax); a {self.B.name}"
-                " objective keeps its moving averages in f.baseline_state"
-            )
-        return self(state=_RECORD, **params)[1]  # one recording call on seeded noise, not counted as a call
-
-    def _check_finite(self, out: Any, p: Plan, native: Mapping[str, Any], call: int, keyed: Any = None) -> Any:
-        """With ``validate=True``, one host read of the returned scalar: a NaN or infinity gives a
-        :class:`~stochgrad.errors.NonFiniteWarning` naming the expression, the call and (re-running
-        the call forward, only then) the first non-finite subexpression."""
-        if not self.validate:
-            return out
-        value = self.B.item(out)
-        if math.isfinite(value):
-            return out
-        B = self.B
-        params = with_sample_axis(B, {k: B.stop_gradient(v) for k, v in native.items()})
-        located = diagnostics.locate_call(
-            B,
-            p.root,
-            params,
-            keyed or NoiseSource(B, self.noise_seed, 0, self.n, blocked=False, call=call),
-            self.batch_axes,
-        )
-        warnings.warn(
-            f"{self.expr}: the objective's value is {value!r} (call {call}, n={self.n})"
-            + (f"; first seen in {located}" if located else ""),
-            NonFiniteWarning,
-            stacklevel=3,
-        )
-        return out
-
-    def check_gradients(self, **grads: Any) -> dict[str, int]:
-        """After the caller's ``backward`` / ``grad`` (which the objective cannot see): the number of
-        NaN or infinite entries of each given gradient (native arrays by parameter name; listing only
-        those with some), with a :class:`~stochgrad.NonFiniteWarning` naming them.  One host copy
-        per gradient: ``f.check_gradients(mu=mu.grad)``."""
-        for k in grads:
-            if k not in self.parameters:
-                raise TypeError(
-                    f"check_gradients: unknown parameter {k!r}{did_you_mean(k, self.parameters)}; the"
-                    f" expression's parameters are: {', '.join(self.parameters) or 'none'}"
-                )
-        counts = diagnostics.nonfinite({f"grad[{k!r}]": self.B.to_numpy(g) for k, g in grads.items()})
-        if counts:
-            shown = ", ".join(f"{k} ({c} entr{'y' if c == 1 else 'ies'})" for k, c in counts.items())
-            warnings.warn(f"{self.expr}: non-finite gradients: {shown}", NonFiniteWarning, stacklevel=2)
-        return counts
-
-    def _finish(self, frame: Frame, surrogate: Any) -> Any:
-        """The objective from the per-sample surrogate: summed over entries, averaged over samples."""
-        s = frame.array(surrogate)
-        shape = self.B.shape(s)
-        if len(shape) == 1:  # one entry per sample: their mean, one operation
-            return self.B.mean(s)
-        total = self.B.sum(s, tuple(range(len(shape))))
-        return total if shape[0] == 1 else total / shape[0]
-
 
 def compile(  # noqa: A001  (the public name the issue asks for)
     expr: Any,
@@ -423,8 +346,6 @@ def compile(  # noqa: A001  (the public name the issue asks for)
         distributions=distributions,
     )
 
-
-_NO_STATE, _RECORD = object(), object()  # __call__ without state=; init_state's recording call
 
 #: compile's own keywords, for the did-you-mean of a misspelt one
 _KEYWORDS = (

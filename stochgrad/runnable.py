@@ -20,7 +20,8 @@ import numpy as np
 
 from . import planned
 from .arraynodes import as_index_array
-from .backend import Backend, get_backend
+from .backend import Backend
+from .backend_registry import get_backend
 from .baselines import single_sample
 from .compiled import Objective
 from .distributed import shardable, take

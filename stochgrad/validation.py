@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import DEFAULT_BACKEND, Backend, get_backend, option_names
+from .backend import Backend
+from .backend_registry import DEFAULT_BACKEND, get_backend, option_names
 from .errors import ValidationError, did_you_mean
 
 
