@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import reprs
+from . import reprs, structural
 from .errors import StochgradError
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -45,7 +45,6 @@ ARITHMETIC = frozenset({"+", "-", "*", "/", "**"})
 ATOM = 6
 
 
-_HASH = "_hash"  # where a node keeps its hash once computed
 _STRUCTURAL: set[type] = set()  # the node classes with structural equality (see _structural)
 
 
@@ -80,7 +79,7 @@ class Expr:
     prec: int = ATOM
 
     def __getstate__(self) -> dict[str, Any]:  # the cached hash is per process: never pickle it
-        return {k: v for k, v in self.__dict__.items() if k != _HASH}
+        return {k: v for k, v in self.__dict__.items() if k != structural.HASH}
 
     def __add__(self, other: object) -> BinOp:
         return BinOp("+", self, as_expr(other))
@@ -326,46 +325,13 @@ def _key(node: Expr) -> tuple[Any, ...]:
 
 
 def _hash(self: Expr) -> int:
-    h = self.__dict__.get(_HASH)
-    if h is not None:
-        return h
-    stack: list[tuple[Expr, bool]] = [(self, False)]
-    while stack:  # post-order over the nodes not hashed yet
-        node, ready = stack.pop()
-        d = node.__dict__
-        if _HASH in d:
-            continue
-        kids = node.children()
-        if ready:
-            d[_HASH] = hash((type(node), _key(node), tuple(hash(k) for k in kids)))
-        else:
-            stack.append((node, True))
-            stack.extend((k, False) for k in kids if type(k) in _STRUCTURAL and _HASH not in k.__dict__)
-    return self.__dict__[_HASH]
+    return structural.tree_hash(self, _key, _STRUCTURAL)
 
 
 def _eq(self: Expr, other: object) -> bool:
-    if self is other:
-        return True
     if not isinstance(other, Expr):
         return NotImplemented
-    stack: list[tuple[Expr, Expr]] = [(self, other)]
-    while stack:
-        a, b = stack.pop()
-        if a is b:
-            continue
-        if type(a) is not type(b):
-            return False
-        if type(a) not in _STRUCTURAL:  # internal nodes of a plan compare by identity
-            return False
-        ha, hb = a.__dict__.get(_HASH), b.__dict__.get(_HASH)
-        if ha is not None and hb is not None and ha != hb:
-            return False
-        ka, kb = a.children(), b.children()
-        if len(ka) != len(kb) or _key(a) != _key(b):
-            return False
-        stack.extend(zip(ka, kb))
-    return True
+    return structural.tree_eq(self, other, _key, _STRUCTURAL)
 
 
 def check_name(name: str) -> None:

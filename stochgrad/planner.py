@@ -11,14 +11,14 @@ planned from last to first.  Users override per node by variable name.
 Planning is pure and cached: the plan is computed once per (expression, overrides, policy,
 shapes, budget, capabilities) and lowered as often as needed.  This module knows nothing of
 backends or runs: :mod:`stochgrad.api` makes the runnable plan of the public ``sg.plan`` from it.
+The rules themselves are data, in :mod:`stochgrad.planrules`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from . import ir
@@ -28,66 +28,19 @@ from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .distscope import scope_key
 from .errors import PlanError, StochgradError, did_you_mean
-from .estimators import Enumerate, EstimatorSpec, Pathwise, Relaxed, Score, as_spec
+from .estimators import EstimatorSpec, Score, as_spec
 from .kl import KL_FORMULAS, monte_carlo_reason
 from .kl import verdict as kl_verdict
 from .parser import as_expression
 from .planned import LogRatio, NodePlan, Plan, PlannedExpect
+from .planrules import ALL_CAPABILITIES, DEFAULT_BUDGET, POLICIES, RULES, Facts
+from .planrules import Rule as Rule  # re-exported: the rule table is read and extended through the planner
 from .plates import infer_plates
 from .scope import Frame, Scope, ShapeEnv, mark_ancestors, score_ancestors, uses
 from .shapes import Shape, UnknownShape, infer
 
-#: planning policies: the default never picks a biased estimator by itself
-POLICIES = ("unbiased", "low_variance", "min_variance")
-#: default largest joint support enumerated exactly (over all enumerated nodes together)
-DEFAULT_BUDGET = 1024
-ALL_CAPABILITIES = frozenset({"implicit_reparam", "grad_inside", "hvp_inside"})
 #: deepest nesting of calls, distributions and expectations planned (arithmetic does not count)
 MAX_NESTING = 150
-
-
-@dataclass(frozen=True)
-class Facts:
-    var: str
-    dist: str
-    reparameterized: bool  # has a pathwise sampler the backend can run
-    nondiff: str | None  # why the cost is not differentiable in var, if it is not
-    discrete: bool
-    relaxable: bool
-    states: int | None  # size of the finite joint support, if known
-    budget: int  # joint states still available for enumeration
-    policy: str
-    support: str  # what the support is, for reasons
-    missing: str  # a backend capability the pathwise sampler lacks, as a reason
-
-
-@dataclass(frozen=True)
-class Rule:
-    when: Callable[[Facts], bool]
-    spec: EstimatorSpec
-    reason: str  # formatted with the facts' fields
-
-
-#: first match wins; only the low_variance policy picks a biased estimator
-RULES: tuple[Rule, ...] = (
-    Rule(
-        lambda f: f.reparameterized and f.nondiff is None, Pathwise(), "reparameterizable, cost differentiable in {var}"
-    ),
-    Rule(
-        lambda f: f.states is not None and f.states <= f.budget,
-        Enumerate(),
-        "finite support: exact sum over {states} states, zero variance",
-    ),
-    Rule(
-        lambda f: f.policy == "low_variance" and f.relaxable and f.nondiff is None,
-        Relaxed(),
-        "low_variance policy: cost differentiable in {var}, so a relaxation trades bias for variance",
-    ),
-    Rule(lambda f: f.reparameterized, Score(), "cost not differentiable in {var}: {nondiff}"),
-    Rule(lambda f: bool(f.missing), Score(), "{missing}"),
-    Rule(lambda f: f.discrete, Score(), "discrete, {support}"),
-    Rule(lambda f: True, Score(), "{dist} has no pathwise sampler"),
-)
 
 
 class _Planner:
