@@ -4,7 +4,7 @@ Gradients come from ``torch.autograd.grad``; ``stop_gradient`` is ``detach``.
 Noise comes from a ``torch.Generator`` on the backend's device, except normal and uniform noise in
 float64 on the CPU, which comes from numpy's PCG64: faster there than ``torch.randn`` (ziggurat
 rather than Box-Muller), and the very numbers the autograd backend draws for the same seed.
-Gamma draws get torch's implicit gradient through :class:`_ImplicitGamma`, one derivative deep (a
+Gamma draws get torch's implicit gradient through ``_torch_implicit._ImplicitGamma``, one derivative deep (a
 second one raises the node's refusal, see :mod:`stochgrad.gammas`).
 """
 
@@ -21,9 +21,11 @@ import numpy as np
 import torch
 
 from stochgrad.backend import Backend
-from stochgrad.errors import BackendError, PlanError, ValidationError
+from stochgrad.errors import BackendError, ValidationError
 from stochgrad.noise import NumpyStream, fill
 from stochgrad.validation import as_real_array
+
+from ._torch_implicit import _Implicit, _ImplicitGamma
 
 
 def cxx_compiler() -> str | None:
@@ -93,66 +95,6 @@ _ONE_THREAD_LOCK = threading.Lock()
 _ONE_THREAD = [0, 1]  # runs inside TorchBackend.one_thread_each, and the thread count before the first
 
 _FUSED_SOFTMAX_ENTRIES = 1 << 22  # see TorchBackend._fused
-
-
-class _ImplicitGamma(torch.autograd.Function):
-    """Identity on a standard-gamma draw ``z`` with the implicit gradient ``dz/dalpha`` (torch's
-    ``_standard_gamma_grad``, the gradient ``torch._standard_gamma`` itself has), which supports one
-    derivative: a second one reaches :class:`_GammaGrad`'s backward and gets ``refusal``."""
-
-    @staticmethod
-    def forward(ctx: Any, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
-        ctx.save_for_backward(alpha, z)
-        ctx.refusal = refusal
-        return z.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        alpha, z = ctx.saved_tensors
-        return g * _GammaGrad.apply(alpha, z, ctx.refusal), None, None
-
-
-class _GammaGrad(torch.autograd.Function):
-    """``dz/dalpha`` of a standard-gamma draw (torch's sampler already returns at least ``tiny``, so
-    the draw's clamp never cut a gradient); differentiating it raises the node's refusal."""
-
-    @staticmethod
-    def forward(ctx: Any, alpha: torch.Tensor, z: torch.Tensor, refusal: str) -> torch.Tensor:
-        ctx.refusal = refusal
-        return torch._standard_gamma_grad(alpha.contiguous(), z)
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, None]:
-        raise PlanError(ctx.refusal)
-
-
-class _Implicit(torch.autograd.Function):
-    """Identity on draws ``z`` with the given derivative ``dz/dx`` (see ``Backend.implicit_grad``), one
-    derivative deep: a second one reaches :class:`_Refused`'s backward and gets ``refusal``."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, z: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
-        ctx.save_for_backward(x, dz_dx)
-        ctx.refusal = refusal
-        return z.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        x, dz_dx = ctx.saved_tensors
-        return g * _Refused.apply(x, dz_dx, ctx.refusal), None, None, None
-
-
-class _Refused(torch.autograd.Function):
-    """``dz/dx`` as a value connected to ``x``, so that differentiating it raises the node's refusal."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, dz_dx: torch.Tensor, refusal: str) -> torch.Tensor:
-        ctx.refusal = refusal
-        return dz_dx.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[None, None, None]:
-        raise PlanError(ctx.refusal)
 
 
 class TorchBackend(Backend):

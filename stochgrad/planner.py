@@ -21,6 +21,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from .reprs import clipped
 from . import ir
 from .analysis import additive_terms, nondiff_uses, parameters
 from .arraynodes import Index, MatMul
@@ -97,7 +98,7 @@ class _Planner:
                 if depth > MAX_NESTING:
                     raise PlanError(
                         f"expression nested too deeply: calls, distributions and expectations nested"
-                        f" more than {MAX_NESTING} levels, at `{_clip(item)}`"
+                        f" more than {MAX_NESTING} levels, at `{clipped(item)}`"
                     )
             if isinstance(item, ir.Expect):
                 todo: list[Any] = []
@@ -307,11 +308,6 @@ def _rebuild(node: ir.Expr, kids: list[ir.Expr]) -> ir.Expr:
     if isinstance(node, LogProb):
         return node.rebuild(kids)
     return dataclasses.replace(node, params=tuple((k, v) for (k, _), v in zip(node.params, kids)))  # type: ignore[attr-defined, type-var]
-
-
-def _clip(e: ir.Expr) -> str:
-    text = str(e)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def plan(

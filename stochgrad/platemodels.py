@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .reprs import clipped
 from . import ir
 from .arraynodes import Index, MatMul, Slice, index_shape, matmul_shape
 from .densities import LogProb
@@ -44,16 +45,11 @@ def _joint(why: str) -> tuple[Any, ...]:
     return ("joint", why)
 
 
-def _clip(e: ir.Expr) -> str:
-    text = str(e)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def model_rule(node: ir.Expr, args: list[Value], n: int, broadcast: Callable[[ir.Expr, list[Value]], Value]) -> Value:
     """The shape and kind of a log density, matmul or index node from its operands' (none joint)."""
     if any(s is None for s, _ in args):
         if any(k[0] == "row" for _, k in args):
-            return None, _joint(f"the shape of an operand of `{_clip(node)}` is unknown")
+            return None, _joint(f"the shape of an operand of `{clipped(node)}` is unknown")
         return None, GLOBAL
     shapes = [s for s, _ in args if s is not None]
     if isinstance(node, LogProb):
@@ -62,15 +58,15 @@ def model_rule(node: ir.Expr, args: list[Value], n: int, broadcast: Callable[[ir
         try:
             out = tuple(matmul_shape(shapes[0], shapes[1], node))
         except (StochgradError, ValueError):
-            return None, _joint(f"the shapes in `{_clip(node)}` do not multiply")
+            return None, _joint(f"the shapes in `{clipped(node)}` do not multiply")
         return out, _matmul(node, args, out)
     assert isinstance(node, Index)
     if node.gather is not None:
-        return None, GLOBAL if args[0][1] == GLOBAL else _joint(f"`{_clip(node)}` gathers (not analyzed for plates)")
+        return None, GLOBAL if args[0][1] == GLOBAL else _joint(f"`{clipped(node)}` gathers (not analyzed for plates)")
     try:
         out = tuple(index_shape(shapes[0], node, ()))
     except (StochgradError, ValueError, IndexError):
-        return None, _joint(f"`{_clip(node)}` does not index its value")
+        return None, _joint(f"`{clipped(node)}` does not index its value")
     return out, _index(node, args[0], out)
 
 
@@ -78,13 +74,13 @@ def _log_prob(node: LogProb, args: list[Value], n: int, broadcast: Callable[[ir.
     try:
         d = lookup(node.dist.name)
     except (StochgradError, KeyError):
-        return None, _joint(f"the distribution of `{_clip(node)}` is not analyzed for plates")
+        return None, _joint(f"the distribution of `{clipped(node)}` is not analyzed for plates")
     ranks = {p.name: p.event_rank for p in d.params}
     names = [k for k, _ in node.dist.params]
     try:
         v = tuple(d.value_shape(dict(zip(names, (s for s, _ in args[:-1]))), node.dist))  # type: ignore[misc]
     except (StochgradError, ValueError, TypeError):
-        return None, _joint(f"the parameters of `{_clip(node)}` do not broadcast")
+        return None, _joint(f"the parameters of `{clipped(node)}` do not broadcast")
     copies = getattr(node.dist, "count", None)  # log_prob(iid(K, D), x): the copies axis before D's batch axes
     if copies is not None:
         v = (int(copies),) + v
@@ -96,19 +92,19 @@ def _log_prob(node: LogProb, args: list[Value], n: int, broadcast: Callable[[ir.
         assert s is not None
         own = len(s) - ranks.get(name, 0)  # the parameter's batch axes
         if kind[1] >= own:
-            return None, _joint(f"the examples are an event axis of a parameter of `{_clip(node)}`")
+            return None, _joint(f"the examples are an event axis of a parameter of `{clipped(node)}`")
         where.add(batch - own + kind[1])
     if len(where) > 1:
-        return None, _joint(f"`{_clip(node)}` pairs parameters of different examples")
+        return None, _joint(f"`{clipped(node)}` pairs parameters of different examples")
     value: Value = (v, ("row", where.pop()) if where else GLOBAL)
     if value[1] != GLOBAL and not (0 <= value[1][1] < len(v) and v[value[1][1]] == n):
-        return None, _joint(f"the examples' axis of `{_clip(node)}` is not aligned")
+        return None, _joint(f"the examples' axis of `{clipped(node)}` is not aligned")
     shape, kind = broadcast(node, [value, args[-1]])
     if kind[0] != "row" or shape is None:
         return (None if shape is None else shape[: len(shape) - d.event_rank]), kind
     out = shape[: len(shape) - d.event_rank]
     if kind[1] >= len(out):
-        return None, _joint(f"`{_clip(node)}` reduces the examples as event axes of {node.dist.name}")
+        return None, _joint(f"`{clipped(node)}` reduces the examples as event axes of {node.dist.name}")
     return out, kind
 
 
@@ -116,14 +112,14 @@ def _matmul(node: MatMul, args: list[Value], out: Shape) -> tuple[Any, ...]:
     (sa, ka), (sb, kb) = args
     assert sa is not None and sb is not None
     if ka[0] == "row" and kb[0] == "row":
-        return _joint(f"`{_clip(node)}` multiplies rows of different examples")
+        return _joint(f"`{clipped(node)}` multiplies rows of different examples")
     if ka[0] != "row" and kb[0] != "row":
         return GLOBAL
     s, p, left = (sa, ka[1], True) if ka[0] == "row" else (sb, kb[1], False)
     r = len(s)
     contracted = (r - 1 if left else r - 2) if r >= 2 else 0
     if p == contracted:
-        return _joint(f"`{_clip(node)}` contracts the examples' axis")
+        return _joint(f"`{clipped(node)}` contracts the examples' axis")
     if r >= 2 and p == (r - 2 if left else r - 1):  # the row axis of a, the column axis of b
         other = sb if left else sa
         q = len(out) - (1 if (not left or len(other) == 1) else 2)
@@ -138,10 +134,10 @@ def _index(node: Index, value: Value, out: Shape) -> tuple[Any, ...]:
         return GLOBAL
     p = kind[1]
     if any(i is Ellipsis for i in node.items):
-        return _joint(f"`{_clip(node)}` indexes with `...` (not analyzed for plates)")
+        return _joint(f"`{clipped(node)}` indexes with `...` (not analyzed for plates)")
     if p < len(node.items) and node.items[p] != Slice():
-        return _joint(f"`{_clip(node)}` indexes the examples' axis")
+        return _joint(f"`{clipped(node)}` indexes the examples' axis")
     q = p - sum(1 for i in node.items[:p] if not isinstance(i, Slice))
     if not (0 <= q < len(out)) or shape is None or out[q] != shape[p]:
-        return _joint(f"`{_clip(node)}` indexes the examples' axis")
+        return _joint(f"`{clipped(node)}` indexes the examples' axis")
     return ("row", q)

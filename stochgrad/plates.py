@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from .reprs import clipped
 from . import ir
 from .distributions import lookup
 from .functions import make_call
@@ -108,7 +109,7 @@ def _opaque(node: ir.Expr, local: Mapping[str, Value], env: Mapping[str, Shape])
             what = (
                 f"uses the user function {node.fn}()"
                 if isinstance(node, ir.Call)
-                else f"puts the examples through `{_clip(node)}`"
+                else f"puts the examples through `{clipped(node)}`"
             )
             return None, _joint(what)
     source = getattr(node, "source", node)  # a planned expectation: its shape is its source's
@@ -176,31 +177,31 @@ def _combine(node: ir.Expr, args: list[Value], n: int) -> Value:
     if rule == "elementwise":
         return args[0]
     if shape is None:
-        return None, _joint(f"the shape of `{_clip(node)}` is unknown")
+        return None, _joint(f"the shape of `{clipped(node)}` is unknown")
     if rule == "reversed_axes":  # transpose
         return shape[::-1], ("row", len(shape) - 1 - kind[1])
     if rule == "along_axis":  # softmax, log_softmax: rows stay apart unless it runs along the examples
         axis = dict(node.kwargs).get("axis")
         k = -1 if axis is None else int(axis.value)  # type: ignore[attr-defined]
         if len(shape) == 0 or k % len(shape) == kind[1]:
-            return None, _joint(f"`{_clip(node)}` normalizes over the examples")
+            return None, _joint(f"`{clipped(node)}` normalizes over the examples")
         return args[0]
     if rule not in ("reduction", "drop_last"):
-        return None, _joint(f"`{_clip(node)}` rearranges the examples")
+        return None, _joint(f"`{clipped(node)}` rearranges the examples")
     if rule == "drop_last":  # argmax
         if row and kind[1] == len(shape) - 1:
-            return None, _joint(f"`{_clip(node)}` takes the argmax over the examples")
+            return None, _joint(f"`{clipped(node)}` takes the argmax over the examples")
         return shape[:-1], kind
     axis = dict(node.kwargs).get("axis")
     if axis is None:
-        return (), _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
+        return (), _joint(f"`{clipped(node)}` {_verb(node)} over the examples")
     k, rank = int(axis.value), len(shape)  # type: ignore[attr-defined]
     if not -rank <= k < rank:
-        return None, _joint(f"axis {k} is out of range in `{_clip(node)}`")
+        return None, _joint(f"axis {k} is out of range in `{clipped(node)}`")
     k %= rank
     out = shape[:k] + shape[k + 1 :]
     if k == kind[1]:
-        return None, _joint(f"`{_clip(node)}` {_verb(node)} over the examples")
+        return None, _joint(f"`{clipped(node)}` {_verb(node)} over the examples")
     return out, ("row", kind[1] - (k < kind[1]))
 
 
@@ -222,17 +223,17 @@ def _broadcast(node: ir.Expr, args: list[Value]) -> Value:
     any_row = any(kind[0] == "row" for _, kind in args)
     known = [s for s, _ in args if s is not None]
     if len(known) < len(args):
-        return (None, _joint(f"the shape of an operand of `{_clip(node)}` is unknown")) if any_row else (None, GLOBAL)
+        return (None, _joint(f"the shape of an operand of `{clipped(node)}` is unknown")) if any_row else (None, GLOBAL)
     rows = [(s, kind[1]) for s, kind in zip(known, (k for _, k in args)) if kind[0] == "row"]
     try:
         shape = tuple(np.broadcast_shapes(*known))
     except ValueError:
-        return None, _joint(f"the shapes in `{_clip(node)}` do not broadcast")
+        return None, _joint(f"the shapes in `{clipped(node)}` do not broadcast")
     if not rows:
         return shape, GLOBAL
     right = {len(s) - 1 - p for s, p in rows}  # the examples' axis, counted from the right
     if len(right) > 1:
-        return None, _joint(f"`{_clip(node)}` pairs rows of different examples")
+        return None, _joint(f"`{clipped(node)}` pairs rows of different examples")
     return shape, ("row", len(shape) - 1 - right.pop())
 
 
@@ -291,22 +292,22 @@ def _term(t: ir.Expr, sizes: list[int], kinds: Any, env: Mapping[str, Shape]) ->
             if isinstance(t, ir.Call) and t.impl is not None
             else "is not a sum over the examples"
         )
-        return None, f"the cost term `{_clip(t)}` {what}"
+        return None, f"the cost term `{clipped(t)}` {what}"
     why: str = ""
     for n in sizes:
         shape, kind = analyze(t.args[0], n, kinds(n), env)
         if kind[0] == "joint":
-            why = f"in the cost term `{_clip(t)}`, {kind[1]}"
+            why = f"in the cost term `{clipped(t)}`, {kind[1]}"
             continue
         if kind[0] != "row" or shape is None or math.prod(shape) == 0:
-            why = f"the cost term `{_clip(t)}` does not depend on the examples row by row"
+            why = f"the cost term `{clipped(t)}` does not depend on the examples row by row"
             continue
         axis = dict(t.kwargs).get("axis")
         if axis is not None and int(axis.value) % len(shape) != kind[1]:  # type: ignore[attr-defined]
-            why = f"the cost term `{_clip(t)}` keeps one value per example (it sums over another axis)"
+            why = f"the cost term `{clipped(t)}` keeps one value per example (it sums over another axis)"
             continue
         if axis is not None and len(shape) != 1:
-            why = f"the cost term `{_clip(t)}` leaves more than one value per example"
+            why = f"the cost term `{clipped(t)}` leaves more than one value per example"
             continue
         return n, _rows(t, shape, kind[1])
     return None, why
@@ -374,7 +375,7 @@ def infer_plates(
         if not drop:
             break
         for i in drop:
-            why[i] = f"the cost term `{_clip(terms[i][1])}` shares a node with a term that is joint"
+            why[i] = f"the cost term `{clipped(terms[i][1])}` shares a node with a term that is joint"
             del found[i]
     out_nodes = []
     for j, node in enumerate(nodes):
@@ -396,8 +397,3 @@ def infer_plates(
     new_terms = tuple((s, found[i][1]) if i in found else (s, t) for i, (s, t) in enumerate(terms))
     plates = tuple(PlateTerm(found[i][0], t) if i in found else None for i, (_, t) in enumerate(terms))
     return Plates(tuple(out_nodes), new_terms, plates if found else ())
-
-
-def _clip(e: ir.Expr) -> str:
-    text = str(e)
-    return text if len(text) <= 60 else text[:57] + "..."

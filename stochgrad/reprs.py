@@ -29,6 +29,12 @@ def short(text: str, limit: int = LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def clipped(e: Any, limit: int = 60) -> str:
+    """An expression's text for a plan line or a reason: whole up to ``limit`` characters, else cut with "..."."""
+    text = str(e)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def expr_repr(e: Any) -> str:
     """``Expr('<DSL text>')`` (cut at :data:`LIMIT` characters)."""
     return f"Expr({short(str(e))!r})"
