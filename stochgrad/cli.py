@@ -43,6 +43,14 @@ def _say(notes: list[str]) -> None:
         print(f"stochgrad: warning: {text}", file=sys.stderr)
 
 
+def _grouped(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """``--estimator VAR=SPEC`` pairs (repeatable per variable) as lists by variable."""
+    out: dict[str, list[str]] = {}
+    for var, spec in pairs:
+        out.setdefault(var, []).append(spec)
+    return out
+
+
 def _compare(args: argparse.Namespace, notes: list[str]) -> int:
     from .compare import compare, plot
 
@@ -58,6 +66,7 @@ def _compare(args: argparse.Namespace, notes: list[str]) -> int:
             temperatures=tuple(args.temperature or (0.1, 0.5, 1.0)),
             repeats=repeats,
             backend_options=_options(args),
+            estimators=_grouped(args.estimator),
         )
     if args.plot:
         try:

@@ -142,6 +142,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)",
     )
+    p_cmp.add_argument(
+        "--estimator",
+        "-e",
+        action="append",
+        type=_assignment,
+        default=[],
+        metavar="VAR=NAME",
+        help="also run this configured estimator for a random variable (repeat), beside every registered one"
+        " in its default configuration, e.g. b=relaxed:temperature=0.05 or z=score:baseline=none",
+    )
     p_cmp.add_argument("--json", action="store_true", help="print the table as JSON (errors too)")
     p_cmp.add_argument("--plot", metavar="PNG", help="write a plot (needs matplotlib)")
     p_cmp.add_argument(

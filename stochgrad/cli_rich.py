@@ -98,8 +98,13 @@ def compare_table(c: Any) -> Any:
             bias = "-" if r.bias is None else f"{_num(r.bias[k])} ({_z(r.bias[k], r.stderr[k], r.grad[k])})"
             cells += [f"{_num(r.grad[k])} ± {_num(r.stderr[k])}", _num(r.variance[k]), bias]
         t.add_row(*cells, f"{r.seconds_per_sample:.2e}")
+    caption = []
     if c.exact is not None:
-        t.caption = f"exact ({c.exact_source}): " + ", ".join(f"d/d{k} = {_num(v)}" for k, v in c.exact.items())
+        caption.append(f"exact ({c.exact_source}): " + ", ".join(f"d/d{k} = {_num(v)}" for k, v in c.exact.items()))
+    caption += c.not_run_lines()
+    if caption:
+        t.caption = "\n".join(caption)
+        t.caption_justify = "left"
     return t
 
 

@@ -29,9 +29,11 @@ import numpy as np
 
 from .api import estimate
 from .backend import Backend
+from .compare_plot import figure as figure  # re-exported: stochgrad.compare.figure
+from .compare_plot import plot as plot  # and stochgrad.compare.plot
 from .distributions import joint_states, lookup
 from .errors import PlanError, ValidationError
-from .estimators import EstimatorSpec, applicable
+from .estimators import ESTIMATORS, EstimatorSpec, as_spec
 from .noise import REPLICATE, check_seed, derive_seed
 from .parser import as_expression
 from .planner import DEFAULT_BUDGET, Plan, plan
@@ -62,6 +64,18 @@ class Row:
 
 
 @dataclass(frozen=True)
+class NotRun:
+    """A registered estimator :func:`compare` did not run for a node, and why (its own refusal)."""
+
+    var: str
+    estimator: str
+    reason: str
+    #: ``"law"``: it does not apply to the node's law or the backend (or needs a configuration);
+    #: ``"expression"``: it refused this node's expectation when run (e.g. not a K-sample bound)
+    stage: str = "law"
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What :func:`compare` measured: ``print(c)`` or ``c.table()`` shows one row per node and estimator.
 
@@ -74,6 +88,8 @@ class Comparison:
         rows: one :class:`Row` per node and estimator: gradient, standard error, variance per sample,
             bias against ``exact``, seconds per sample.
         seed: the seed every estimator ran with.
+        not_run: every registered estimator not run for a node, with the reason (it does not apply to
+            the node's law, its expectation or the backend, or it needs a configuration).
     """
 
     expr: Any
@@ -83,6 +99,7 @@ class Comparison:
     exact_source: str | None
     rows: tuple[Row, ...]
     seed: int | None = None  # the seed every estimator ran with (compare(seed=None) draws one)
+    not_run: tuple[NotRun, ...] = ()
 
     def __repr__(self) -> str:  # one line, not every row's arrays
         return (
@@ -92,18 +109,20 @@ class Comparison:
 
     def table(self) -> str:
         names = sorted(self.rows[0].grad) if self.rows else []
-        head = f"{'node':<6}{'estimator':<44}{'unbiased':<10}"
+        w = min(72, max([44, *(len(r.estimator) + 2 for r in self.rows)]))  # longer names are cut (in full: rows)
+        head = f"{'node':<6}{'estimator':<{w}}{'unbiased':<10}"
         head += "".join(f"{'d/d' + k:>24}{'var/sample':>12}{'bias (z)':>18}" for k in names) + f"{'s/sample':>11}"
         lines = [head]
         for r in self.rows:
-            line = f"{r.var:<6}{r.estimator:<44}{'yes' if r.unbiased else 'no':<10}"
+            name = r.estimator if len(r.estimator) < w else r.estimator[: w - 2] + "\u2026"
+            line = f"{r.var:<6}{name:<{w}}{'yes' if r.unbiased else 'no':<10}"
             for k in names:
-                line += f"{_num(r.grad[k]) + ' ± ' + _num(r.stderr[k]):>24}{_num(r.variance[k]):>12}"
+                line += f"{' ' + _num(r.grad[k]) + ' ± ' + _num(r.stderr[k]):>24}{' ' + _num(r.variance[k]):>12}"
                 if r.bias is None:
                     line += f"{'-':>18}"
                 else:
                     z = _z(r.bias[k], r.stderr[k], r.grad[k])
-                    line += f"{_num(r.bias[k]) + ' (' + z + ')':>18}"
+                    line += f"{' ' + _num(r.bias[k]) + ' (' + z + ')':>18}"
             lines.append(line + f"{r.seconds_per_sample:>11.2e}")
         if self.exact is not None:
             lines.append(
@@ -112,7 +131,22 @@ class Comparison:
                 + "): "
                 + ", ".join(f"d/d{k} = {_num(v)}" for k, v in self.exact.items())
             )
-        return "\n".join(lines)
+        return "\n".join(lines + self.not_run_lines())
+
+    def not_run_lines(self) -> list[str]:
+        """The estimators not run, for the table: those refused by a node's law in one line per node
+        (their reasons are in :attr:`not_run`), those refused by the expression one per line, with why."""
+        lines = []
+        for var in dict.fromkeys(m.var for m in self.not_run):
+            law = [m.estimator for m in self.not_run if m.var == var and m.stage == "law"]
+            if law:
+                lines.append(f"not applicable to {var}: {', '.join(law)} (Comparison.not_run says why)")
+            lines += [
+                f"not run for {m.var}: {m.estimator}: {m.reason}"
+                for m in self.not_run
+                if m.var == var and m.stage != "law"
+            ]
+        return lines
 
     def to_json(self) -> dict[str, Any]:
         def js(x: Any) -> Any:
@@ -138,6 +172,9 @@ class Comparison:
                     "measured_error": {str(m): js(r.measured_error(m, self.exact)) for m in r.runs},
                 }
                 for r in self.rows
+            ],
+            "not_run": [
+                {"var": m.var, "estimator": m.estimator, "reason": m.reason, "stage": m.stage} for m in self.not_run
             ],
         }
 
@@ -165,10 +202,38 @@ def candidates(
 ) -> list[EstimatorSpec]:
     """Every registered estimator that applies to node ``var`` of plan ``p`` and is ``compared``,
     in each of its variants (``temperatures`` for the relaxation), in registry order."""
+    return _sorted(p, var, temperatures, capabilities)[0]
+
+
+def _sorted(
+    p: Plan, var: str, temperatures: Sequence[float], capabilities: frozenset[str] | None
+) -> tuple[list[EstimatorSpec], list[NotRun]]:
+    """Node ``var``'s runnable candidates, and the registered estimators it cannot run, with why:
+    not applicable to the node's law or the backend (the estimator's own refusal), or not
+    ``compared`` by default."""
     node = p.node(var)
     d = lookup(node.dist.name)
-    found = applicable(d, states=joint_states(d, node.dist, node.shape), capabilities=capabilities)
-    return [v for spec in found if spec.compared for v in spec.variants(temperatures=temperatures)]
+    states = joint_states(d, node.dist, node.shape)
+    runs: list[EstimatorSpec] = []
+    skipped: list[NotRun] = []
+    for name, cls in ESTIMATORS.items():
+        try:
+            spec = cls()
+            spec.requires(d, states=states, capabilities=capabilities)
+        except PlanError as exc:
+            skipped.append(NotRun(var, name, str(exc)))
+            continue
+        if not spec.compared:
+            skipped.append(NotRun(var, name, f"not compared by default: ask for it, estimators={{{var!r}: {name!r}}}"))
+            continue
+        runs.extend(spec.variants(temperatures=temperatures))
+    return runs, skipped
+
+
+def _extras(var: str, given: Any) -> list[EstimatorSpec]:
+    """The configured estimators the caller asked to compare for ``var`` (one, or a list)."""
+    items = given if isinstance(given, (list, tuple)) else [given]
+    return [as_spec(v, var) for v in items]
 
 
 def compare(
@@ -186,6 +251,7 @@ def compare(
     enumerate_budget: int = DEFAULT_BUDGET,
     batch_axes: int = 0,
     memory_limit: int | None = None,
+    estimators: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> Comparison:
     """Run every applicable estimator for every random node; see the module docstring.
@@ -211,9 +277,12 @@ def compare(
         enumerate_budget: the most joint states summed exactly.
         batch_axes: leading axes of independent examples.
         memory_limit: bytes a chunk may take.
+        estimators: configured estimators to run beside the registry's defaults, by variable (one or a
+            list: ``{"b": sg.Relax(surrogate=net)}``, ``{"z": ["delta", sg.Score(baseline=f)]}``).
 
     Returns:
-        A :class:`Comparison`: one row per estimator and node, printable as a table.
+        A :class:`Comparison`: one row per estimator and node, printable as a table, and
+        :attr:`Comparison.not_run`: each registered estimator not run for a node, with why.
 
     Raises:
         ValidationError: invalid parameters, ``repeats`` or ``repeat_sizes``.
@@ -236,12 +305,22 @@ def compare(
         "memory_limit": memory_limit,
     }
     exact, source = _exact(e, params, base, seed, options)
-    rows = []
+    extras = dict(estimators or {})
+    unknown = sorted(set(extras) - {node.var for node in base.nodes})
+    if unknown:
+        raise ValidationError(
+            f"compare: estimators for {unknown[0]!r}, which is not a random variable; random variables:"
+            f" {', '.join(node.var for node in base.nodes) or 'none'}"
+        )
+    rows, not_run = [], []
     for node in base.nodes:
-        for spec in candidates(base, node.var, temperatures):
+        specs, skipped = _sorted(base, node.var, temperatures, B.capabilities)
+        not_run += skipped
+        for spec in specs + (_extras(node.var, extras[node.var]) if node.var in extras else []):
             try:
                 estimate(e, params, n=min(n, 64), seed=seed, estimators={node.var: spec}, **options)
-            except PlanError:  # it refuses this node's expectation (e.g. needs to be its only random node)
+            except PlanError as exc:  # it refuses this node's expectation (e.g. needs to be its only random node)
+                not_run.append(NotRun(node.var, spec.describe(), str(exc), "expression"))
                 continue
             t0 = time.perf_counter()
             r = estimate(e, params, n=n, seed=seed, estimators={node.var: spec}, **options)
@@ -275,7 +354,7 @@ def compare(
                     runs,
                 )
             )
-    return Comparison(e, n, B.name, exact, source, tuple(rows), seed)
+    return Comparison(e, n, B.name, exact, source, tuple(rows), seed, tuple(not_run))
 
 
 #: compare's own keywords, for the did-you-mean of a misspelt one
@@ -291,6 +370,7 @@ _KEYWORDS = (
     "enumerate_budget",
     "batch_axes",
     "memory_limit",
+    "estimators",
 )
 
 
@@ -309,83 +389,3 @@ def _exact(
     except Exception:  # noqa: BLE001 -- the oracle is optional; any failure means "no exact value"
         return None, None
     return (dict(found.grad), f"SymPy: {found.formula}") if found is not None else (None, None)
-
-
-def plot(c: Comparison, path: str) -> None:
-    """Write a PNG, one column per scalar parameter (:func:`figure`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = figure(c)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def figure(c: Comparison) -> Any:
-    """The comparison's matplotlib figure, one column per scalar parameter.  Top: each estimator's
-    gradient -- the distribution of the repeated runs at the largest repeated size (violins; a bar
-    where they all agree) when there are any, and the long run's mean ± 2 standard errors.  Bottom:
-    root-mean-square error against n, predicted as sqrt(bias^2 + variance / n) from the long run (an
-    exact estimator has no line: its error is 0), and measured from the repeated runs (dots).  Every
-    panel has both axis labels; one legend for the whole figure sits below the panels, outside
-    them (constrained layout makes room), so it covers no data."""
-    import matplotlib.pyplot as plt
-
-    names = [k for k in sorted(c.rows[0].grad) if np.ndim(c.rows[0].grad[k]) == 0]
-    cols = max(1, len(names))
-    labels = [f"{r.var}: {r.estimator}" for r in c.rows]  # in full in the legend, cut on the axis
-    ticks = [label if len(label) <= 40 else label[:39] + "\u2026" for label in labels]
-    fig, axes = plt.subplots(2, cols, figsize=(8.5 * cols, 9 + 0.16 * len(c.rows)), squeeze=False, layout="constrained")
-    sizes = sorted(c.rows[0].runs)
-    ns = np.logspace(1, 7, 50)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for j, k in enumerate(names):
-        ax = axes[0][j]
-        title = f"d/d{k}: n = {c.n} run, mean ± 2 s.e."
-        if sizes:
-            at = sizes[-1]
-            runs = [r.runs[at][k] for r in c.rows]
-            spread = [i for i, g in enumerate(runs) if np.ptp(g) > 1e-12 * max(1.0, np.abs(g).max())]
-            if spread:
-                ax.violinplot([runs[i] for i in spread], positions=spread, orientation="horizontal", showextrema=False)
-            flat = [i for i in range(len(runs)) if i not in spread]
-            ax.plot([runs[i][0] for i in flat], flat, "|", markersize=14, color="C0")
-            title = f"d/d{k}: {len(runs[0])} runs of n = {at} (violins)\nn = {c.n} run: mean ± 2 s.e."
-        ax.errorbar(
-            [float(r.grad[k]) for r in c.rows],
-            range(len(c.rows)),
-            xerr=[2 * float(r.stderr[k]) for r in c.rows],
-            fmt="o",
-            color="k",
-            label=f"n = {c.n} run: mean ± 2 s.e.",
-        )
-        if c.exact is not None:
-            ax.axvline(float(c.exact[k]), color="k", linestyle="--", label=f"exact ({str(c.exact_source)[:40]})")
-        ax.set_yticks(range(len(c.rows)), ticks, fontsize=8)
-        ax.set_xlabel(f"gradient estimate d/d{k}")
-        ax.set_ylabel("estimator")
-        ax.set_title(title, fontsize=9)
-        ax = axes[1][j]
-        for i, (r, label) in enumerate(zip(c.rows, labels)):
-            colour = colours[i % len(colours)]
-            bias = 0.0 if r.bias is None or r.unbiased else float(r.bias[k])
-            if bias == 0.0 and float(r.variance[k]) == 0.0:  # exact: no point on a log scale, so say so
-                label += " (exact: error 0, not drawn)"
-            ax.loglog(ns, np.sqrt(bias**2 + float(r.variance[k]) / ns), label=label, color=colour)
-            if sizes:
-                measured = [float(r.measured_error(m, c.exact)[k]) for m in sizes]
-                ax.loglog(sizes, measured, "o", color=colour, markersize=4)
-        ax.set_xlabel("n (samples)")
-        ax.set_ylabel(f"d/d{k}: " + ("RMS error" if c.exact is not None else "standard error (bias unknown)"))
-        ax.set_title(
-            "lines: predicted from the long run" + ("\ndots: measured from the repeated runs" if sizes else ""),
-            fontsize=9,
-        )
-    handles: dict[str, Any] = {}
-    for ax in (axes[0][0], axes[1][0]):  # every column has the same entries
-        for h, label in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=cols, fontsize=7)
-    return fig

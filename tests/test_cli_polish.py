@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import stochgrad as sg
-from stochgrad import backend as backend_module
+from stochgrad import backend_registry as backend_module
 from stochgrad.cli import _parser, main
 from stochgrad.cli_output import dumps, sample_count, z_text
 from stochgrad.testing.strategies import expressions

@@ -186,8 +186,8 @@ def test_compare_on_jax(x64):
     c = sg.compare("E[z**2, z ~ Normal(mu, 1)]", {"mu": 1.0}, n=4000, backend="jax", seed=0)
     assert c.backend == "jax" and c.exact == {"mu": 2.0}
     for row in c.rows:
-        if row.unbiased:
-            assert abs(row.grad["mu"] - 2.0) < 6 * row.stderr["mu"], row.estimator
+        if row.unbiased:  # within 6 standard errors; an exact row (pathwise_delta here: s.e. 0) to rounding
+            assert abs(row.grad["mu"] - 2.0) <= 6 * row.stderr["mu"] + 1e-9, row.estimator
 
 
 def test_plan_estimate_on_jax_is_sg_estimate(x64):

@@ -75,7 +75,8 @@ class EstimatorSpec:
     * ``piloted``: unbiased for *every* cost wherever it applies, so ``min_variance`` pilots
       measure it against the static choice (pathwise is unbiased only for differentiable costs,
       where the planner picks it already);
-    * ``compared``: :func:`stochgrad.compare` runs it (in each of its :meth:`variants`);
+    * ``compared``: :func:`stochgrad.compare` runs it (in each of its :meth:`variants`) wherever it
+      applies; every built-in one is, and one that is not is listed in ``Comparison.not_run``;
 
     and per instance :attr:`stateful` (a running state owned by the run or objective), :attr:`paired`
     and :attr:`reflects` (antithetic pairs on the sample axis)."""

@@ -33,8 +33,8 @@ with ``b`` leave-one-out over the *residuals* ``f - h`` of the other samples (or
   ``z`` and at ``mu``), the price ``min_variance`` weighs (:meth:`Delta.evaluations`).
 * The node must be the only random node of its expectation, outside enumerations and ``batch_axes``
   runs (:func:`~.copies.alone`); ``antithetic=true`` draws antithetic pairs (:mod:`.antithetic`, the
-  residual baseline then leaves the partner out).  Not ``compared`` or ``piloted`` by default:
-  request it by name.  The paper's second-order (Hessian) variant is not implemented.
+  residual baseline then leaves the partner out).  Not ``piloted`` by default (request it by
+  name); :func:`stochgrad.compare` runs it where it applies.  The paper's second-order (Hessian) variant is not implemented.
 
 The surrogate (first-order form): ``S = f(z) + stop(f - h - b) (L - stop L) + c^T (mu - stop mu)``
 with ``c = stop(grad f(mu))``: value the Monte Carlo estimate ``f(z)``, first derivative ``g``.
@@ -81,7 +81,6 @@ class Delta(Antithetic, EstimatorSpec):
 
     name: ClassVar[str] = "delta"
     scores: ClassVar[bool] = True
-    compared: ClassVar[bool] = False  # request it by name: it evaluates the cost at the mean
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     baseline: Any = "loo"
     antithetic: bool = False

@@ -72,7 +72,6 @@ class IndeCateR(EstimatorSpec):
 
     name: ClassVar[str] = "indecater"
     piloted: ClassVar[bool] = True
-    compared: ClassVar[bool] = False  # only random node of its expectation (as rebar): compare runs every node
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     #: the most cost evaluations per sample (``D K``) it accepts
     budget: int = 1024

@@ -22,7 +22,7 @@ mean, coefficients held at the current parameters,
   the samples (``Backend.hvp_inside``, capability ``"hvp_inside"``: torch and autograd; at most
   :data:`MAX_SIZE` elements); the node must
   be the only random node of its expectation (:func:`~.copies.alone`).  Non-finite coefficients
-  are set to 0 (still unbiased).  Not ``compared``: request it by name.
+  are set to 0 (still unbiased).  ``compare`` runs it where it applies.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ class PathwiseDelta(EstimatorSpec):
     name: ClassVar[str] = "pathwise_delta"
     through_sample: ClassVar[bool] = True
     pathwise: ClassVar[bool] = True
-    compared: ClassVar[bool] = False  # request it by name: D + 1 Hessian-vector products per sample
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
     def describe(self) -> str:

@@ -66,7 +66,6 @@ class Rebar(LearnedControl, EstimatorSpec):
     name: ClassVar[str] = "rebar"
     scores: ClassVar[bool] = True
     through_sample: ClassVar[bool] = True
-    compared: ClassVar[bool] = False
     copies_cost: ClassVar[int] = COPIES  # the surrogate evaluates the cost on this many copies
     relaxes_cost: ClassVar[bool] = True  # the planner refuses a cost not differentiable in the node
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name

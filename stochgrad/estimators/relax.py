@@ -78,7 +78,6 @@ class Relax(LearnedControl, EstimatorSpec):
     name: ClassVar[str] = "relax"
     scores: ClassVar[bool] = True
     through_sample: ClassVar[bool] = True
-    compared: ClassVar[bool] = False
     copies_cost: ClassVar[int] = 3  # b, s(z), s(z~) (one with cost_term=False: evaluations())
     relaxes_cost: ClassVar[bool] = True  # the planner refuses a cost not differentiable in the node
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name

@@ -21,13 +21,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from .. import ir
+from ..densities import LogProb
 from ..discrete import minus_gumbel
-from ..distributions import Relaxable
+from ..distributions import Relaxable, lookup
 from ..errors import PlanError, StochgradError
-from .base import Array, EstimatorSpec
+from .base import Array, EstimatorSpec, Rebuild
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from ..backend import Backend
     from ..distributions import Distribution, Draw
@@ -91,3 +93,19 @@ class Relaxed(Tempered):
 
     def variants(self, *, temperatures: Sequence[float]) -> tuple[EstimatorSpec, ...]:
         return tuple(Relaxed(temperature=t) for t in temperatures)
+
+    def rewrite_cost(
+        self, body: ir.Expr, var: str, dist: ir.Dist, rebuild: Rebuild, shapes: Mapping[str, Any] | None = None
+    ) -> None:
+        """Refuse a cost that takes a discrete law's mass at the node (``log_prob(Bernoulli(p), z)``):
+        a relaxed value lies off that law's support, so the mass would be -inf or NaN, not a biased
+        number.  The cost is left as it is."""
+        for node in ir.walk(body):
+            if isinstance(node, LogProb) and lookup(node.dist.name).discrete:
+                if any(isinstance(x, ir.Name) and x.id == var for x in ir.walk(node.x)):
+                    raise PlanError(
+                        f"{var} ~ {dist}: relaxed feeds the cost relaxed values of {var}, off the support of"
+                        f" `{node}` (a mass function: -inf or NaN there); use a score-function estimator"
+                        " or straight_through (whose forward value is discrete)"
+                    )
+        return None

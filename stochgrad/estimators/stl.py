@@ -46,8 +46,6 @@ class StickingTheLanding(Pathwise):
     """Pathwise, with the node's own law's parameters stopped inside ``log_prob(law, node)``."""
 
     name: ClassVar[str] = "stl"
-    #: compare lists the estimators that apply to every cost; request it by name
-    compared: ClassVar[bool] = False
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
 
     def rewrite_cost(
