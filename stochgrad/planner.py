@@ -29,7 +29,8 @@ from .densities import Entropy, LogProb
 from .distributions import joint_states, lookup
 from .distscope import scope_key
 from .errors import PlanError, StochgradError, did_you_mean
-from .estimators import EstimatorSpec, Score, as_spec
+from .estimators import EstimatorSpec, Relaxed, Score, as_spec
+from .estimators.enumerate_examples import per_example
 from .kl import KL_FORMULAS, monte_carlo_reason
 from .kl import verdict as kl_verdict
 from .parser import as_expression
@@ -217,6 +218,24 @@ class _Planner:
                 self.notes.append(rewrite.note)
             if rewrite.biased:
                 final[k] = frame.nodes[k] = dataclasses.replace(n, biased=True, reason=f"{n.reason}; {rewrite.biased}")
+        # planned as scored for the plate analysis: a requested enumerate_examples (restored after it), and
+        # a low_variance relaxation alone in its expectation, which an exact per-example enumeration replaces
+        # where it fits (exact beats biased, as rule 2 before rule 3); otherwise the relaxation is planned as is
+        stand_in = lambda n: n.spec.needs_plates or (len(final) == 1 and type(n.spec) is Relaxed)  # noqa: E731
+        trial = [dataclasses.replace(n, spec=Score()) if stand_in(n) else n for n in final]
+        nodes, terms, boxes, plates = self.assemble(e, trial, body, scope)
+        relaxed = [j for j, n in enumerate(final) if stand_in(n) and not n.spec.needs_plates]
+        if relaxed and type(nodes[relaxed[0]].spec) is Score:  # not replaced: plan the relaxation itself
+            nodes, terms, boxes, plates = self.assemble(e, final, body, scope)
+        final = [dataclasses.replace(m, spec=n.spec) if n.spec.needs_plates else m for n, m in zip(final, nodes)]
+        self.append(final)
+        return PlannedExpect(e, tuple(final), terms, boxes, plates)
+
+    def assemble(
+        self, e: ir.Expect, final: list[NodePlan], body: ir.Expr, scope: Scope
+    ) -> tuple[list[NodePlan], tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+        """The expectation's cost terms, the score nodes each term pairs with, and the plates inferred
+        (then, by default, a plated node enumerated per example where that is exact)."""
         score = [n.spec.scores for n in final]
         positions = {n.uid: j for j, n in enumerate(final)}
         ancestors = score_ancestors([[positions[u] for u in n.parents if u in positions] for n in final], score)
@@ -229,8 +248,9 @@ class _Planner:
         if self.shapes is not None and any(score):  # per-example score terms where the cost allows (stochgrad.plates)
             found = infer_plates(tuple(final), terms, boxes, ShapeEnv(self.shapes, scope))
             final, terms, plates = list(found.nodes), found.terms, found.plates
-        self.append(final)
-        return PlannedExpect(e, tuple(final), terms, boxes, plates)
+            if len(final) == 1 and final[0].var not in self.overrides and self.policy != "min_variance":
+                final, self.budget = per_example(PlannedExpect(e, tuple(final), terms, boxes, plates), self.budget)
+        return final, terms, boxes, plates
 
     def decide(self, b: ir.Binding, dist: ir.Dist, node: NodePlan, nondiff: str | None) -> NodePlan:
         out = self._decide(b, dist, node, nondiff)

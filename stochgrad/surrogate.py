@@ -31,10 +31,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import ir
-from .errors import StochgradError
 from .estimators import magic_box, score_term
 from .estimators.base import EstimatorSpec, first_order_only
+from .estimators.copies import check_plate
 from .planned import PlannedExpect
 from .sampleaxis import add, mul, sub, sum_aligned
 from .userfn import check_operands
@@ -168,7 +167,7 @@ def _unenumerated(e: PlannedExpect, nodes: list[Step], terms: list[Step]) -> Ste
             if box:
                 if low.batch_axes:
                     text = e.terms[i][1]
-                    _check_plate(
+                    check_plate(
                         low,
                         value,
                         [logq[j] for j in box],
@@ -264,7 +263,7 @@ def expect(
             value, plate = _examples(low, value), None
         if box:
             if low.batch_axes:  # a term with an inferred plate is a sum over the examples as written
-                _check_plate(
+                check_plate(
                     low,
                     value,
                     [logq[j] for j in box],
@@ -304,24 +303,6 @@ def _scored(low: Frame, value: Array, box: Array, base: Array | None) -> Array:
     if base is None:
         return mul(low, box, value)
     return add(low, mul(low, box, sub(low, value, base)), base)
-
-
-def _check_plate(
-    low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr, rank: int | None = None
-) -> None:
-    """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
-    cost per example): a term summed over the examples would pair every example's score with
-    the whole batch's cost, and be counted once per example.  ``rank``: the term's as written."""
-    rank = len(low.B.shape(value)) - 1 if rank is None else rank
-    for lq, var in zip(logqs, variables):
-        kept = len(low.B.shape(lq)) - 1  # the batch axes of var's log-probability
-        if rank < kept:
-            raise StochgradError(
-                f"batch_axes={low.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
-                f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
-                f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
-                f" only, e.g. sum(..., axis=-1)), or use batch_axes=0"
-            )
 
 
 def _examples(low: Frame, value: Array | float) -> Array | float:

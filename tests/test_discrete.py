@@ -259,7 +259,12 @@ def test_enumeration_inside_a_nested_expectation(backend):
 def test_enumeration_budget(backend):
     text = "E[sum(y), y ~ Bernoulli(p)]"
     p = np.full(12, 0.3)
-    assert sg.estimate(text, {"p": p}, n=10, backend=backend, seed=0).plan.node("y").estimator == "score"
+    # 2^12 joint states exceed the default budget; a sum of per-element terms is enumerated per element
+    each = sg.estimate(text, {"p": p}, n=10, backend=backend, seed=0)
+    assert each.plan.node("y").estimator == "enumerate_examples"
+    np.testing.assert_allclose(each.grad["p"], np.ones(12), atol=1e-9)
+    tight = sg.estimate(text, {"p": p}, n=10, backend=backend, seed=0, enumerate_budget=1)
+    assert tight.plan.node("y").estimator == "score"
     r = sg.estimate(text, {"p": p}, n=2, backend=backend, seed=0, enumerate_budget=4096)
     assert r.plan.node("y").estimator == "enumerate"
     np.testing.assert_allclose(r.grad["p"], np.ones(12), atol=1e-9)
@@ -289,12 +294,16 @@ def test_moving_average_baseline_state(backend):
 
 def test_low_variance_policy_relaxes_when_enumeration_is_too_large():
     shapes = {"p": (30,)}
-    text = "E[sum(y**2), y ~ Bernoulli(p)]"
+    text = "E[sum(y)**2, y ~ Bernoulli(p)]"  # not a sum of per-element terms: no exact method fits
     assert sg.plan(text, shapes=shapes).node("y").estimator == "score"
     node = sg.plan(text, shapes=shapes, policy="low_variance").node("y")
     assert node.estimator == "relaxed" and node.biased
     # a non-differentiable cost keeps the score function even under low_variance
-    assert sg.plan("E[sum(y > 0.5), y ~ Bernoulli(p)]", shapes=shapes, policy="low_variance").node("y").estimator == "score"
+    assert sg.plan("E[sum(y > 0.5)**2, y ~ Bernoulli(p)]", shapes=shapes, policy="low_variance").node("y").estimator == "score"
+    # exact beats a relaxation: a sum of per-element terms is enumerated per element under either policy
+    for policy in ("unbiased", "low_variance"):
+        each = sg.plan("E[sum(y**2), y ~ Bernoulli(p)]", shapes=shapes, policy=policy).node("y")
+        assert each.estimator == "enumerate_examples" and not each.biased
     with pytest.raises(sg.PlanError, match=r"unknown policy 'low_varience' \(did you mean 'low_variance'\?\)"):
         sg.plan(text, policy="low_varience")
 

@@ -124,11 +124,16 @@ def test_minibatch_score_gradient_is_unbiased_and_plated(backend):
         zero = se == 0  # a pixel off in every image: V's row has no gradient at all
         np.testing.assert_array_equal(g[zero], want[k][zero], err_msg=k)
         assert np.all(np.abs(g - want[k])[~zero] < 6 * se[~zero]), k
-    joint = sg.estimate(sbn.ELBO_SUMMED, {**theta, "x": x}, n=20000, backend=backend, seed=0)
+    joint = sg.estimate(sbn.ELBO_SUMMED, {**theta, "x": x}, n=20000, backend=backend, seed=0,
+                        estimators={"h": "score"})
     assert "plate over 4 examples (inferred" in str(joint.plan)
     for k in sbn.NAMES:
         np.testing.assert_allclose(joint.grad[k], est.grad[k], rtol=1e-9, atol=1e-12, err_msg=k)
         np.testing.assert_allclose(joint.stderr[k], est.stderr[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    exact = sg.estimate(sbn.ELBO_SUMMED, {**theta, "x": x}, n=4, backend=backend, seed=0)  # the default plan
+    assert exact.plan.node("h").estimator == "enumerate_examples", exact.plan
+    for k in sbn.NAMES:  # each image's 32 states summed exactly: the brute-force gradient, to rounding
+        np.testing.assert_allclose(exact.grad[k], want[k], rtol=1e-9, atol=1e-10, err_msg=k)
 
 
 def test_script_prints_the_plans_and_a_climbing_elbo():

@@ -47,13 +47,23 @@ def _expr(cost):
 
 @pytest.mark.parametrize("cost,declared,params,value,grad", CASES, ids=["log_prob", "matmul", "index"])
 def test_per_example_models_are_plated_like_a_declared_plate(backend, cost, declared, params, value, grad):
-    inferred = sg.estimate(_expr(cost), params, n=3000, backend=backend, seed=3)
+    inferred = sg.estimate(_expr(cost), params, n=3000, backend=backend, seed=3, estimators={"h": "score"})
     plate = sg.estimate(_expr(declared), params, n=3000, backend=backend, seed=3, batch_axes=1)
     assert PLATE in str(inferred.plan.node("h"))
     assert "plate declared (batch_axes=1)" in str(plate.plan)
     for name in params:  # the same seed, the same per-example surrogate: the same numbers
         np.testing.assert_allclose(inferred.grad[name], plate.grad[name], rtol=1e-9, atol=1e-12)
     assert_estimate(inferred, value=value, grad=grad)
+    _exact_by_default(_expr(cost), params, backend, value, grad)
+
+
+def _exact_by_default(expr, params, backend, value, grad):
+    """The default plan enumerates each row's 32 states side by side: the closed form, to rounding."""
+    r = sg.estimate(expr, params, n=4, backend=backend, seed=0)
+    assert r.plan.node("h").estimator == "enumerate_examples" and PLATE in str(r.plan.node("h"))
+    np.testing.assert_allclose(r.value, value, rtol=1e-9, atol=1e-10)
+    for name, g in grad.items():
+        np.testing.assert_allclose(r.grad[name], g, rtol=1e-9, atol=1e-10)
 
 
 def _row_brute_force(Y):
@@ -72,7 +82,7 @@ def test_a_nonlinear_per_row_model_matches_row_enumeration(backend):
     Y = (RNG.random(size=(32, 3)) < 0.5).astype(float)
     cost = "sum(log_prob(Bernoulli(logits=h @ W), Y))"
     params = {"L": L, "W": W, "Y": Y}
-    r = sg.estimate(_expr(cost), params, n=3000, backend=backend, seed=5)
+    r = sg.estimate(_expr(cost), params, n=3000, backend=backend, seed=5, estimators={"h": "score"})
     d = sg.estimate(_expr("sum(log_prob(Bernoulli(logits=h @ W), Y), axis=-1)"), params, n=3000, backend=backend,
                     seed=5, batch_axes=1)
     assert PLATE in str(r.plan.node("h"))
@@ -80,6 +90,7 @@ def test_a_nonlinear_per_row_model_matches_row_enumeration(backend):
     for name in ("L", "W"):
         np.testing.assert_allclose(r.grad[name], d.grad[name], rtol=1e-9, atol=1e-12)
     assert_estimate(r, value=value, grad={"L": gL, "W": gW})
+    _exact_by_default(_expr(cost), params, backend, value, {"L": gL, "W": gW})
 
 
 NEGATIVE = [  # (cost, params, reason, value, grad of L)

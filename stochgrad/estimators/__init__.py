@@ -35,6 +35,7 @@ from .detached import Detached
 from .disarm import ARM, DisARM
 from .dreg import DReG
 from .enumerate import Enumerate
+from .enumerate_examples import EnumerateExamples
 from .indecater import IndeCateR
 from .pathwise import Pathwise
 from .pathwise_delta import PathwiseDelta
@@ -61,6 +62,7 @@ __all__ = [
     "Detached",
     "DisARM",
     "Enumerate",
+    "EnumerateExamples",
     "EstimatorSpec",
     "IndeCateR",
     "LoneScore",
@@ -158,6 +160,7 @@ register_estimator(Delta)  # the score function with the delta-method control va
 register_estimator(PathwiseDelta)  # pathwise with the second-order delta-method control variate
 register_estimator(SumAndSample)
 register_estimator(UnorderedSet)
+register_estimator(EnumerateExamples)  # a plate's examples enumerated side by side (enumerate_examples.py)
 
 
 def applicable(

@@ -99,6 +99,9 @@ class EstimatorSpec:
     #: the form of cost the estimator needs, where it needs one ("": any cost); its ``rewrite_cost``
     #: refuses other costs by name, so planning may refuse where :meth:`requires` accepts the law
     cost_form: ClassVar[str] = ""
+    #: the planner analyses the node's plate as for a scored node (per-example terms), though it does
+    #: not score it (enumerate_examples)
+    needs_plates: ClassVar[bool] = False
 
     @property
     def paired(self) -> bool:

@@ -24,6 +24,7 @@ from ..errors import PlanError, StochgradError
 from ..types import Array
 
 if TYPE_CHECKING:
+    from .. import ir
     from ..planned import PlannedExpect
     from ..program.frame import Frame
 
@@ -100,3 +101,21 @@ def paired_logq(fr: Frame, logq: Array, like: Array, var: str, name: str) -> Arr
     while len(B.shape(lq)) < len(B.shape(like)):
         lq = B.reshape(lq, B.shape(lq) + (1,))
     return lq
+
+
+def check_plate(
+    low: Frame, value: Array, logqs: list[Array], variables: list[str], term: ir.Expr, rank: int | None = None
+) -> None:
+    """With ``batch_axes``, a cost term scored by a node must keep the node's batch axes (one
+    cost per example): a term summed over the examples would pair every example's score with
+    the whole batch's cost, and be counted once per example.  ``rank``: the term's as written."""
+    rank = len(low.B.shape(value)) - 1 if rank is None else rank
+    for lq, var in zip(logqs, variables):
+        kept = len(low.B.shape(lq)) - 1  # the batch axes of var's log-probability
+        if rank < kept:
+            raise StochgradError(
+                f"batch_axes={low.batch_axes}: the cost term `{term}` depends on {var}, which has {kept}"
+                f" batch ax{'is' if kept == 1 else 'es'} (independent examples), but the term has {rank}"
+                f" ax{'is' if rank == 1 else 'es'}: keep one cost per example (sum over the other axes"
+                f" only, e.g. sum(..., axis=-1)), or use batch_axes=0"
+            )
