@@ -89,6 +89,11 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def estimator_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--estimator`` / ``-e VAR=NAME[:KEY=VALUE,...]``, repeatable."""
+    p.add_argument("--estimator", "-e", action="append", type=_assignment, default=[], metavar="VAR=NAME", help=help)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="stochgrad", description="Gradients of expectations, written as a DSL.")
     ap.add_argument("--version", action=_Version, nargs=0, help="print the versions and exit")
@@ -99,14 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("expression", help=expression)
-        p.add_argument(
-            "--estimator",
-            "-e",
-            action="append",
-            type=_assignment,
-            default=[],
-            metavar="VAR=NAME",
-            help=f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
+        estimator_option(
+            p,
+            f"override a random variable's estimator: {', '.join(ESTIMATORS)};"
             " options as NAME:KEY=VALUE, e.g. y=relaxed:temperature=0.1 or z=score:baseline=none",
         )
         p.add_argument(
@@ -142,14 +142,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="temperatures for the relaxed estimator (repeat; default 0.1, 0.5, 1)",
     )
-    p_cmp.add_argument(
-        "--estimator",
-        "-e",
-        action="append",
-        type=_assignment,
-        default=[],
-        metavar="VAR=NAME",
-        help="also run this configured estimator for a random variable (repeat), beside every registered one"
+    estimator_option(
+        p_cmp,
+        "also run this configured estimator for a random variable (repeat), beside every registered one"
         " in its default configuration, e.g. b=relaxed:temperature=0.05 or z=score:baseline=none",
     )
     p_cmp.add_argument("--json", action="store_true", help="print the table as JSON (errors too)")

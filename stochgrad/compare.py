@@ -198,14 +198,6 @@ def _z(bias: Any, se: Any, scale: Any = 1.0) -> str:
 
 
 def candidates(
-    p: Plan, var: str, temperatures: Sequence[float], capabilities: frozenset[str] | None = None
-) -> list[EstimatorSpec]:
-    """Every registered estimator that applies to node ``var`` of plan ``p`` and is ``compared``,
-    in each of its variants (``temperatures`` for the relaxation), in registry order."""
-    return _sorted(p, var, temperatures, capabilities)[0]
-
-
-def _sorted(
     p: Plan, var: str, temperatures: Sequence[float], capabilities: frozenset[str] | None
 ) -> tuple[list[EstimatorSpec], list[NotRun]]:
     """Node ``var``'s runnable candidates, and the registered estimators it cannot run, with why:
@@ -314,7 +306,7 @@ def compare(
         )
     rows, not_run = [], []
     for node in base.nodes:
-        specs, skipped = _sorted(base, node.var, temperatures, B.capabilities)
+        specs, skipped = candidates(base, node.var, temperatures, B.capabilities)
         not_run += skipped
         for spec in specs + (_extras(node.var, extras[node.var]) if node.var in extras else []):
             try:

@@ -218,10 +218,13 @@ class _Planner:
                 self.notes.append(rewrite.note)
             if rewrite.biased:
                 final[k] = frame.nodes[k] = dataclasses.replace(n, biased=True, reason=f"{n.reason}; {rewrite.biased}")
+
         # planned as scored for the plate analysis: a requested enumerate_examples (restored after it), and
         # a low_variance relaxation alone in its expectation, which an exact per-example enumeration replaces
         # where it fits (exact beats biased, as rule 2 before rule 3); otherwise the relaxation is planned as is
-        stand_in = lambda n: n.spec.needs_plates or (len(final) == 1 and type(n.spec) is Relaxed)  # noqa: E731
+        def stand_in(n: NodePlan) -> bool:
+            return n.spec.needs_plates or (len(final) == 1 and type(n.spec) is Relaxed)
+
         trial = [dataclasses.replace(n, spec=Score()) if stand_in(n) else n for n in final]
         nodes, terms, boxes, plates = self.assemble(e, trial, body, scope)
         relaxed = [j for j, n in enumerate(final) if stand_in(n) and not n.spec.needs_plates]

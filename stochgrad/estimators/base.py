@@ -195,6 +195,22 @@ class EstimatorSpec:
         return self
 
 
+def option_text(v: Any) -> str:
+    """An option value as the user wrote it (``as_spec`` reads ``k=9`` as 9.0)."""
+    return f"{v:g}" if isinstance(v, float) else repr(v)
+
+
+def whole_option(spec: EstimatorSpec, key: str, what: str, low: int = 1, high: int | None = None) -> None:
+    """Check a frozen spec's option ``key``: a whole number from ``low`` to ``high`` (``True`` is not 1; a
+    float such as ``as_spec``'s 9.0 is accepted and stored as an int); otherwise a :class:`PlanError`
+    saying ``what`` it must be."""
+    v = getattr(spec, key)
+    whole = not isinstance(v, bool) and isinstance(v, (int, float)) and float(v).is_integer()
+    if not whole or v < low or (high is not None and v > high):
+        raise PlanError(f"{spec.name}: {key} must be {what}, got {option_text(v)}")
+    object.__setattr__(spec, key, int(v))
+
+
 def magic_box(B: Backend, logq: Array) -> Array:
     """DiCE's ``exp(L - stop(L))``: value exactly 1, gradient ``grad L``, at every order."""
     return B.fn["exp"](logq - B.stop_gradient(logq))

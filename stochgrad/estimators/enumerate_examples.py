@@ -38,7 +38,7 @@ import numpy as np
 from .. import ir
 from ..distributions import joint_prob, joint_states, joint_support, lookup
 from ..errors import PlanError
-from .base import Array, EstimatorSpec, ExpectStep
+from .base import Array, EstimatorSpec, ExpectStep, whole_option
 from .copies import alone, check_plate, tiled
 from .score import Score
 
@@ -78,10 +78,7 @@ class EnumerateExamples(EstimatorSpec):
     budget: int = BUDGET
 
     def __post_init__(self) -> None:
-        b = self.budget
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not float(b).is_integer() or b < 1:
-            raise PlanError(f"enumerate_examples: budget must be a whole number >= 1 of states, got {b!r}")
-        object.__setattr__(self, "budget", int(b))
+        whole_option(self, "budget", "a whole number >= 1 of states")
 
     def describe(self) -> str:
         return "enumerate_examples (each example's states summed exactly, the examples side by side)"

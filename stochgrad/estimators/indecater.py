@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 
 from ..errors import PlanError
-from .base import Array, EstimatorSpec, ExpectStep
+from .base import Array, EstimatorSpec, ExpectStep, whole_option
 from .copies import alone, cost_on_copies, tiled
 
 if TYPE_CHECKING:
@@ -77,10 +77,7 @@ class IndeCateR(EstimatorSpec):
     budget: int = 1024
 
     def __post_init__(self) -> None:
-        b = self.budget
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not float(b).is_integer() or b < 1:
-            raise PlanError(f"indecater: budget must be a whole number >= 1 of cost evaluations per sample, got {b!r}")
-        object.__setattr__(self, "budget", int(b))
+        whole_option(self, "budget", "a whole number >= 1 of cost evaluations per sample")
 
     def describe(self) -> str:
         return "indecater (CatLog trick: each element's classes summed, D x K cost evaluations per sample; first order only)"

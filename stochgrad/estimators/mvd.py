@@ -48,7 +48,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import PlanError
-from .base import Array, EstimatorSpec, ExpectStep
+from .base import Array, EstimatorSpec, ExpectStep, whole_option
 from .copies import alone, cost_on_copies, tiled
 from .mvd_laws import LAWS, Law, Part, listing, live_params, points
 
@@ -76,10 +76,7 @@ class MeasureValued(EstimatorSpec):
     budget: int = BUDGET
 
     def __post_init__(self) -> None:
-        b = self.budget
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 1 or b != int(b):
-            raise PlanError(f"mvd: budget must be a whole number >= 1 of cost evaluations per sample, got {b!r}")
-        object.__setattr__(self, "budget", int(b))
+        whole_option(self, "budget", "a whole number >= 1 of cost evaluations per sample")
 
     def describe(self) -> str:
         return "mvd (measure-valued derivatives; first order only)"

@@ -57,7 +57,7 @@ import numpy as np
 
 from ..distributions import joint_prob, joint_support
 from ..errors import PlanError
-from .base import Array, EstimatorSpec, ExpectStep
+from .base import Array, EstimatorSpec, ExpectStep, whole_option
 from .copies import alone, cost_on_copies, tiled
 from .score import leave_one_out
 
@@ -74,11 +74,6 @@ LAWS = ("Categorical", "Bernoulli")
 
 def _var(draw: Any) -> str:
     return getattr(getattr(draw, "node", None), "var", "the node")
-
-
-def option_text(k: Any) -> str:
-    """An option value as the user wrote it (``as_spec`` reads ``k=9`` as 9.0)."""
-    return f"{k:g}" if isinstance(k, float) else repr(k)
 
 
 @dataclass(frozen=True)
@@ -110,10 +105,7 @@ class SumAndSample(JointSubset):
     k: int = 3
 
     def __post_init__(self) -> None:
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or k < 1:
-            raise PlanError(f"{self.name}: k must be an integer >= 1 (the states summed exactly), got {option_text(k)}")
-        object.__setattr__(self, "k", int(k))
+        whole_option(self, "k", "an integer >= 1 (the states summed exactly)")
 
     def describe(self) -> str:
         return (

@@ -45,10 +45,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
-from ..errors import PlanError
-from .base import Array, ExpectStep
+from .base import Array, ExpectStep, whole_option
 from .copies import alone, cost_on_copies, tiled
-from .sum_and_sample import JointSubset, columns, host_log_probs, node_support, option_text
+from .sum_and_sample import JointSubset, columns, host_log_probs, node_support
 
 if TYPE_CHECKING:
     from ..backend import Backend
@@ -72,13 +71,8 @@ class UnorderedSet(JointSubset):
     k: int = 4
 
     def __post_init__(self) -> None:
-        k = self.k
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not float(k).is_integer() or not 2 <= k <= MAX_K:
-            raise PlanError(
-                f"{self.name}: k must be an integer from 2 (its baseline uses the other samples) to"
-                f" {MAX_K} (exact inclusion probabilities over its subsets), got {option_text(k)}"
-            )
-        object.__setattr__(self, "k", int(k))
+        what = f"an integer from 2 (its baseline uses the other samples) to {MAX_K} (exact inclusion probabilities over its subsets)"
+        whole_option(self, "k", what, low=2, high=MAX_K)
 
     def describe(self) -> str:
         return f"{self.name} (k={self.k} states without replacement, built-in baseline; exact when k >= the states)"
