@@ -116,7 +116,7 @@ def test_min_variance_pilots_run_when_planning_and_never_when_running(monkeypatc
     variance._OUTCOMES.clear()
     p = sg.plan(text, at, policy="min_variance", seed=5, backend=backend)
     planned = len(calls)
-    assert planned == 3 and "min_variance pilot" in str(p)  # one pilot run per candidate (pathwise, score, mvd)
+    assert planned == 4 and "min_variance pilot" in str(p)  # one pilot run per candidate (pathwise, score, mvd, delta)
     r = p.estimate(at, n=500, seed=5)
     again = p.estimate(at, n=500, seed=5)
     assert len(calls) == planned  # running a plan pilots nothing

@@ -33,8 +33,9 @@ with ``b`` leave-one-out over the *residuals* ``f - h`` of the other samples (or
   ``z`` and at ``mu``), the price ``min_variance`` weighs (:meth:`Delta.evaluations`).
 * The node must be the only random node of its expectation, outside enumerations and ``batch_axes``
   runs (:func:`~.copies.alone`); ``antithetic=true`` draws antithetic pairs (:mod:`.antithetic`, the
-  residual baseline then leaves the partner out).  Not ``piloted`` by default (request it by
-  name); :func:`stochgrad.compare` runs it where it applies.  The paper's second-order (Hessian) variant is not implemented.
+  residual baseline then leaves the partner out).  ``piloted``: unbiased for any cost where it
+  applies, so ``policy="min_variance"`` weighs it (at two cost evaluations per sample) and lists it as
+  refused where it does not apply; :func:`stochgrad.compare` runs it where it applies.  The paper's second-order (Hessian) variant is not implemented.
 
 The surrogate (first-order form): ``S = f(z) + stop(f - h - b) (L - stop L) + c^T (mu - stop mu)``
 with ``c = stop(grad f(mu))``: value the Monte Carlo estimate ``f(z)``, first derivative ``g``.
@@ -80,6 +81,7 @@ class Delta(Antithetic, EstimatorSpec):
     """Score function minus the first-order Taylor expansion of the cost at the node's mean."""
 
     name: ClassVar[str] = "delta"
+    piloted: ClassVar[bool] = True  # unbiased for any cost where it applies: min_variance weighs it
     scores: ClassVar[bool] = True
     orders: ClassVar[int | None] = 1  # a second derivative is refused by name
     baseline: Any = "loo"
